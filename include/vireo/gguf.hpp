@@ -1,0 +1,148 @@
+// GGUF reader (format versions 2 and 3).
+//
+// A File is a validated, read-only view of a GGUF model: metadata key/values (every value
+// type, nested arrays included), the tensor directory, and the tensor bytes, memory-mapped
+// from disk (or held in memory for tests). Every count, offset and size read from the file
+// is checked against the bytes that remain, with overflow-checked arithmetic, before anything
+// is allocated: a crafted file cannot make the reader allocate much more than its own size,
+// read out of bounds, or crash. Any violation throws vireo::Error(InvalidModel) naming the
+// field and the offending value; unknown tensor types throw Error(Unsupported).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vireo/error.hpp"
+
+namespace vireo::gguf {
+
+/// Metadata value types, numbered as in the GGUF spec.
+enum class ValueType : std::uint32_t {
+  UInt8 = 0, Int8 = 1, UInt16 = 2, Int16 = 3, UInt32 = 4, Int32 = 5, Float32 = 6,
+  Bool = 7, String = 8, Array = 9, UInt64 = 10, Int64 = 11, Float64 = 12,
+};
+
+/// Tensor element types vireo reads (numbered as ggml's `ggml_type`).
+enum class TensorType : std::uint32_t { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, BF16 = 30 };
+
+const char* to_string(ValueType t) noexcept;
+const char* to_string(TensorType t) noexcept;
+/// Elements per block (1 for float types, 32 for Q4_0/Q4_1/Q8_0).
+std::size_t block_elements(TensorType t) noexcept;
+/// Bytes per block: F32 4, F16/BF16 2, Q4_0 18, Q4_1 20, Q8_0 34.
+std::size_t block_bytes(TensorType t) noexcept;
+/// Bytes of `n` elements (n must be a multiple of block_elements); throws on overflow.
+std::uint64_t row_bytes(TensorType t, std::uint64_t n);
+
+/// Dequantize `n` elements (a multiple of block_elements(t)) of type `t` from `src` to fp32.
+void dequantize(TensorType t, const void* src, float* dst, std::size_t n);
+/// Quantize fp32 to `t` (reference round-to-nearest, as ggml does); used for random models
+/// and tests. `n` must be a multiple of block_elements(t); dst holds row_bytes(t, n) bytes.
+void quantize(TensorType t, const float* src, void* dst, std::size_t n);
+
+/// One metadata value. Arrays hold their elements (nested arrays allowed).
+class Value {
+ public:
+  ValueType type() const noexcept { return type_; }
+  /// Element type of an array value (only meaningful when type() == Array).
+  ValueType array_type() const noexcept { return array_type_; }
+
+  /// Integer/bool values as unsigned; throws InvalidModel for negatives or non-integers.
+  std::uint64_t as_uint() const;
+  /// Any integer or bool value as signed; throws InvalidModel on overflow or non-integers.
+  std::int64_t as_int() const;
+  /// Any numeric value as double.
+  double as_float() const;
+  bool as_bool() const;
+  const std::string& as_string() const;
+  const std::vector<Value>& as_array() const;
+
+  // Construction (used by the reader and by tests that write GGUF files).
+  static Value make_uint(ValueType t, std::uint64_t v);
+  static Value make_int(ValueType t, std::int64_t v);
+  static Value make_float(ValueType t, double v);
+  static Value make_bool(bool v);
+  static Value make_string(std::string v);
+  static Value make_array(ValueType elem, std::vector<Value> v);
+
+ private:
+  ValueType type_ = ValueType::UInt8;
+  ValueType array_type_ = ValueType::UInt8;
+  std::uint64_t u_ = 0;
+  std::int64_t i_ = 0;
+  double f_ = 0;
+  std::string s_;
+  std::vector<Value> arr_;
+};
+
+struct TensorInfo {
+  std::string name;
+  TensorType type = TensorType::F32;
+  /// Dimensions, fastest-varying first (GGUF order): a [rows=out, cols=in] weight matrix
+  /// has shape {in, out}.
+  std::vector<std::uint64_t> shape;
+  std::uint64_t n_elements = 0;
+  std::uint64_t offset = 0;      ///< offset of the data relative to the data section
+  std::uint64_t size_bytes = 0;  ///< exact bytes of the data
+  const std::byte* data = nullptr;  ///< points into the mapped file
+};
+
+class File {
+ public:
+  /// Memory-map and validate a GGUF file. Throws Io / InvalidModel / Unsupported.
+  static File open(const std::filesystem::path& path);
+  /// Validate a GGUF image held in memory (the File keeps the bytes alive).
+  static File from_bytes(std::vector<std::byte> bytes);
+
+  File(File&&) noexcept;
+  File& operator=(File&&) noexcept;
+  ~File();
+
+  std::uint32_t version() const noexcept;
+  std::uint64_t alignment() const noexcept;  ///< general.alignment, default 32
+  /// Metadata in file order.
+  const std::vector<std::pair<std::string, Value>>& metadata() const noexcept;
+  /// nullptr when absent.
+  const Value* find(std::string_view key) const noexcept;
+  /// Throws InvalidModel naming the key when absent.
+  const Value& get(std::string_view key) const;
+  const std::vector<TensorInfo>& tensors() const noexcept;
+  const TensorInfo* find_tensor(std::string_view name) const noexcept;
+  /// Throws InvalidModel naming the tensor when absent.
+  const TensorInfo& tensor(std::string_view name) const;
+  /// Size of the whole file image in bytes.
+  std::uint64_t file_size() const noexcept;
+
+ private:
+  struct Impl;
+  explicit File(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Writes GGUF v3 images; used by tests and by tools that build small models in code.
+class Writer {
+ public:
+  void set(std::string key, Value v);
+  /// `data` holds row_bytes(type, n_elements) bytes; shape is fastest-first.
+  void add_tensor(std::string name, TensorType type, std::vector<std::uint64_t> shape,
+                  std::span<const std::byte> data);
+  std::vector<std::byte> bytes(std::uint32_t version = 3, std::uint64_t alignment = 32) const;
+  void write(const std::filesystem::path& path) const;
+
+ private:
+  std::vector<std::pair<std::string, Value>> kv_;
+  struct T {
+    std::string name;
+    TensorType type;
+    std::vector<std::uint64_t> shape;
+    std::vector<std::byte> data;
+  };
+  std::vector<T> tensors_;
+};
+
+}  // namespace vireo::gguf

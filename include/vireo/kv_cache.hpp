@@ -1,0 +1,113 @@
+// KVCache: paged K/V storage for many sequences.
+//
+// Storage is a pool of fixed-size blocks (block_size tokens x all layers x K and V); each
+// sequence owns a block table. Blocks are reference-counted: fork() shares them and a shared
+// (or prefix-cached) block is copied only when a sequence writes into it (copy on write).
+// With prefix caching on, every full block is identified by a hash chain over its tokens
+// (parent hash + block tokens); add_sequence(prompt) reuses the longest cached prefix.
+// Unreferenced cached blocks stay resident and are evicted least-recently-used first, only
+// when a new block is needed. Sequences can be swapped to host memory and back (preemption).
+//
+// Footprint (the seed's formula): bytes_per_token = 2 * layers * kv_heads * head_dim * bytes.
+// Every operation either succeeds or throws vireo::Error leaving the cache as it was: a full
+// cache throws ErrorCode::CacheFull. One KVCache is used by one thread at a time.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "vireo/types.hpp"
+
+namespace vireo {
+class Model;
+namespace detail { struct KVCacheImpl; }
+
+struct KVCacheOptions {
+  /// Size the pool from a byte budget (used when num_blocks == 0).
+  std::size_t memory_budget_bytes = std::size_t(256) << 20;
+  /// Exact number of blocks (overrides the budget when > 0).
+  std::int64_t num_blocks = 0;
+  int block_size = 16;  ///< tokens per block
+  bool prefix_caching = true;
+};
+
+struct KVCacheStats {
+  std::int64_t blocks_total = 0;
+  std::int64_t blocks_used = 0;    ///< referenced by at least one sequence
+  std::int64_t blocks_cached = 0;  ///< unreferenced but kept for prefix reuse (evictable)
+  std::int64_t blocks_free = 0;    ///< never used or evicted
+  std::int64_t tokens_stored = 0;  ///< slots holding a token, summed over distinct used blocks
+  std::size_t bytes_total = 0;
+  std::size_t bytes_used = 0;
+  std::int64_t sequences = 0;
+  std::int64_t swapped_sequences = 0;
+  std::int64_t prefix_query_tokens = 0;  ///< prompt tokens offered to add_sequence(prompt)
+  std::int64_t prefix_hit_tokens = 0;    ///< of those, tokens served from cached blocks
+  std::int64_t evictions = 0;
+  std::int64_t cow_copies = 0;
+  double hit_rate() const noexcept {
+    return prefix_query_tokens ? double(prefix_hit_tokens) / double(prefix_query_tokens) : 0.0;
+  }
+  /// Allocated-but-empty slots of used blocks, as a fraction of the pool.
+  double waste() const noexcept {
+    std::int64_t slots = blocks_total * block_size;
+    return slots ? double(blocks_used * block_size - tokens_stored) / double(slots) : 0.0;
+  }
+  int block_size = 0;
+};
+
+class KVCache {
+ public:
+  /// A cache shaped for `model` (layers, KV heads, head dim, dtype) on the model's device.
+  /// Throws InvalidArgument for a budget below one block, OutOfMemory if allocation fails.
+  KVCache(const Model& model, KVCacheOptions opts = {});
+  KVCache(KVCache&&) noexcept;
+  KVCache& operator=(KVCache&&) noexcept;
+  ~KVCache();
+
+  /// A new empty sequence.
+  SeqId add_sequence();
+  /// A new sequence that reuses the longest cached prefix of `prompt` (whole blocks; at
+  /// least one prompt token is always left to compute so the caller gets logits). The
+  /// caller feeds prompt.subspan(*reused_tokens) to the model.
+  SeqId add_sequence(std::span<const Token> prompt, std::int64_t* reused_tokens);
+  /// A new sequence sharing all of `seq`'s blocks (copy on write).
+  SeqId fork(SeqId seq);
+  /// Keep the first `length` tokens (0 <= length <= length(seq)).
+  void truncate(SeqId seq, std::int64_t length);
+  void remove(SeqId seq);
+
+  bool contains(SeqId seq) const noexcept;
+  std::int64_t length(SeqId seq) const;
+  std::vector<SeqId> sequences() const;
+  /// The tokens the sequence holds (what was appended through forward()).
+  std::span<const Token> tokens(SeqId seq) const;
+
+  /// Move a sequence's K/V to host memory (pinned for CUDA) and free its blocks.
+  void swap_out(SeqId seq);
+  /// Bring a swapped sequence back (throws CacheFull if there is no room; it stays swapped).
+  void swap_in(SeqId seq);
+  bool is_swapped(SeqId seq) const;
+
+  std::size_t bytes_per_token() const noexcept;
+  std::size_t bytes_per_block() const noexcept;
+  int block_size() const noexcept;
+  std::int64_t num_blocks() const noexcept;
+  std::int64_t capacity_tokens() const noexcept { return num_blocks() * block_size(); }
+  /// Blocks that appending n tokens to `seq` would take (copy on write included).
+  std::int64_t blocks_needed(SeqId seq, std::int64_t n_tokens) const;
+  /// Blocks obtainable now: free plus evictable cached blocks.
+  std::int64_t available_blocks() const noexcept;
+  KVCacheStats stats() const;
+
+  /// Internal: the backend's view (block tables, storage). Not part of the stable API.
+  detail::KVCacheImpl& impl() noexcept { return *impl_; }
+  const detail::KVCacheImpl& impl() const noexcept { return *impl_; }
+
+ private:
+  std::unique_ptr<detail::KVCacheImpl> impl_;
+};
+
+}  // namespace vireo

@@ -1,0 +1,19 @@
+// Logging goes through one user-settable callback; the default writes to stderr.
+// The library never prints anything else on its own.
+#pragma once
+#include <functional>
+#include <string_view>
+
+namespace vireo {
+
+enum class LogLevel { Debug, Info, Warn, Error };
+using LogCallback = std::function<void(LogLevel, std::string_view)>;
+
+/// Replace the log sink (pass nullptr to silence vireo). Thread-safe.
+void set_log_callback(LogCallback cb);
+/// Messages below this level are dropped (default: Info).
+void set_log_level(LogLevel level);
+/// Emit a message through the current sink.
+void log(LogLevel level, std::string_view message);
+
+}  // namespace vireo

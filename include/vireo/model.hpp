@@ -1,0 +1,117 @@
+// Model: a Llama-family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2) loaded from
+// GGUF onto a device. Immutable after load; may be shared by several caches and threads.
+//
+// forward(batch, cache) appends every batch token to its sequence in `cache`, runs the
+// network, and returns the logits of the tokens that asked for them, in batch order.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "vireo/batch.hpp"
+#include "vireo/device.hpp"
+#include "vireo/types.hpp"
+
+namespace vireo {
+class KVCache;
+class Tokenizer;
+namespace gguf { class File; enum class TensorType : std::uint32_t; }
+namespace detail { struct ModelImpl; }
+
+struct ModelConfig {
+  std::string arch = "llama";
+  std::string name;
+  int n_layers = 0;
+  int d_model = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int d_ff = 0;
+  int vocab_size = 0;
+  int context_length = 0;
+  float rope_theta = 10000.0f;
+  float rms_eps = 1e-5f;
+  bool tied_embeddings = true;
+  bool qkv_bias = false;  ///< Qwen2
+  /// Parameters (weights) count.
+  std::int64_t n_params() const noexcept;
+};
+
+struct ModelOptions {
+  Device device = Device::cpu();
+  /// Activations/weights on the GPU (bf16 default; F32 for tests). The CPU is always fp32.
+  DType dtype = DType::BF16;
+  int n_threads = 0;  ///< CPU threads; 0 = hardware concurrency
+  const std::atomic<bool>* cancel = nullptr;    ///< checked during load and forward
+  std::function<void(float)> progress;          ///< load progress in [0, 1]
+};
+
+/// Logits of one forward step: one row per token that asked for logits, in batch order.
+class Logits {
+ public:
+  std::size_t rows() const noexcept { return seq_.size(); }
+  int vocab() const noexcept { return vocab_; }
+  std::span<const float> row(std::size_t i) const { return {data_.data() + i * std::size_t(vocab_), std::size_t(vocab_)}; }
+  SeqId seq(std::size_t i) const { return seq_[i]; }
+  /// Index of the row's token in the Batch.
+  std::size_t batch_index(std::size_t i) const { return index_[i]; }
+
+  // Filled by backends.
+  void reset(int vocab, std::size_t rows) {
+    vocab_ = vocab;
+    data_.assign(rows * std::size_t(vocab), 0.0f);
+    seq_.assign(rows, -1);
+    index_.assign(rows, 0);
+  }
+  float* mutable_data() noexcept { return data_.data(); }
+  void set_row_info(std::size_t i, SeqId s, std::size_t idx) { seq_[i] = s; index_[i] = idx; }
+
+ private:
+  int vocab_ = 0;
+  std::vector<float> data_;
+  std::vector<SeqId> seq_;
+  std::vector<std::size_t> index_;
+};
+
+class Model {
+ public:
+  /// Load a GGUF model. Throws Io / InvalidModel / Unsupported / OutOfMemory / Cancelled.
+  static Model load(const std::filesystem::path& path, ModelOptions opts = {});
+  /// A model of the given shape with random weights (for benchmarks and tests): no
+  /// tokenizer. `weight_type` is the storage of the matrices (F32, F16, BF16, Q8_0, Q4_0, Q4_1).
+  static Model random(const ModelConfig& cfg, std::uint64_t seed, ModelOptions opts = {},
+                      gguf::TensorType weight_type = gguf::TensorType{0});
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const ModelConfig& config() const noexcept;
+  bool has_tokenizer() const noexcept;
+  /// Throws InvalidArgument for a random model (no vocabulary).
+  const Tokenizer& tokenizer() const;
+  Device device() const noexcept;
+  DType kv_dtype() const noexcept;
+  /// Bytes of all weights as stored on the device (for roofline numbers).
+  std::size_t weight_bytes() const noexcept;
+
+  /// Run one step. Throws InvalidArgument (bad token / unknown or swapped sequence),
+  /// CacheFull (no room; nothing was appended), Cancelled. On any throw the cache holds
+  /// exactly what it held before the call.
+  Logits forward(const Batch& batch, KVCache& cache) const;
+  /// Same, writing into `out` to reuse its memory across steps.
+  void forward(const Batch& batch, KVCache& cache, Logits& out) const;
+
+  detail::ModelImpl& impl() const noexcept { return *impl_; }
+
+ private:
+  explicit Model(std::unique_ptr<detail::ModelImpl> impl);
+  std::unique_ptr<detail::ModelImpl> impl_;
+};
+
+}  // namespace vireo

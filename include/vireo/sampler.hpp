@@ -1,0 +1,57 @@
+// Token sampling: greedy, temperature, top-k, top-p, min-p, and repetition / presence /
+// frequency penalties. Randomness comes from a counter-based generator (the same
+// (seed, counter) always gives the same number on every platform and backend), so a run is
+// reproducible from its seed and each row of a batch can carry its own stream.
+//
+// Order of operations (as in llama.cpp / HF): penalties -> temperature -> top-k -> top-p
+// -> min-p -> draw. temperature <= 0 means greedy (argmax after penalties).
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "vireo/types.hpp"
+
+namespace vireo {
+
+struct SamplerParams {
+  float temperature = 1.0f;      ///< <= 0: greedy
+  int top_k = 0;                 ///< 0: off
+  float top_p = 1.0f;            ///< 1: off
+  float min_p = 0.0f;            ///< 0: off; keep tokens with p >= min_p * p_max
+  float repetition_penalty = 1.0f;  ///< 1: off; CTRL-style divide positive / multiply negative logits
+  float presence_penalty = 0.0f;    ///< subtracted once from every token seen in the window
+  float frequency_penalty = 0.0f;   ///< subtracted per occurrence in the window
+  int penalty_last_n = 64;          ///< window of history the penalties look at (-1: all)
+  std::uint64_t seed = 0;
+};
+
+struct Sampled {
+  Token token = -1;
+  /// log-probability of `token` under the distribution it was drawn from (after penalties,
+  /// temperature and truncation; for greedy, the softmax of the penalised logits).
+  float logprob = 0.0f;
+};
+
+/// Counter-based RNG (Philox-4x32-10): uniform float in [0, 1) for (seed, counter).
+float uniform01(std::uint64_t seed, std::uint64_t counter) noexcept;
+
+class Sampler {
+ public:
+  explicit Sampler(SamplerParams params = {});
+  /// Sample one token from a row of logits. `history` is the sequence so far (prompt and
+  /// generated tokens) for the penalties. Throws InvalidArgument on an empty row, NaN logits
+  /// or bad parameters. Each call advances the stream counter by one.
+  Sampled sample(std::span<const float> logits, std::span<const Token> history = {});
+  const SamplerParams& params() const noexcept { return params_; }
+  std::uint64_t counter() const noexcept { return counter_; }
+  void reseed(std::uint64_t seed) noexcept { params_.seed = seed; counter_ = 0; }
+
+ private:
+  SamplerParams params_;
+  std::uint64_t counter_ = 0;
+  std::vector<float> scratch_;
+  std::vector<std::int32_t> index_;
+};
+
+}  // namespace vireo

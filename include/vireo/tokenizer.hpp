@@ -1,0 +1,91 @@
+// Tokenizer built from a model file's own vocabulary.
+//
+// Two families: byte-level BPE ("gpt2" in GGUF: SmolLM2, Llama-3, GPT-2, Qwen2) with merge
+// ranks and a hand-written, linear-time pre-tokenizer per model family (no std::regex), and
+// the SentencePiece-style "llama" vocabulary (Llama-2, TinyLlama) with scores and byte
+// fallback. Special/control tokens are matched verbatim in the input when
+// EncodeOptions::parse_special is set. Decoding streams safely through StreamDecoder, which
+// holds back an incomplete UTF-8 character until its last byte arrives.
+#pragma once
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vireo/types.hpp"
+
+namespace vireo {
+namespace gguf { class File; }
+
+struct ChatMessage {
+  std::string role;     ///< "system", "user" or "assistant"
+  std::string content;
+};
+
+struct EncodeOptions {
+  /// Prepend BOS when the vocabulary asks for it (tokenizer.ggml.add_bos_token).
+  bool add_special = true;
+  /// Recognise special tokens such as "<|im_start|>" written in the text.
+  bool parse_special = true;
+};
+
+class Tokenizer {
+ public:
+  /// Build from tokenizer.ggml.* metadata. Throws InvalidModel / Unsupported.
+  static Tokenizer from_gguf(const gguf::File& file);
+
+  Tokenizer(const Tokenizer&);
+  Tokenizer& operator=(const Tokenizer&);
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+  ~Tokenizer();
+
+  std::vector<Token> encode(std::string_view text, EncodeOptions opts = {}) const;
+  /// Concatenated bytes of the tokens (special tokens rendered as their text unless
+  /// skip_special). Throws InvalidArgument for an out-of-range id.
+  std::string decode(std::span<const Token> tokens, bool skip_special = false) const;
+  /// Raw bytes of one token after byte-level / SentencePiece decoding.
+  std::string token_bytes(Token t) const;
+  /// The vocabulary entry as stored in the file (e.g. "Ġthe").
+  const std::string& token_text(Token t) const;
+
+  int32_t vocab_size() const noexcept;
+  Token bos() const noexcept;  ///< -1 when the vocabulary has none
+  Token eos() const noexcept;
+  /// End of generation: EOS, EOT ("<|im_end|>", "<|eot_id|>") and similar.
+  bool is_eog(Token t) const noexcept;
+  bool is_special(Token t) const noexcept;
+  /// "gpt2" or "llama" (tokenizer.ggml.model) and the pre-tokenizer name ("smollm", "llama-bpe", "gpt2", ...).
+  const std::string& model_kind() const noexcept;
+  const std::string& pre_tokenizer() const noexcept;
+
+  /// Render a conversation with the model's chat template (ChatML, Llama-3, Llama-2/Zephyr
+  /// formats are recognised from tokenizer.chat_template). With add_generation_prompt the
+  /// assistant header is appended. Throws Unsupported for an unknown template.
+  std::string apply_chat_template(std::span<const ChatMessage> messages,
+                                  bool add_generation_prompt = true) const;
+
+ private:
+  struct Impl;
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  friend class StreamDecoder;
+};
+
+/// Turns a token stream into text pieces that are always whole UTF-8 characters.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = true);
+  /// Returns the text that became complete with this token (may be empty).
+  std::string push(Token t);
+  /// Returns whatever is held back (an incomplete tail is emitted as U+FFFD).
+  std::string flush();
+
+ private:
+  const Tokenizer* tok_;
+  bool skip_special_;
+  std::string pending_;
+};
+
+}  // namespace vireo

@@ -1,0 +1,65 @@
+// KVStorage: the data half of the paged KV cache, one implementation per backend.
+//
+// Layout (both backends): per layer, K and V each [num_blocks, block_size, n_kv_heads,
+// head_dim] in the backend's KV dtype. A token's slot is block * block_size + offset, so
+// slot s of layer l lives at k(l) + s * n_kv_heads * head_dim.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "vireo/types.hpp"
+
+namespace vireo::detail {
+
+struct KVGeometry {
+  int n_layers = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int block_size = 16;
+  std::int64_t num_blocks = 0;
+  DType dtype = DType::F32;
+
+  std::size_t bytes_per_token() const noexcept {
+    return 2ull * std::size_t(n_layers) * std::size_t(n_kv_heads) * std::size_t(head_dim) * dtype_size(dtype);
+  }
+  std::size_t bytes_per_block() const noexcept { return bytes_per_token() * std::size_t(block_size); }
+  /// Elements of one layer's K (or V) in one block.
+  std::size_t block_elems() const noexcept { return std::size_t(block_size) * n_kv_heads * head_dim; }
+};
+
+class KVStorage {
+ public:
+  virtual ~KVStorage() = default;
+  const KVGeometry& geometry() const noexcept { return geo_; }
+  /// Copy one block (all layers, K and V) from src to dst.
+  virtual void copy_block(std::int32_t src, std::int32_t dst) = 0;
+  /// Copy one block to / from host memory of geometry().bytes_per_block() bytes.
+  virtual void read_block(std::int32_t block, void* host_dst) = 0;
+  virtual void write_block(std::int32_t block, const void* host_src) = 0;
+  /// Host memory for swapped blocks (pinned on CUDA).
+  virtual std::shared_ptr<void> alloc_host(std::size_t bytes) = 0;
+
+ protected:
+  explicit KVStorage(const KVGeometry& g) : geo_(g) {}
+  KVGeometry geo_;
+};
+
+/// fp32 storage in host memory, for the CPU backend.
+class CpuKVStorage final : public KVStorage {
+ public:
+  explicit CpuKVStorage(const KVGeometry& g);
+  float* k(int layer) noexcept { return k_.data() + std::size_t(layer) * layer_elems_; }
+  float* v(int layer) noexcept { return v_.data() + std::size_t(layer) * layer_elems_; }
+  void copy_block(std::int32_t src, std::int32_t dst) override;
+  void read_block(std::int32_t block, void* host_dst) override;
+  void write_block(std::int32_t block, const void* host_src) override;
+  std::shared_ptr<void> alloc_host(std::size_t bytes) override;
+
+ private:
+  std::size_t layer_elems_;
+  std::vector<float> k_, v_;
+};
+
+}  // namespace vireo::detail

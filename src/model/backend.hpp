@@ -1,0 +1,53 @@
+// Backend: what a device must provide to run the Llama forward pass.
+//
+// Model::forward does the device-independent part once (validate the batch, reserve KV
+// slots, copy-on-write, build a ForwardPlan of positions / slots / block tables) and hands
+// the plan to the backend, which runs the network and fills the logits rows. The plan is
+// plain arrays (CSR-style, as in FlashInfer's page tables) so a CUDA backend can upload it
+// as-is.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kv/kv_storage.hpp"
+#include "model/weights.hpp"
+#include "vireo/model.hpp"
+
+namespace vireo::detail {
+
+struct ForwardPlan {
+  // Per token of the batch, T = tokens.size().
+  std::vector<Token> tokens;
+  std::vector<std::int32_t> positions;   ///< position of the token in its sequence
+  std::vector<std::int64_t> slots;       ///< KV slot = block * block_size + offset
+  std::vector<std::int32_t> seq_of;      ///< index into the per-sequence arrays below
+  // Per distinct sequence of the batch, S of them.
+  std::vector<std::int64_t> ctx_len;       ///< sequence length after this step
+  std::vector<std::int32_t> block_indptr;  ///< S+1 offsets into block_ids
+  std::vector<std::int32_t> block_ids;     ///< concatenated block tables
+  // Rows whose logits are returned, in batch order (indices into tokens).
+  std::vector<std::int32_t> logit_rows;
+  int block_size = 16;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual DType kv_dtype() const noexcept = 0;
+  virtual std::unique_ptr<KVStorage> make_kv_storage(const KVGeometry& g) = 0;
+  /// Run the network for `plan`; write plan.logit_rows.size() rows into out (already reset).
+  virtual void forward(const ForwardPlan& plan, KVStorage& kv, Logits& out,
+                       const std::atomic<bool>* cancel) = 0;
+  virtual std::size_t weight_bytes() const noexcept = 0;
+};
+
+/// The fp32, multithreaded CPU reference backend.
+std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& cfg, const Weights& w, int n_threads);
+#ifdef VIREO_WITH_CUDA
+/// The CUDA backend (cuda/): converts weights to `dtype` on device `index` at creation.
+std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& cfg, const Weights& w, int device_index,
+                                           DType dtype);
+#endif
+
+}  // namespace vireo::detail
