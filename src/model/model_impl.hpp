@@ -1,0 +1,25 @@
+// What a Model holds: config, the GGUF file its weights point into, tokenizer, weights and
+// the backend that runs them.
+#pragma once
+#include <memory>
+#include <optional>
+
+#include "model/backend.hpp"
+#include "model/weights.hpp"
+#include "vireo/gguf.hpp"
+#include "vireo/model.hpp"
+#include "vireo/tokenizer.hpp"
+
+namespace vireo::detail {
+
+struct ModelImpl {
+  ModelConfig cfg;
+  ModelOptions opts;
+  std::optional<gguf::File> file;        // absent for random models
+  std::unique_ptr<Tokenizer> tokenizer;  // absent for random models
+  Weights weights;
+  std::unique_ptr<Backend> backend;
+  Device device;
+};
+
+}  // namespace vireo::detail
