@@ -9,9 +9,20 @@
 // hashed block and prefix caching is on; evictable, LRU) or free. A block that is shared
 // (refcount > 1) or hashed is never written in place: append() gives the sequence a private
 // copy first (copy on write) and reports the (src, dst) pair for the storage to copy.
+//
+// Prefix hashes: the i-th full block of a sequence has hash H(hash of block i-1, its
+// block_size tokens) (block -1 has a fixed seed), so equal hashes mean equal prefixes up to
+// 64-bit collisions; a hit is confirmed by comparing the stored parent hash and tokens. A block
+// is registered when append() fills it (unless an equal block is already registered). When a
+// truncate() leaves a hashed block partially filled and the truncated sequence is its only
+// user, the block is unregistered (its tail is about to be overwritten); a shared one stays
+// registered and the writer gets a copy. Blocks given back by swap_in() are not registered.
 #pragma once
 #include <cstdint>
+#include <list>
+#include <map>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "vireo/kv_cache.hpp"
@@ -67,6 +78,61 @@ class BlockManager {
   /// Verifies every internal invariant (refcounts equal table references, free/cached/used
   /// partition the pool, hash table consistent); throws Error(Internal) naming the breach.
   void check_invariants() const;
+
+  /// Undo an append() whose K/V were never written (a failed forward): like truncate, but
+  /// blocks the sequence alone held past `length` are unregistered and freed instead of
+  /// being kept for prefix reuse, since their contents are not the tokens' K/V.
+  void rollback(SeqId seq, std::int64_t length);
+
+ private:
+  struct Block {
+    std::int32_t refs = 0;
+    bool hashed = false;   // registered in hash_to_block_
+    bool in_lru = false;   // refs == 0 and kept for prefix reuse
+    std::uint64_t hash = 0;
+    std::uint64_t parent_hash = 0;
+    std::list<std::int32_t>::iterator lru_pos;
+  };
+  struct Sequence {
+    std::vector<Token> tokens;
+    std::vector<std::int32_t> table;    // ceil(len / block_size) blocks; empty when swapped
+    std::vector<std::uint64_t> hashes;  // chain hash of each full block, len / block_size
+    bool swapped = false;
+  };
+
+  Sequence& seq_ref(SeqId seq, const char* what);
+  const Sequence& seq_ref(SeqId seq, const char* what) const;
+  Sequence& live_seq(SeqId seq, const char* what);
+  const Sequence& live_seq(SeqId seq, const char* what) const;
+  SeqId new_id();
+  std::int32_t allocate();
+  void release(std::int32_t b);
+  void register_block(std::int32_t b, std::uint64_t hash, std::uint64_t parent,
+                      std::span<const Token> toks);
+  void unregister_block(std::int32_t b);
+  bool needs_cow(std::int32_t b) const noexcept;
+  [[noreturn]] void throw_full(std::int64_t needed) const;
+  void shrink(Sequence& s, std::int64_t length, bool forget);
+
+  std::int64_t num_blocks_;
+  int block_size_;
+  bool prefix_caching_;
+  std::vector<Block> blocks_;
+  std::vector<std::int32_t> free_;          // stack; back is taken first
+  std::list<std::int32_t> lru_;             // cached blocks, front = least recently used
+  std::unordered_map<std::uint64_t, std::int32_t> hash_to_block_;
+  std::vector<Token> block_tokens_;         // [num_blocks, block_size] of hashed blocks
+  std::map<SeqId, Sequence> seqs_;
+  SeqId next_id_ = 0;
+  std::int64_t prefix_query_tokens_ = 0;
+  std::int64_t prefix_hit_tokens_ = 0;
+  std::int64_t evictions_ = 0;
+  std::int64_t cow_copies_ = 0;
 };
+
+/// The chain hash of a full block: H(parent, tokens). Exposed for tests.
+std::uint64_t block_hash(std::uint64_t parent, std::span<const Token> tokens) noexcept;
+/// The parent hash of a sequence's first block.
+inline constexpr std::uint64_t kRootBlockHash = 0x6a09e667f3bcc909ull;
 
 }  // namespace vireo::detail
