@@ -1,0 +1,238 @@
+// Tensor element formats: block sizes, dequantization to fp32 and reference quantization.
+//
+// Layouts are ggml's, byte for byte (all little-endian, blocks of 32 elements):
+//   Q8_0 (34 B): fp16 d, int8 qs[32];            x[j] = qs[j] * d
+//   Q4_0 (18 B): fp16 d, uint8 qs[16];           x[j] = ((qs[j] & 15) - 8) * d,
+//                                                x[j+16] = ((qs[j] >> 4) - 8) * d   (j < 16)
+//   Q4_1 (20 B): fp16 d, fp16 m, uint8 qs[16];   x[j] = (qs[j] & 15) * d + m, x[j+16] likewise
+// F16/BF16 widen exactly (see fp16.hpp). Dequantization is on the CPU matmul's hot path, so
+// each block is a fixed-trip loop the compiler vectorizes; floating-point contraction is
+// turned off here so q*d+m rounds twice, exactly as ggml's C reference and gguf-py compute it
+// (an FMA would differ in the last bit). quantize() reproduces ggml's quantize_row_*_ref:
+// Q8_0 d = amax/127, q = round(x/d); Q4_0 d = (signed value of largest magnitude)/-8,
+// q = min(15, trunc(x/d + 8.5)); Q4_1 d = (max-min)/15, m = min, q = min(15, trunc((x-m)/d + 0.5)).
+// The float->int casts are clamped first so NaN/Inf inputs cannot invoke undefined behaviour.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+
+#include "gguf/fp16.hpp"
+#include "vireo/gguf.hpp"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
+namespace vireo::gguf {
+
+using detail::fp16_to_fp32;
+using detail::fp32_to_fp16;
+using detail::load_u16;
+
+std::size_t block_elements(TensorType t) noexcept {
+  switch (t) {
+    case TensorType::F32:
+    case TensorType::F16:
+    case TensorType::BF16: return 1;
+    case TensorType::Q4_0:
+    case TensorType::Q4_1:
+    case TensorType::Q8_0: return 32;
+  }
+  return 0;
+}
+
+std::size_t block_bytes(TensorType t) noexcept {
+  switch (t) {
+    case TensorType::F32: return 4;
+    case TensorType::F16:
+    case TensorType::BF16: return 2;
+    case TensorType::Q4_0: return 18;
+    case TensorType::Q4_1: return 20;
+    case TensorType::Q8_0: return 34;
+  }
+  return 0;
+}
+
+std::uint64_t row_bytes(TensorType t, std::uint64_t n) {
+  const std::uint64_t be = block_elements(t);
+  if (be == 0)
+    throw Error(ErrorCode::Unsupported, fmt::format("unknown tensor type {}", std::uint32_t(t)));
+  if (n % be != 0)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("{} elements of type {} are not a multiple of its block size {}", n,
+                            to_string(t), be));
+  std::uint64_t bytes = 0;
+  if (__builtin_mul_overflow(n / be, std::uint64_t(block_bytes(t)), &bytes))
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("{} elements of type {}: byte size overflows 64 bits", n, to_string(t)));
+  return bytes;
+}
+
+namespace {
+
+constexpr std::size_t QK = 32;
+
+void check_n(const char* what, TensorType t, std::size_t n) {
+  const std::size_t be = block_elements(t);
+  if (be == 0)
+    throw Error(ErrorCode::Unsupported,
+                fmt::format("{}: unknown tensor type {}", what, std::uint32_t(t)));
+  if (n % be != 0)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("{}: {} elements of type {} are not a multiple of its block size {}",
+                            what, n, to_string(t), be));
+}
+
+void dequant_f16(const std::uint8_t* src, float* dst, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(load_u16(src + 2 * i));
+}
+
+void dequant_bf16(const std::uint8_t* src, float* dst, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) dst[i] = detail::bf16_to_fp32(load_u16(src + 2 * i));
+}
+
+void dequant_q8_0(const std::uint8_t* src, float* dst, std::size_t nb) {
+  for (std::size_t b = 0; b < nb; ++b) {
+    const std::uint8_t* blk = src + b * 34;
+    const float d = fp16_to_fp32(load_u16(blk));
+    const auto* qs = reinterpret_cast<const std::int8_t*>(blk + 2);
+    float* y = dst + b * QK;
+    for (std::size_t j = 0; j < QK; ++j) y[j] = float(qs[j]) * d;
+  }
+}
+
+void dequant_q4_0(const std::uint8_t* src, float* dst, std::size_t nb) {
+  for (std::size_t b = 0; b < nb; ++b) {
+    const std::uint8_t* blk = src + b * 18;
+    const float d = fp16_to_fp32(load_u16(blk));
+    const std::uint8_t* qs = blk + 2;
+    float* y = dst + b * QK;
+    for (std::size_t j = 0; j < QK / 2; ++j) {
+      y[j] = float(int(qs[j] & 0x0F) - 8) * d;
+      y[j + QK / 2] = float(int(qs[j] >> 4) - 8) * d;
+    }
+  }
+}
+
+void dequant_q4_1(const std::uint8_t* src, float* dst, std::size_t nb) {
+  for (std::size_t b = 0; b < nb; ++b) {
+    const std::uint8_t* blk = src + b * 20;
+    const float d = fp16_to_fp32(load_u16(blk));
+    const float m = fp16_to_fp32(load_u16(blk + 2));
+    const std::uint8_t* qs = blk + 4;
+    float* y = dst + b * QK;
+    for (std::size_t j = 0; j < QK / 2; ++j) {
+      y[j] = float(qs[j] & 0x0F) * d + m;
+      y[j + QK / 2] = float(qs[j] >> 4) * d + m;
+    }
+  }
+}
+
+// Clamp before converting so that NaN (fmaxf/fminf drop it) and Inf stay defined.
+inline int clamp_to_int(float v, float lo, float hi) { return int(std::fmin(std::fmax(v, lo), hi)); }
+
+void quant_q8_0(const float* x, std::uint8_t* dst, std::size_t nb) {
+  for (std::size_t b = 0; b < nb; ++b, x += QK) {
+    float amax = 0.0f;
+    for (std::size_t j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    std::uint8_t* blk = dst + b * 34;
+    const std::uint16_t dh = fp32_to_fp16(d);
+    std::memcpy(blk, &dh, 2);
+    for (std::size_t j = 0; j < QK; ++j) {
+      const auto q = std::int8_t(clamp_to_int(std::round(x[j] * id), -128.0f, 127.0f));
+      std::memcpy(blk + 2 + j, &q, 1);
+    }
+  }
+}
+
+void quant_q4_0(const float* x, std::uint8_t* dst, std::size_t nb) {
+  for (std::size_t b = 0; b < nb; ++b, x += QK) {
+    float amax = 0.0f, max = 0.0f;  // max: the signed value with the largest magnitude
+    for (std::size_t j = 0; j < QK; ++j) {
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    const float d = max / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    std::uint8_t* blk = dst + b * 18;
+    const std::uint16_t dh = fp32_to_fp16(d);
+    std::memcpy(blk, &dh, 2);
+    for (std::size_t j = 0; j < QK / 2; ++j) {
+      // ggml: MIN(15, (int8_t)(x*id + 8.5f)); the cast truncates toward zero.
+      const int q0 = std::min(15, clamp_to_int(x[j] * id + 8.5f, 0.0f, 127.0f));
+      const int q1 = std::min(15, clamp_to_int(x[j + QK / 2] * id + 8.5f, 0.0f, 127.0f));
+      blk[2 + j] = std::uint8_t(q0 | (q1 << 4));
+    }
+  }
+}
+
+void quant_q4_1(const float* x, std::uint8_t* dst, std::size_t nb) {
+  for (std::size_t b = 0; b < nb; ++b, x += QK) {
+    float min = FLT_MAX, max = -FLT_MAX;
+    for (std::size_t j = 0; j < QK; ++j) {
+      if (x[j] < min) min = x[j];
+      if (x[j] > max) max = x[j];
+    }
+    const float d = (max - min) / 15.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    std::uint8_t* blk = dst + b * 20;
+    const std::uint16_t dh = fp32_to_fp16(d), mh = fp32_to_fp16(min);
+    std::memcpy(blk, &dh, 2);
+    std::memcpy(blk + 2, &mh, 2);
+    for (std::size_t j = 0; j < QK / 2; ++j) {
+      const int q0 = std::min(15, clamp_to_int((x[j] - min) * id + 0.5f, 0.0f, 127.0f));
+      const int q1 = std::min(15, clamp_to_int((x[j + QK / 2] - min) * id + 0.5f, 0.0f, 127.0f));
+      blk[4 + j] = std::uint8_t(q0 | (q1 << 4));
+    }
+  }
+}
+
+}  // namespace
+
+void dequantize(TensorType t, const void* src, float* dst, std::size_t n) {
+  check_n("dequantize", t, n);
+  const auto* s = static_cast<const std::uint8_t*>(src);
+  switch (t) {
+    case TensorType::F32: std::memcpy(dst, s, n * sizeof(float)); return;
+    case TensorType::F16: dequant_f16(s, dst, n); return;
+    case TensorType::BF16: dequant_bf16(s, dst, n); return;
+    case TensorType::Q8_0: dequant_q8_0(s, dst, n / QK); return;
+    case TensorType::Q4_0: dequant_q4_0(s, dst, n / QK); return;
+    case TensorType::Q4_1: dequant_q4_1(s, dst, n / QK); return;
+  }
+}
+
+void quantize(TensorType t, const float* src, void* dst, std::size_t n) {
+  check_n("quantize", t, n);
+  auto* d = static_cast<std::uint8_t*>(dst);
+  switch (t) {
+    case TensorType::F32: std::memcpy(d, src, n * sizeof(float)); return;
+    case TensorType::F16:
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::uint16_t h = fp32_to_fp16(src[i]);
+        std::memcpy(d + 2 * i, &h, 2);
+      }
+      return;
+    case TensorType::BF16:
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::uint16_t h = detail::fp32_to_bf16(src[i]);
+        std::memcpy(d + 2 * i, &h, 2);
+      }
+      return;
+    case TensorType::Q8_0: quant_q8_0(src, d, n / QK); return;
+    case TensorType::Q4_0: quant_q4_0(src, d, n / QK); return;
+    case TensorType::Q4_1: quant_q4_1(src, d, n / QK); return;
+  }
+}
+
+}  // namespace vireo::gguf
