@@ -1,0 +1,233 @@
+// CPU token sampler. One call turns a row of logits into one token:
+//
+//   1. validate the parameters, the logits (no NaN, no +inf) and the history ids;
+//   2. penalties over the last penalty_last_n history tokens: for every distinct token t with
+//      c occurrences, logit = logit > 0 ? logit / rep : logit * rep, then
+//      logit -= presence + frequency * c;
+//   3. temperature <= 0: greedy argmax (ties to the lowest id), logprob = log softmax;
+//   4. otherwise s_i = (logit_i - max) / T (<= 0, so a tiny T underflows to -inf instead of
+//      overflowing to +inf) over the candidates with a finite logit;
+//   5. top-k with nth_element + sort of the k winners (order: larger s first, ties to the
+//      lower id); the kept set is then sorted, nothing else is;
+//   6. without top-k, the candidates are sorted lazily: a sorted prefix is grown
+//      geometrically (nth_element on the rest, sort the new chunk) only as far as top-p,
+//      min-p or the draw walk needs, so a peaked distribution costs O(vocab), and the worst
+//      case is one full sort;
+//   7. top-p keeps the shortest sorted prefix whose probability reaches top_p; min-p keeps
+//      the prefix with e_i = exp(s_i) >= min_p (p_i / p_max = e_i because e_0 = 1);
+//   8. draw: u = uniform01(seed, counter), walk the kept prefix in descending order and take
+//      the first token whose cumulative weight exceeds u * Z_kept (inverse CDF).
+//
+// Sums and exponentials are in double. The counter advances once per successful call; a call
+// that throws leaves the sampler unchanged.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "sampling/philox.hpp"
+#include "vireo/error.hpp"
+#include "vireo/sampler.hpp"
+
+namespace vireo {
+
+float uniform01(std::uint64_t seed, std::uint64_t counter) noexcept {
+  return detail::philox_uniform01(seed, counter);
+}
+
+namespace {
+
+void validate(const SamplerParams& p) {
+  if (std::isnan(p.temperature))
+    throw Error(ErrorCode::InvalidArgument, "sampler temperature is NaN");
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f))
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("sampler top_p = {} is outside (0, 1]", p.top_p));
+  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f))
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("sampler min_p = {} is outside [0, 1]", p.min_p));
+  if (p.top_k < 0)
+    throw Error(ErrorCode::InvalidArgument, fmt::format("sampler top_k = {} is negative", p.top_k));
+  if (!(std::isfinite(p.repetition_penalty) && p.repetition_penalty > 0.0f))
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("sampler repetition_penalty = {} is not a finite positive number",
+                            p.repetition_penalty));
+  if (!std::isfinite(p.presence_penalty))
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("sampler presence_penalty = {} is not finite", p.presence_penalty));
+  if (!std::isfinite(p.frequency_penalty))
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("sampler frequency_penalty = {} is not finite", p.frequency_penalty));
+  if (p.penalty_last_n < -1)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("sampler penalty_last_n = {} (must be >= -1)", p.penalty_last_n));
+}
+
+}  // namespace
+
+Sampler::Sampler(SamplerParams params) : params_(params) { validate(params_); }
+
+Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> history) {
+  const SamplerParams& p = params_;
+  const std::size_t n = logits.size();
+  if (n == 0) throw Error(ErrorCode::InvalidArgument, "sampler got an empty row of logits");
+  if (n > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
+    throw Error(ErrorCode::InvalidArgument, fmt::format("sampler row of {} logits is too long", n));
+  for (std::size_t i = 0; i < n; ++i) {
+    const float v = logits[i];
+    if (std::isnan(v) || v == std::numeric_limits<float>::infinity())
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("sampler logit {} of token {} is not a number or +inf", v, i));
+  }
+  for (std::size_t i = 0; i < history.size(); ++i) {
+    const Token t = history[i];
+    if (t < 0 || static_cast<std::size_t>(t) >= n)
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("sampler history[{}] = token {} is outside the vocabulary [0, {})",
+                              i, t, n));
+  }
+
+  scratch_.assign(logits.begin(), logits.end());
+  index_.resize(n);
+
+  // ---- penalties -----------------------------------------------------------------------
+  const bool penalise = p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f ||
+                        p.frequency_penalty != 0.0f;
+  if (penalise && p.penalty_last_n != 0 && !history.empty()) {
+    const std::size_t window = p.penalty_last_n < 0
+                                   ? history.size()
+                                   : std::min(history.size(), std::size_t(p.penalty_last_n));
+    // Distinct tokens and counts of the window: sort a copy (the window is short) and walk
+    // its runs. index_ is free scratch until the candidates are built below; the window may
+    // be longer than the vocabulary, hence the resize.
+    if (index_.size() < window) index_.resize(window);
+    std::copy(history.end() - static_cast<std::ptrdiff_t>(window), history.end(), index_.begin());
+    std::sort(index_.begin(), index_.begin() + static_cast<std::ptrdiff_t>(window));
+    for (std::size_t i = 0; i < window;) {
+      const std::int32_t t = index_[i];
+      std::size_t j = i;
+      while (j < window && index_[j] == t) ++j;
+      const float count = static_cast<float>(j - i);
+      float v = scratch_[static_cast<std::size_t>(t)];
+      v = v > 0.0f ? v / p.repetition_penalty : v * p.repetition_penalty;
+      v -= p.presence_penalty + p.frequency_penalty * count;
+      if (std::isnan(v) || v == std::numeric_limits<float>::infinity())
+        throw Error(ErrorCode::InvalidArgument,
+                    fmt::format("sampler penalties turned the logit {} of token {} into {}",
+                                scratch_[static_cast<std::size_t>(t)], t, v));
+      scratch_[static_cast<std::size_t>(t)] = v;
+      i = j;
+    }
+    index_.resize(n);
+  }
+
+  // ---- max and candidates ----------------------------------------------------------------
+  float lmax = -std::numeric_limits<float>::infinity();
+  std::size_t best = n;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (scratch_[i] > lmax) {  // strict: ties keep the lowest id
+      lmax = scratch_[i];
+      best = i;
+    }
+  }
+  if (best == n)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("sampler: all {} logits are -inf after penalties", n));
+
+  // ---- greedy --------------------------------------------------------------------------
+  if (p.temperature <= 0.0f) {
+    double z = 0.0;
+    for (std::size_t i = 0; i < n; ++i) z += std::exp(double(scratch_[i]) - double(lmax));
+    ++counter_;
+    return {static_cast<Token>(best), static_cast<float>(-std::log(z))};
+  }
+
+  // ---- temperature: s_i = (l_i - max) / T over the finite candidates ------------------------
+  const float temp = p.temperature;
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (scratch_[i] == -std::numeric_limits<float>::infinity()) continue;
+    scratch_[i] = (scratch_[i] - lmax) / temp;
+    index_[count++] = static_cast<std::int32_t>(i);
+  }
+  const float* s = scratch_.data();
+  // Descending score, ties to the lower id: a strict total order over candidates.
+  auto before = [s](std::int32_t a, std::int32_t b) {
+    return s[a] > s[b] || (s[a] == s[b] && a < b);
+  };
+  auto it = [this](std::size_t i) { return index_.begin() + static_cast<std::ptrdiff_t>(i); };
+
+  std::size_t sorted = 0;  // index_[0, sorted) is sorted and ranks before index_[sorted, count)
+  if (p.top_k > 0 && static_cast<std::size_t>(p.top_k) < count) {
+    const std::size_t k = static_cast<std::size_t>(p.top_k);
+    std::nth_element(it(0), it(k), it(count), before);
+    count = k;
+    std::sort(it(0), it(k), before);
+    sorted = k;
+  }
+  // Make index_[0, need) sorted, growing the sorted prefix at least geometrically.
+  auto ensure_sorted = [&](std::size_t need) {
+    if (need <= sorted) return;
+    const std::size_t target = std::min(count, std::max({need, 2 * sorted, std::size_t(64)}));
+    if (target < count) std::nth_element(it(sorted), it(target), it(count), before);
+    std::sort(it(sorted), it(target), before);
+    sorted = target;
+  };
+  auto weight = [s](std::int32_t id) { return std::exp(double(s[id])); };
+
+  double z = 0.0;  // normaliser over the candidates left after top-k
+  for (std::size_t i = 0; i < count; ++i) z += weight(index_[i]);
+
+  // ---- top-p: shortest sorted prefix with probability mass >= top_p -----------------------
+  std::size_t kept = count;
+  if (p.top_p < 1.0f) {
+    const double target = double(p.top_p) * z;
+    double cum = 0.0;
+    for (std::size_t i = 0; i < count; ++i) {
+      ensure_sorted(i + 1);
+      cum += weight(index_[i]);
+      if (cum >= target) {
+        kept = i + 1;
+        break;
+      }
+    }
+  }
+  // ---- min-p: p_i >= min_p * p_max  <=>  exp(s_i) >= min_p (s_max = 0) -------------------------
+  if (p.min_p > 0.0f) {
+    for (std::size_t i = 1; i < kept; ++i) {  // i = 0 has weight 1 >= min_p: always kept
+      ensure_sorted(i + 1);
+      if (weight(index_[i]) < double(p.min_p)) {
+        kept = i;
+        break;
+      }
+    }
+  }
+  double z_kept = z;
+  if (kept < count) {
+    ensure_sorted(kept);
+    z_kept = 0.0;
+    for (std::size_t i = 0; i < kept; ++i) z_kept += weight(index_[i]);
+  }
+
+  // ---- draw by inverse CDF in descending order ------------------------------------------------
+  const double u = double(uniform01(p.seed, counter_));
+  const double target = u * z_kept;
+  double cum = 0.0;
+  // If rounding leaves cum <= target at the end (z_kept may be summed in another order), take
+  // the last token with a positive weight; a weight that underflowed to 0 is never drawn.
+  std::size_t pick = 0;
+  bool found = false;
+  for (std::size_t i = 0; i < kept && !found; ++i) {
+    ensure_sorted(i + 1);
+    const double w = weight(index_[i]);
+    cum += w;
+    if (w > 0.0) pick = i;
+    found = cum > target;
+  }
+  const std::int32_t token = index_[pick];
+  ++counter_;
+  return {token, static_cast<float>(double(s[token]) - std::log(z_kept))};
+}
+
+}  // namespace vireo
