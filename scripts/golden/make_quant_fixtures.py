@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Golden values for vireo's dequantize(), produced by an independent implementation.
+
+Reads the default model with the `gguf` Python package (llama.cpp's gguf-py), dequantizes
+row 0 of a few tensors with gguf.quants.dequantize, and writes the first 64 values of each
+to tests/fixtures/quant_golden.txt, one line per tensor: `<name> v0 ... v63` (%.9g, enough
+digits to round-trip an fp32). It also quantizes a fixed, exactly representable input with
+gguf.quants.quantize (gguf-py's port of ggml's quantize_row_*_ref) and writes one line per
+type: `@quantize <type> <hex bytes>`. tests/test_quant.cpp compares vireo's dequantize of the
+model's bytes and vireo's quantize of the same input against these lines.
+
+Needs: pip install gguf numpy
+Usage: python scripts/golden/make_quant_fixtures.py [model.gguf] [out.txt]
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+from gguf import GGMLQuantizationType, GGUFReader
+from gguf.quants import dequantize, quantize
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+OUT = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "tests" / "fixtures" / "quant_golden.txt"
+TENSORS = ["token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_down.weight", "output_norm.weight"]
+N = 64
+
+reader = GGUFReader(MODEL)
+by_name = {t.name: t for t in reader.tensors}
+lines = []
+for name in TENSORS:
+    t = by_name[name]
+    # t.data is [rows, row_bytes] (uint8) for quantized types, [rows, cols] for floats.
+    rows = np.asarray(t.data).reshape(-1, t.data.shape[-1])
+    row0 = dequantize(rows[0:1], t.tensor_type).reshape(-1).astype(np.float32)
+    vals = " ".join("%.9g" % float(v) for v in row0[:N])
+    lines.append(f"{name} {vals}")
+    print(f"{name}: {t.tensor_type.name} shape {list(t.shape)} -> {row0[:4]}")
+
+# The quantize input, rebuilt identically in tests/test_quant.cpp: 8 blocks of exact
+# multiples of 1/256 in [-1000/256, 1000/256], one block of zeros (d = 0), one constant block.
+x = np.array([((i * 7919) % 2001 - 1000) / 256.0 for i in range(256)] + [0.0] * 32 + [0.75] * 32,
+             dtype=np.float32)
+for qt in (GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1):
+    q = quantize(x.reshape(1, -1), qt)
+    lines.append(f"@quantize {qt.name} {q.tobytes().hex()}")
+
+OUT.write_text("\n".join(lines) + "\n")
+print(f"wrote {OUT}")
