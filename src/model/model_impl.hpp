@@ -22,4 +22,7 @@ struct ModelImpl {
   Device device;
 };
 
+/// Create the backend named by opts.device for m.cfg / m.weights (model.cpp).
+void attach_backend(ModelImpl& m);
+
 }  // namespace vireo::detail

@@ -25,6 +25,7 @@ struct WeightView {
 };
 
 struct LayerWeights {
+  // 1-D tensors (norms, biases) are always F32: the loader converts them at load.
   WeightView attn_norm;             // [1, d_model] f32
   WeightView wq, wk, wv, wo;        // [n_heads*hd, d], [n_kv*hd, d], [n_kv*hd, d], [d, n_heads*hd]
   WeightView bq, bk, bv;            // optional biases (Qwen2), f32
@@ -37,6 +38,8 @@ struct Weights {
   WeightView output_norm;  // [1, d] f32
   WeightView output;       // [vocab, d] (== tok_embd when tied)
   std::vector<LayerWeights> layers;
+  /// Llama-3.1 rope scaling: per-frequency divisors (rope_freqs.weight), empty when absent.
+  std::vector<float> rope_freqs;
   /// Storage for random models (views point into these).
   std::vector<std::vector<std::byte>> owned;
   std::size_t total_bytes() const;

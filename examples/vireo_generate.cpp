@@ -1,0 +1,128 @@
+// vireo-generate: prompt -> streamed text with the default model (or any Llama-family GGUF).
+// Shows the intended use of the API: load, make a cache, prefill the prompt in one batch,
+// then decode one token per step, streaming whole UTF-8 characters as they complete.
+// Prints TTFT, prefill tok/s and decode tok/s at the end (to stderr).
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "vireo/vireo.hpp"
+
+namespace {
+
+void usage() {
+  std::fputs(
+      "usage: vireo-generate [options] [prompt]\n"
+      "  -m, --model PATH        GGUF model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
+      "  -n, --tokens N          tokens to generate (default 64)\n"
+      "  -p, --prompt TEXT       prompt (default \"The capital of France is\")\n"
+      "      --chat              wrap the prompt as a user message with the model's chat template\n"
+      "      --temp T            temperature (default 0 = greedy)\n"
+      "      --top-k K  --top-p P  --min-p P  --repeat-penalty R\n"
+      "      --seed S            RNG seed (default 42)\n"
+      "  -t, --threads N         CPU threads (default: all cores)\n"
+      "      --device cpu|cuda|best  (default best)\n"
+      "      --ignore-eos        keep generating past end-of-generation tokens\n",
+      stderr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  std::string prompt = "The capital of France is";
+  std::string device = "best";
+  int n_tokens = 64, threads = 0;
+  bool chat = false, ignore_eos = false;
+  vireo::SamplerParams sp;
+  sp.temperature = 0.0f;
+  sp.seed = 42;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      auto next = [&]() -> std::string {
+        if (i + 1 >= argc) throw vireo::Error(vireo::ErrorCode::InvalidArgument, "missing value after " + a);
+        return argv[++i];
+      };
+      if (a == "-m" || a == "--model") model_path = next();
+      else if (a == "-n" || a == "--tokens") n_tokens = std::stoi(next());
+      else if (a == "-p" || a == "--prompt") prompt = next();
+      else if (a == "--chat") chat = true;
+      else if (a == "--temp") sp.temperature = std::stof(next());
+      else if (a == "--top-k") sp.top_k = std::stoi(next());
+      else if (a == "--top-p") sp.top_p = std::stof(next());
+      else if (a == "--min-p") sp.min_p = std::stof(next());
+      else if (a == "--repeat-penalty") sp.repetition_penalty = std::stof(next());
+      else if (a == "--seed") sp.seed = std::stoull(next());
+      else if (a == "-t" || a == "--threads") threads = std::stoi(next());
+      else if (a == "--device") device = next();
+      else if (a == "--ignore-eos") ignore_eos = true;
+      else if (a == "-h" || a == "--help") { usage(); return 0; }
+      else if (!a.empty() && a[0] == '-') { usage(); return 2; }
+      else prompt = a;
+    }
+
+    using clock = std::chrono::steady_clock;
+    vireo::ModelOptions mo;
+    mo.n_threads = threads;
+    mo.device = device == "cpu" ? vireo::Device::cpu() : device == "cuda" ? vireo::Device::cuda() : vireo::Device::best();
+    auto model = vireo::Model::load(model_path, mo);
+    const auto& tok = model.tokenizer();
+    std::string text = prompt;
+    if (chat) {
+      std::vector<vireo::ChatMessage> msgs{{"user", prompt}};
+      text = tok.apply_chat_template(msgs, true);
+    }
+    std::vector<vireo::Token> ids = tok.encode(text);
+    if (ids.empty()) throw vireo::Error(vireo::ErrorCode::InvalidArgument, "the prompt encodes to no tokens");
+
+    vireo::KVCacheOptions ko;
+    ko.num_blocks = (std::int64_t(ids.size()) + n_tokens) / ko.block_size + 2;
+    vireo::KVCache cache(model, ko);
+    vireo::Sampler sampler(sp);
+    vireo::StreamDecoder stream(tok);
+    vireo::SeqId seq = cache.add_sequence();
+    std::vector<vireo::Token> history = ids;
+
+    if (!chat) std::fputs(prompt.c_str(), stdout);
+    std::fflush(stdout);
+    vireo::Batch batch;
+    batch.add(seq, ids, vireo::Last);
+    vireo::Logits logits;
+    auto t0 = clock::now();
+    model.forward(batch, cache, logits);
+    auto t_first = clock::now();
+    int generated = 0;
+    for (; generated < n_tokens; ++generated) {
+      auto s = sampler.sample(logits.row(0), history);
+      if (!ignore_eos && tok.is_eog(s.token)) break;
+      history.push_back(s.token);
+      std::string piece = stream.push(s.token);
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+      if (generated + 1 == n_tokens) { ++generated; break; }
+      batch.clear();
+      batch.add(seq, s.token, true);
+      model.forward(batch, cache, logits);
+    }
+    std::string tail = stream.flush();
+    std::fwrite(tail.data(), 1, tail.size(), stdout);
+    std::fputs("\n", stdout);
+    auto t_end = clock::now();
+    double ttft = std::chrono::duration<double>(t_first - t0).count();
+    double decode_s = std::chrono::duration<double>(t_end - t_first).count();
+    int decode_steps = generated > 0 ? generated - 1 : 0;  // forwards after the prefill
+    std::fprintf(stderr,
+                 "\n[%s] prompt %zu tokens, generated %d | TTFT %.1f ms | prefill %.1f tok/s | decode %.1f tok/s\n",
+                 model.device().name().c_str(), ids.size(), generated, ttft * 1e3, double(ids.size()) / ttft,
+                 decode_steps > 0 ? decode_steps / decode_s : 0.0);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vireo-generate: %s\n", e.what());
+    return 1;
+  }
+}

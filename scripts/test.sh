@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command of the README: set up, build, and run every CTest group (unit, golden,
+# slow; cuda tests skip themselves without a GPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh
+cd build && ctest --output-on-failure "$@"

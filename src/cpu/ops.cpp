@@ -1,0 +1,140 @@
+// CPU reference ops. matmul dequantizes one weight row at a time into a per-thread buffer
+// and dots it with every token of the step, so a quantized weight is read from memory once
+// per step (decode is bandwidth-bound: the Q4_1 bytes are ~1/6 of fp32). Attention is the
+// textbook softmax(q.k / sqrt(d)) . v with a running max (one pass for scores, one for the
+// weighted sum), parallel over (token, head) pairs.
+#include "cpu/ops.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+namespace vireo::cpu {
+
+float dot(const float* a, const float* b, std::int64_t n) noexcept {
+  std::int64_t i = 0;
+  float sum = 0.0f;
+#if defined(__AVX2__) && defined(__FMA__)
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
+    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
+  __m128 lo = _mm256_castps256_ps128(acc), hi = _mm256_extractf128_ps(acc, 1);
+  __m128 s = _mm_add_ps(lo, hi);
+  s = _mm_hadd_ps(s, s);
+  s = _mm_hadd_ps(s, s);
+  sum = _mm_cvtss_f32(s);
+#else
+  float acc[8] = {};
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  for (float v : acc) sum += v;
+#endif
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* y, ThreadPool& pool) {
+  const std::int64_t rows = w.rows, cols = w.cols;
+  const bool is_f32 = w.type == gguf::TensorType::F32;
+  const std::size_t stride = w.row_stride();
+  pool.parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
+    std::vector<float> buf(is_f32 ? 0 : std::size_t(cols));
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const float* wr;
+      if (is_f32) {
+        wr = reinterpret_cast<const float*>(w.data + std::size_t(r) * stride);
+      } else {
+        gguf::dequantize(w.type, w.data + std::size_t(r) * stride, buf.data(), std::size_t(cols));
+        wr = buf.data();
+      }
+      for (std::int64_t t = 0; t < T; ++t) y[t * rows + r] = dot(wr, x + t * cols, cols);
+    }
+  });
+}
+
+void rms_norm(const float* x, const float* g, std::int64_t T, std::int64_t d, float eps, float* y) {
+  for (std::int64_t t = 0; t < T; ++t) {
+    const float* xr = x + t * d;
+    float* yr = y + t * d;
+    double ss = 0.0;  // double accumulation: d is small, and it keeps the reference tight
+    for (std::int64_t i = 0; i < d; ++i) ss += double(xr[i]) * xr[i];
+    float scale = float(1.0 / std::sqrt(ss / double(d) + double(eps)));
+    for (std::int64_t i = 0; i < d; ++i) yr[i] = xr[i] * scale * g[i];
+  }
+}
+
+void rope(float* x, std::int64_t T, int n_heads, int head_dim, const std::int32_t* pos, float theta,
+          const float* freq_factors) {
+  const int half = head_dim / 2;
+  std::vector<float> inv_freq(static_cast<std::size_t>(half));
+  for (int i = 0; i < half; ++i) {
+    inv_freq[i] = float(std::pow(double(theta), -2.0 * i / head_dim));
+    if (freq_factors) inv_freq[i] /= freq_factors[i];
+  }
+  for (std::int64_t t = 0; t < T; ++t) {
+    for (int i = 0; i < half; ++i) {
+      double ang = double(pos[t]) * double(inv_freq[i]);
+      float c = float(std::cos(ang)), s = float(std::sin(ang));
+      for (int h = 0; h < n_heads; ++h) {
+        float* p = x + (t * n_heads + h) * head_dim + 2 * i;
+        float x0 = p[0], x1 = p[1];
+        p[0] = x0 * c - x1 * s;
+        p[1] = x0 * s + x1 * c;
+      }
+    }
+  }
+}
+
+void silu_mul(float* g, const float* u, std::int64_t n) noexcept {
+  for (std::int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+void attention(const AttentionArgs& a, ThreadPool& pool) {
+  const int hd = a.head_dim, group = a.n_heads / a.n_kv_heads;
+  const std::int64_t kv_stride = std::int64_t(a.n_kv_heads) * hd;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  pool.parallel_for(a.T * a.n_heads, [&](std::int64_t w0, std::int64_t w1) {
+    std::vector<float> scores;
+    std::vector<float> acc(static_cast<std::size_t>(hd));
+    for (std::int64_t w = w0; w < w1; ++w) {
+      const std::int64_t t = w / a.n_heads;
+      const int h = int(w % a.n_heads), g = h / group;
+      const int s = a.seq_of[t];
+      const std::int32_t* table = a.block_ids + a.block_indptr[s];
+      const std::int64_t n_ctx = std::int64_t(a.pos[t]) + 1;
+      const float* q = a.q + (t * a.n_heads + h) * hd;
+      scores.resize(std::size_t(n_ctx));
+      float mx = -INFINITY;
+      for (std::int64_t p = 0; p < n_ctx; ++p) {
+        std::int64_t slot = std::int64_t(table[p / a.block_size]) * a.block_size + p % a.block_size;
+        float sc = dot(q, a.k_cache + slot * kv_stride + std::int64_t(g) * hd, hd) * scale;
+        scores[p] = sc;
+        mx = std::max(mx, sc);
+      }
+      float denom = 0.0f;
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (std::int64_t p = 0; p < n_ctx; ++p) {
+        float e = std::exp(scores[p] - mx);
+        denom += e;
+        std::int64_t slot = std::int64_t(table[p / a.block_size]) * a.block_size + p % a.block_size;
+        const float* v = a.v_cache + slot * kv_stride + std::int64_t(g) * hd;
+        for (int i = 0; i < hd; ++i) acc[i] += e * v[i];
+      }
+      float* o = a.out + (t * a.n_heads + h) * hd;
+      for (int i = 0; i < hd; ++i) o[i] = acc[i] / denom;
+    }
+  });
+}
+
+}  // namespace vireo::cpu

@@ -1,0 +1,48 @@
+// The CPU backend's ops: fp32 reference arithmetic, written as plain loops (AVX2/FMA
+// intrinsics for the dot product when available) and parallelised over rows / heads.
+// Shapes are row-major; T is the number of tokens in the step.
+#pragma once
+#include <cstdint>
+#include <span>
+
+#include "cpu/thread_pool.hpp"
+#include "model/weights.hpp"
+
+namespace vireo::cpu {
+
+/// sum_i a[i] * b[i]
+float dot(const float* a, const float* b, std::int64_t n) noexcept;
+
+/// y[T, W.rows] = x[T, W.cols] . W^T for any weight type (rows dequantized on the fly).
+void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* y, ThreadPool& pool);
+
+/// y[T, d] = x * rsqrt(mean(x^2) + eps) * g, per row.
+void rms_norm(const float* x, const float* g, std::int64_t T, std::int64_t d, float eps, float* y);
+
+/// Rotate adjacent pairs (x[2i], x[2i+1]) of every head of x[T, n_heads * head_dim] by
+/// angle pos[t] * theta^(-2i/head_dim) / freq_factors[i] (freq_factors may be null).
+void rope(float* x, std::int64_t T, int n_heads, int head_dim, const std::int32_t* pos, float theta,
+          const float* freq_factors);
+
+/// g[i] = silu(g[i]) * u[i]
+void silu_mul(float* g, const float* u, std::int64_t n) noexcept;
+
+/// Causal attention of the step's queries over the paged cache.
+/// q [T, n_heads, hd], out [T, n_heads, hd]; k_cache/v_cache of one layer [slots, n_kv, hd];
+/// token t sees positions 0..pos[t] of its sequence seq_of[t], whose block table is
+/// block_ids[block_indptr[s] .. block_indptr[s+1]).
+struct AttentionArgs {
+  const float* q;
+  const float* k_cache;
+  const float* v_cache;
+  float* out;
+  std::int64_t T;
+  int n_heads, n_kv_heads, head_dim, block_size;
+  const std::int32_t* pos;
+  const std::int32_t* seq_of;
+  const std::int32_t* block_indptr;
+  const std::int32_t* block_ids;
+};
+void attention(const AttentionArgs& a, ThreadPool& pool);
+
+}  // namespace vireo::cpu

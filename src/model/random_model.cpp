@@ -1,0 +1,78 @@
+// Model::random: a Llama-shaped model with random weights generated in code, for
+// benchmarks of real shapes (SmolLM2-135M, Llama-3.2-1B, Llama-3.1-8B) and tests that must
+// not depend on a file. Values are N(0, 1/sqrt(fan_in))-like uniforms so activations stay
+// in a realistic range through many layers; norms are 1.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <random>
+
+#include "model/loader.hpp"
+#include "model/model_impl.hpp"
+#include "vireo/error.hpp"
+
+namespace vireo {
+
+Model Model::random(const ModelConfig& cfg, std::uint64_t seed, ModelOptions opts, gguf::TensorType type) {
+  detail::validate_config(cfg);
+  auto m = std::make_unique<detail::ModelImpl>();
+  m->cfg = cfg;
+  m->opts = opts;
+  auto& w = m->weights;
+  std::mt19937_64 rng(seed);
+  const std::size_t n_mats = std::size_t(cfg.n_layers) * 7 + 2, n_vecs = std::size_t(cfg.n_layers) * 5 + 1;
+  w.owned.reserve(n_mats + n_vecs + 3 * std::size_t(cfg.n_layers));
+  const std::size_t blk = gguf::block_elements(type);
+
+  auto matrix = [&](std::int64_t rows, std::int64_t cols) {
+    if (std::size_t(cols) % blk != 0)
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("random model: {} columns is not a multiple of the {} block of {}", cols, gguf::to_string(type), blk));
+    const std::size_t row_bytes = gguf::row_bytes(type, std::uint64_t(cols));
+    std::vector<std::byte> buf(row_bytes * std::size_t(rows));
+    std::vector<float> row(static_cast<std::size_t>(cols));
+    const float a = std::sqrt(3.0f / float(cols));  // uniform(-a, a) has variance 1/cols
+    std::uniform_real_distribution<float> dist(-a, a);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (auto& v : row) v = dist(rng);
+      gguf::quantize(type, row.data(), buf.data() + std::size_t(r) * row_bytes, std::size_t(cols));
+    }
+    w.owned.push_back(std::move(buf));
+    return detail::WeightView{type, w.owned.back().data(), rows, cols};
+  };
+  auto ones = [&](std::int64_t n) {
+    std::vector<std::byte> buf(std::size_t(n) * sizeof(float));
+    float* p = reinterpret_cast<float*>(buf.data());
+    for (std::int64_t i = 0; i < n; ++i) p[i] = 1.0f;
+    w.owned.push_back(std::move(buf));
+    return detail::WeightView{gguf::TensorType::F32, w.owned.back().data(), 1, n};
+  };
+
+  const std::int64_t d = cfg.d_model, qd = std::int64_t(cfg.n_heads) * cfg.head_dim,
+                     kvd = std::int64_t(cfg.n_kv_heads) * cfg.head_dim;
+  w.tok_embd = matrix(cfg.vocab_size, d);
+  w.output_norm = ones(d);
+  w.output = cfg.tied_embeddings ? w.tok_embd : matrix(cfg.vocab_size, d);
+  for (int l = 0; l < cfg.n_layers; ++l) {
+    detail::LayerWeights L;
+    L.attn_norm = ones(d);
+    L.wq = matrix(qd, d);
+    L.wk = matrix(kvd, d);
+    L.wv = matrix(kvd, d);
+    L.wo = matrix(d, qd);
+    if (cfg.qkv_bias) {
+      L.bq = ones(qd);
+      L.bk = ones(kvd);
+      L.bv = ones(kvd);
+    }
+    L.ffn_norm = ones(d);
+    L.w_gate = matrix(cfg.d_ff, d);
+    L.w_up = matrix(cfg.d_ff, d);
+    L.w_down = matrix(d, cfg.d_ff);
+    w.layers.push_back(L);
+  }
+  detail::attach_backend(*m);
+  return Model(std::move(m));
+}
+
+}  // namespace vireo
