@@ -121,50 +121,51 @@ class Cursor {
   const std::string& source_;
 };
 
-Value read_value(Cursor& c, ValueType t, std::uint32_t depth, const std::string& key) {
+// `what` names the value in messages, e.g. "metadata key 'general.name'".
+Value read_value(Cursor& c, ValueType t, std::uint32_t depth, const std::string& what) {
   switch (t) {
-    case ValueType::UInt8: return Value::make_uint(t, c.read<std::uint8_t>(key));
-    case ValueType::UInt16: return Value::make_uint(t, c.read<std::uint16_t>(key));
-    case ValueType::UInt32: return Value::make_uint(t, c.read<std::uint32_t>(key));
-    case ValueType::UInt64: return Value::make_uint(t, c.read<std::uint64_t>(key));
-    case ValueType::Int8: return Value::make_int(t, c.read<std::int8_t>(key));
-    case ValueType::Int16: return Value::make_int(t, c.read<std::int16_t>(key));
-    case ValueType::Int32: return Value::make_int(t, c.read<std::int32_t>(key));
-    case ValueType::Int64: return Value::make_int(t, c.read<std::int64_t>(key));
-    case ValueType::Float32: return Value::make_float(t, c.read<float>(key));
-    case ValueType::Float64: return Value::make_float(t, c.read<double>(key));
+    case ValueType::UInt8: return Value::make_uint(t, c.read<std::uint8_t>(what));
+    case ValueType::UInt16: return Value::make_uint(t, c.read<std::uint16_t>(what));
+    case ValueType::UInt32: return Value::make_uint(t, c.read<std::uint32_t>(what));
+    case ValueType::UInt64: return Value::make_uint(t, c.read<std::uint64_t>(what));
+    case ValueType::Int8: return Value::make_int(t, c.read<std::int8_t>(what));
+    case ValueType::Int16: return Value::make_int(t, c.read<std::int16_t>(what));
+    case ValueType::Int32: return Value::make_int(t, c.read<std::int32_t>(what));
+    case ValueType::Int64: return Value::make_int(t, c.read<std::int64_t>(what));
+    case ValueType::Float32: return Value::make_float(t, c.read<float>(what));
+    case ValueType::Float64: return Value::make_float(t, c.read<double>(what));
     case ValueType::Bool: {
-      const auto b = c.read<std::uint8_t>(key);
+      const auto b = c.read<std::uint8_t>(what);
       if (b > 1)
-        c.fail(ErrorCode::InvalidModel, "metadata key '{}': bool byte {} at offset {} is not 0 or 1",
-               key, b, c.pos() - 1);
+        c.fail(ErrorCode::InvalidModel, "{}: bool byte {} at offset {} is not 0 or 1",
+               what, b, c.pos() - 1);
       return Value::make_bool(b != 0);
     }
-    case ValueType::String: return Value::make_string(c.read_string(key));
+    case ValueType::String: return Value::make_string(c.read_string(what));
     case ValueType::Array: {
       if (depth >= MAX_DEPTH)
         c.fail(ErrorCode::InvalidModel,
-               "metadata key '{}': arrays nested deeper than {} levels at offset {}", key,
+               "{}: arrays nested deeper than {} levels at offset {}", what,
                MAX_DEPTH, c.pos());
-      const auto et = c.read<std::uint32_t>(key);
+      const auto et = c.read<std::uint32_t>(what);
       if (!known_value_type(et))
-        c.fail(ErrorCode::InvalidModel, "metadata key '{}': unknown array element type {} at offset {}",
-               key, et, c.pos() - 4);
-      const auto count = c.read<std::uint64_t>(key);
+        c.fail(ErrorCode::InvalidModel, "{}: unknown array element type {} at offset {}",
+               what, et, c.pos() - 4);
+      const auto count = c.read<std::uint64_t>(what);
       const ValueType elem = ValueType(et);
       const std::uint64_t min = min_encoded_size(elem);
       if (count > c.remaining() / min)
         c.fail(ErrorCode::InvalidModel,
-               "metadata key '{}': array of {} {} elements at offset {} needs at least {} bytes "
+               "{}: array of {} {} elements at offset {} needs at least {} bytes "
                "per element but only {} bytes remain",
-               key, count, to_string(elem), c.pos() - 12, min, c.remaining());
+               what, count, to_string(elem), c.pos() - 12, min, c.remaining());
       std::vector<Value> v;
       v.reserve(std::size_t(count));
-      for (std::uint64_t i = 0; i < count; ++i) v.push_back(read_value(c, elem, depth + 1, key));
+      for (std::uint64_t i = 0; i < count; ++i) v.push_back(read_value(c, elem, depth + 1, what));
       return Value::make_array(elem, std::move(v));
     }
   }
-  c.fail(ErrorCode::InvalidModel, "metadata key '{}': unknown value type {}", key,
+  c.fail(ErrorCode::InvalidModel, "{}: unknown value type {}", what,
          std::uint32_t(t));
 }
 
@@ -226,11 +227,11 @@ void File::Impl::parse(const std::string& source) {
     const std::uint64_t at = c.pos();
     std::string key = c.read_string(fmt::format("key of metadata pair {}", i));
     if (key.empty()) c.fail(ErrorCode::InvalidModel, "metadata pair {} at offset {} has an empty key", i, at);
-    const auto type = c.read<std::uint32_t>(key);
+    const auto type = c.read<std::uint32_t>(fmt::format("type of metadata key '{}'", key));
     if (!known_value_type(type))
       c.fail(ErrorCode::InvalidModel, "metadata key '{}': unknown value type {} at offset {}", key,
              type, c.pos() - 4);
-    Value v = read_value(c, ValueType(type), 0, key);
+    Value v = read_value(c, ValueType(type), 0, fmt::format("metadata key '{}'", key));
     if (kv_index.count(key))
       c.fail(ErrorCode::InvalidModel, "duplicate metadata key '{}' at offset {}", key, at);
     kv.emplace_back(std::move(key), std::move(v));
