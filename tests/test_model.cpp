@@ -104,10 +104,11 @@ TEST_CASE("SmolLM2 last-position logits match HF transformers", "[golden][model]
     INFO("prompt: " << c.prompt << " max |logit - ref| = " << max_err);
     // Both sides compute in fp32 from the same dequantized weights; they differ only in
     // summation order (AVX2 8-lane FMA dot products vs PyTorch's GEMM blocking) through
-    // 30 layers. Logits are O(10): 2e-3 absolute is ~1e-4 relative, far below the gap
-    // between neighbouring top tokens that a real model error (wrong RoPE pairing, norm
-    // eps, GQA mapping) produces, which is O(1).
-    CHECK(max_err < 2e-3);
+    // 30 layers; measured max error is 1.4e-5..3.7e-5 over the 5 prompts (x86-64 AVX2).
+    // Logits are O(10): 5e-4 absolute (~5e-5 relative) leaves 10x headroom for another
+    // summation order, and is far below what a real model error (wrong RoPE pairing,
+    // norm eps, GQA mapping, a dequantization slip) produces, which is O(0.1..1).
+    CHECK(max_err < 5e-4);
   }
 }
 
@@ -127,7 +128,7 @@ TEST_CASE("a batched forward of several sequences equals their separate forwards
   // Separate: each prompt alone, all logits.
   std::vector<std::vector<float>> ref;
   for (const auto& p : prompts) {
-    KVCache c(m, {.num_blocks = 8, .block_size = 4});
+    KVCache c(m, {.num_blocks = 16, .block_size = 4});
     Batch b;
     b.add(c.add_sequence(), p, All);
     Logits lg = m.forward(b, c);
