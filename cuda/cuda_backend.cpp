@@ -1,0 +1,541 @@
+// The CUDA backend: the Llama forward pass of the CPU reference (src/cpu/cpu_backend.cpp) on
+// one GPU, with weights and activations in bf16 / fp16 (fp32 accumulation everywhere) or fp32
+// for testing, and CudaKVStorage, the device-resident paged K/V pool.
+//
+// Load: every matrix is dequantized row by row (gguf::dequantize) and converted to the
+// backend dtype once; Q/K/V are stacked into one [(nh + 2 nkv) hd, d] matrix and gate/up into
+// one [2 d_ff, d] matrix so each needs one GEMM. Norm weights, biases and RoPE inverse
+// frequencies stay fp32. All workspaces (sized for max_tokens() tokens), the plan buffers
+// and the logits chunk are allocated here; forward() allocates nothing.
+//
+// forward(): the plan is packed into pinned memory and uploaded with one copy, then per layer
+// fused add+RMSNorm -> QKV matmul -> bias+RoPE+KV write -> attention (split-KV decode kernel
+// for sequences with one new token, tensor-core FlashAttention for prefill chunks; fp32 mode
+// uses the decode kernel for every token) -> Wo -> add+RMSNorm -> gate/up matmul -> SwiGLU ->
+// Wdown. Matmuls with <= 8 tokens use the GEMV kernel, larger ones cuBLAS. The residual stream
+// is fp32. Only the logit rows go through the final norm and the vocab projection (in chunks
+// of 256 rows), and only those logits are copied back.
+//
+// Decode steps (each sequence has exactly one token, <= 64 tokens) are captured once per
+// batch-size bucket {1, 2, 4, ..., 64} and KV pool as a CUDA graph and replayed: all plan data
+// lives at fixed device addresses and is uploaded before the replay, tokens are padded to the
+// bucket with slot -1 (no KV write) and kv_len 0, and the attention split count depends only
+// on the bucket (each split takes ceil(kv_len / splits) keys on the device).
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "cuda_api.hpp"
+#include "cuda_backend.hpp"
+#include "model/backend.hpp"
+#include "vireo/error.hpp"
+#include "vireo/gguf.hpp"
+
+namespace vireo::detail {
+namespace {
+
+constexpr int kMaxTokens = 4096;
+constexpr int kLogitChunk = 256;
+constexpr std::int64_t kMaxBlockIds = std::int64_t(1) << 22;
+constexpr int kMaxGraphTokens = 64;
+
+void cu(cudaError_t e, const char* what) { cuda::check(int(e), what); }
+void ck(cuda::Status s, const char* what) { cuda::check(s, what); }
+
+// ---- KV storage ---------------------------------------------------------------------------
+
+class CudaKVStorage final : public KVStorage {
+ public:
+  CudaKVStorage(const KVGeometry& g, std::shared_ptr<cuda::Stream> stream)
+      : KVStorage(g), stream_(std::move(stream)) {
+    block_bytes_ = g.block_elems() * dtype_size(g.dtype);
+    layer_bytes_ = block_bytes_ * std::size_t(g.num_blocks);
+    buf_ = cuda::DeviceBuffer(2 * layer_bytes_ * std::size_t(g.n_layers));
+    buf_.fill_bytes(0);
+  }
+  void* k(int layer) const noexcept { return static_cast<char*>(buf_.get()) + 2 * std::size_t(layer) * layer_bytes_; }
+  void* v(int layer) const noexcept { return static_cast<char*>(k(layer)) + layer_bytes_; }
+
+  void copy_block(std::int32_t src, std::int32_t dst) override {
+    check_block(src);
+    check_block(dst);
+    auto s = static_cast<cudaStream_t>(stream_->get());
+    for (int l = 0; l < geo_.n_layers; ++l)
+      for (void* base : {k(l), v(l)})
+        cu(cudaMemcpyAsync(static_cast<char*>(base) + std::size_t(dst) * block_bytes_,
+                           static_cast<char*>(base) + std::size_t(src) * block_bytes_, block_bytes_,
+                           cudaMemcpyDeviceToDevice, s),
+           "KV copy_block");
+  }
+  // Host image of a block: per layer, K then V, block_bytes_ each.
+  void read_block(std::int32_t block, void* host_dst) override {
+    check_block(block);
+    auto s = static_cast<cudaStream_t>(stream_->get());
+    auto* h = static_cast<char*>(host_dst);
+    for (int l = 0; l < geo_.n_layers; ++l)
+      for (int kv = 0; kv < 2; ++kv)
+        cu(cudaMemcpyAsync(h + (2 * std::size_t(l) + kv) * block_bytes_,
+                           static_cast<char*>(kv ? v(l) : k(l)) + std::size_t(block) * block_bytes_, block_bytes_,
+                           cudaMemcpyDeviceToHost, s),
+           "KV read_block");
+    stream_->synchronize();
+  }
+  void write_block(std::int32_t block, const void* host_src) override {
+    check_block(block);
+    auto s = static_cast<cudaStream_t>(stream_->get());
+    auto* h = static_cast<const char*>(host_src);
+    for (int l = 0; l < geo_.n_layers; ++l)
+      for (int kv = 0; kv < 2; ++kv)
+        cu(cudaMemcpyAsync(static_cast<char*>(kv ? v(l) : k(l)) + std::size_t(block) * block_bytes_,
+                           h + (2 * std::size_t(l) + kv) * block_bytes_, block_bytes_, cudaMemcpyHostToDevice, s),
+           "KV write_block");
+    stream_->synchronize();
+  }
+  std::shared_ptr<void> alloc_host(std::size_t bytes) override {
+    void* p = nullptr;
+    cudaError_t e = cudaMallocHost(&p, std::max<std::size_t>(bytes, 1));
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      throw Error(ErrorCode::OutOfMemory,
+                  fmt::format("cudaMallocHost of {} bytes for swapped KV blocks failed: {}", bytes, cudaGetErrorString(e)));
+    }
+    return std::shared_ptr<void>(p, [](void* q) { cudaFreeHost(q); });
+  }
+
+ private:
+  void check_block(std::int32_t b) const {
+    if (b < 0 || b >= geo_.num_blocks)
+      throw Error(ErrorCode::InvalidArgument, fmt::format("KV block {} outside [0, {})", b, geo_.num_blocks));
+  }
+  std::shared_ptr<cuda::Stream> stream_;
+  std::size_t block_bytes_ = 0, layer_bytes_ = 0;
+  cuda::DeviceBuffer buf_;
+};
+
+// ---- the plan on the device ------------------------------------------------------------------
+
+/// Byte offsets of the plan arrays in one buffer, for n token slots (the step's tokens padded
+/// to a graph bucket) and n_tiles prefill tiles. block_ids comes last: its length varies.
+struct PlanLayout {
+  std::size_t tokens, positions, kv_len, bt_off, dec_list, pf_list, tiles, logit_rows, slots, block_ids;
+  PlanLayout(int n, int n_tiles) {
+    std::size_t o = 0;
+    auto take = [&o](std::size_t bytes) {
+      std::size_t at = o;
+      o += (bytes + 15) / 16 * 16;
+      return at;
+    };
+    const std::size_t i4 = std::size_t(n) * 4;
+    tokens = take(i4);
+    positions = take(i4);
+    kv_len = take(i4);
+    bt_off = take(i4);
+    dec_list = take(i4);
+    pf_list = take(i4);
+    tiles = take(std::size_t(std::max(n_tiles, 1)) * 12);
+    logit_rows = take(i4);
+    slots = take(std::size_t(n) * 8);
+    block_ids = o;
+  }
+};
+
+struct Mat {
+  cuda::DeviceBuffer buf;
+  int rows = 0, cols = 0;
+  const void* ptr() const noexcept { return buf.get(); }
+};
+
+struct Layer {
+  cuda::DeviceBuffer attn_norm, ffn_norm, bqkv;
+  Mat wqkv, wo, wgu, wdown;
+};
+
+// ---- the backend ---------------------------------------------------------------------------
+
+class CudaBackend final : public Backend, public cuda::BackendControls {
+ public:
+  CudaBackend(const ModelConfig& cfg, const Weights& w, int device, DType dtype)
+      : cfg_(cfg), dev_(device), dt_(dtype) {
+    std::string why;
+    const int n = cuda::device_count(&why);
+    if (n == 0) throw Error(ErrorCode::Unsupported, "no usable CUDA device: " + why);
+    if (device < 0 || device >= n)
+      throw Error(ErrorCode::InvalidArgument, fmt::format("CUDA device {} requested but {} are present", device, n));
+    const int nh = cfg.n_heads, nkv = cfg.n_kv_heads, hd = cfg.head_dim;
+    if (!(hd == 64 || hd == 128) || nkv <= 0 || nh % nkv || nh / nkv > 8)
+      throw Error(ErrorCode::Unsupported,
+                  fmt::format("CUDA attention supports head_dim 64 or 128 and GQA groups <= 8; the model has head_dim "
+                              "{}, {} heads, {} KV heads",
+                              hd, nh, nkv));
+    cu(cudaSetDevice(dev_), "cudaSetDevice");
+    cudaDeviceProp prop{};
+    cu(cudaGetDeviceProperties(&prop, dev_), "cudaGetDeviceProperties");
+    n_sms_ = prop.multiProcessorCount;
+    stream_ = std::make_shared<cuda::Stream>();
+    blas_ = std::make_unique<cuda::Blas>(stream_->get());
+
+    // Weights.
+    tok_embd_ = upload({&w.tok_embd});
+    output_norm_ = upload_f32(w.output_norm, cfg.d_model);
+    if (!cfg.tied_embeddings && w.output && w.output.data != w.tok_embd.data) output_ = upload({&w.output});
+    layers_.resize(std::size_t(cfg.n_layers));
+    for (int l = 0; l < cfg.n_layers; ++l) {
+      const LayerWeights& L = w.layers[std::size_t(l)];
+      Layer& D = layers_[std::size_t(l)];
+      D.attn_norm = upload_f32(L.attn_norm, cfg.d_model);
+      D.ffn_norm = upload_f32(L.ffn_norm, cfg.d_model);
+      D.wqkv = upload({&L.wq, &L.wk, &L.wv});
+      D.wo = upload({&L.wo});
+      D.wgu = upload({&L.w_gate, &L.w_up});
+      D.wdown = upload({&L.w_down});
+      if (L.bq || L.bk || L.bv) {
+        std::vector<float> b(std::size_t((nh + 2 * nkv) * hd), 0.0f);
+        auto put = [&](const WeightView& v, std::size_t at, std::size_t n) {
+          if (v) gguf::dequantize(v.type, v.data, b.data() + at, n);
+        };
+        put(L.bq, 0, std::size_t(nh * hd));
+        put(L.bk, std::size_t(nh * hd), std::size_t(nkv * hd));
+        put(L.bv, std::size_t((nh + nkv) * hd), std::size_t(nkv * hd));
+        D.bqkv = cuda::DeviceBuffer(b.size() * 4);
+        D.bqkv.upload(b.data(), b.size() * 4);
+      }
+    }
+    // RoPE inverse frequencies exactly as the CPU reference computes them.
+    std::vector<float> inv(std::size_t(hd / 2));
+    for (int i = 0; i < hd / 2; ++i) {
+      inv[std::size_t(i)] = float(std::pow(double(cfg.rope_theta), -2.0 * i / hd));
+      if (!w.rope_freqs.empty()) inv[std::size_t(i)] /= w.rope_freqs[std::size_t(i)];
+    }
+    inv_freq_ = cuda::DeviceBuffer(inv.size() * 4);
+    inv_freq_.upload(inv.data(), inv.size() * 4);
+
+    // Workspaces for kMaxTokens tokens.
+    const std::size_t M = kMaxTokens, es = dtype_size(dt_);
+    const std::size_t qkvw = std::size_t(nh + 2 * nkv) * hd, qd = std::size_t(nh) * hd;
+    resid_ = cuda::DeviceBuffer(M * cfg.d_model * 4);
+    xn_ = cuda::DeviceBuffer(M * cfg.d_model * es);
+    qkv_ = cuda::DeviceBuffer(M * qkvw * es);
+    q_ = cuda::DeviceBuffer(M * qd * es);
+    attn_ = cuda::DeviceBuffer(M * qd * es);
+    tmp_ = cuda::DeviceBuffer(M * cfg.d_model * es);
+    gu_ = cuda::DeviceBuffer(M * 2 * std::size_t(cfg.d_ff) * es);
+    h_ = cuda::DeviceBuffer(M * std::size_t(cfg.d_ff) * es);
+    logits_ = cuda::DeviceBuffer(std::size_t(kLogitChunk) * cfg.vocab_size * 4);
+    std::size_t ws = 0;
+    for (int t = 1; t <= kMaxTokens; ++t)
+      ws = std::max(ws, cuda::decode_attention_workspace_floats(t, nh, hd, cuda::decode_attention_splits(t, nkv, n_sms_)));
+    attn_ws_ = cuda::DeviceBuffer(std::max<std::size_t>(ws, 1) * 4);
+    const PlanLayout max_layout(kMaxTokens, kMaxTokens);
+    plan_bytes_ = max_layout.block_ids + std::size_t(kMaxBlockIds) * 4;
+    plan_dev_ = cuda::DeviceBuffer(plan_bytes_);
+    plan_host_ = cuda::PinnedBuffer(plan_bytes_);
+    // Graph steps use the layout of their bucket at the start of their own buffer, so a
+    // captured graph's pointers never move.
+    const PlanLayout graph_layout(kMaxGraphTokens, 1);
+    graph_plan_bytes_ = graph_layout.block_ids + std::size_t(kMaxBlockIds) * 4;
+    graph_plan_dev_ = cuda::DeviceBuffer(graph_plan_bytes_);
+    cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "backend init");
+  }
+
+  ~CudaBackend() override {
+    for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+  }
+
+  DType kv_dtype() const noexcept override { return dt_; }
+  std::size_t weight_bytes() const noexcept override { return weight_bytes_; }
+  void* stream() const noexcept override { return stream_->get(); }
+  void set_graphs_enabled(bool on) noexcept override { graphs_on_ = on; }
+  int graphs_captured() const noexcept override { return int(graphs_.size()); }
+  int max_tokens() const noexcept override { return kMaxTokens; }
+
+  std::unique_ptr<KVStorage> make_kv_storage(const KVGeometry& g) override {
+    if (g.dtype != dt_ || g.n_layers != cfg_.n_layers || g.n_kv_heads != cfg_.n_kv_heads || g.head_dim != cfg_.head_dim)
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("KV geometry ({} layers, {} KV heads, head_dim {}, {}) does not match the CUDA backend "
+                              "({} layers, {} KV heads, head_dim {}, {})",
+                              g.n_layers, g.n_kv_heads, g.head_dim, to_string(g.dtype), cfg_.n_layers, cfg_.n_kv_heads,
+                              cfg_.head_dim, to_string(dt_)));
+    cu(cudaSetDevice(dev_), "cudaSetDevice");
+    return std::make_unique<CudaKVStorage>(g, stream_);
+  }
+
+  void forward(const ForwardPlan& plan, KVStorage& kv_base, Logits& out, const std::atomic<bool>* cancel) override {
+    auto& kv = dynamic_cast<CudaKVStorage&>(kv_base);
+    std::lock_guard<std::mutex> lock(mu_);  // workspaces are shared by every caller of the model
+    const int T = int(plan.tokens.size());
+    if (T == 0) return;
+    if (plan.tokens.size() > std::size_t(kMaxTokens))
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("a CUDA forward step takes at most {} tokens; this batch has {}", kMaxTokens, plan.tokens.size()));
+    if (plan.block_ids.size() > std::size_t(kMaxBlockIds))
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("the step's block tables hold {} blocks, more than the {} the CUDA backend was sized for",
+                              plan.block_ids.size(), kMaxBlockIds));
+    if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::Cancelled, "forward cancelled");
+    cu(cudaSetDevice(dev_), "cudaSetDevice");
+    auto s = static_cast<cudaStream_t>(stream_->get());
+
+    // Which sequences have a single new token (decode) and which a chunk (prefill).
+    const int S = int(plan.block_indptr.size()) - 1;
+    std::vector<int> per_seq(std::size_t(std::max(S, 0)), 0);
+    for (int t = 0; t < T; ++t) ++per_seq[std::size_t(plan.seq_of[std::size_t(t)])];
+    const bool all_decode = std::all_of(per_seq.begin(), per_seq.end(), [](int c) { return c == 1; });
+    const int R = int(plan.logit_rows.size());
+    const bool graph = graphs_on_ && all_decode && T <= kMaxGraphTokens;
+    int n = T;
+    if (graph) {
+      n = 1;
+      while (n < T) n *= 2;
+    }
+
+    // Pack the plan.
+    std::vector<int> dec, pf, tiles;
+    if (dt_ == DType::F32 || all_decode) {
+      for (int t = 0; t < n; ++t) dec.push_back(t);
+    } else {
+      std::vector<std::vector<int>> chunk(static_cast<std::size_t>(S));
+      for (int t = 0; t < T; ++t) {
+        const int sq = plan.seq_of[std::size_t(t)];
+        if (per_seq[std::size_t(sq)] == 1) dec.push_back(t);
+        else chunk[std::size_t(sq)].push_back(t);
+      }
+      for (auto& c : chunk)
+        for (std::size_t i = 0; i < c.size(); i += cuda::PREFILL_TILE) {
+          tiles.push_back(int(pf.size()));
+          tiles.push_back(int(std::min<std::size_t>(cuda::PREFILL_TILE, c.size() - i)));
+          tiles.push_back(0);
+          for (std::size_t j = i; j < std::min(c.size(), i + cuda::PREFILL_TILE); ++j) pf.push_back(c[j]);
+        }
+    }
+    const int n_tiles = int(tiles.size() / 3);
+    const PlanLayout lay = graph ? PlanLayout(kMaxGraphTokens, 1) : PlanLayout(n, n_tiles);
+    char* h = static_cast<char*>(plan_host_.get());
+    auto i32 = [&](std::size_t off) { return reinterpret_cast<std::int32_t*>(h + off); };
+    for (int t = 0; t < n; ++t) {
+      const bool real = t < T;
+      i32(lay.tokens)[t] = real ? plan.tokens[std::size_t(t)] : 0;
+      i32(lay.positions)[t] = real ? plan.positions[std::size_t(t)] : 0;
+      i32(lay.kv_len)[t] = real ? plan.positions[std::size_t(t)] + 1 : 0;
+      i32(lay.bt_off)[t] = real ? plan.block_indptr[std::size_t(plan.seq_of[std::size_t(t)])] : 0;
+      reinterpret_cast<std::int64_t*>(h + lay.slots)[t] = real ? plan.slots[std::size_t(t)] : -1;
+    }
+    std::copy(dec.begin(), dec.end(), i32(lay.dec_list));
+    std::copy(pf.begin(), pf.end(), i32(lay.pf_list));
+    std::copy(tiles.begin(), tiles.end(), i32(lay.tiles));
+    const int rows_run = graph ? n : R;  // a graph always projects its whole bucket
+    for (int r = 0; r < rows_run; ++r) i32(lay.logit_rows)[r] = r < R ? plan.logit_rows[std::size_t(r)] : 0;
+    std::copy(plan.block_ids.begin(), plan.block_ids.end(), i32(lay.block_ids));
+    const std::size_t bytes = lay.block_ids + plan.block_ids.size() * 4;
+    cuda::DeviceBuffer& dplan = graph ? graph_plan_dev_ : plan_dev_;
+    cu(cudaMemcpyAsync(dplan.get(), h, bytes, cudaMemcpyHostToDevice, s), "plan upload");
+
+    Step st;
+    st.n = n;
+    st.n_dec = int(dec.size());
+    st.n_tiles = n_tiles;
+    st.rows = rows_run;
+    st.splits = cuda::decode_attention_splits(st.n_dec, cfg_.n_kv_heads, n_sms_);
+    char* d = static_cast<char*>(dplan.get());
+    auto d32 = [&](std::size_t off) { return reinterpret_cast<std::int32_t*>(d + off); };
+    st.tokens = d32(lay.tokens);
+    st.positions = d32(lay.positions);
+    st.kv_len = d32(lay.kv_len);
+    st.bt_off = d32(lay.bt_off);
+    st.dec_list = d32(lay.dec_list);
+    st.pf_list = d32(lay.pf_list);
+    st.tiles = d32(lay.tiles);
+    st.logit_rows = d32(lay.logit_rows);
+    st.block_ids = d32(lay.block_ids);
+    st.slots = reinterpret_cast<const std::int64_t*>(d + lay.slots);
+    st.block_size = plan.block_size;
+
+    if (graph) {
+      const auto key = std::make_tuple(n, kv.k(0), kv.geometry().num_blocks, plan.block_size);
+      auto it = graphs_.find(key);
+      if (it == graphs_.end()) {
+        cu(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+        cudaGraph_t g = nullptr;
+        try {
+          run(st, kv, nullptr);
+        } catch (...) {
+          cudaStreamEndCapture(s, &g);
+          if (g) cudaGraphDestroy(g);
+          throw;
+        }
+        cu(cudaStreamEndCapture(s, &g), "cudaStreamEndCapture");
+        cudaGraphExec_t exec = nullptr;
+        cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+        cudaGraphDestroy(g);
+        cu(e, "cudaGraphInstantiate");
+        it = graphs_.emplace(key, exec).first;
+      }
+      cu(cudaGraphLaunch(it->second, s), "cudaGraphLaunch");
+    } else {
+      run(st, kv, cancel);
+    }
+
+    // Logits of the rows that asked for them (the first chunk is already in logits_).
+    float* dst = out.mutable_data();
+    const std::size_t V = std::size_t(cfg_.vocab_size);
+    for (int c0 = 0; c0 < R; c0 += kLogitChunk) {
+      const int rows = std::min(kLogitChunk, R - c0);
+      if (c0 > 0) project(st, c0, rows);
+      cu(cudaMemcpyAsync(dst + std::size_t(c0) * V, logits_.get(), std::size_t(rows) * V * 4, cudaMemcpyDeviceToHost, s),
+         "logits download");
+    }
+    cu(cudaStreamSynchronize(s), "forward");
+  }
+
+ private:
+  struct Step {
+    int n = 0, n_dec = 0, n_tiles = 0, rows = 0, splits = 1, block_size = 16;
+    const std::int32_t *tokens, *positions, *kv_len, *bt_off, *dec_list, *pf_list, *tiles, *logit_rows, *block_ids;
+    const std::int64_t* slots;
+  };
+
+  void matmul(const void* x, const Mat& w, void* y, bool y_f32, int n) {
+    if (n <= cuda::GEMV_MAX_TOKENS)
+      ck(cuda::gemv(dt_, w.ptr(), x, y, y_f32, n, w.rows, w.cols, stream_->get()), "gemv");
+    else
+      blas_->gemm(dt_, x, w.ptr(), y, y_f32, n, w.rows, w.cols);
+  }
+
+  /// Final norm of logit rows [c0, c0 + rows) (adding the last layer's FFN output) and the
+  /// vocab projection into logits_.
+  void project(const Step& st, int c0, int rows) {
+    ck(cuda::rmsnorm(dt_, tmp_.get(), resid_.as<float>(), output_norm_.as<float>(), xn_.get(), st.logit_rows + c0, rows,
+                     cfg_.d_model, cfg_.rms_eps, stream_->get()),
+       "final rmsnorm");
+    matmul(xn_.get(), output_.ptr() ? output_ : tok_embd_, logits_.get(), true, rows);
+  }
+
+  /// Every kernel of one step, on stream_ (possibly under graph capture).
+  void run(const Step& st, CudaKVStorage& kv, const std::atomic<bool>* cancel) {
+    void* s = stream_->get();
+    const int d = cfg_.d_model, nh = cfg_.n_heads, nkv = cfg_.n_kv_heads, hd = cfg_.head_dim;
+    ck(cuda::embed(dt_, tok_embd_.ptr(), st.tokens, resid_.as<float>(), st.n, d, s), "embed");
+    for (int l = 0; l < cfg_.n_layers; ++l) {
+      if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::Cancelled, "forward cancelled");
+      const Layer& L = layers_[std::size_t(l)];
+      // The previous layer's FFN output (tmp_) joins the residual here.
+      ck(cuda::rmsnorm(dt_, l ? tmp_.get() : nullptr, resid_.as<float>(), L.attn_norm.as<float>(), xn_.get(), nullptr,
+                       st.n, d, cfg_.rms_eps, s),
+         "attn rmsnorm");
+      matmul(xn_.get(), L.wqkv, qkv_.get(), false, st.n);
+      cuda::RopeKVParams rp;
+      rp.qkv = qkv_.get();
+      rp.bias = L.bqkv.as<float>();
+      rp.inv_freq = inv_freq_.as<float>();
+      rp.q_out = q_.get();
+      rp.k_cache = kv.k(l);
+      rp.v_cache = kv.v(l);
+      rp.positions = st.positions;
+      rp.slots = st.slots;
+      rp.n = st.n;
+      rp.n_heads = nh;
+      rp.n_kv_heads = nkv;
+      rp.head_dim = hd;
+      ck(cuda::rope_kv(dt_, rp, s), "rope_kv");
+      cuda::AttentionParams ap;
+      ap.q = q_.get();
+      ap.k_cache = kv.k(l);
+      ap.v_cache = kv.v(l);
+      ap.out = attn_.get();
+      ap.kv_len = st.kv_len;
+      ap.bt_off = st.bt_off;
+      ap.block_ids = st.block_ids;
+      ap.n_heads = nh;
+      ap.n_kv_heads = nkv;
+      ap.head_dim = hd;
+      ap.block_size = st.block_size;
+      ap.scale = 1.0f / std::sqrt(float(hd));
+      ck(cuda::decode_attention(dt_, ap, st.dec_list, st.n_dec, st.splits, attn_ws_.as<float>(), s), "decode attention");
+      ck(cuda::prefill_attention(dt_, ap, st.pf_list, st.tiles, st.n_tiles, s), "prefill attention");
+      matmul(attn_.get(), L.wo, tmp_.get(), false, st.n);
+      ck(cuda::rmsnorm(dt_, tmp_.get(), resid_.as<float>(), L.ffn_norm.as<float>(), xn_.get(), nullptr, st.n, d,
+                       cfg_.rms_eps, s),
+         "ffn rmsnorm");
+      matmul(xn_.get(), L.wgu, gu_.get(), false, st.n);
+      ck(cuda::swiglu(dt_, gu_.get(), h_.get(), st.n, cfg_.d_ff, s), "swiglu");
+      matmul(h_.get(), L.wdown, tmp_.get(), false, st.n);
+    }
+    if (st.rows > 0) project(st, 0, std::min(st.rows, kLogitChunk));
+  }
+
+  /// Stack the matrices (same column count) row-wise, dequantize, convert to dt_, upload.
+  Mat upload(std::initializer_list<const WeightView*> parts) {
+    Mat m;
+    m.cols = int((*parts.begin())->cols);
+    for (const WeightView* p : parts) {
+      if (!*p) throw Error(ErrorCode::InvalidModel, "a weight matrix the CUDA backend needs is missing");
+      if (p->cols != m.cols)
+        throw Error(ErrorCode::InvalidModel, fmt::format("stacked matrices have {} and {} columns", m.cols, p->cols));
+      m.rows += int(p->rows);
+    }
+    const std::size_t es = dtype_size(dt_), row_bytes = std::size_t(m.cols) * es;
+    m.buf = cuda::DeviceBuffer(row_bytes * std::size_t(m.rows));
+    weight_bytes_ += m.buf.size();
+    const std::size_t chunk_rows = std::max<std::size_t>(1, (std::size_t(8) << 20) / row_bytes);
+    std::vector<float> f(std::size_t(m.cols));
+    std::vector<char> staging(chunk_rows * row_bytes);
+    std::size_t done = 0, in_chunk = 0;
+    auto flush = [&] {
+      if (in_chunk) m.buf.upload(staging.data(), in_chunk * row_bytes, (done - in_chunk) * row_bytes);
+      in_chunk = 0;
+    };
+    for (const WeightView* p : parts)
+      for (std::int64_t r = 0; r < p->rows; ++r) {
+        gguf::dequantize(p->type, p->row(r), f.data(), f.size());
+        cuda::convert_from_f32(dt_, f.data(), staging.data() + in_chunk * row_bytes, f.size());
+        ++in_chunk;
+        ++done;
+        if (in_chunk == chunk_rows) flush();
+      }
+    flush();
+    return m;
+  }
+
+  cuda::DeviceBuffer upload_f32(const WeightView& v, int n) {
+    if (!v || v.rows * v.cols != n)
+      throw Error(ErrorCode::InvalidModel, fmt::format("norm weight has {} elements, expected {}", v.rows * v.cols, n));
+    std::vector<float> f(std::size_t(n));
+    gguf::dequantize(v.type, v.data, f.data(), f.size());
+    cuda::DeviceBuffer b(f.size() * 4);
+    b.upload(f.data(), f.size() * 4);
+    weight_bytes_ += b.size();
+    return b;
+  }
+
+  ModelConfig cfg_;
+  int dev_;
+  DType dt_;
+  int n_sms_ = 1;
+  std::size_t weight_bytes_ = 0;
+  std::shared_ptr<cuda::Stream> stream_;
+  std::unique_ptr<cuda::Blas> blas_;
+  Mat tok_embd_, output_;
+  cuda::DeviceBuffer output_norm_, inv_freq_;
+  std::vector<Layer> layers_;
+  cuda::DeviceBuffer resid_, xn_, qkv_, q_, attn_, tmp_, gu_, h_, logits_, attn_ws_;
+  std::size_t plan_bytes_ = 0, graph_plan_bytes_ = 0;
+  cuda::DeviceBuffer plan_dev_, graph_plan_dev_;
+  cuda::PinnedBuffer plan_host_;
+  std::mutex mu_;
+  bool graphs_on_ = true;
+  std::map<std::tuple<int, void*, std::int64_t, int>, cudaGraphExec_t> graphs_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& cfg, const Weights& w, int device_index, DType dtype) {
+  return std::make_unique<CudaBackend>(cfg, w, device_index, dtype);
+}
+
+}  // namespace vireo::detail
