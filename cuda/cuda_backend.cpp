@@ -208,7 +208,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       }
     }
     // RoPE inverse frequencies exactly as the CPU reference computes them.
-    std::vector<float> inv(std::size_t(hd / 2));
+    std::vector<float> inv(static_cast<std::size_t>(hd / 2));
     for (int i = 0; i < hd / 2; ++i) {
       inv[std::size_t(i)] = float(std::pow(double(cfg.rope_theta), -2.0 * i / hd));
       if (!w.rope_freqs.empty()) inv[std::size_t(i)] /= w.rope_freqs[std::size_t(i)];
@@ -284,7 +284,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
 
     // Which sequences have a single new token (decode) and which a chunk (prefill).
     const int S = int(plan.block_indptr.size()) - 1;
-    std::vector<int> per_seq(std::size_t(std::max(S, 0)), 0);
+    std::vector<int> per_seq(static_cast<std::size_t>(std::max(S, 0)), 0);
     for (int t = 0; t < T; ++t) ++per_seq[std::size_t(plan.seq_of[std::size_t(t)])];
     const bool all_decode = std::all_of(per_seq.begin(), per_seq.end(), [](int c) { return c == 1; });
     const int R = int(plan.logit_rows.size());
@@ -483,7 +483,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     m.buf = cuda::DeviceBuffer(row_bytes * std::size_t(m.rows));
     weight_bytes_ += m.buf.size();
     const std::size_t chunk_rows = std::max<std::size_t>(1, (std::size_t(8) << 20) / row_bytes);
-    std::vector<float> f(std::size_t(m.cols));
+    std::vector<float> f(static_cast<std::size_t>(m.cols));
     std::vector<char> staging(chunk_rows * row_bytes);
     std::size_t done = 0, in_chunk = 0;
     auto flush = [&] {
@@ -505,7 +505,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   cuda::DeviceBuffer upload_f32(const WeightView& v, int n) {
     if (!v || v.rows * v.cols != n)
       throw Error(ErrorCode::InvalidModel, fmt::format("norm weight has {} elements, expected {}", v.rows * v.cols, n));
-    std::vector<float> f(std::size_t(n));
+    std::vector<float> f(static_cast<std::size_t>(n));
     gguf::dequantize(v.type, v.data, f.data(), f.size());
     cuda::DeviceBuffer b(f.size() * 4);
     b.upload(f.data(), f.size() * 4);
