@@ -1,0 +1,506 @@
+// [cuda] Every CUDA kernel against its CPU reference (src/cpu/ops.hpp where one exists, the
+// definition otherwise), on random inputs, in fp32, fp16 and bf16, over several shapes
+// including odd lengths and block-boundary cases. Outputs are poisoned with NaN (0xFF bytes)
+// before each launch, and every output element is checked for NaN and against
+// |got - ref| <= atol + rtol * |ref|. Inputs are rounded to the kernel's dtype first and the
+// reference runs on the rounded values, so the tolerance only has to cover fp32 accumulation
+// order and the final rounding of the output (bf16: 2^-8 relative, fp16: 2^-11).
+// Without a GPU (cudaGetDeviceCount fails or returns 0) each test WARNs and returns.
+#include <catch2/catch.hpp>
+
+#ifdef VIREO_WITH_CUDA
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../cuda/cuda_api.hpp"
+#include "cpu/ops.hpp"
+#include "cpu/thread_pool.hpp"
+#include "sampling/philox.hpp"
+#include "vireo/sampler.hpp"
+
+namespace {
+
+using vireo::DType;
+namespace vc = vireo::cuda;
+
+#define VIREO_REQUIRE_GPU()                                                        \
+  do {                                                                             \
+    std::string why_;                                                              \
+    if (vc::device_count(&why_) == 0) {                                            \
+      WARN("no CUDA device, skipping: " << why_);                                  \
+      return;                                                                      \
+    }                                                                              \
+  } while (0)
+
+struct Tol {
+  float atol, rtol;
+};
+Tol tol_for(DType dt) {
+  switch (dt) {
+    case DType::F32: return {1e-4f, 1e-4f};
+    case DType::F16: return {2e-3f, 4e-3f};
+    case DType::BF16: return {1e-2f, 1.6e-2f};
+  }
+  return {0, 0};
+}
+
+/// Random values in [-scale, scale], rounded to dt (returned as fp32).
+std::vector<float> random_vec(std::size_t n, DType dt, std::mt19937& rng, float scale = 1.0f) {
+  std::uniform_real_distribution<float> u(-scale, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  std::vector<std::uint16_t> tmp(n);
+  if (dt != DType::F32) {
+    vc::convert_from_f32(dt, v.data(), tmp.data(), n);
+    vc::convert_to_f32(dt, tmp.data(), v.data(), n);
+  }
+  return v;
+}
+
+/// A device buffer of dt elements holding v (already representable in dt).
+vc::DeviceBuffer to_device(DType dt, const std::vector<float>& v) {
+  std::vector<char> raw(v.size() * vireo::dtype_size(dt));
+  vc::convert_from_f32(dt, v.data(), raw.data(), v.size());
+  vc::DeviceBuffer b(std::max<std::size_t>(raw.size(), 16));
+  b.upload(raw.data(), raw.size());
+  return b;
+}
+template <typename U>
+vc::DeviceBuffer to_device_raw(const std::vector<U>& v) {
+  vc::DeviceBuffer b(std::max<std::size_t>(v.size() * sizeof(U), 16));
+  b.upload(v.data(), v.size() * sizeof(U));
+  return b;
+}
+std::vector<float> from_device(DType dt, const vc::DeviceBuffer& b, std::size_t n) {
+  std::vector<char> raw(n * vireo::dtype_size(dt));
+  b.download(raw.data(), raw.size());
+  std::vector<float> out(n);
+  vc::convert_to_f32(dt, raw.data(), out.data(), n);
+  return out;
+}
+vc::DeviceBuffer poisoned(std::size_t bytes) {
+  vc::DeviceBuffer b(std::max<std::size_t>(bytes, 16));
+  b.fill_bytes(0xFF);  // NaN in fp32, fp16 and bf16
+  return b;
+}
+
+void check_close(const std::vector<float>& got, const std::vector<float>& ref, Tol t, const std::string& what) {
+  REQUIRE(got.size() == ref.size());
+  std::size_t bad = 0, first = 0;
+  double worst = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double err = std::fabs(double(got[i]) - double(ref[i]));
+    const bool ok = !std::isnan(got[i]) && err <= t.atol + t.rtol * std::fabs(ref[i]);
+    if (!ok && bad++ == 0) first = i;
+    if (!std::isnan(got[i])) worst = std::max(worst, err);
+  }
+  INFO(what << ": " << bad << " of " << got.size() << " elements out of tolerance (atol " << t.atol << ", rtol "
+            << t.rtol << "); first at " << first << ": got " << (bad ? got[first] : 0.f) << " ref "
+            << (bad ? ref[first] : 0.f) << "; max abs err " << worst);
+  CHECK(bad == 0);
+}
+
+const DType kDtypes[] = {DType::F32, DType::F16, DType::BF16};
+
+// ---- matmuls --------------------------------------------------------------------------------
+
+std::vector<float> ref_matmul(const std::vector<float>& x, const std::vector<float>& w, int n, int rows, int cols) {
+  std::vector<float> y(std::size_t(n) * rows);
+  for (int b = 0; b < n; ++b)
+    for (int r = 0; r < rows; ++r) {
+      double s = 0;
+      for (int c = 0; c < cols; ++c) s += double(x[std::size_t(b) * cols + c]) * w[std::size_t(r) * cols + c];
+      y[std::size_t(b) * rows + r] = float(s);
+    }
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("cuda gemv matches the CPU matmul", "[cuda]") {
+  VIREO_REQUIRE_GPU();
+  std::mt19937 rng(1);
+  struct Shape { int n, rows, cols; };
+  // vector path (cols % 8 == 0), scalar path (odd cols), rows not a multiple of the 4 rows per CTA
+  const Shape shapes[] = {{1, 37, 64}, {3, 129, 576}, {8, 64, 1536}, {2, 33, 37}, {5, 7, 4}, {1, 1, 8200}};
+  for (DType dt : kDtypes)
+    for (const Shape& s : shapes)
+      for (bool y_f32 : {false, true}) {
+        auto x = random_vec(std::size_t(s.n) * s.cols, dt, rng);
+        auto w = random_vec(std::size_t(s.rows) * s.cols, dt, rng);
+        auto dx = to_device(dt, x), dw = to_device(dt, w);
+        const DType ydt = y_f32 ? DType::F32 : dt;
+        auto dy = poisoned(std::size_t(s.n) * s.rows * vireo::dtype_size(ydt));
+        REQUIRE(vc::gemv(dt, dw.get(), dx.get(), dy.get(), y_f32, s.n, s.rows, s.cols, nullptr) == 0);
+        vc::synchronize(nullptr);
+        auto ref = ref_matmul(x, w, s.n, s.rows, s.cols);
+        Tol t = tol_for(ydt);
+        t.atol *= std::sqrt(float(s.cols) / 64.0f);  // fp32 accumulation error grows with the length
+        check_close(from_device(ydt, dy, ref.size()), ref, t,
+                    "gemv " + std::string(vireo::to_string(dt)) + " n=" + std::to_string(s.n) + " rows=" +
+                        std::to_string(s.rows) + " cols=" + std::to_string(s.cols));
+      }
+  CHECK(vc::gemv(DType::BF16, nullptr, nullptr, nullptr, false, vc::GEMV_MAX_TOKENS + 1, 4, 8, nullptr) != 0);
+}
+
+TEST_CASE("cuda cuBLAS gemm matches the CPU matmul", "[cuda]") {
+  VIREO_REQUIRE_GPU();
+  std::mt19937 rng(2);
+  vc::Stream stream;
+  vc::Blas blas(stream.get());
+  struct Shape { int n, rows, cols; };
+  const Shape shapes[] = {{17, 96, 80}, {64, 128, 576}, {9, 33, 40}};
+  for (DType dt : kDtypes)
+    for (const Shape& s : shapes)
+      for (bool acc : {false, true}) {
+        auto x = random_vec(std::size_t(s.n) * s.cols, dt, rng);
+        auto w = random_vec(std::size_t(s.rows) * s.cols, dt, rng);
+        auto y0 = random_vec(std::size_t(s.n) * s.rows, DType::F32, rng);
+        auto dx = to_device(dt, x), dw = to_device(dt, w);
+        auto dy = acc ? to_device(DType::F32, y0) : poisoned(y0.size() * 4);
+        blas.gemm(dt, dx.get(), dw.get(), dy.get(), true, s.n, s.rows, s.cols, acc);
+        stream.synchronize();
+        auto ref = ref_matmul(x, w, s.n, s.rows, s.cols);
+        if (acc)
+          for (std::size_t i = 0; i < ref.size(); ++i) ref[i] += y0[i];
+        Tol t = tol_for(DType::F32);
+        t.atol = 1e-4f * std::sqrt(float(s.cols));
+        check_close(from_device(DType::F32, dy, ref.size()), ref, t, "gemm " + std::string(vireo::to_string(dt)));
+      }
+}
+
+TEST_CASE("cuda embed gathers rows", "[cuda]") {
+  VIREO_REQUIRE_GPU();
+  std::mt19937 rng(3);
+  for (DType dt : kDtypes) {
+    const int vocab = 50, d = 72, n = 9;
+    auto table = random_vec(std::size_t(vocab) * d, dt, rng);
+    std::vector<std::int32_t> tok = {0, 49, 3, 3, 17, 25, 1, 48, 10};
+    auto dt_ = to_device(dt, table), dtok = to_device_raw(tok);
+    auto out = poisoned(std::size_t(n) * d * 4);
+    REQUIRE(vc::embed(dt, dt_.get(), dtok.as<std::int32_t>(), out.as<float>(), n, d, nullptr) == 0);
+    std::vector<float> ref;
+    for (int t : tok) ref.insert(ref.end(), table.begin() + std::ptrdiff_t(t) * d, table.begin() + std::ptrdiff_t(t + 1) * d);
+    check_close(from_device(DType::F32, out, ref.size()), ref, {0, 0}, "embed");
+  }
+}
+
+TEST_CASE("cuda fused residual add + RMSNorm matches cpu::rms_norm", "[cuda]") {
+  VIREO_REQUIRE_GPU();
+  std::mt19937 rng(4);
+  const float eps = 1e-5f;
+  for (DType dt : kDtypes)
+    for (int cols : {64, 576, 1000, 2049, 4096})
+      for (int mode = 0; mode < 3; ++mode) {  // 0: norm only, 1: add + norm, 2: gather rows
+        const int rows = 7;
+        auto resid = random_vec(std::size_t(rows) * cols, DType::F32, rng, 3.0f);
+        auto delta = random_vec(resid.size(), dt, rng);
+        auto w = random_vec(std::size_t(cols), DType::F32, rng);
+        std::vector<std::int32_t> idx = {6, 0, 3};
+        auto dres = to_device(DType::F32, resid), ddelta = to_device(dt, delta), dw = to_device(DType::F32, w);
+        auto didx = to_device_raw(idx);
+        const int out_rows = mode == 2 ? int(idx.size()) : rows;
+        auto dy = poisoned(std::size_t(out_rows) * cols * vireo::dtype_size(dt));
+        REQUIRE(vc::rmsnorm(dt, mode ? ddelta.get() : nullptr, dres.as<float>(), dw.as<float>(), dy.get(),
+                            mode == 2 ? didx.as<std::int32_t>() : nullptr, out_rows, cols, eps, nullptr) == 0);
+        std::vector<float> h = resid;
+        if (mode)
+          for (std::size_t i = 0; i < h.size(); ++i) h[i] += delta[i];
+        std::vector<float> src;
+        if (mode == 2)
+          for (int r : idx) src.insert(src.end(), h.begin() + std::ptrdiff_t(r) * cols, h.begin() + std::ptrdiff_t(r + 1) * cols);
+        else
+          src = h;
+        std::vector<float> ref(src.size());
+        vireo::cpu::rms_norm(src.data(), w.data(), out_rows, cols, eps, ref.data());
+        const std::string what = "rmsnorm " + std::string(vireo::to_string(dt)) + " cols=" + std::to_string(cols) +
+                                 " mode=" + std::to_string(mode);
+        check_close(from_device(dt, dy, ref.size()), ref, tol_for(dt), what);
+        // The residual stream is updated in place only in mode 1.
+        check_close(from_device(DType::F32, dres, resid.size()), mode == 1 ? h : resid, {1e-6f, 1e-6f}, what + " resid");
+      }
+}
+
+TEST_CASE("cuda SwiGLU matches cpu::silu_mul", "[cuda]") {
+  VIREO_REQUIRE_GPU();
+  std::mt19937 rng(5);
+  for (DType dt : kDtypes)
+    for (int ff : {1, 37, 1536}) {
+      const int rows = 5;
+      auto gu = random_vec(std::size_t(rows) * 2 * ff, dt, rng, 4.0f);
+      auto dgu = to_device(dt, gu);
+      auto dout = poisoned(std::size_t(rows) * ff * vireo::dtype_size(dt));
+      REQUIRE(vc::swiglu(dt, dgu.get(), dout.get(), rows, ff, nullptr) == 0);
+      std::vector<float> g, u;
+      for (int r = 0; r < rows; ++r) {
+        g.insert(g.end(), gu.begin() + std::ptrdiff_t(r) * 2 * ff, gu.begin() + std::ptrdiff_t(r) * 2 * ff + ff);
+        u.insert(u.end(), gu.begin() + std::ptrdiff_t(r) * 2 * ff + ff, gu.begin() + std::ptrdiff_t(r + 1) * 2 * ff);
+      }
+      vireo::cpu::silu_mul(g.data(), u.data(), std::int64_t(g.size()));
+      check_close(from_device(dt, dout, g.size()), g, tol_for(dt), "swiglu ff=" + std::to_string(ff));
+    }
+}
+
+TEST_CASE("cuda bias + RoPE + KV write matches cpu::rope and the slot layout", "[cuda]") {
+  VIREO_REQUIRE_GPU();
+  std::mt19937 rng(6);
+  for (DType dt : kDtypes)
+    for (int hd : {64, 128})
+      for (bool bias : {false, true}) {
+        const int nh = 6, nkv = 2, n = 5, n_slots = 40;
+        const int width = (nh + 2 * nkv) * hd;
+        auto qkv = random_vec(std::size_t(n) * width, dt, rng);
+        auto b = random_vec(std::size_t(width), DType::F32, rng);
+        std::vector<std::int32_t> pos = {0, 1, 17, 1000, 4095};
+        std::vector<std::int64_t> slots = {3, 39, -1, 16, 0};  // -1: padding, no write
+        std::vector<float> inv(static_cast<std::size_t>(hd / 2));
+        for (int i = 0; i < hd / 2; ++i) inv[std::size_t(i)] = float(std::pow(10000.0, -2.0 * i / hd));
+        auto dqkv = to_device(dt, qkv), db = to_device(DType::F32, b), dinv = to_device(DType::F32, inv);
+        auto dpos = to_device_raw(pos), dslots = to_device_raw(slots);
+        auto dq = poisoned(std::size_t(n) * nh * hd * vireo::dtype_size(dt));
+        const std::size_t cache_elems = std::size_t(n_slots) * nkv * hd;
+        auto kc = random_vec(cache_elems, dt, rng), vcache = random_vec(cache_elems, dt, rng);
+        auto dk = to_device(dt, kc), dv = to_device(dt, vcache);
+        vc::RopeKVParams p;
+        p.qkv = dqkv.get();
+        p.bias = bias ? db.as<float>() : nullptr;
+        p.inv_freq = dinv.as<float>();
+        p.q_out = dq.get();
+        p.k_cache = dk.get();
+        p.v_cache = dv.get();
+        p.positions = dpos.as<std::int32_t>();
+        p.slots = dslots.as<std::int64_t>();
+        p.n = n;
+        p.n_heads = nh;
+        p.n_kv_heads = nkv;
+        p.head_dim = hd;
+        REQUIRE(vc::rope_kv(dt, p, nullptr) == 0);
+        // Reference: split, bias, cpu::rope on q and k, scatter k/v to slots.
+        std::vector<float> q(std::size_t(n) * nh * hd), k(std::size_t(n) * nkv * hd), v(k.size());
+        for (int t = 0; t < n; ++t)
+          for (int c = 0; c < width; ++c) {
+            float x = qkv[std::size_t(t) * width + c] + (bias ? b[std::size_t(c)] : 0.0f);
+            if (c < nh * hd) q[std::size_t(t) * nh * hd + c] = x;
+            else if (c < (nh + nkv) * hd) k[std::size_t(t) * nkv * hd + c - nh * hd] = x;
+            else v[std::size_t(t) * nkv * hd + c - (nh + nkv) * hd] = x;
+          }
+        vireo::cpu::rope(q.data(), n, nh, hd, pos.data(), 10000.0f, nullptr);
+        vireo::cpu::rope(k.data(), n, nkv, hd, pos.data(), 10000.0f, nullptr);
+        for (int t = 0; t < n; ++t) {
+          if (slots[std::size_t(t)] < 0) continue;
+          std::copy_n(k.begin() + std::ptrdiff_t(t) * nkv * hd, nkv * hd, kc.begin() + slots[std::size_t(t)] * nkv * hd);
+          std::copy_n(v.begin() + std::ptrdiff_t(t) * nkv * hd, nkv * hd, vcache.begin() + slots[std::size_t(t)] * nkv * hd);
+        }
+        const std::string what = "rope_kv " + std::string(vireo::to_string(dt)) + " hd=" + std::to_string(hd);
+        check_close(from_device(dt, dq, q.size()), q, tol_for(dt), what + " q");
+        check_close(from_device(dt, dk, kc.size()), kc, tol_for(dt), what + " k cache");
+        check_close(from_device(dt, dv, vcache.size()), vcache, tol_for(dt), what + " v cache");
+      }
+}
+
+namespace {
+
+/// A paged cache with shuffled block tables for sequences of the given lengths, and a batch
+/// of query tokens: for each sequence, its last `q_per_seq[s]` positions.
+struct AttnCase {
+  AttnCase(int nh_, int nkv_, int hd_, int bs_, std::vector<int> len, std::vector<int> nq)
+      : nh(nh_), nkv(nkv_), hd(hd_), bs(bs_), seq_len(std::move(len)), q_per_seq(std::move(nq)) {}
+  int nh, nkv, hd, bs;
+  std::vector<int> seq_len, q_per_seq;
+  // filled by build()
+  int n_slots = 0;
+  std::vector<float> q, k, v;
+  std::vector<std::int32_t> pos, seq_of, indptr, block_ids, kv_len, bt_off;
+
+  void build(DType dt, std::mt19937& rng) {
+    int n_blocks = 0;
+    for (int L : seq_len) n_blocks += (L + bs - 1) / bs;
+    n_blocks += 3;  // unused blocks in the pool
+    std::vector<std::int32_t> perm(static_cast<std::size_t>(n_blocks));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    indptr = {0};
+    std::size_t next = 0;
+    for (std::size_t s = 0; s < seq_len.size(); ++s) {
+      for (int b = 0; b < (seq_len[s] + bs - 1) / bs; ++b) block_ids.push_back(perm[next++]);
+      indptr.push_back(std::int32_t(block_ids.size()));
+      for (int i = seq_len[s] - q_per_seq[s]; i < seq_len[s]; ++i) {
+        pos.push_back(i);
+        seq_of.push_back(std::int32_t(s));
+        kv_len.push_back(i + 1);
+        bt_off.push_back(indptr[s]);
+      }
+    }
+    n_slots = n_blocks * bs;
+    q = random_vec(pos.size() * std::size_t(nh) * hd, dt, rng);
+    k = random_vec(std::size_t(n_slots) * nkv * hd, dt, rng);
+    v = random_vec(k.size(), dt, rng);
+  }
+  std::vector<float> reference() const {
+    std::vector<float> out(q.size());
+    vireo::cpu::ThreadPool pool(1);
+    vireo::cpu::attention({q.data(), k.data(), v.data(), out.data(), std::int64_t(pos.size()), nh, nkv, hd, bs,
+                           pos.data(), seq_of.data(), indptr.data(), block_ids.data()},
+                          pool);
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("cuda split-KV decode attention matches cpu::attention", "[cuda]") {
+  VIREO_REQUIRE_GPU();
+  std::mt19937 rng(7);
+  struct Cfg { int nh, nkv, hd, bs; };
+  const Cfg cfgs[] = {{9, 3, 64, 16}, {32, 8, 128, 16}, {4, 4, 64, 32}, {8, 1, 128, 16}};
+  for (DType dt : kDtypes)
+    for (const Cfg& c : cfgs)
+      for (int splits : {1, 3, 16}) {
+        AttnCase ac(c.nh, c.nkv, c.hd, c.bs, {1, 16, 17, 300, 1031}, {1, 1, 1, 1, 1});
+        ac.build(dt, rng);
+        const int n = int(ac.pos.size());
+        auto dq = to_device(dt, ac.q), dk = to_device(dt, ac.k), dv = to_device(dt, ac.v);
+        auto dkv = to_device_raw(ac.kv_len), dbt = to_device_raw(ac.bt_off), dids = to_device_raw(ac.block_ids);
+        std::vector<std::int32_t> list(static_cast<std::size_t>(n));
+        std::iota(list.begin(), list.end(), 0);
+        std::reverse(list.begin(), list.end());  // any order of tokens
+        auto dlist = to_device_raw(list);
+        auto dout = poisoned(ac.q.size() * vireo::dtype_size(dt));
+        vc::DeviceBuffer ws(std::max<std::size_t>(vc::decode_attention_workspace_floats(n, c.nh, c.hd, splits), 1) * 4);
+        vc::AttentionParams p;
+        p.q = dq.get();
+        p.k_cache = dk.get();
+        p.v_cache = dv.get();
+        p.out = dout.get();
+        p.kv_len = dkv.as<std::int32_t>();
+        p.bt_off = dbt.as<std::int32_t>();
+        p.block_ids = dids.as<std::int32_t>();
+        p.n_heads = c.nh;
+        p.n_kv_heads = c.nkv;
+        p.head_dim = c.hd;
+        p.block_size = c.bs;
+        p.scale = 1.0f / std::sqrt(float(c.hd));
+        REQUIRE(vc::decode_attention(dt, p, dlist.as<std::int32_t>(), n, splits, ws.as<float>(), nullptr) == 0);
+        check_close(from_device(dt, dout, ac.q.size()), ac.reference(), tol_for(dt),
+                    "decode attention " + std::string(vireo::to_string(dt)) + " nh=" + std::to_string(c.nh) + " nkv=" +
+                        std::to_string(c.nkv) + " hd=" + std::to_string(c.hd) + " splits=" + std::to_string(splits));
+      }
+  CHECK(vc::decode_attention_splits(1, 8, 132) > 1);
+  CHECK(vc::decode_attention_splits(64, 8, 132) == 1);
+}
+
+TEST_CASE("cuda tensor-core prefill attention matches cpu::attention", "[cuda]") {
+  VIREO_REQUIRE_GPU();
+  std::mt19937 rng(8);
+  struct Cfg { int nh, nkv, hd, bs; };
+  const Cfg cfgs[] = {{9, 3, 64, 16}, {16, 4, 128, 16}, {2, 2, 64, 8}};
+  for (DType dt : {DType::F16, DType::BF16})
+    for (const Cfg& c : cfgs) {
+      // Chunks with and without earlier context, lengths around the 64-query / 64-key tiles.
+      AttnCase ac(c.nh, c.nkv, c.hd, c.bs, {1, 63, 64, 65, 200, 150}, {1, 63, 64, 65, 130, 20});
+      ac.build(dt, rng);
+      const int n = int(ac.pos.size());
+      std::vector<std::int32_t> list(static_cast<std::size_t>(n)), tiles;
+      std::iota(list.begin(), list.end(), 0);
+      for (int t0 = 0; t0 < n;) {  // tiles of <= 64 tokens, never crossing a sequence
+        int t1 = t0;
+        while (t1 < n && t1 - t0 < vc::PREFILL_TILE && ac.seq_of[std::size_t(t1)] == ac.seq_of[std::size_t(t0)]) ++t1;
+        tiles.insert(tiles.end(), {t0, t1 - t0, 0});
+        t0 = t1;
+      }
+      auto dq = to_device(dt, ac.q), dk = to_device(dt, ac.k), dv = to_device(dt, ac.v);
+      auto dkv = to_device_raw(ac.kv_len), dbt = to_device_raw(ac.bt_off), dids = to_device_raw(ac.block_ids);
+      auto dlist = to_device_raw(list), dtiles = to_device_raw(tiles);
+      auto dout = poisoned(ac.q.size() * vireo::dtype_size(dt));
+      vc::AttentionParams p;
+      p.q = dq.get();
+      p.k_cache = dk.get();
+      p.v_cache = dv.get();
+      p.out = dout.get();
+      p.kv_len = dkv.as<std::int32_t>();
+      p.bt_off = dbt.as<std::int32_t>();
+      p.block_ids = dids.as<std::int32_t>();
+      p.n_heads = c.nh;
+      p.n_kv_heads = c.nkv;
+      p.head_dim = c.hd;
+      p.block_size = c.bs;
+      p.scale = 1.0f / std::sqrt(float(c.hd));
+      REQUIRE(vc::prefill_attention(dt, p, dlist.as<std::int32_t>(), dtiles.as<std::int32_t>(), int(tiles.size() / 3),
+                                    nullptr) == 0);
+      // P is rounded to the 16-bit type before P.V (as in FlashAttention-2): one more rounding.
+      Tol t = tol_for(dt);
+      t.atol *= 2;
+      check_close(from_device(dt, dout, ac.q.size()), ac.reference(), t,
+                  "prefill attention " + std::string(vireo::to_string(dt)) + " hd=" + std::to_string(c.hd));
+    }
+  vc::AttentionParams bad;
+  bad.head_dim = 64;
+  bad.n_heads = bad.n_kv_heads = 1;
+  CHECK(vc::prefill_attention(DType::F32, bad, nullptr, nullptr, 1, nullptr) != 0);  // tensor cores: 16-bit only
+}
+
+TEST_CASE("cuda sampling matches vireo::Sampler token for token", "[cuda]") {
+  VIREO_REQUIRE_GPU();
+  std::mt19937 rng(9);
+  const int vocab = 5000, rows = 24;
+  vc::Stream stream;
+  vc::GpuSampler gpu(rows, vocab, stream.get());
+  std::vector<float> logits(std::size_t(rows) * vocab);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  for (auto& x : logits) x = nd(rng);
+  for (int i = 0; i < 40; ++i) logits[std::size_t(rng() % logits.size())] = -INFINITY;  // masked tokens
+  logits[7] = logits[8] = 50.0f;  // a tie in row 0: the lower id wins
+  std::vector<vc::RowSampling> prm(static_cast<std::size_t>(rows));
+  std::vector<vireo::SamplerParams> cpu(static_cast<std::size_t>(rows));
+  for (int r = 0; r < rows; ++r) {
+    vireo::SamplerParams& c = cpu[std::size_t(r)];
+    c.temperature = r % 6 == 0 ? 0.0f : 0.3f + 0.2f * float(r % 5);
+    c.top_k = r % 3 == 1 ? 40 : 0;
+    c.top_p = r % 4 == 2 ? 0.9f : 1.0f;
+    c.min_p = r % 5 == 3 ? 0.05f : 0.0f;
+    c.seed = 1000 + std::uint64_t(r);
+    prm[std::size_t(r)] = {c.temperature, c.top_k, c.top_p, c.min_p, c.seed, 0};
+  }
+  auto dl = to_device(DType::F32, logits);
+  std::vector<std::int32_t> tok(std::size_t(rows), -7);
+  std::vector<float> lp(std::size_t(rows), NAN);
+  gpu.sample(dl.as<float>(), rows, prm.data(), tok.data(), lp.data());
+  for (int r = 0; r < rows; ++r) {
+    vireo::Sampler s(cpu[std::size_t(r)]);
+    const auto ref = s.sample(std::span<const float>(logits.data() + std::size_t(r) * vocab, std::size_t(vocab)));
+    INFO("row " << r << " temperature " << cpu[std::size_t(r)].temperature << " top_k " << cpu[std::size_t(r)].top_k
+                << " top_p " << cpu[std::size_t(r)].top_p << " min_p " << cpu[std::size_t(r)].min_p);
+    CHECK(tok[std::size_t(r)] == ref.token);
+    CHECK(!std::isnan(lp[std::size_t(r)]));
+    CHECK(std::fabs(lp[std::size_t(r)] - ref.logprob) <= 1e-3f + 1e-4f * std::fabs(ref.logprob));
+  }
+  CHECK(tok[0] == 7);
+  // Bad parameters are rejected before anything runs.
+  prm[0].top_p = 0.0f;
+  CHECK_THROWS_AS(gpu.sample(dl.as<float>(), rows, prm.data(), tok.data(), lp.data()), vireo::Error);
+  CHECK_THROWS_AS(gpu.sample(dl.as<float>(), rows + 1, prm.data(), tok.data(), lp.data()), vireo::Error);
+}
+
+TEST_CASE("cuda device queries never fail without a GPU", "[cuda]") {
+  std::string why;
+  const int n = vireo::Device::cuda_device_count(&why);
+  std::string reason;
+  const vireo::Device d = vireo::Device::best(&reason);
+  CHECK(!reason.empty());
+  if (n == 0) {
+    CHECK(!why.empty());
+    CHECK(d == vireo::Device::cpu());
+  } else {
+    CHECK(d.kind == vireo::DeviceKind::CUDA);
+    CHECK(d.name().find("cuda:0") == 0);
+  }
+  CHECK(vireo::Device::cpu().name() == "cpu");
+}
+
+#endif  // VIREO_WITH_CUDA
