@@ -20,8 +20,10 @@ inline float fp16_to_fp32(std::uint16_t h) noexcept {
   const std::uint32_t two_w = w + w;  // exponent+mantissa at the top, sign dropped
   const float normalized = std::bit_cast<float>((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
   const float denormalized = std::bit_cast<float>((two_w >> 17) | (126u << 23)) - 0.5f;
-  const std::uint32_t bits = two_w < (1u << 27) ? std::bit_cast<std::uint32_t>(denormalized)
-                                                : std::bit_cast<std::uint32_t>(normalized);
+  // Select with a mask rather than ?: so the loops that call this stay branch-free.
+  const std::uint32_t is_denormal = 0u - std::uint32_t(two_w < (1u << 27));
+  const std::uint32_t bits = (std::bit_cast<std::uint32_t>(denormalized) & is_denormal) |
+                             (std::bit_cast<std::uint32_t>(normalized) & ~is_denormal);
   return std::bit_cast<float>(sign | bits);
 }
 

@@ -29,6 +29,12 @@
 #pragma clang fp contract(off)
 #endif
 
+#if defined(__GNUC__) && !defined(__clang__)
+#define VIREO_NO_UNROLL _Pragma("GCC unroll 1")
+#else
+#define VIREO_NO_UNROLL
+#endif
+
 namespace vireo::gguf {
 
 using detail::fp16_to_fp32;
@@ -107,30 +113,33 @@ void dequant_q8_0(const std::uint8_t* src, float* dst, std::size_t nb) {
   }
 }
 
-void dequant_q4_0(const std::uint8_t* src, float* dst, std::size_t nb) {
+void dequant_q4_0(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb) {
   for (std::size_t b = 0; b < nb; ++b) {
     const std::uint8_t* blk = src + b * 18;
     const float d = fp16_to_fp32(load_u16(blk));
     const std::uint8_t* qs = blk + 2;
     float* y = dst + b * QK;
-    for (std::size_t j = 0; j < QK / 2; ++j) {
-      y[j] = float(int(qs[j] & 0x0F) - 8) * d;
-      y[j + QK / 2] = float(int(qs[j] >> 4) - 8) * d;
-    }
+    // Two contiguous passes (low nibbles, then high) vectorize; one interleaved pass does
+    // not. Unroll 1 keeps GCC vectorizing each 16-trip loop instead of fully unrolling it
+    // and vectorizing across blocks (measured ~1.5x slower).
+    VIREO_NO_UNROLL
+    for (std::size_t j = 0; j < QK / 2; ++j) y[j] = float(int(qs[j] & 0x0F) - 8) * d;
+    VIREO_NO_UNROLL
+    for (std::size_t j = 0; j < QK / 2; ++j) y[j + QK / 2] = float(int(qs[j] >> 4) - 8) * d;
   }
 }
 
-void dequant_q4_1(const std::uint8_t* src, float* dst, std::size_t nb) {
+void dequant_q4_1(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb) {
   for (std::size_t b = 0; b < nb; ++b) {
     const std::uint8_t* blk = src + b * 20;
     const float d = fp16_to_fp32(load_u16(blk));
     const float m = fp16_to_fp32(load_u16(blk + 2));
     const std::uint8_t* qs = blk + 4;
     float* y = dst + b * QK;
-    for (std::size_t j = 0; j < QK / 2; ++j) {
-      y[j] = float(qs[j] & 0x0F) * d + m;
-      y[j + QK / 2] = float(qs[j] >> 4) * d + m;
-    }
+    VIREO_NO_UNROLL
+    for (std::size_t j = 0; j < QK / 2; ++j) y[j] = float(qs[j] & 0x0F) * d + m;
+    VIREO_NO_UNROLL
+    for (std::size_t j = 0; j < QK / 2; ++j) y[j + QK / 2] = float(qs[j] >> 4) * d + m;
   }
 }
 
