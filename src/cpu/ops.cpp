@@ -5,6 +5,8 @@
 // weighted sum), parallel over (token, head) pairs.
 #include "cpu/ops.hpp"
 
+#include "cpu/quant_dot.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -48,6 +50,20 @@ void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* 
   const std::int64_t rows = w.rows, cols = w.cols;
   const bool is_f32 = w.type == gguf::TensorType::F32;
   const std::size_t stride = w.row_stride();
+  // Decode-sized steps read each quantized row once with a fused dot; larger steps
+  // dequantize a row once and reuse it for every token (the dequantization is amortised).
+  constexpr std::int64_t kFusedMaxTokens = 4;
+  if (T <= kFusedMaxTokens && has_quant_dot(w.type)) {
+    std::vector<float> sums(static_cast<std::size_t>(T * (cols / 32)));
+    for (std::int64_t t = 0; t < T; ++t) block_sums(x + t * cols, cols, sums.data() + t * (cols / 32));
+    pool.parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
+      for (std::int64_t r = r0; r < r1; ++r)
+        for (std::int64_t t = 0; t < T; ++t)
+          y[t * rows + r] = quant_dot(w.type, w.data + std::size_t(r) * stride, x + t * cols,
+                                      sums.data() + t * (cols / 32), cols);
+    });
+    return;
+  }
   pool.parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
     std::vector<float> buf(is_f32 ? 0 : std::size_t(cols));
     for (std::int64_t r = r0; r < r1; ++r) {

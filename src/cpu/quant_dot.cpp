@@ -1,0 +1,128 @@
+// Fused quantized dot products (see quant_dot.hpp). AVX2/FMA when the build has it: the
+// nibbles / int8 of 8 elements at a time are widened to int32, converted to float and
+// FMA'd with x; one vector accumulator per block is scaled by the block's d. A portable
+// scalar loop otherwise.
+#include "cpu/quant_dot.hpp"
+
+#include <cstring>
+
+#include "gguf/fp16.hpp"
+
+#if defined(__AVX2__) && defined(__FMA__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+#define VIREO_AVX2 1
+#endif
+
+namespace vireo::cpu {
+namespace {
+
+constexpr int QK = 32;
+
+inline float half_at(const std::byte* p) noexcept {
+  std::uint16_t h;
+  std::memcpy(&h, p, 2);
+#if defined(__F16C__)
+  return _cvtsh_ss(h);  // one vcvtph2ps instead of the portable bit manipulation
+#else
+  return detail::fp16_to_fp32(h);
+#endif
+}
+
+#ifdef VIREO_AVX2
+inline float hsum(__m256 v) noexcept {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_hadd_ps(s, s);
+  s = _mm_hadd_ps(s, s);
+  return _mm_cvtss_f32(s);
+}
+// sum_j q_j x_j for the 32 nibbles of a Q4 block (low nibbles -> x[0..15], high -> x[16..31]).
+inline __m256 nibble_dot(const std::byte* qs, const float* x) noexcept {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  const __m128i lo = _mm_and_si128(raw, mask);
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+  __m256 acc = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), _mm256_loadu_ps(x));
+  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8), acc);
+  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), _mm256_loadu_ps(x + 16), acc);
+  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24), acc);
+  return acc;
+}
+inline __m256 int8_dot(const std::byte* qs, const float* x) noexcept {
+  __m256 acc = _mm256_setzero_ps();
+  for (int k = 0; k < 4; ++k) {
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + 8 * k));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_loadu_ps(x + 8 * k), acc);
+  }
+  return acc;
+}
+#else
+inline float nibble_dot(const std::byte* qs, const float* x) noexcept {
+  float s = 0.0f;
+  for (int j = 0; j < 16; ++j) {
+    const unsigned b = unsigned(qs[j]);
+    s += float(b & 15u) * x[j] + float(b >> 4) * x[j + 16];
+  }
+  return s;
+}
+inline float int8_dot(const std::byte* qs, const float* x) noexcept {
+  float s = 0.0f;
+  for (int j = 0; j < QK; ++j) s += float(std::int8_t(qs[j])) * x[j];
+  return s;
+}
+#endif
+
+}  // namespace
+
+bool has_quant_dot(gguf::TensorType t) noexcept {
+  return t == gguf::TensorType::Q8_0 || t == gguf::TensorType::Q4_0 || t == gguf::TensorType::Q4_1;
+}
+
+void block_sums(const float* x, std::int64_t n, float* sums) noexcept {
+  for (std::int64_t b = 0; b < n / QK; ++b) {
+    float s = 0.0f;
+    for (int j = 0; j < QK; ++j) s += x[b * QK + j];
+    sums[b] = s;
+  }
+}
+
+float quant_dot(gguf::TensorType t, const std::byte* row, const float* x, const float* xs, std::int64_t n) noexcept {
+  const std::int64_t nb = n / QK;
+  float offset = 0.0f;  // sum of the per-block x-sum terms (Q4_0 / Q4_1)
+#ifdef VIREO_AVX2
+  __m256 acc = _mm256_setzero_ps();
+#define VIREO_ACC(d, v) acc = _mm256_fmadd_ps(_mm256_set1_ps(d), (v), acc)
+#else
+  float acc = 0.0f;
+#define VIREO_ACC(d, v) acc += (d) * (v)
+#endif
+  switch (t) {
+    case gguf::TensorType::Q8_0:
+      for (std::int64_t b = 0; b < nb; ++b, row += 34) VIREO_ACC(half_at(row), int8_dot(row + 2, x + b * QK));
+      break;
+    case gguf::TensorType::Q4_0:
+      for (std::int64_t b = 0; b < nb; ++b, row += 18) {
+        const float d = half_at(row);
+        VIREO_ACC(d, nibble_dot(row + 2, x + b * QK));
+        offset -= 8.0f * d * xs[b];
+      }
+      break;
+    case gguf::TensorType::Q4_1:
+      for (std::int64_t b = 0; b < nb; ++b, row += 20) {
+        VIREO_ACC(half_at(row), nibble_dot(row + 4, x + b * QK));
+        offset += half_at(row + 2) * xs[b];
+      }
+      break;
+    default:
+      break;
+  }
+#undef VIREO_ACC
+#ifdef VIREO_AVX2
+  return hsum(acc) + offset;
+#else
+  return acc + offset;
+#endif
+}
+
+}  // namespace vireo::cpu

@@ -1,0 +1,25 @@
+// Fused dot products of one quantized weight row with an fp32 activation row, for the
+// decode path (few tokens per step), where dequantizing each row to a buffer first would
+// double the memory traffic that bounds decode. Per 32-element block:
+//   Q8_0: d * sum(q_j x_j)
+//   Q4_0: d * sum(q_j x_j) - 8 d * sum(x_j)          (q in 0..15, value (q - 8) d)
+//   Q4_1: d * sum(q_j x_j) + m * sum(x_j)            (value q d + m)
+// sum(x_j) per block is computed once per activation row (block_sums) and reused for every
+// weight row. Results equal the dequantize-then-dot reference up to fp32 summation order.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "vireo/gguf.hpp"
+
+namespace vireo::cpu {
+
+/// True for the types quant_dot handles (Q8_0, Q4_0, Q4_1).
+bool has_quant_dot(gguf::TensorType t) noexcept;
+/// sums[b] = sum of x[32 b .. 32 b + 31], for n / 32 blocks.
+void block_sums(const float* x, std::int64_t n, float* sums) noexcept;
+/// Dot of a quantized row of n elements (n a multiple of 32) with x.
+float quant_dot(gguf::TensorType t, const std::byte* row, const float* x, const float* x_block_sums,
+                std::int64_t n) noexcept;
+
+}  // namespace vireo::cpu
