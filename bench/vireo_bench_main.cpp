@@ -1,0 +1,14 @@
+// vireo-bench entry point: dispatch to a subcommand (see vireo_bench.hpp).
+#include <cstdio>
+#include <cstring>
+
+#include "vireo_bench.hpp"
+
+int main(int argc, char** argv) {
+  if (argc >= 2 && std::strcmp(argv[1], "model") == 0) return vireo::bench::run_model(argc - 1, argv + 1);
+  if (argc >= 2 && std::strcmp(argv[1], "serve") == 0) return vireo::bench::run_serve(argc - 1, argv + 1);
+  std::fprintf(stderr,
+               "usage: vireo-bench model [--help]   decode/prefill throughput vs the hardware floor\n"
+               "       vireo-bench serve [--help]   continuous vs static batching, prefix caching on/off\n");
+  return 2;
+}
