@@ -10,6 +10,8 @@
 #include <new>
 #include <stdexcept>
 
+#include <unistd.h>
+
 #include "kv/kv_storage.hpp"
 #include "vireo/error.hpp"
 
@@ -26,6 +28,14 @@ CpuKVStorage::CpuKVStorage(const KVGeometry& g) : KVStorage(g), layer_elems_(0) 
                             g.n_layers, g.n_kv_heads, g.head_dim, g.block_size, g.num_blocks));
   layer_elems_ = std::size_t(g.num_blocks) * g.block_elems();
   const std::size_t total = layer_elems_ * std::size_t(g.n_layers);
+  // vector::resize zero-fills, so every page is touched: a pool larger than physical
+  // memory would not fail here but get the process OOM-killed later. Refuse it up front.
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0 && double(total) * 2.0 * sizeof(float) > double(pages) * double(page))
+    throw Error(ErrorCode::OutOfMemory,
+                fmt::format("KV cache: {} blocks of {} bytes need {:.0f} bytes, more than the host's {} bytes of memory",
+                            g.num_blocks, g.bytes_per_block(), double(total) * 2.0 * sizeof(float),
+                            std::int64_t(pages) * page));
   try {
     k_.resize(total);
     v_.resize(total);
