@@ -632,7 +632,10 @@ void run_property_test(std::int64_t nb, int bs, bool prefix, std::uint32_t seed,
       if (s < 0) continue;
       auto& rt = ref.seqs[s].tokens;
       const int len = uni(0, int(rt.size()));
-      bm.truncate(s, len);
+      if (uni(0, 3) == 0)
+        bm.rollback(s, len);
+      else
+        bm.truncate(s, len);
       rt.resize(std::size_t(len));
     } else if (kind < 82) {
       SeqId s = pick_seq(uni(0, 1) == 1);
