@@ -1,0 +1,257 @@
+// [cuda] The whole model on the GPU against the CPU reference backend.
+//
+// * Random Llama-shaped models (head_dim 64, GQA 2, Q8_0 / F32 weights): prefill + decode
+//   logits of the CUDA backend in fp32 mode vs the CPU backend, and in bf16 / fp16.
+// * A mixed batch (a prefill chunk of one sequence + decode tokens of others) equals the
+//   same sequences run separately.
+// * Decode steps replayed from CUDA graphs give bit-identical logits to the eager kernels.
+// * The real SmolLM2-135M: fp32 greedy continuation identical to the CPU's; bf16
+//   last-position logits within a tolerance (justified at the test).
+// Every test WARNs and returns when no GPU is present.
+#include <catch2/catch.hpp>
+
+#ifdef VIREO_WITH_CUDA
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "../cuda/cuda_api.hpp"
+#include "../cuda/cuda_backend.hpp"
+#include "model/model_impl.hpp"
+#include "test_util.hpp"
+#include "vireo/batch.hpp"
+#include "vireo/error.hpp"
+#include "vireo/gguf.hpp"
+#include "vireo/kv_cache.hpp"
+#include "vireo/model.hpp"
+
+using namespace vireo;
+
+namespace {
+
+#define VIREO_REQUIRE_GPU()                                   \
+  do {                                                        \
+    std::string why_;                                         \
+    if (cuda::device_count(&why_) == 0) {                     \
+      WARN("no CUDA device, skipping: " << why_);             \
+      return;                                                 \
+    }                                                         \
+  } while (0)
+
+ModelConfig gpu_config() {
+  ModelConfig c;
+  c.n_layers = 3;
+  c.d_model = 256;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.head_dim = 64;
+  c.d_ff = 512;
+  c.vocab_size = 333;
+  c.context_length = 1024;
+  return c;
+}
+
+/// Prefill `prompt` (all logits), then `n_decode` greedy steps; every logits row in order.
+std::vector<std::vector<float>> run(const Model& m, const std::vector<Token>& prompt, int n_decode) {
+  KVCache cache(m, {.num_blocks = 64});
+  SeqId s = cache.add_sequence();
+  Batch b;
+  b.add(s, prompt, All);
+  std::vector<std::vector<float>> rows;
+  Logits lg;
+  for (int i = 0; i <= n_decode; ++i) {
+    m.forward(b, cache, lg);
+    for (std::size_t r = 0; r < lg.rows(); ++r) rows.emplace_back(lg.row(r).begin(), lg.row(r).end());
+    auto last = lg.row(lg.rows() - 1);
+    const Token t = Token(std::max_element(last.begin(), last.end()) - last.begin());
+    b.clear();
+    b.add(s, t, true);
+  }
+  return rows;
+}
+
+/// max |a - b| / max |b| over all rows.
+double rel_err(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+  REQUIRE(a.size() == b.size());
+  double num = 0, den = 0;
+  for (std::size_t r = 0; r < a.size(); ++r) {
+    REQUIRE(a[r].size() == b[r].size());
+    for (std::size_t i = 0; i < a[r].size(); ++i) {
+      REQUIRE(!std::isnan(a[r][i]));
+      num = std::max(num, std::fabs(double(a[r][i]) - b[r][i]));
+      den = std::max(den, std::fabs(double(b[r][i])));
+    }
+  }
+  return num / std::max(den, 1e-30);
+}
+
+const std::vector<Token> kPrompt = {1, 5, 9, 200, 17, 17, 3, 99, 100, 101, 250, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                    16, 330, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36};
+
+cuda::BackendControls& controls(const Model& m) {
+  auto* c = dynamic_cast<cuda::BackendControls*>(m.impl().backend.get());
+  REQUIRE(c != nullptr);
+  return *c;
+}
+
+}  // namespace
+
+TEST_CASE("cuda forward matches the CPU backend on a random model", "[cuda][model]") {
+  VIREO_REQUIRE_GPU();
+  for (auto wt : {gguf::TensorType::F32, gguf::TensorType::Q8_0}) {
+    const Model cpu = Model::random(gpu_config(), 11, {.n_threads = 2}, wt);
+    const auto ref = run(cpu, kPrompt, 6);
+    // fp32 mode: the same arithmetic up to summation order (cuBLAS / GEMV / split-KV).
+    const Model g32 = Model::random(gpu_config(), 11, {.device = Device::cuda(), .dtype = DType::F32}, wt);
+    CHECK(g32.device().kind == DeviceKind::CUDA);
+    CHECK(rel_err(run(g32, kPrompt, 6), ref) < 1e-4);
+    // 16-bit: weights, activations and K/V rounded to 8 (bf16) / 11 (fp16) significant bits
+    // over 3 layers of random weights; 3% of the largest logit bounds that with room.
+    for (DType dt : {DType::BF16, DType::F16}) {
+      const Model g = Model::random(gpu_config(), 11, {.device = Device::cuda(), .dtype = dt}, wt);
+      INFO("dtype " << to_string(dt));
+      CHECK(rel_err(run(g, kPrompt, 6), ref) < 3e-2);
+    }
+  }
+}
+
+TEST_CASE("cuda mixed batch equals the sequences run separately", "[cuda][model]") {
+  VIREO_REQUIRE_GPU();
+  for (DType dt : {DType::F32, DType::BF16}) {
+    const Model m = Model::random(gpu_config(), 5, {.device = Device::cuda(), .dtype = dt}, gguf::TensorType::Q8_0);
+    const std::vector<Token> a(kPrompt.begin(), kPrompt.begin() + 30), b = {3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19},
+                             c = {300, 301};
+    // Separate: a's chunk alone; b and c prefilled then one decode token each.
+    KVCache cache(m, {.num_blocks = 64});
+    const SeqId sa = cache.add_sequence(), sb = cache.add_sequence(), sc = cache.add_sequence();
+    Batch batch;
+    Logits lg;
+    batch.add(sb, b, Want::None);
+    batch.add(sc, c, Want::None);
+    m.forward(batch, cache, lg);
+    std::vector<std::vector<float>> sep;
+    for (auto [s, toks] : {std::pair{sa, a}, std::pair{sb, std::vector<Token>{42}}, std::pair{sc, std::vector<Token>{43}}}) {
+      // Run on a fork so the mixed run below starts from the same state.
+      const SeqId f = cache.fork(s);
+      batch.clear();
+      batch.add(f, toks, Last);
+      m.forward(batch, cache, lg);
+      sep.emplace_back(lg.row(0).begin(), lg.row(0).end());
+      cache.remove(f);
+    }
+    // Mixed: decode token of b, a's whole chunk, decode token of c, in one step.
+    batch.clear();
+    batch.add(sb, Token(42), true);
+    batch.add(sa, a, Last);
+    batch.add(sc, Token(43), true);
+    m.forward(batch, cache, lg);
+    REQUIRE(lg.rows() == 3);
+    const std::vector<std::vector<float>> mixed = {{lg.row(1).begin(), lg.row(1).end()},
+                                                   {lg.row(0).begin(), lg.row(0).end()},
+                                                   {lg.row(2).begin(), lg.row(2).end()}};
+    // Different kernels (GEMV vs cuBLAS, decode vs prefill attention) sum in different orders.
+    INFO("dtype " << to_string(dt));
+    CHECK(rel_err(mixed, sep) < (dt == DType::F32 ? 1e-4 : 2e-2));
+  }
+}
+
+TEST_CASE("cuda graph replay of decode steps equals eager decode", "[cuda][model]") {
+  VIREO_REQUIRE_GPU();
+  const Model m = Model::random(gpu_config(), 9, {.device = Device::cuda(), .dtype = DType::BF16}, gguf::TensorType::Q8_0);
+  auto decode_run = [&](bool graphs) {
+    controls(m).set_graphs_enabled(graphs);
+    KVCache cache(m, {.num_blocks = 128});
+    std::vector<SeqId> seqs;
+    Batch b;
+    Logits lg;
+    for (int i = 0; i < 3; ++i) {  // 3 sequences: bucket 4, one padding token
+      seqs.push_back(cache.add_sequence());
+      b.add(seqs.back(), std::vector<Token>(kPrompt.begin() + i, kPrompt.begin() + 10 + 7 * i), Want::None);
+    }
+    m.forward(b, cache, lg);
+    std::vector<std::vector<float>> rows;
+    for (int step = 0; step < 20; ++step) {  // crosses a 16-token block boundary
+      b.clear();
+      for (std::size_t i = 0; i < seqs.size(); ++i) b.add(seqs[i], Token((step * 7 + int(i)) % 333), i != 1);
+      m.forward(b, cache, lg);
+      for (std::size_t r = 0; r < lg.rows(); ++r) rows.emplace_back(lg.row(r).begin(), lg.row(r).end());
+    }
+    return rows;
+  };
+  const auto eager = decode_run(false);
+  const int before = controls(m).graphs_captured();
+  const auto replay = decode_run(true);
+  CHECK(controls(m).graphs_captured() > before);
+  CHECK(rel_err(replay, eager) == 0.0);  // the same kernels with the same inputs
+}
+
+TEST_CASE("cuda forward rejects a step larger than its workspaces", "[cuda][model]") {
+  VIREO_REQUIRE_GPU();
+  ModelConfig cfg = gpu_config();
+  cfg.context_length = 8192;  // so that the model's own context check does not fire first
+  const Model m = Model::random(cfg, 3, {.device = Device::cuda(), .dtype = DType::BF16}, gguf::TensorType::Q8_0);
+  const int max = controls(m).max_tokens();
+  REQUIRE(max + 1 <= cfg.context_length);
+  KVCache cache(m, {.num_blocks = (max + 64) / 16 + 8});
+  const SeqId s = cache.add_sequence();
+  Batch b;
+  std::vector<Token> many(std::size_t(max + 1), 1);
+  b.add(s, many, Last);
+  CHECK_THROWS_AS(m.forward(b, cache), Error);
+  CHECK(cache.length(s) == 0);
+}
+
+TEST_CASE("cuda SmolLM2: fp32 greedy equals the CPU, bf16 logits within tolerance", "[cuda][model][slow]") {
+  VIREO_REQUIRE_GPU();
+  if (!std::filesystem::exists(test::model_path())) {
+    WARN("model not found at " << test::model_path() << " (scripts/fetch-model.sh)");
+    return;
+  }
+  const Model cpu = Model::load(test::model_path());
+  const std::vector<Token> prompt = cpu.tokenizer().encode("The capital of France is Paris. The capital of Italy is");
+  auto greedy = [&](const Model& m, int n, std::vector<float>* first_logits) {
+    KVCache cache(m, {.num_blocks = 32});
+    const SeqId s = cache.add_sequence();
+    Batch b;
+    b.add(s, prompt, Last);
+    Logits lg;
+    std::vector<Token> out;
+    for (int i = 0; i < n; ++i) {
+      m.forward(b, cache, lg);
+      auto r = lg.row(0);
+      if (i == 0 && first_logits) first_logits->assign(r.begin(), r.end());
+      out.push_back(Token(std::max_element(r.begin(), r.end()) - r.begin()));
+      b.clear();
+      b.add(s, out.back(), true);
+    }
+    return out;
+  };
+  std::vector<float> ref_logits, bf_logits;
+  const auto ref = greedy(cpu, 24, &ref_logits);
+  {
+    const Model g = Model::load(test::model_path(), {.device = Device::cuda(), .dtype = DType::F32});
+    CHECK(greedy(g, 24, nullptr) == ref);
+  }
+  const Model g = Model::load(test::model_path(), {.device = Device::cuda(), .dtype = DType::BF16});
+  const auto bf = greedy(g, 1, &bf_logits);
+  // Tolerance: bf16 keeps 8 significant bits, a relative rounding of 2^-9 ~ 0.2% for every
+  // stored weight, activation and K/V value (the residual stream stays fp32). Through 30
+  // layers with ~7 rounded tensors each, independent errors add up to about
+  // sqrt(210) * 0.2% ~ 3% of the activation scale. We bound the RMS logit error by 5% of the
+  // RMS of the reference logits and require the same argmax. (Not yet measured on a GPU:
+  // record the observed value here when this first runs.)
+  double se = 0, sr = 0;
+  for (std::size_t i = 0; i < ref_logits.size(); ++i) {
+    REQUIRE(!std::isnan(bf_logits[i]));
+    se += (double(bf_logits[i]) - ref_logits[i]) * (double(bf_logits[i]) - ref_logits[i]);
+    sr += double(ref_logits[i]) * ref_logits[i];
+  }
+  const double rms_rel = std::sqrt(se / sr);
+  INFO("bf16 RMS logit error relative to the CPU logits' RMS: " << rms_rel);
+  CHECK(rms_rel < 0.05);
+  CHECK(bf[0] == ref[0]);
+}
+
+#endif  // VIREO_WITH_CUDA
