@@ -1,0 +1,200 @@
+// CUDA kernel benchmarks (Google Benchmark, manual timing from CUDA events around each
+// launch, on a dedicated stream). Byte counters are the compulsory DRAM traffic of the op
+// (weights / KV read once, activations read and written once), so the reported bytes_per_second
+// is the achieved bandwidth to compare with the HBM peak (H100 SXM ~3.35 TB/s, H200 ~4.8 TB/s);
+// FLOP counters are reported as TFLOP/s ("flops" rate counter). Without a GPU every benchmark
+// reports an error instead of timing.
+#include <benchmark/benchmark.h>
+
+#ifdef VIREO_WITH_CUDA
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda_api.hpp"
+
+namespace {
+
+namespace vc = vireo::cuda;
+using vireo::DType;
+
+bool gpu_or_skip(benchmark::State& state) {
+  std::string why;
+  if (vc::device_count(&why) > 0) return true;
+  state.SkipWithError(("no CUDA device: " + why).c_str());
+  return false;
+}
+
+/// Random 16-bit (bf16) contents: speed does not depend on the values, NaN-free is enough.
+vc::DeviceBuffer random_bf16(std::size_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<std::uint16_t> h(n);
+  for (auto& x : h) x = vc::float_to_bf16(u(rng));
+  vc::DeviceBuffer b(std::max<std::size_t>(n * 2, 16));
+  b.upload(h.data(), n * 2);
+  return b;
+}
+template <typename U>
+vc::DeviceBuffer upload(const std::vector<U>& v) {
+  vc::DeviceBuffer b(std::max<std::size_t>(v.size() * sizeof(U), 16));
+  b.upload(v.data(), v.size() * sizeof(U));
+  return b;
+}
+
+template <typename F>
+void time_loop(benchmark::State& state, vc::Stream& stream, F&& launch) {
+  vc::EventTimer timer;
+  for (int i = 0; i < 3; ++i) launch();  // warm-up
+  stream.synchronize();
+  for (auto _ : state) {
+    timer.start(stream.get());
+    launch();
+    state.SetIterationTime(double(timer.stop(stream.get())) / 1e3);
+  }
+}
+
+// Decode GEMV, bf16: args (rows, cols, tokens). Llama-3-8B shapes: 4096x4096 (Wo), 28672x4096
+// (gate+up), 4096x14336 (down); 576-wide SmolLM2.
+void BM_gemv_bf16(benchmark::State& state) {
+  if (!gpu_or_skip(state)) return;
+  const int rows = int(state.range(0)), cols = int(state.range(1)), n = int(state.range(2));
+  vc::Stream stream;
+  auto w = random_bf16(std::size_t(rows) * cols, 1), x = random_bf16(std::size_t(n) * cols, 2);
+  vc::DeviceBuffer y(std::size_t(n) * rows * 2);
+  time_loop(state, stream, [&] { vc::check(vc::gemv(DType::BF16, w.get(), x.get(), y.get(), false, n, rows, cols, stream.get()), "gemv"); });
+  state.SetBytesProcessed(state.iterations() * (std::int64_t(rows) * cols * 2 + std::int64_t(n) * (cols + rows) * 2));
+  state.counters["flops"] = benchmark::Counter(double(state.iterations()) * 2.0 * rows * cols * n, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_gemv_bf16)->Args({4096, 4096, 1})->Args({28672, 4096, 1})->Args({4096, 14336, 1})->Args({4096, 4096, 8})
+    ->Args({1728, 576, 1})->Args({49152, 576, 1})->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// Prefill GEMM through cuBLAS, bf16 in / fp32 accumulate: args (tokens, rows, cols).
+void BM_gemm_bf16(benchmark::State& state) {
+  if (!gpu_or_skip(state)) return;
+  const int T = int(state.range(0)), rows = int(state.range(1)), cols = int(state.range(2));
+  vc::Stream stream;
+  vc::Blas blas(stream.get());
+  auto w = random_bf16(std::size_t(rows) * cols, 1), x = random_bf16(std::size_t(T) * cols, 2);
+  vc::DeviceBuffer y(std::size_t(T) * rows * 2);
+  time_loop(state, stream, [&] { blas.gemm(DType::BF16, x.get(), w.get(), y.get(), false, T, rows, cols); });
+  state.SetBytesProcessed(state.iterations() * (std::int64_t(rows) * cols + std::int64_t(T) * (cols + rows)) * 2);
+  state.counters["flops"] = benchmark::Counter(double(state.iterations()) * 2.0 * T * rows * cols, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_gemm_bf16)->Args({2048, 4096, 4096})->Args({2048, 28672, 4096})->Args({512, 4096, 14336})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// Fused residual add + RMSNorm, bf16 out: args (rows, cols).
+void BM_rmsnorm(benchmark::State& state) {
+  if (!gpu_or_skip(state)) return;
+  const int rows = int(state.range(0)), cols = int(state.range(1));
+  vc::Stream stream;
+  auto delta = random_bf16(std::size_t(rows) * cols, 3);
+  vc::DeviceBuffer resid(std::size_t(rows) * cols * 4), y(std::size_t(rows) * cols * 2);
+  std::vector<float> w(std::size_t(cols), 1.0f);
+  auto dw = upload(w);
+  resid.fill_bytes(0);
+  time_loop(state, stream, [&] {
+    vc::check(vc::rmsnorm(DType::BF16, delta.get(), resid.as<float>(), dw.as<float>(), y.get(), nullptr, rows, cols, 1e-5f,
+                          stream.get()),
+              "rmsnorm");
+  });
+  // delta read (2 B), residual read + written (8 B), output written (2 B) per element.
+  state.SetBytesProcessed(state.iterations() * std::int64_t(rows) * cols * 12);
+}
+BENCHMARK(BM_rmsnorm)->Args({1, 4096})->Args({64, 4096})->Args({2048, 4096})->Args({2048, 576})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+/// A paged cache holding `batch` sequences of `ctx` tokens each (bf16, block size 16).
+struct PagedCache {
+  vc::DeviceBuffer k, v, kv_len, bt_off, block_ids, list;
+  PagedCache(int batch, int ctx, int nkv, int hd, int q_per_seq) {
+    const int bs = 16, blocks_per_seq = (ctx + bs - 1) / bs;
+    const std::size_t slots = std::size_t(batch) * blocks_per_seq * bs;
+    k = random_bf16(slots * nkv * hd, 4);
+    v = random_bf16(slots * nkv * hd, 5);
+    std::vector<std::int32_t> ids(std::size_t(batch) * blocks_per_seq), len, off, lst;
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), std::mt19937(6));
+    for (int s = 0; s < batch; ++s)
+      for (int i = ctx - q_per_seq; i < ctx; ++i) {
+        lst.push_back(std::int32_t(len.size()));
+        len.push_back(i + 1);
+        off.push_back(s * blocks_per_seq);
+      }
+    kv_len = upload(len);
+    bt_off = upload(off);
+    block_ids = upload(ids);
+    list = upload(lst);
+  }
+  vc::AttentionParams params(const void* q, void* out, int nh, int nkv, int hd) const {
+    vc::AttentionParams p;
+    p.q = q;
+    p.out = out;
+    p.k_cache = k.get();
+    p.v_cache = v.get();
+    p.kv_len = kv_len.as<std::int32_t>();
+    p.bt_off = bt_off.as<std::int32_t>();
+    p.block_ids = block_ids.as<std::int32_t>();
+    p.n_heads = nh;
+    p.n_kv_heads = nkv;
+    p.head_dim = hd;
+    p.block_size = 16;
+    p.scale = 1.0f / std::sqrt(float(hd));
+    return p;
+  }
+};
+
+// Split-KV decode attention, Llama-3-8B heads (32 q / 8 kv, hd 128): args (batch, context).
+void BM_decode_attention(benchmark::State& state) {
+  if (!gpu_or_skip(state)) return;
+  const int batch = int(state.range(0)), ctx = int(state.range(1)), nh = 32, nkv = 8, hd = 128;
+  vc::Stream stream;
+  PagedCache cache(batch, ctx, nkv, hd, 1);
+  auto q = random_bf16(std::size_t(batch) * nh * hd, 7);
+  vc::DeviceBuffer out(std::size_t(batch) * nh * hd * 2);
+  const int sms = 132;  // H100 SXM; the split heuristic only needs the order of magnitude
+  const int splits = vc::decode_attention_splits(batch, nkv, sms);
+  vc::DeviceBuffer ws(std::max<std::size_t>(vc::decode_attention_workspace_floats(batch, nh, hd, splits), 1) * 4);
+  const auto p = cache.params(q.get(), out.get(), nh, nkv, hd);
+  time_loop(state, stream, [&] {
+    vc::check(vc::decode_attention(DType::BF16, p, cache.list.as<std::int32_t>(), batch, splits, ws.as<float>(), stream.get()),
+              "decode attention");
+  });
+  // K and V of every context token, each KV head read once for its GQA group.
+  state.SetBytesProcessed(state.iterations() * std::int64_t(batch) * ctx * nkv * hd * 2 * 2);
+  state.counters["splits"] = splits;
+}
+BENCHMARK(BM_decode_attention)->Args({1, 4096})->Args({1, 32768})->Args({16, 4096})->Args({64, 2048})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// Tensor-core prefill attention, one causal sequence of `len` tokens, 32 q / 8 kv heads, hd 128.
+void BM_prefill_attention(benchmark::State& state) {
+  if (!gpu_or_skip(state)) return;
+  const int len = int(state.range(0)), nh = 32, nkv = 8, hd = 128;
+  vc::Stream stream;
+  PagedCache cache(1, len, nkv, hd, len);
+  auto q = random_bf16(std::size_t(len) * nh * hd, 8);
+  vc::DeviceBuffer out(std::size_t(len) * nh * hd * 2);
+  std::vector<std::int32_t> tiles;
+  for (int t = 0; t < len; t += vc::PREFILL_TILE) tiles.insert(tiles.end(), {t, std::min(vc::PREFILL_TILE, len - t), 0});
+  auto dtiles = upload(tiles);
+  const auto p = cache.params(q.get(), out.get(), nh, nkv, hd);
+  time_loop(state, stream, [&] {
+    vc::check(vc::prefill_attention(DType::BF16, p, cache.list.as<std::int32_t>(), dtiles.as<std::int32_t>(),
+                                    int(tiles.size() / 3), stream.get()),
+              "prefill attention");
+  });
+  // Causal: QK^T and PV over ~len^2/2 pairs, 2 FLOPs per multiply-add, per head.
+  state.counters["flops"] =
+      benchmark::Counter(double(state.iterations()) * 4.0 * nh * hd * double(len) * len / 2.0, benchmark::Counter::kIsRate);
+  state.SetBytesProcessed(state.iterations() * (std::int64_t(len) * nh * hd * 2 * 2 + std::int64_t(len) * nkv * hd * 2 * 2));
+}
+BENCHMARK(BM_prefill_attention)->Arg(512)->Arg(2048)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+#endif  // VIREO_WITH_CUDA
