@@ -138,6 +138,9 @@ void DeviceBuffer::upload(const void* host, std::size_t bytes, std::size_t offse
     throw Error(ErrorCode::InvalidArgument,
                 fmt::format("upload of {} bytes at offset {} into a {}-byte device buffer", bytes, offset, bytes_));
   check(cudaMemcpy(static_cast<char*>(ptr_) + offset, host, bytes, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+  // A pageable H2D cudaMemcpy may return before the DMA lands; kernels on non-blocking
+  // streams do not wait for the legacy stream, so finish it here.
+  check(cudaStreamSynchronize(nullptr), "cudaMemcpy H2D (sync)");
 }
 void DeviceBuffer::download(void* host, std::size_t bytes, std::size_t offset) const {
   if (offset + bytes > bytes_)
@@ -146,7 +149,9 @@ void DeviceBuffer::download(void* host, std::size_t bytes, std::size_t offset) c
   check(cudaMemcpy(host, static_cast<const char*>(ptr_) + offset, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
 }
 void DeviceBuffer::fill_bytes(int value) {
-  if (ptr_) check(cudaMemset(ptr_, value, bytes_), "cudaMemset");
+  if (!ptr_) return;
+  check(cudaMemset(ptr_, value, bytes_), "cudaMemset");
+  check(cudaStreamSynchronize(nullptr), "cudaMemset (sync)");  // see upload()
 }
 
 PinnedBuffer::PinnedBuffer(std::size_t bytes) : bytes_(bytes) {
