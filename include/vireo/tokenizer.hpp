@@ -17,6 +17,7 @@
 
 namespace vireo {
 namespace gguf { class File; }
+namespace detail { struct TokenizerAccess; }
 
 struct ChatMessage {
   std::string role;     ///< "system", "user" or "assistant"
@@ -71,6 +72,7 @@ class Tokenizer {
   explicit Tokenizer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
   friend class StreamDecoder;
+  friend struct detail::TokenizerAccess;  // builds a Tokenizer from plain vectors (src/tokenizer)
 };
 
 /// Turns a token stream into text pieces that are always whole UTF-8 characters.
@@ -86,6 +88,7 @@ class StreamDecoder {
   const Tokenizer* tok_;
   bool skip_special_;
   std::string pending_;
+  bool after_special_ = true;  // SentencePiece: the next text token drops its space prefix
 };
 
 }  // namespace vireo

@@ -1,0 +1,131 @@
+// Chat templates. vireo has no Jinja interpreter: it recognises the common template families
+// by their marker tokens in tokenizer.chat_template and renders them in C++.
+//
+//   ChatML   ("<|im_start|>")  <|im_start|>{role}\n{content}<|im_end|>\n ... ; generation prompt
+//            "<|im_start|>assistant\n". When the template carries a default system prompt
+//            (SmolLM2: "{% if loop.first and messages[0]['role'] != 'system' %}{{
+//            '<|im_start|>system\n...<|im_end|>\n' }}") it is read from the template text and
+//            inserted when the first message is not a system message.
+//   Llama-3  ("<|start_header_id|>")  <|start_header_id|>{role}<|end_header_id|>\n\n{content,
+//            trimmed}<|eot_id|>; generation prompt "<|start_header_id|>assistant<|end_header_id|>\n\n".
+//            The leading <|begin_of_text|> is left to the encoder's BOS (as llama.cpp does).
+//   Llama-2  ("[INST]")  [INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s>
+//            <s>[INST] ... (Meta's template as llama.cpp renders it; the first turn's BOS is
+//            left to the encoder).
+#include <string_view>
+
+#include "tokenizer/tokenizer_impl.hpp"
+#include "vireo/error.hpp"
+
+namespace vireo::detail {
+namespace {
+
+std::string_view trim(std::string_view s) {
+  const char* ws = " \t\n\r\v\f";
+  const auto b = s.find_first_not_of(ws);
+  if (b == std::string_view::npos) return {};
+  const auto e = s.find_last_not_of(ws);
+  return s.substr(b, e - b + 1);
+}
+
+// Jinja string-literal escapes that may appear inside the default system prompt.
+std::string unescape(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      const char c = s[++i];
+      out += c == 'n' ? '\n' : c == 't' ? '\t' : c;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// The default system prompt a ChatML template inserts, or nullopt when it has none.
+std::optional<std::string> chatml_default_system(const std::string& tmpl) {
+  if (tmpl.find("!= 'system'") == std::string::npos && tmpl.find("!= \"system\"") == std::string::npos)
+    return std::nullopt;
+  for (std::string_view head : {std::string_view("<|im_start|>system\n"), std::string_view("<|im_start|>system\\n")}) {
+    const auto p = tmpl.find(head);
+    if (p == std::string::npos) continue;
+    const auto b = p + head.size();
+    const auto e = tmpl.find("<|im_end|>", b);
+    if (e == std::string::npos) return std::nullopt;
+    return unescape(std::string_view(tmpl).substr(b, e - b));
+  }
+  return std::nullopt;
+}
+
+std::string render_chatml(const std::string& tmpl, std::span<const ChatMessage> msgs, bool gen) {
+  std::string out;
+  if (!msgs.empty() && msgs[0].role != "system") {
+    if (auto sys = chatml_default_system(tmpl)) out += "<|im_start|>system\n" + *sys + "<|im_end|>\n";
+  }
+  for (const auto& m : msgs) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+  if (gen) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+std::string render_llama3(std::span<const ChatMessage> msgs, bool gen) {
+  std::string out;
+  for (const auto& m : msgs) {
+    out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n";
+    out += trim(m.content);
+    out += "<|eot_id|>";
+  }
+  if (gen) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
+std::string render_llama2(const std::string& tmpl, std::span<const ChatMessage> msgs) {
+  const bool sys_block = tmpl.find("<<SYS>>") != std::string::npos;
+  const bool bos_inside = tmpl.find("bos_token") != std::string::npos;
+  const bool strip = tmpl.find("strip()") != std::string::npos;
+  std::string out = "[INST] ";
+  bool inside_turn = true;
+  for (const auto& m : msgs) {
+    const std::string_view content = strip ? trim(m.content) : std::string_view(m.content);
+    if (!inside_turn) {
+      inside_turn = true;
+      out += bos_inside ? "<s>[INST] " : "[INST] ";
+    }
+    if (m.role == "system") {
+      if (sys_block) {
+        out += "<<SYS>>\n";
+        out += content;
+        out += "\n<</SYS>>\n\n";
+      } else {
+        out += content;
+        out += "\n";
+      }
+    } else if (m.role == "user") {
+      out += content;
+      out += " [/INST]";
+    } else {
+      out += " ";
+      out += content;
+      out += " </s>";
+      inside_turn = false;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string render_chat_template(const std::string& tmpl, std::span<const ChatMessage> messages,
+                                 bool add_generation_prompt) {
+  if (tmpl.find("<|im_start|>") != std::string::npos)
+    return render_chatml(tmpl, messages, add_generation_prompt);
+  if (tmpl.find("<|start_header_id|>") != std::string::npos)
+    return render_llama3(messages, add_generation_prompt);
+  if (tmpl.find("[INST]") != std::string::npos) return render_llama2(tmpl, messages);
+  if (tmpl.empty())
+    throw Error(ErrorCode::Unsupported, "the model has no chat template (tokenizer.chat_template)");
+  throw Error(ErrorCode::Unsupported,
+              "unrecognised chat template (not ChatML, Llama-3 or Llama-2): \"" +
+                  tmpl.substr(0, 80) + (tmpl.size() > 80 ? "...\"" : "\""));
+}
+
+}  // namespace vireo::detail

@@ -1,0 +1,51 @@
+// Internals of vireo::Tokenizer: the plain-data description of a vocabulary
+// (TokenizerSpec, what tokenizer.ggml.* metadata holds) and the builder that turns it into a
+// Tokenizer. Tokenizer::from_gguf only reads metadata into a TokenizerSpec, so tests can
+// build tokenizers from vocabularies written in code, without a model file.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tokenizer/bpe.hpp"
+#include "tokenizer/pretokenize.hpp"
+#include "vireo/tokenizer.hpp"
+
+namespace vireo::detail {
+
+/// Token types as numbered by GGUF / llama.cpp (tokenizer.ggml.token_type).
+enum class TokenType : std::int32_t {
+  Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6,
+};
+
+struct TokenizerSpec {
+  std::string model = "gpt2";   ///< tokenizer.ggml.model: "gpt2" or "llama"
+  std::string pre = "default";  ///< tokenizer.ggml.pre
+  std::vector<std::string> tokens;
+  std::vector<std::int32_t> token_types;  ///< empty: every token Normal
+  std::vector<std::string> merges;        ///< "left right", rank = index (gpt2)
+  std::vector<float> scores;              ///< llama; empty: all 0
+  Token bos = -1, eos = -1, eot = -1, unk = -1;
+  std::optional<bool> add_bos;  ///< default: true for "llama", false for "gpt2"
+  bool add_space_prefix = true;  ///< llama: prepend "▁" to the text (after specials too)
+  std::string chat_template;
+};
+
+struct TokenizerAccess {
+  /// Validates the spec (InvalidModel / Unsupported naming the offending value) and builds.
+  static Tokenizer build(TokenizerSpec spec);
+  static const Tokenizer::Impl& impl(const Tokenizer& t) { return *t.impl_; }
+};
+
+/// Renders `messages` with the format recognised in `tmpl` (ChatML, Llama-3, Llama-2).
+/// Throws Unsupported for an unknown or empty template.
+std::string render_chat_template(const std::string& tmpl, std::span<const ChatMessage> messages,
+                                 bool add_generation_prompt);
+
+/// GPT-2's reversible byte <-> printable code point mapping (bytes_to_unicode()).
+std::uint32_t byte_to_cp(std::uint8_t b) noexcept;
+
+}  // namespace vireo::detail
