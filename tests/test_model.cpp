@@ -4,6 +4,7 @@
 // input (token ids, unknown sequences, a full cache) giving an Error with the cache intact.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -205,4 +206,35 @@ TEST_CASE("bad input to forward throws and leaves the cache as it was", "[cpu][m
   all.add(fresh.add_sequence(), {1, 2, 3, 4}, Last);
   Logits r = m.forward(all, fresh);
   for (int v = 0; v < 101; ++v) CHECK(a.row(0)[v] == Approx(r.row(0)[v]).margin(1e-5));
+}
+
+TEST_CASE("a cancelled forward throws Cancelled and rolls the cache back", "[cpu][model]") {
+  std::atomic<bool> cancel{false};
+  ModelOptions o;
+  o.n_threads = 1;
+  o.cancel = &cancel;
+  Model m = Model::random(tiny_config(), 9, o, gguf::TensorType::F32);
+  KVCache c(m, {.num_blocks = 8, .block_size = 4});
+  SeqId s = c.add_sequence();
+  Batch b;
+  b.add(s, {1, 2, 3, 4, 5}, Last);
+  Logits before = m.forward(b, c);
+  REQUIRE(c.length(s) == 5);
+  cancel = true;
+  Batch more;
+  more.add(s, {6, 7, 8, 9}, Last);  // fills block 2 (would be registered for prefix reuse)
+  try {
+    m.forward(more, c);
+    FAIL("expected Cancelled");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::Cancelled);
+  }
+  CHECK(c.length(s) == 5);
+  CHECK(c.stats().blocks_used == 2);
+  cancel = false;
+  // A new sequence with the same 9-token prompt must not reuse the never-computed block.
+  std::int64_t reused = -1;
+  SeqId s2 = c.add_sequence(std::vector<Token>{1, 2, 3, 4, 5, 6, 7, 8, 9}, &reused);
+  CHECK(reused == 4);  // only the first block, which was really computed
+  c.remove(s2);
 }

@@ -128,7 +128,7 @@ void Model::forward(const Batch& batch, KVCache& cache, Logits& out) const {
 
   std::size_t appended = 0;
   auto rollback = [&] {
-    for (std::size_t s = 0; s < appended; ++s) bm.truncate(seqs[s], old_len[s]);
+    for (std::size_t s = 0; s < appended; ++s) bm.rollback(seqs[s], old_len[s]);
   };
   try {
     std::vector<std::vector<std::int64_t>> slots(seqs.size());

@@ -1,0 +1,174 @@
+// Model loading from GGUF images written in the test: a tiny valid Llama loads and runs,
+// and inconsistent models (missing / misshapen tensors, unknown architecture, bad
+// hyper-parameters, vocabulary vs embedding mismatch) throw an Error naming the problem.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <random>
+
+#include "vireo/vireo.hpp"
+
+using namespace vireo;
+using gguf::TensorType;
+using gguf::Value;
+using gguf::ValueType;
+
+namespace {
+
+// GPT-2's byte -> printable code point mapping, spelled out independently of the tokenizer.
+std::vector<std::string> byte_tokens() {
+  std::vector<std::string> out(256);
+  int extra = 0;
+  for (int b = 0; b < 256; ++b) {
+    int cp = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174) ? b : 256 + extra++;
+    std::string s;
+    if (cp < 0x80) s += char(cp);
+    else {
+      s += char(0xC0 | (cp >> 6));
+      s += char(0x80 | (cp & 0x3F));
+    }
+    out[std::size_t(b)] = s;
+  }
+  return out;
+}
+
+struct TinySpec {
+  std::string arch = "llama";
+  int layers = 2, d = 32, heads = 4, kv = 2, ff = 48;
+  int vocab_rows = 256;
+  std::function<bool(const std::string&)> skip = [](const std::string&) { return false; };
+  std::function<std::vector<std::uint64_t>(const std::string&, std::vector<std::uint64_t>)> reshape =
+      [](const std::string&, std::vector<std::uint64_t> s) { return s; };
+};
+
+std::vector<std::byte> tiny_gguf(const TinySpec& s) {
+  gguf::Writer w;
+  const std::string a = s.arch + ".";
+  w.set("general.architecture", Value::make_string(s.arch));
+  w.set(a + "block_count", Value::make_uint(ValueType::UInt32, std::uint64_t(s.layers)));
+  w.set(a + "embedding_length", Value::make_uint(ValueType::UInt32, std::uint64_t(s.d)));
+  w.set(a + "feed_forward_length", Value::make_uint(ValueType::UInt32, std::uint64_t(s.ff)));
+  w.set(a + "attention.head_count", Value::make_uint(ValueType::UInt32, std::uint64_t(s.heads)));
+  w.set(a + "attention.head_count_kv", Value::make_uint(ValueType::UInt32, std::uint64_t(s.kv)));
+  w.set(a + "context_length", Value::make_uint(ValueType::UInt32, 256));
+  w.set(a + "attention.layer_norm_rms_epsilon", Value::make_float(ValueType::Float32, 1e-5));
+  w.set("tokenizer.ggml.model", Value::make_string("gpt2"));
+  w.set("tokenizer.ggml.pre", Value::make_string("gpt2"));
+  std::vector<Value> toks;
+  for (auto& t : byte_tokens()) toks.push_back(Value::make_string(t));
+  w.set("tokenizer.ggml.tokens", Value::make_array(ValueType::String, std::move(toks)));
+  w.set("tokenizer.ggml.merges", Value::make_array(ValueType::String, {}));
+
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.0f, 0.2f);
+  auto add = [&](const std::string& name, std::vector<std::uint64_t> shape, bool ones = false) {
+    if (s.skip(name)) return;
+    shape = s.reshape(name, shape);
+    std::uint64_t n = 1;
+    for (auto x : shape) n *= x;
+    std::vector<float> v(n);
+    for (auto& x : v) x = ones ? 1.0f : nd(rng);
+    std::vector<std::byte> bytes(n * 4);
+    std::memcpy(bytes.data(), v.data(), bytes.size());
+    w.add_tensor(name, TensorType::F32, shape, bytes);
+  };
+  const std::uint64_t d = std::uint64_t(s.d), hd = d / std::uint64_t(s.heads), kvd = hd * std::uint64_t(s.kv),
+                      ff = std::uint64_t(s.ff);
+  add("token_embd.weight", {d, std::uint64_t(s.vocab_rows)});
+  add("output_norm.weight", {d}, true);
+  for (int l = 0; l < s.layers; ++l) {
+    std::string b = "blk." + std::to_string(l) + ".";
+    add(b + "attn_norm.weight", {d}, true);
+    add(b + "attn_q.weight", {d, d});
+    add(b + "attn_k.weight", {d, kvd});
+    add(b + "attn_v.weight", {d, kvd});
+    add(b + "attn_output.weight", {d, d});
+    add(b + "ffn_norm.weight", {d}, true);
+    add(b + "ffn_gate.weight", {d, ff});
+    add(b + "ffn_up.weight", {d, ff});
+    add(b + "ffn_down.weight", {ff, d});
+  }
+  return w.bytes();
+}
+
+std::filesystem::path write_tmp(const std::vector<std::byte>& bytes, const std::string& name) {
+  auto p = std::filesystem::temp_directory_path() / ("vireo-test-" + name + ".gguf");
+  std::FILE* f = std::fopen(p.c_str(), "wb");
+  REQUIRE(f);
+  std::fwrite(bytes.data(), 1, bytes.size(), f);
+  std::fclose(f);
+  return p;
+}
+
+void expect_error(const TinySpec& s, ErrorCode code, const std::string& needle) {
+  auto p = write_tmp(tiny_gguf(s), "bad");
+  try {
+    (void)Model::load(p, {.n_threads = 1});
+    FAIL("expected an Error mentioning " << needle);
+  } catch (const Error& e) {
+    INFO(e.what());
+    CHECK(e.code() == code);
+    CHECK(std::string(e.what()).find(needle) != std::string::npos);
+  }
+  std::filesystem::remove(p);
+}
+
+}  // namespace
+
+TEST_CASE("a tiny Llama written in the test loads and runs", "[cpu][model]") {
+  auto p = write_tmp(tiny_gguf({}), "tiny");
+  Model m = Model::load(p, {.n_threads = 1});
+  CHECK(m.config().n_layers == 2);
+  CHECK(m.config().head_dim == 8);
+  CHECK(m.config().tied_embeddings);
+  CHECK(m.tokenizer().vocab_size() == 256);
+  auto ids = m.tokenizer().encode("hi!");
+  CHECK(ids == std::vector<Token>{'h', 'i', '!'});
+  KVCache c(m, {.num_blocks = 4});
+  Batch b;
+  b.add(c.add_sequence(), ids, All);
+  Logits lg = m.forward(b, c);
+  REQUIRE(lg.rows() == 3);
+  for (std::size_t r = 0; r < 3; ++r)
+    for (float v : lg.row(r)) REQUIRE(std::isfinite(v));
+  std::filesystem::remove(p);
+}
+
+TEST_CASE("inconsistent model files give a clear Error", "[cpu][model]") {
+  TinySpec s;
+  SECTION("missing tensor") {
+    s.skip = [](const std::string& n) { return n == "blk.1.ffn_up.weight"; };
+    expect_error(s, ErrorCode::InvalidModel, "blk.1.ffn_up.weight");
+  }
+  SECTION("misshapen tensor") {
+    s.reshape = [](const std::string& n, std::vector<std::uint64_t> sh) {
+      if (n == "blk.0.attn_k.weight") sh[1] += 1;
+      return sh;
+    };
+    expect_error(s, ErrorCode::InvalidModel, "blk.0.attn_k.weight");
+  }
+  SECTION("unknown architecture") {
+    s.arch = "gptneox";
+    expect_error(s, ErrorCode::Unsupported, "gptneox");
+  }
+  SECTION("heads that do not group") {
+    s.kv = 3;
+    expect_error(s, ErrorCode::InvalidModel, "kv head count 3");
+  }
+  SECTION("embedding rows differ from the vocabulary") {
+    s.vocab_rows = 300;
+    expect_error(s, ErrorCode::InvalidModel, "token_embd.weight");
+  }
+}
+
+TEST_CASE("loading a missing file is an Io error", "[cpu][model]") {
+  try {
+    (void)Model::load("/nonexistent/model.gguf");
+    FAIL("expected an error");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::Io);
+  }
+}
