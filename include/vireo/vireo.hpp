@@ -9,5 +9,6 @@
 #include "vireo/metrics.hpp"
 #include "vireo/model.hpp"
 #include "vireo/sampler.hpp"
+#include "vireo/scheduler.hpp"
 #include "vireo/tokenizer.hpp"
 #include "vireo/types.hpp"

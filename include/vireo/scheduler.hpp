@@ -1,0 +1,164 @@
+// Scheduler: a small, reusable batching loop over one Model and one KVCache. Callers own the
+// loop: they submit() requests whenever they arrive and call step() as often as they like;
+// each step() runs exactly ONE Model::forward and returns the tokens it produced (for
+// streaming) and the requests that finished.
+//
+// Every request keeps `tokens` = prompt + generated so far and `cached` = how many of them are
+// in its KV-cache sequence; tokens[cached..] are pending. A decode is a request with one
+// pending token (the last one sampled), a prefill chunk is a slice of a longer pending range,
+// and a request resumed after recompute-preemption is just a request whose pending range is
+// its whole history again, so prefill, chunked prefill, decode and recompute are one case.
+// A step wants logits only for a request whose pending range is fed to its end.
+//
+// Continuous batching (BatchingMode::Continuous), per step:
+//   1. resume preempted requests first: swapped ones come back with KVCache::swap_in when the
+//      pool has room for them plus one block per running request; recompute-preempted ones
+//      sit at the front of the waiting queue;
+//   2. take one token from every running decode (oldest admission first), then feed pending
+//      prefill chunks of running requests, then admit waiting requests FCFS, while the
+//      per-step token budget (max_batch_tokens) and the free blocks last (chunked prefill:
+//      a long prompt is split over several steps and mixed with other requests' decodes).
+//      Admission uses KVCache::add_sequence(tokens, &reused) when prefix caching is on, so
+//      a cached prefix is skipped;
+//   3. if the running decodes alone need more blocks than the pool has, preempt the most
+//      recently admitted running request (PreemptionMode::Swap: KVCache::swap_out to host
+//      memory; PreemptionMode::Recompute: drop its sequence and re-prefill prompt +
+//      generated tokens later) and try again;
+//   4. one forward; sample each logits row with the request's own Sampler (its own
+//      SamplerParams and seeded RNG stream); a request finishes at max_new_tokens or at an
+//      end-of-generation token (Tokenizer::is_eog, or Request::stop_tokens) and its
+//      sequence is removed, freeing blocks for the next step.
+// Static (dynamic) batching (BatchingMode::Static), for comparison: when nothing is running,
+// take up to max_running waiting requests FCFS whose worst case (prompt + max_new_tokens)
+// fits the free blocks, prefill them (same token budget) and decode until ALL of them have
+// finished; finished rows sit idle (counted in SchedulerStats::idle_slot_steps; their padding
+// compute is not actually spent, which flatters static batching) and nothing new joins
+// until the whole batch is done. Worst-case reservation means static batching never preempts.
+//
+// Greedy requests produce exactly the tokens of a run alone whenever the backend's row
+// arithmetic does not depend on the batch composition (true on the CPU for f32 weights; the
+// fused quantized decode path sums in another order for small steps, which can flip a
+// near-tie).
+//
+// With SchedulerOptions::metrics set, every request is recorded in vireo::Metrics: start at
+// its arrival time (submit), first_token / token as tokens are sampled, finish when it ends,
+// and its prompt's prefix-cache hit at first admission.
+//
+// Errors: submit() throws InvalidArgument for an empty prompt, a duplicate id, max_new_tokens
+// < 1, a request longer than the model's context, or one that could not fit the whole pool
+// even alone. step() propagates errors from forward/sampling (the scheduler is then in an
+// unspecified but destructible state). One Scheduler is used by one thread at a time; the
+// KVCache must outlive it and should not be used by others while it runs (other sequences
+// in it only reduce the room the scheduler sees).
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "vireo/batch.hpp"
+#include "vireo/metrics.hpp"
+#include "vireo/model.hpp"
+#include "vireo/sampler.hpp"
+#include "vireo/types.hpp"
+
+namespace vireo {
+class KVCache;
+
+enum class BatchingMode { Continuous, Static };
+enum class PreemptionMode { Swap, Recompute };
+enum class FinishReason { Length, Stop };
+
+struct Request {
+  std::uint64_t id = 0;  ///< caller's id, unique among the requests the scheduler holds
+  std::vector<Token> prompt;
+  int max_new_tokens = 64;
+  SamplerParams sampling{};   ///< temperature <= 0: greedy; set seed per request for distinct streams
+  bool stop_at_eog = true;    ///< stop at the model tokenizer's end-of-generation tokens
+  std::vector<Token> stop_tokens;  ///< more tokens that end the request (kept in the output)
+};
+
+struct SchedulerOptions {
+  BatchingMode mode = BatchingMode::Continuous;
+  PreemptionMode preemption = PreemptionMode::Swap;
+  int max_batch_tokens = 256;  ///< token budget of one forward (decodes + prefill chunks)
+  int max_running = 32;        ///< sequences in flight; the static batch size B. <= max_batch_tokens
+  /// Admit with add_sequence(tokens, &reused) so cached prefixes are skipped (needs a cache
+  /// built with KVCacheOptions::prefix_caching).
+  bool prefix_caching = true;
+  Metrics* metrics = nullptr;  ///< optional; not owned
+};
+
+/// One sampled token (a step returns them in batch order, for streaming).
+struct TokenEvent {
+  std::uint64_t id = 0;
+  Token token = -1;
+  float logprob = 0.0f;
+  bool first = false;     ///< the request's first output token
+  bool finished = false;  ///< the request ended with this token
+};
+
+struct FinishedRequest {
+  std::uint64_t id = 0;
+  std::vector<Token> prompt;
+  std::vector<Token> output;
+  FinishReason reason = FinishReason::Length;
+  int preemptions = 0;
+  std::int64_t cached_prompt_tokens = 0;  ///< prompt tokens served by the prefix cache at first admission
+  Metrics::TimePoint arrival{}, first_token{}, finish{};
+};
+
+struct StepResult {
+  std::vector<TokenEvent> tokens;
+  std::vector<FinishedRequest> finished;
+  int batch_tokens = 0;    ///< tokens fed to the forward
+  int decode_tokens = 0;   ///< of those, single-token decodes
+  int prefill_tokens = 0;  ///< of those, prompt (or recompute) chunk tokens
+  int preempted = 0;       ///< requests preempted in this step
+  int resumed = 0;         ///< swapped requests brought back in this step
+  int admitted = 0;        ///< waiting requests that got a sequence in this step
+};
+
+struct SchedulerStats {
+  std::int64_t steps = 0;
+  std::int64_t forward_tokens = 0;
+  std::int64_t prefill_tokens = 0;
+  std::int64_t decode_tokens = 0;
+  std::int64_t output_tokens = 0;
+  std::int64_t preemptions_swap = 0;
+  std::int64_t preemptions_recompute = 0;
+  std::int64_t recomputed_tokens = 0;  ///< tokens re-prefilled because of recompute preemption
+  std::int64_t idle_slot_steps = 0;    ///< static batching: finished rows waiting for their batch
+  std::int64_t finished = 0;
+};
+
+class Scheduler {
+ public:
+  /// `model` and `cache` must outlive the scheduler. Throws InvalidArgument for
+  /// max_batch_tokens < 1, max_running < 1 or max_running > max_batch_tokens.
+  Scheduler(const Model& model, KVCache& cache, SchedulerOptions opts = {});
+  Scheduler(Scheduler&&) noexcept;
+  Scheduler& operator=(Scheduler&&) noexcept;
+  ~Scheduler();
+
+  /// Queue a request (FCFS). `arrival` is its arrival time for the metrics (default: now).
+  void submit(Request req, Metrics::TimePoint arrival = Metrics::Clock::now());
+  /// Run one forward over the scheduled tokens; returns an empty result when idle().
+  StepResult step();
+  /// Step until every submitted request has finished; returns them in finishing order.
+  std::vector<FinishedRequest> run_to_completion();
+
+  bool idle() const noexcept;
+  std::size_t num_waiting() const noexcept;  ///< not admitted, or preempted by recompute
+  std::size_t num_running() const noexcept;  ///< holding a resident sequence
+  std::size_t num_swapped() const noexcept;  ///< preempted by swap
+  const SchedulerStats& stats() const noexcept;
+  const SchedulerOptions& options() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vireo

@@ -1,0 +1,364 @@
+// Scheduler: continuous and static batching over one Model and one KVCache (see
+// include/vireo/scheduler.hpp for the policy).
+//
+// Bookkeeping: each live request is a Live record holding prompt + generated tokens, how
+// many of them its KV sequence holds (`cached`), its own Sampler and its arrival order.
+// Three queues, each kept sorted by arrival order: waiting (never admitted, or preempted by
+// recompute: seq == -1), running (resident sequence), swapped (preempted by swap). The
+// preemption victim is the running request that arrived last; resumption takes the oldest.
+//
+// A step plans (request, n tokens) pairs against two limits: the token budget and the
+// blocks the pool can give (KVCache::available_blocks, which counts evictable cached blocks
+// too). KVCache::blocks_needed(seq, n) is exact (copy on write included) and sequences do
+// not share the blocks they append to, so summing it over the plan gives the step's need.
+#include "vireo/scheduler.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "vireo/error.hpp"
+#include "vireo/kv_cache.hpp"
+#include "vireo/tokenizer.hpp"
+
+namespace vireo {
+
+namespace {
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+struct Live {
+  Request req;
+  std::vector<Token> tokens;  // prompt then generated
+  std::size_t n_prompt = 0;
+  std::int64_t cached = 0;    // tokens[0..cached) are in the KV sequence
+  SeqId seq = -1;
+  Sampler sampler;
+  std::uint64_t order = 0;    // arrival order (priority: lower is older)
+  bool admitted_once = false;
+  int preemptions = 0;
+  std::int64_t cached_prompt = 0;
+  Metrics::TimePoint arrival{}, first{};
+
+  Live(Request r, std::uint64_t ord, Metrics::TimePoint t)
+      : req(std::move(r)), sampler(req.sampling), order(ord), arrival(t) {
+    tokens = req.prompt;
+    n_prompt = tokens.size();
+  }
+  std::int64_t pending() const { return std::int64_t(tokens.size()) - cached; }
+  int n_out() const { return int(tokens.size() - n_prompt); }
+};
+
+using LivePtr = std::unique_ptr<Live>;
+
+// Insert keeping ascending arrival order.
+template <class C>
+void insert_sorted(C& c, LivePtr l) {
+  auto it = std::upper_bound(c.begin(), c.end(), l->order,
+                             [](std::uint64_t o, const LivePtr& x) { return o < x->order; });
+  c.insert(it, std::move(l));
+}
+
+}  // namespace
+
+struct Scheduler::Impl {
+  const Model& model;
+  KVCache& cache;
+  SchedulerOptions opts;
+  SchedulerStats stats;
+  std::deque<LivePtr> waiting;
+  std::vector<LivePtr> running;
+  std::deque<LivePtr> swapped;
+  std::unordered_set<std::uint64_t> ids;
+  std::uint64_t next_order = 0;
+  int static_batch = 0;  // size of the current static batch
+  Batch batch;
+  Logits logits;
+
+  Impl(const Model& m, KVCache& c, SchedulerOptions o) : model(m), cache(c), opts(o) {}
+
+  bool is_stop(const Live& l, Token t) const {
+    if (l.req.stop_at_eog && model.has_tokenizer() && model.tokenizer().is_eog(t)) return true;
+    return std::find(l.req.stop_tokens.begin(), l.req.stop_tokens.end(), t) != l.req.stop_tokens.end();
+  }
+
+  // Take the latest-arrived running request off the pool.
+  void preempt_last(StepResult& r) {
+    LivePtr l = std::move(running.back());
+    running.pop_back();
+    ++l->preemptions;
+    ++r.preempted;
+    if (opts.preemption == PreemptionMode::Swap) {
+      cache.swap_out(l->seq);
+      ++stats.preemptions_swap;
+      insert_sorted(swapped, std::move(l));
+    } else {
+      cache.remove(l->seq);
+      l->seq = -1;
+      l->cached = 0;
+      ++stats.preemptions_recompute;
+      insert_sorted(waiting, std::move(l));
+    }
+  }
+
+  // Largest n <= want whose blocks fit in `avail` blocks.
+  std::int64_t fit_chunk(SeqId seq, std::int64_t want, std::int64_t avail) const {
+    if (cache.blocks_needed(seq, want) <= avail) return want;
+    std::int64_t lo = 0, hi = want;  // fits(lo), !fits(hi)
+    while (hi - lo > 1) {
+      std::int64_t mid = (lo + hi) / 2;
+      (cache.blocks_needed(seq, mid) <= avail ? lo : hi) = mid;
+    }
+    return lo;
+  }
+
+  void admit(Live& l, StepResult& r) {
+    std::int64_t reused = 0;
+    l.seq = opts.prefix_caching ? cache.add_sequence(l.tokens, &reused) : cache.add_sequence();
+    l.cached = reused;
+    if (l.admitted_once) {
+      stats.recomputed_tokens += std::int64_t(l.tokens.size()) - reused;
+    } else {
+      l.admitted_once = true;
+      l.cached_prompt = reused;
+      if (opts.metrics) opts.metrics->record_cache(std::uint64_t(reused), std::uint64_t(l.n_prompt));
+    }
+    ++r.admitted;
+  }
+
+  struct Item {
+    Live* l;
+    std::int64_t n;
+  };
+
+  // Decide what this step feeds. Returns the plan (may be empty only when idle).
+  std::vector<Item> plan(StepResult& r) {
+    const std::int64_t bs = cache.block_size();
+    const bool cont = opts.mode == BatchingMode::Continuous;
+
+    // 1. Preempted-by-swap requests come back first, oldest first, when they fit with one
+    //    block of decode headroom per running request.
+    while (!swapped.empty() && std::int64_t(running.size()) < opts.max_running) {
+      Live& l = *swapped.front();
+      const std::int64_t need = ceil_div(cache.length(l.seq), bs) + std::int64_t(running.size());
+      if (cache.available_blocks() < need) break;
+      cache.swap_in(l.seq);
+      ++r.resumed;
+      insert_sorted(running, std::move(swapped.front()));
+      swapped.pop_front();
+    }
+
+    // Static batching: a new batch starts only when the previous one has fully drained;
+    // admit FCFS while every member's worst case (whole prompt + max_new_tokens) fits.
+    if (!cont && running.empty() && swapped.empty()) {
+      std::int64_t reserve = 0;
+      while (!waiting.empty() && std::int64_t(running.size()) < opts.max_running) {
+        Live& l = *waiting.front();
+        const std::int64_t worst = ceil_div(std::int64_t(l.n_prompt) + l.req.max_new_tokens, bs) + 1;
+        if (reserve + worst > cache.available_blocks() && !running.empty()) break;
+        reserve += worst;
+        admit(l, r);
+        insert_sorted(running, std::move(waiting.front()));
+        waiting.pop_front();
+      }
+      static_batch = int(running.size());
+    }
+
+    for (;;) {
+      std::vector<Item> items;
+      std::int64_t budget = opts.max_batch_tokens;
+      std::int64_t need = 0;
+      // 2. Every running decode (one pending token), oldest first.
+      for (auto& lp : running) {
+        if (budget == 0) break;
+        if (lp->pending() != 1) continue;
+        items.push_back({lp.get(), 1});
+        need += cache.blocks_needed(lp->seq, 1);
+        --budget;
+      }
+      if (need > cache.available_blocks()) {
+        // 3. Out of blocks: preempt the latest arrival and plan again.
+        preempt_last(r);
+        continue;
+      }
+      // Prefill chunks of running requests (chunked prefill / recompute).
+      for (auto& lp : running) {
+        if (budget == 0) break;
+        if (lp->pending() <= 1) continue;
+        const std::int64_t n = fit_chunk(lp->seq, std::min(lp->pending(), budget), cache.available_blocks() - need);
+        if (n == 0) continue;
+        items.push_back({lp.get(), n});
+        need += cache.blocks_needed(lp->seq, n);
+        budget -= n;
+      }
+      // Continuous batching: admit waiting requests FCFS (none while a swapped one waits).
+      while (cont && swapped.empty() && budget > 0 && !waiting.empty() &&
+             std::int64_t(running.size()) < opts.max_running) {
+        Live& l = *waiting.front();
+        // Room for the first chunk (without counting a prefix hit) plus one block of decode
+        // headroom per running request, so admission does not force an immediate preemption.
+        const std::int64_t first = std::min<std::int64_t>(std::int64_t(l.tokens.size()), budget);
+        if (cache.available_blocks() - need < ceil_div(first, bs) + std::int64_t(running.size())) break;
+        admit(l, r);
+        const std::int64_t n = fit_chunk(l.seq, std::min(l.pending(), budget), cache.available_blocks() - need);
+        Live* lp = waiting.front().get();
+        insert_sorted(running, std::move(waiting.front()));
+        waiting.pop_front();
+        if (n == 0) break;
+        items.push_back({lp, n});
+        need += cache.blocks_needed(lp->seq, n);
+        budget -= n;
+      }
+      if (items.empty() && !running.empty()) {
+        // Nothing fits (every running request is mid-prefill with no room): free some.
+        preempt_last(r);
+        continue;
+      }
+      if (items.empty() && (!waiting.empty() || !swapped.empty()))
+        throw Error(ErrorCode::CacheFull,
+                    fmt::format("scheduler cannot make progress: {} waiting, {} swapped, {} of {} KV blocks "
+                                "available (is another user holding the cache?)",
+                                waiting.size(), swapped.size(), cache.available_blocks(), cache.num_blocks()));
+      return items;
+    }
+  }
+
+  StepResult step() {
+    StepResult r;
+    if (waiting.empty() && running.empty() && swapped.empty()) return r;
+    std::vector<Item> items = plan(r);
+
+    batch.clear();
+    for (const Item& it : items) {
+      auto span = std::span<const Token>(it.l->tokens).subspan(std::size_t(it.l->cached), std::size_t(it.n));
+      const bool last = it.l->cached + it.n == std::int64_t(it.l->tokens.size());
+      batch.add(it.l->seq, span, last ? Want::Last : Want::None);
+      if (it.n == 1 && it.l->cached + 1 > std::int64_t(it.l->n_prompt)) r.decode_tokens += 1;
+      else r.prefill_tokens += int(it.n);
+    }
+    r.batch_tokens = int(batch.size());
+    model.forward(batch, cache, logits);
+    for (const Item& it : items) it.l->cached += it.n;
+    const auto now = Metrics::Clock::now();
+
+    std::unordered_map<SeqId, Live*> by_seq;
+    for (const Item& it : items) by_seq[it.l->seq] = it.l;
+    std::vector<Live*> done;
+    for (std::size_t i = 0; i < logits.rows(); ++i) {
+      Live& l = *by_seq.at(logits.seq(i));
+      const Sampled s = l.sampler.sample(logits.row(i), l.tokens);
+      l.tokens.push_back(s.token);
+      TokenEvent ev;
+      ev.id = l.req.id;
+      ev.token = s.token;
+      ev.logprob = s.logprob;
+      ev.first = l.n_out() == 1;
+      if (ev.first) l.first = now;
+      if (opts.metrics) {
+        if (ev.first) opts.metrics->first_token(l.req.id, now);
+        else opts.metrics->token(l.req.id, now);
+      }
+      ev.finished = l.n_out() >= l.req.max_new_tokens || is_stop(l, s.token);
+      if (ev.finished) done.push_back(&l);
+      r.tokens.push_back(ev);
+    }
+    stats.output_tokens += std::int64_t(r.tokens.size());
+
+    if (opts.mode == BatchingMode::Static) stats.idle_slot_steps += std::max(0, static_batch - int(running.size()));
+    for (Live* l : done) {
+      auto it = std::find_if(running.begin(), running.end(), [&](const LivePtr& p) { return p.get() == l; });
+      LivePtr lp = std::move(*it);
+      running.erase(it);
+      cache.remove(lp->seq);
+      FinishedRequest f;
+      f.id = lp->req.id;
+      f.prompt = std::move(lp->req.prompt);
+      f.output.assign(lp->tokens.begin() + std::ptrdiff_t(lp->n_prompt), lp->tokens.end());
+      f.reason = is_stop(*lp, lp->tokens.back()) ? FinishReason::Stop : FinishReason::Length;
+      f.preemptions = lp->preemptions;
+      f.cached_prompt_tokens = lp->cached_prompt;
+      f.arrival = lp->arrival;
+      f.first_token = lp->first;
+      f.finish = now;
+      if (opts.metrics) opts.metrics->finish(f.id, now);
+      ids.erase(f.id);
+      ++stats.finished;
+      r.finished.push_back(std::move(f));
+    }
+
+    ++stats.steps;
+    stats.forward_tokens += r.batch_tokens;
+    stats.decode_tokens += r.decode_tokens;
+    stats.prefill_tokens += r.prefill_tokens;
+    return r;
+  }
+};
+
+Scheduler::Scheduler(const Model& model, KVCache& cache, SchedulerOptions opts) {
+  if (opts.max_batch_tokens < 1 || opts.max_running < 1 || opts.max_running > opts.max_batch_tokens)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("scheduler: need 1 <= max_running ({}) <= max_batch_tokens ({})", opts.max_running,
+                            opts.max_batch_tokens));
+  impl_ = std::make_unique<Impl>(model, cache, opts);
+}
+
+Scheduler::Scheduler(Scheduler&&) noexcept = default;
+Scheduler& Scheduler::operator=(Scheduler&&) noexcept = default;
+Scheduler::~Scheduler() = default;
+
+void Scheduler::submit(Request req, Metrics::TimePoint arrival) {
+  Impl& s = *impl_;
+  const ModelConfig& cfg = s.model.config();
+  if (req.prompt.empty())
+    throw Error(ErrorCode::InvalidArgument, fmt::format("request {} has an empty prompt", req.id));
+  if (req.max_new_tokens < 1)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("request {}: max_new_tokens {} must be at least 1", req.id, req.max_new_tokens));
+  if (s.ids.count(req.id))
+    throw Error(ErrorCode::InvalidArgument, fmt::format("request id {} is already in the scheduler", req.id));
+  for (std::size_t i = 0; i < req.prompt.size(); ++i)
+    if (req.prompt[i] < 0 || req.prompt[i] >= cfg.vocab_size)
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("request {}: prompt token {} at position {} is outside the vocabulary of {}", req.id,
+                              req.prompt[i], i, cfg.vocab_size));
+  const std::int64_t total = std::int64_t(req.prompt.size()) + req.max_new_tokens;
+  if (cfg.context_length > 0 && total > cfg.context_length)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("request {}: prompt {} + max_new_tokens {} exceeds the model context of {}", req.id,
+                            req.prompt.size(), req.max_new_tokens, cfg.context_length));
+  // The last sampled token is never fed back, so a request caches at most total - 1 tokens.
+  const std::int64_t blocks = ceil_div(total - 1, s.cache.block_size());
+  if (blocks > s.cache.num_blocks())
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("request {}: {} tokens need {} KV blocks but the cache has only {}", req.id, total - 1,
+                            blocks, s.cache.num_blocks()));
+  const std::uint64_t id = req.id;
+  const std::uint64_t n_prompt = req.prompt.size();
+  if (s.opts.metrics) s.opts.metrics->start(id, n_prompt, arrival);
+  s.ids.insert(id);
+  insert_sorted(s.waiting, std::make_unique<Live>(std::move(req), s.next_order++, arrival));
+}
+
+StepResult Scheduler::step() { return impl_->step(); }
+
+std::vector<FinishedRequest> Scheduler::run_to_completion() {
+  std::vector<FinishedRequest> out;
+  while (!idle()) {
+    StepResult r = step();
+    for (auto& f : r.finished) out.push_back(std::move(f));
+  }
+  return out;
+}
+
+bool Scheduler::idle() const noexcept {
+  return impl_->waiting.empty() && impl_->running.empty() && impl_->swapped.empty();
+}
+std::size_t Scheduler::num_waiting() const noexcept { return impl_->waiting.size(); }
+std::size_t Scheduler::num_running() const noexcept { return impl_->running.size(); }
+std::size_t Scheduler::num_swapped() const noexcept { return impl_->swapped.size(); }
+const SchedulerStats& Scheduler::stats() const noexcept { return impl_->stats; }
+const SchedulerOptions& Scheduler::options() const noexcept { return impl_->opts; }
+
+}  // namespace vireo
