@@ -50,8 +50,9 @@ class Sampler {
  private:
   SamplerParams params_;
   std::uint64_t counter_ = 0;
-  std::vector<float> scratch_;
-  std::vector<std::int32_t> index_;
+  std::vector<float> scratch_;       ///< [2 * vocab]: scaled logits, then their weights
+  std::vector<std::int32_t> index_;  ///< penalty window scratch
+  std::vector<std::uint64_t> keys_;  ///< candidates as (descending score, id) sort keys
 };
 
 }  // namespace vireo

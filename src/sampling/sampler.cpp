@@ -7,23 +7,25 @@
 //   3. temperature <= 0: greedy argmax (ties to the lowest id), logprob = log softmax;
 //   4. otherwise s_i = (logit_i - max) / T (<= 0, so a tiny T underflows to -inf instead of
 //      overflowing to +inf) over the candidates with a finite logit;
-//   5. top-k with nth_element + sort of the k winners (order: larger s first, ties to the
-//      lower id); the kept set is then sorted, nothing else is;
+//   5. each candidate is packed into one 64-bit key (score bits mapped to descending unsigned
+//      order, id in the low word), so integer order = larger s first, ties to the lower id;
+//      top-k is nth_element + sort of the k winners, nothing else gets sorted;
 //   6. without top-k, the candidates are sorted lazily: a sorted prefix is grown
 //      geometrically (nth_element on the rest, sort the new chunk) only as far as top-p,
 //      min-p or the draw walk needs, so a peaked distribution costs O(vocab), and the worst
 //      case is one full sort;
 //   7. top-p keeps the shortest sorted prefix whose probability reaches top_p; min-p keeps
-//      the prefix with e_i = exp(s_i) >= min_p (p_i / p_max = e_i because e_0 = 1);
+//      the prefix with w_i = exp(s_i) >= min_p (p_i / p_max = w_i because w_0 = 1);
 //   8. draw: u = uniform01(seed, counter), walk the kept prefix in descending order and take
 //      the first token whose cumulative weight exceeds u * Z_kept (inverse CDF).
 //
-// Sums and exponentials are in double. The counter advances once per successful call; a call
+// Weights exp(s_i) are computed once per candidate in float; sums are in double. The counter advances once per successful call; a call
 // that throws leaves the sampler unchanged.
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "sampling/philox.hpp"
@@ -37,6 +39,15 @@ float uniform01(std::uint64_t seed, std::uint64_t counter) noexcept {
 }
 
 namespace {
+
+// Maps a float to an unsigned integer whose unsigned order is the float's descending order
+// (for non-NaN values): the usual sign-flip trick for an ascending key, then bitwise NOT.
+std::uint32_t descending_bits(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return ~u;
+}
 
 void validate(const SamplerParams& p) {
   if (std::isnan(p.temperature))
@@ -88,8 +99,9 @@ Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> hi
                               i, t, n));
   }
 
-  scratch_.assign(logits.begin(), logits.end());
-  index_.resize(n);
+  // First half: the (penalised, then scaled) logits; second half: weights (see below).
+  scratch_.resize(2 * n);
+  std::copy(logits.begin(), logits.end(), scratch_.begin());
 
   // ---- penalties -----------------------------------------------------------------------
   const bool penalise = p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f ||
@@ -99,9 +111,8 @@ Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> hi
                                    ? history.size()
                                    : std::min(history.size(), std::size_t(p.penalty_last_n));
     // Distinct tokens and counts of the window: sort a copy (the window is short) and walk
-    // its runs. index_ is free scratch until the candidates are built below; the window may
-    // be longer than the vocabulary, hence the resize.
-    if (index_.size() < window) index_.resize(window);
+    // its runs.
+    index_.resize(window);
     std::copy(history.end() - static_cast<std::ptrdiff_t>(window), history.end(), index_.begin());
     std::sort(index_.begin(), index_.begin() + static_cast<std::ptrdiff_t>(window));
     for (std::size_t i = 0; i < window;) {
@@ -119,7 +130,6 @@ Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> hi
       scratch_[static_cast<std::size_t>(t)] = v;
       i = j;
     }
-    index_.resize(n);
   }
 
   // ---- max and candidates ----------------------------------------------------------------
@@ -138,46 +148,56 @@ Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> hi
   // ---- greedy --------------------------------------------------------------------------
   if (p.temperature <= 0.0f) {
     double z = 0.0;
-    for (std::size_t i = 0; i < n; ++i) z += std::exp(double(scratch_[i]) - double(lmax));
+    for (std::size_t i = 0; i < n; ++i) z += double(std::exp(scratch_[i] - lmax));
     ++counter_;
     return {static_cast<Token>(best), static_cast<float>(-std::log(z))};
   }
 
   // ---- temperature: s_i = (l_i - max) / T over the finite candidates ------------------------
+  // Each candidate becomes one 64-bit key: high word = its score mapped to an unsigned integer
+  // that sorts descending, low word = its id. Plain integer order on the keys is then "larger
+  // score first, ties to the lower id", and nth_element / sort run on flat integers instead of
+  // through an indirect comparator.
   const float temp = p.temperature;
+  keys_.resize(n);
   std::size_t count = 0;
   for (std::size_t i = 0; i < n; ++i) {
     if (scratch_[i] == -std::numeric_limits<float>::infinity()) continue;
-    scratch_[i] = (scratch_[i] - lmax) / temp;
-    index_[count++] = static_cast<std::int32_t>(i);
+    const float si = (scratch_[i] - lmax) / temp + 0.0f;  // + 0.0f: no -0.0
+    scratch_[i] = si;
+    keys_[count++] = (std::uint64_t(descending_bits(si)) << 32) | std::uint64_t(i);
   }
   const float* s = scratch_.data();
-  // Descending score, ties to the lower id: a strict total order over candidates.
-  auto before = [s](std::int32_t a, std::int32_t b) {
-    return s[a] > s[b] || (s[a] == s[b] && a < b);
-  };
-  auto it = [this](std::size_t i) { return index_.begin() + static_cast<std::ptrdiff_t>(i); };
+  auto it = [this](std::size_t i) { return keys_.begin() + static_cast<std::ptrdiff_t>(i); };
+  auto id_of = [](std::uint64_t key) { return static_cast<std::int32_t>(key & 0xffffffffu); };
 
-  std::size_t sorted = 0;  // index_[0, sorted) is sorted and ranks before index_[sorted, count)
+  std::size_t sorted = 0;  // keys_[0, sorted) is sorted and ranks before keys_[sorted, count)
   if (p.top_k > 0 && static_cast<std::size_t>(p.top_k) < count) {
     const std::size_t k = static_cast<std::size_t>(p.top_k);
-    std::nth_element(it(0), it(k), it(count), before);
+    std::nth_element(it(0), it(k), it(count));
     count = k;
-    std::sort(it(0), it(k), before);
+    std::sort(it(0), it(k));
     sorted = k;
   }
-  // Make index_[0, need) sorted, growing the sorted prefix at least geometrically.
+  // Make keys_[0, need) sorted, growing the sorted prefix at least geometrically.
   auto ensure_sorted = [&](std::size_t need) {
     if (need <= sorted) return;
     const std::size_t target = std::min(count, std::max({need, 2 * sorted, std::size_t(64)}));
-    if (target < count) std::nth_element(it(sorted), it(target), it(count), before);
-    std::sort(it(sorted), it(target), before);
+    if (target < count) std::nth_element(it(sorted), it(target), it(count));
+    std::sort(it(sorted), it(target));
     sorted = target;
   };
-  auto weight = [s](std::int32_t id) { return std::exp(double(s[id])); };
 
+  // Weights w_i = exp(s_i) in (0, 1] (0 on underflow), once per candidate left after top-k,
+  // stored in the second half of scratch_; sums are in double.
+  float* w = scratch_.data() + n;
   double z = 0.0;  // normaliser over the candidates left after top-k
-  for (std::size_t i = 0; i < count; ++i) z += weight(index_[i]);
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::int32_t id = id_of(keys_[i]);
+    w[id] = std::exp(s[id]);
+    z += double(w[id]);
+  }
+  auto weight = [&](std::size_t rank) { return double(w[id_of(keys_[rank])]); };
 
   // ---- top-p: shortest sorted prefix with probability mass >= top_p -----------------------
   std::size_t kept = count;
@@ -186,18 +206,18 @@ Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> hi
     double cum = 0.0;
     for (std::size_t i = 0; i < count; ++i) {
       ensure_sorted(i + 1);
-      cum += weight(index_[i]);
+      cum += weight(i);
       if (cum >= target) {
         kept = i + 1;
         break;
       }
     }
   }
-  // ---- min-p: p_i >= min_p * p_max  <=>  exp(s_i) >= min_p (s_max = 0) -------------------------
+  // ---- min-p: p_i >= min_p * p_max  <=>  w_i >= min_p (w of the top token is 1) ---------------
   if (p.min_p > 0.0f) {
-    for (std::size_t i = 1; i < kept; ++i) {  // i = 0 has weight 1 >= min_p: always kept
+    for (std::size_t i = 1; i < kept; ++i) {  // rank 0 has weight 1 >= min_p: always kept
       ensure_sorted(i + 1);
-      if (weight(index_[i]) < double(p.min_p)) {
+      if (weight(i) < double(p.min_p)) {
         kept = i;
         break;
       }
@@ -207,7 +227,7 @@ Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> hi
   if (kept < count) {
     ensure_sorted(kept);
     z_kept = 0.0;
-    for (std::size_t i = 0; i < kept; ++i) z_kept += weight(index_[i]);
+    for (std::size_t i = 0; i < kept; ++i) z_kept += weight(i);
   }
 
   // ---- draw by inverse CDF in descending order ------------------------------------------------
@@ -220,12 +240,12 @@ Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> hi
   bool found = false;
   for (std::size_t i = 0; i < kept && !found; ++i) {
     ensure_sorted(i + 1);
-    const double w = weight(index_[i]);
-    cum += w;
-    if (w > 0.0) pick = i;
+    const double wi = weight(i);
+    cum += wi;
+    if (wi > 0.0) pick = i;
     found = cum > target;
   }
-  const std::int32_t token = index_[pick];
+  const std::int32_t token = id_of(keys_[pick]);
   ++counter_;
   return {token, static_cast<float>(double(s[token]) - std::log(z_kept))};
 }
