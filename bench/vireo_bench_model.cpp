@@ -883,8 +883,6 @@ int run(int argc, char** argv) {
 int run_model(int argc, char** argv) {
   try {
     return run(argc, argv);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "vireo-bench model: %s: %s\n", to_string(e.code()), e.what());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vireo-bench model: %s\n", e.what());
   }
