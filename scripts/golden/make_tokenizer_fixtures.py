@@ -20,7 +20,7 @@ check_transformers_gguf below): its GGUF->tokenizers conversion for "gpt2" vocab
 uses a plain ByteLevel pre-tokenizer and ignores tokenizer.ggml.pre = "smollm", so it does
 NOT split digits the way SmolLM2's original tokenizer.json does (with transformers 5.x it
 still agreed on 38 of the 39 corpus texts, because SmolLM2's merges never join digits; the
-exception is where a space comes before a digit, " 1 12 123 1234"). The reference is therefore
+exception is a text of non-ASCII numbers, "Ⅻ ½ ² ٣ ५ fullwidth１２３"). The reference is therefore
 built with `tokenizers` directly from the GGUF's vocabulary and merges, with the pre-tokenizer
 of SmolLM2's tokenizer.json:
   Sequence([Digits(individual_digits=True), ByteLevel(add_prefix_space=False, use_regex=True)])
