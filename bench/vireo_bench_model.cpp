@@ -380,7 +380,7 @@ __attribute__((target("avx2,fma"))) void microkernel_6x16(const float* a, const 
 
 /// FLOP/s of the micro-kernel on all threads at once (each thread its own A, B, C); best of reps.
 double cpu_fma_gemm_gflops(int threads, int reps) {
-  constexpr int K = 256, kCalls = 4000;
+  constexpr int K = 256, kCalls = 40000;  // ~20 ms per thread: past clock ramp-up and thread start
   double best = 0;
   for (int r = 0; r < reps; ++r) {
         auto t0 = Clock::now();
