@@ -241,11 +241,14 @@ __global__ void __launch_bounds__(PF_WARPS * 32)
     }
     __syncwarp();
 
-    // Online softmax of row r over this tile's 64 keys (32 per lane).
+    // Online softmax of row r over this tile's 64 keys (32 per lane). Rows are BK = 64 floats
+    // apart, so column c of every row sits in the same bank: each lane starts at its own
+    // column (c = (cc + lane) mod 32) to keep the 32 lanes on 32 different banks.
     float* srow = sS + r * BK + half * 32;
     T* prow = sP + r * BK + half * 32;
     float mx = -INFINITY;
-    for (int c = 0; c < 32; ++c) {
+    for (int cc = 0; cc < 32; ++cc) {
+      const int c = (cc + lane) & 31;
       const int j = k0 + half * 32 + c;
       const float v = j < len ? srow[c] * p.scale : -INFINITY;
       srow[c] = v;
@@ -256,7 +259,8 @@ __global__ void __launch_bounds__(PF_WARPS * 32)
     float corr = 1.0f, sum = 0.0f;
     if (m_new != -INFINITY) {
       corr = expf(m_row - m_new);  // 0 when m_row = -inf
-      for (int c = 0; c < 32; ++c) {
+      for (int cc = 0; cc < 32; ++cc) {
+        const int c = (cc + lane) & 31;
         const T pv = from_f32<T>(expf(srow[c] - m_new));  // exp(-inf) = 0 for masked keys
         prow[c] = pv;
         sum += to_f32(pv);
@@ -268,7 +272,7 @@ __global__ void __launch_bounds__(PF_WARPS * 32)
     l_row = l_row * corr + sum;
     m_row = m_new;
     float* orow = sO + r * HD + half * (HD / 2);
-    for (int c = 0; c < HD / 2; ++c) orow[c] *= corr;
+    for (int cc = 0; cc < HD / 2; ++cc) orow[(cc + lane) & (HD / 2 - 1)] *= corr;  // same bank rotation
     __syncwarp();
 
     // O[16 rows][HD] += P V
@@ -293,7 +297,10 @@ __global__ void __launch_bounds__(PF_WARPS * 32)
   const float inv = l_row > 0.0f ? 1.0f / l_row : 0.0f;
   T* out = static_cast<T*>(p.out) + (std::size_t(t) * nh + h) * HD + half * (HD / 2);
   const float* orow = sO + r * HD + half * (HD / 2);
-  for (int c = 0; c < HD / 2; ++c) out[c] = from_f32<T>(orow[c] * inv);
+  for (int cc = 0; cc < HD / 2; ++cc) {
+    const int c = (cc + lane) & (HD / 2 - 1);  // bank rotation as above
+    out[c] = from_f32<T>(orow[c] * inv);
+  }
 }
 
 template <typename T>
@@ -353,6 +360,8 @@ Status prefill_attention(DType dt, const AttentionParams& p, const std::int32_t*
                          int n_tiles, void* stream) {
   if (n_tiles <= 0) return cudaSuccess;
   if (!valid(p) || dt == DType::F32) return cudaErrorInvalidValue;  // tensor cores: 16-bit only
+  // Q and the K/V tiles are read as 16-byte vectors (rows are HD * 2 bytes, a multiple of 16).
+  if (!aligned16(p.q) || !aligned16(p.k_cache) || !aligned16(p.v_cache)) return cudaErrorMisalignedAddress;
   auto s = static_cast<cudaStream_t>(stream);
   if (dt == DType::BF16)
     return p.head_dim == 64 ? launch_prefill_hd<__nv_bfloat16, 64>(p, tok_list, tiles, n_tiles, s)
