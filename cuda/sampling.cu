@@ -57,7 +57,9 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
   float* cum = cum_ws + std::size_t(r) * vocab;
   const RowSampling prm = params[r];
   const float lmax = sk[0];
-  if (lmax == -INFINITY || lmax != lmax) {  // nothing to draw: sample() reports it
+  // Nothing to draw (all -inf), or a NaN / +inf logit (sorted first; the CPU Sampler rejects
+  // both, and +inf would turn every s_i into NaN): sample() reports it.
+  if (lmax == -INFINITY || lmax == INFINITY || lmax != lmax) {
     if (threadIdx.x == 0) out_tok[r] = -1, out_lp[r] = NAN;
     return;
   }
@@ -132,6 +134,10 @@ GpuSampler::GpuSampler(int max_rows, int vocab, void* stream) : max_rows_(max_ro
     throw Error(ErrorCode::InvalidArgument,
                 "GpuSampler max_rows = " + std::to_string(max_rows) + ", vocab = " + std::to_string(vocab));
   const std::size_t n = std::size_t(max_rows) * vocab;
+  // CUB's segment offsets (and init_sort_kernel's r * vocab) are int32.
+  if (n > std::size_t(INT32_MAX))
+    throw Error(ErrorCode::InvalidArgument, "GpuSampler max_rows = " + std::to_string(max_rows) + " x vocab = " +
+                                                std::to_string(vocab) + " exceeds the int32 offsets of the sort");
   keys_ = DeviceBuffer(n * sizeof(float));
   vals_in_ = DeviceBuffer(n * sizeof(std::int32_t));
   vals_out_ = DeviceBuffer(n * sizeof(std::int32_t));
@@ -193,7 +199,7 @@ void GpuSampler::sample(const float* logits, int rows, const RowSampling* params
   for (int r = 0; r < rows; ++r)
     if (ht[r] < 0)
       throw Error(ErrorCode::InvalidArgument,
-                  "GpuSampler row " + std::to_string(r) + ": every logit is -inf or the largest is NaN");
+                  "GpuSampler row " + std::to_string(r) + ": every logit is -inf, or a logit is NaN or +inf");
   std::memcpy(tokens, ht, std::size_t(rows) * 4);
   std::memcpy(logprobs, hl, std::size_t(rows) * 4);
 }
