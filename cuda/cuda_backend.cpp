@@ -17,7 +17,8 @@
 // of 256 rows), and only those logits are copied back.
 //
 // Decode steps (each sequence has exactly one token, <= 64 tokens) are captured once per
-// batch-size bucket {1, 2, 4, ..., 64} and KV pool as a CUDA graph and replayed: all plan data
+// batch-size bucket {1, 2, 4, ..., 64} and KV pool as a CUDA graph (at the bucket's second
+// step; its first runs eagerly as a warm-up) and replayed: all plan data
 // lives at fixed device addresses and is uploaded before the replay, tokens are padded to the
 // bucket with slot -1 (no KV write) and kv_len 0, and the attention split count depends only
 // on the bucket (each split takes ceil(kv_len / splits) keys on the device).
@@ -30,6 +31,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <tuple>
 
 #include "cuda_api.hpp"
@@ -356,8 +358,13 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     st.slots = reinterpret_cast<const std::int64_t*>(d + lay.slots);
     st.block_size = plan.block_size;
 
-    if (graph) {
-      const auto key = std::make_tuple(n, kv.k(0), kv.geometry().num_blocks, plan.block_size);
+    const auto key = std::make_tuple(n, kv.k(0), kv.geometry().num_blocks, plan.block_size);
+    if (graph && !graphs_.count(key) && warmed_.insert(key).second) {
+      // The first step of a bucket runs eagerly (same padded plan, same results): kernels are
+      // loaded lazily and cuBLAS picks and sets up its kernels on first use, and none of that
+      // should happen inside a stream capture. The bucket's next step is captured.
+      run(st, kv, cancel);
+    } else if (graph) {
       auto it = graphs_.find(key);
       if (it == graphs_.end()) {
         cu(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
@@ -530,6 +537,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   std::mutex mu_;
   bool graphs_on_ = true;
   std::map<std::tuple<int, void*, std::int64_t, int>, cudaGraphExec_t> graphs_;
+  std::set<std::tuple<int, void*, std::int64_t, int>> warmed_;  ///< buckets run once eagerly
 };
 
 }  // namespace
