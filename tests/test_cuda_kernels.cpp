@@ -338,7 +338,11 @@ struct AttnCase {
       }
     }
     n_slots = n_blocks * bs;
-    q = random_vec(pos.size() * std::size_t(nh) * hd, dt, rng);
+    // q in [-8, 8]: scores q.k / sqrt(hd) with a standard deviation of ~2.7, so softmax is
+    // peaked and the outputs are O(0.1..1). With q in [-1, 1] the weights were nearly uniform,
+    // every output an average of ~1000 values ~0.02 in size, and a wrong mask, block table or
+    // split merge moved them by less than the bf16 atol (0.01).
+    q = random_vec(pos.size() * std::size_t(nh) * hd, dt, rng, 8.0f);
     k = random_vec(std::size_t(n_slots) * nkv * hd, dt, rng);
     v = random_vec(k.size(), dt, rng);
   }
@@ -481,6 +485,14 @@ TEST_CASE("cuda sampling matches vireo::Sampler token for token", "[cuda]") {
     CHECK(std::fabs(lp[std::size_t(r)] - ref.logprob) <= 1e-3f + 1e-4f * std::fabs(ref.logprob));
   }
   CHECK(tok[0] == 7);
+  // A +inf logit is rejected, as by the CPU Sampler (it would make every s_i NaN).
+  {
+    std::vector<float> bad(logits.begin(), logits.begin() + vocab);
+    bad[123] = INFINITY;
+    CHECK_THROWS_AS(vireo::Sampler(cpu[1]).sample(std::span<const float>(bad)), vireo::Error);
+    auto dbad = to_device(DType::F32, bad);
+    CHECK_THROWS_AS(gpu.sample(dbad.as<float>(), 1, &prm[1], tok.data(), lp.data()), vireo::Error);
+  }
   // Bad parameters are rejected before anything runs.
   prm[0].top_p = 0.0f;
   CHECK_THROWS_AS(gpu.sample(dl.as<float>(), rows, prm.data(), tok.data(), lp.data()), vireo::Error);
