@@ -195,8 +195,9 @@ Status decode_attention(DType dt, const AttentionParams& p, const std::int32_t* 
 
 /// Prefill attention, FlashAttention-2 style on tensor cores (bf16/fp16 only): a CTA takes one
 /// tile of up to PREFILL_TILE query tokens of one sequence and one query head; tiles[3*i ..] =
-/// (offset into tok_list, count, unused). Causal through kv_len per token; keys read from the
-/// paged cache in tiles of 64.
+/// (offset into tok_list, count >= 1, unused), every token of a tile from one sequence. Causal
+/// through kv_len per token; keys read from the paged cache in tiles of 64. q, k_cache and
+/// v_cache must be 16-byte aligned (cudaErrorMisalignedAddress otherwise).
 inline constexpr int PREFILL_TILE = 64;
 Status prefill_attention(DType dt, const AttentionParams& p, const std::int32_t* tok_list,
                          const std::int32_t* tiles, int n_tiles, void* stream);
