@@ -99,7 +99,7 @@ void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* 
   const std::size_t stride = w.row_stride();
   // Decode-sized steps read each quantized row once with a fused dot; larger steps
   // dequantize a row once and reuse it for every token (the dequantization is amortised).
-  constexpr std::int64_t kFusedMaxTokens = 4;
+  constexpr std::int64_t kFusedMaxTokens = 2;
   if (T <= kFusedMaxTokens && has_quant_dot(w.type)) {
     std::vector<float> sums(static_cast<std::size_t>(T * (cols / 32)));
     for (std::int64_t t = 0; t < T; ++t) block_sums(x + t * cols, cols, sums.data() + t * (cols / 32));
