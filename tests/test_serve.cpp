@@ -210,7 +210,11 @@ TEST_CASE("scheduler under overload: every request completes with the tokens it 
        tight_off,
        true},
       {"continuous roomy, chunked 5", {.max_batch_tokens = 5, .max_running = 4}, roomy, false},
-      {"static B=4", {.mode = BatchingMode::Static, .max_batch_tokens = 64, .max_running = 4}, tight, false},
+      {"static B=4 unpadded",
+       {.mode = BatchingMode::Static, .max_batch_tokens = 64, .max_running = 4, .static_padding = false},
+       tight,
+       false},
+      {"static B=4 padded", {.mode = BatchingMode::Static, .max_batch_tokens = 64, .max_running = 4}, roomy, false},
   };
   for (const auto& cfg : configs) {
     INFO(cfg.name << (sampled ? " sampled" : " greedy"));
@@ -225,6 +229,10 @@ TEST_CASE("scheduler under overload: every request completes with the tokens it 
     if (cfg.so.mode == BatchingMode::Static) {
       CHECK(preempt == 0);
       CHECK(o.stats.idle_slot_steps > 0);  // output lengths differ within a batch
+      // Padding computes the rectangle: prompts and outputs differ in length within a batch.
+      if (cfg.so.static_padding) CHECK(o.stats.padding_tokens > 0);
+      else CHECK(o.stats.padding_tokens == 0);
+      CHECK(o.stats.forward_tokens == o.stats.prefill_tokens + o.stats.decode_tokens + o.stats.padding_tokens);
     }
     if (cfg.so.preemption == PreemptionMode::Recompute) CHECK(o.stats.recomputed_tokens > 0);
     std::int64_t out_tokens = 0;

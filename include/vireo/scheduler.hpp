@@ -29,11 +29,16 @@
 //      end-of-generation token (Tokenizer::is_eog, or Request::stop_tokens) and its
 //      sequence is removed, freeing blocks for the next step.
 // Static (dynamic) batching (BatchingMode::Static), for comparison: when nothing is running,
-// take up to max_running waiting requests FCFS whose worst case (prompt + max_new_tokens)
-// fits the free blocks, prefill them (same token budget) and decode until ALL of them have
-// finished; finished rows sit idle (counted in SchedulerStats::idle_slot_steps; their padding
-// compute is not actually spent, which flatters static batching) and nothing new joins
-// until the whole batch is done. Worst-case reservation means static batching never preempts.
+// take up to max_running waiting requests FCFS whose worst case fits the free blocks,
+// prefill them (same token budget) and decode until ALL of them have finished; nothing new
+// joins until the whole batch is done. With SchedulerOptions::static_padding (default) the
+// step computes what a static-batching framework's rectangular [B, max prompt + max new]
+// batch computes: every prompt is padded to the batch's longest prompt (the pad tokens go
+// to a throwaway sequence per row, so the row's own output is unchanged) and every finished
+// row keeps decoding a pad token until the batch ends; SchedulerStats::padding_tokens
+// counts them. Without it, finished rows sit idle for free (a lower bound on static
+// batching's cost). The worst case reserved is the whole rectangle, so static batching
+// never preempts.
 //
 // Greedy requests produce exactly the tokens of a run alone whenever the backend's row
 // arithmetic does not depend on the batch composition (true on the CPU for f32 weights; the
@@ -87,6 +92,8 @@ struct SchedulerOptions {
   /// Admit with add_sequence(tokens, &reused) so cached prefixes are skipped (needs a cache
   /// built with KVCacheOptions::prefix_caching).
   bool prefix_caching = true;
+  /// Static mode: compute the rectangle's padding as static batching does (see above).
+  bool static_padding = true;
   Metrics* metrics = nullptr;  ///< optional; not owned
 };
 
@@ -130,6 +137,7 @@ struct SchedulerStats {
   std::int64_t preemptions_recompute = 0;
   std::int64_t recomputed_tokens = 0;  ///< tokens re-prefilled because of recompute preemption
   std::int64_t idle_slot_steps = 0;    ///< static batching: finished rows waiting for their batch
+  std::int64_t padding_tokens = 0;     ///< static batching: pad tokens computed (static_padding)
   std::int64_t finished = 0;
 };
 

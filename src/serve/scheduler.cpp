@@ -74,6 +74,16 @@ struct Scheduler::Impl {
   std::unordered_set<std::uint64_t> ids;
   std::uint64_t next_order = 0;
   int static_batch = 0;  // size of the current static batch
+  // Static padding: rows whose request finished (they decode pad tokens until the batch
+  // ends) and throwaway sequences holding each row's prompt padding (seq, tokens left).
+  struct Pad {
+    SeqId seq;
+    std::int64_t left;  // prompt padding still to feed; -1 for a finished row (one per step)
+    Token token;
+  };
+  std::vector<Pad> pads;
+  std::vector<Pad*> pad_plan;  // pads fed this step with their counts in pad_counts
+  std::vector<std::int64_t> pad_counts;
   Batch batch;
   Logits logits;
 
@@ -153,17 +163,34 @@ struct Scheduler::Impl {
     // Static batching: a new batch starts only when the previous one has fully drained;
     // admit FCFS while every member's worst case (whole prompt + max_new_tokens) fits.
     if (!cont && running.empty() && swapped.empty()) {
-      std::int64_t reserve = 0;
+      std::int64_t reserve = 0, max_prompt = 0, max_new = 0;
       while (!waiting.empty() && std::int64_t(running.size()) < opts.max_running) {
         Live& l = *waiting.front();
-        const std::int64_t worst = ceil_div(std::int64_t(l.n_prompt) + l.req.max_new_tokens, bs) + 1;
-        if (reserve + worst > cache.available_blocks() && !running.empty()) break;
-        reserve += worst;
+        std::int64_t worst;
+        if (opts.static_padding) {
+          // Every row may grow to the rectangle's width mp + mn. While the batch prefills,
+          // a row and its prompt padding hold mp tokens in two sequences (one partial
+          // block each); afterwards the row alone grows to mp + mn.
+          const std::int64_t mp = std::max(max_prompt, std::int64_t(l.n_prompt));
+          const std::int64_t mn = std::max(max_new, std::int64_t(l.req.max_new_tokens));
+          worst = (std::int64_t(running.size()) + 1) * (std::max(ceil_div(mp + mn, bs), ceil_div(mp, bs) + 1) + 1);
+          if (worst > cache.available_blocks() && !running.empty()) break;
+          max_prompt = mp;
+          max_new = mn;
+        } else {
+          worst = reserve + ceil_div(std::int64_t(l.n_prompt) + l.req.max_new_tokens, bs) + 1;
+          if (worst > cache.available_blocks() && !running.empty()) break;
+        }
+        reserve = worst;
         admit(l, r);
         insert_sorted(running, std::move(waiting.front()));
         waiting.pop_front();
       }
       static_batch = int(running.size());
+      if (opts.static_padding)
+        for (const auto& lp : running)
+          if (std::int64_t(lp->n_prompt) < max_prompt)
+            pads.push_back({cache.add_sequence(), max_prompt - std::int64_t(lp->n_prompt), lp->tokens.front()});
     }
 
     for (;;) {
@@ -211,6 +238,21 @@ struct Scheduler::Impl {
         need += cache.blocks_needed(lp->seq, n);
         budget -= n;
       }
+      // Static padding: finished rows decode one pad token, prompt padding goes in chunks;
+      // padding never preempts anything (the rectangle was reserved), it only uses room.
+      pad_plan.clear();
+      pad_counts.clear();
+      for (auto& p : pads) {
+        if (budget == 0) break;
+        const std::int64_t want = p.left < 0 ? 1 : std::min(p.left, budget);
+        if (want == 0 || cache.length(p.seq) + want > model.config().context_length) continue;
+        const std::int64_t n = fit_chunk(p.seq, want, cache.available_blocks() - need);
+        if (n == 0) continue;
+        pad_plan.push_back(&p);
+        pad_counts.push_back(n);
+        need += cache.blocks_needed(p.seq, n);
+        budget -= n;
+      }
       if (items.empty() && !running.empty()) {
         // Nothing fits (every running request is mid-prefill with no room): free some.
         preempt_last(r);
@@ -238,9 +280,23 @@ struct Scheduler::Impl {
       if (it.n == 1 && it.l->cached + 1 > std::int64_t(it.l->n_prompt)) r.decode_tokens += 1;
       else r.prefill_tokens += int(it.n);
     }
+    std::vector<Token> pad_tokens;
+    for (std::size_t i = 0; i < pad_plan.size(); ++i) {
+      pad_tokens.assign(std::size_t(pad_counts[i]), pad_plan[i]->token);
+      batch.add(pad_plan[i]->seq, pad_tokens, Want::None);
+      stats.padding_tokens += pad_counts[i];
+    }
     r.batch_tokens = int(batch.size());
     model.forward(batch, cache, logits);
     for (const Item& it : items) it.l->cached += it.n;
+    for (std::size_t i = 0; i < pad_plan.size(); ++i)
+      if (pad_plan[i]->left > 0) pad_plan[i]->left -= pad_counts[i];
+    // Prompt padding that is complete has done its work: drop its throwaway sequence.
+    std::erase_if(pads, [&](const Pad& p) {
+      if (p.left != 0) return false;
+      cache.remove(p.seq);
+      return true;
+    });
     const auto now = Metrics::Clock::now();
 
     std::unordered_map<SeqId, Live*> by_seq;
@@ -271,7 +327,10 @@ struct Scheduler::Impl {
       auto it = std::find_if(running.begin(), running.end(), [&](const LivePtr& p) { return p.get() == l; });
       LivePtr lp = std::move(*it);
       running.erase(it);
-      cache.remove(lp->seq);
+      if (opts.mode == BatchingMode::Static && opts.static_padding && !running.empty())
+        pads.push_back({lp->seq, -1, lp->tokens.back()});  // keeps decoding pad tokens
+      else
+        cache.remove(lp->seq);
       FinishedRequest f;
       f.id = lp->req.id;
       f.prompt = std::move(lp->req.prompt);
@@ -288,6 +347,11 @@ struct Scheduler::Impl {
       r.finished.push_back(std::move(f));
     }
 
+    if (opts.mode == BatchingMode::Static && running.empty()) {
+      // The batch has ended: its padding rows go with it.
+      for (const Pad& p : pads) cache.remove(p.seq);
+      pads.clear();
+    }
     ++stats.steps;
     stats.forward_tokens += r.batch_tokens;
     stats.decode_tokens += r.decode_tokens;
