@@ -97,17 +97,28 @@ void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* 
   const std::int64_t rows = w.rows, cols = w.cols;
   const bool is_f32 = w.type == gguf::TensorType::F32;
   const std::size_t stride = w.row_stride();
-  // Decode-sized steps read each quantized row once with a fused dot; larger steps
-  // dequantize a row once and reuse it for every token (the dequantization is amortised).
-  constexpr std::int64_t kFusedMaxTokens = 2;
+  // Decode-sized steps read each quantized row once: one token uses the fused dot (the
+  // x-sum trick saves the zero-point FMAs), a few tokens dequantize each block into
+  // registers once and reuse it for up to 4 tokens at a time. Larger steps dequantize a
+  // row into a buffer and run the register-tiled kernel below.
+  constexpr std::int64_t kFusedMaxTokens = 8;
   if (T <= kFusedMaxTokens && has_quant_dot(w.type)) {
-    std::vector<float> sums(static_cast<std::size_t>(T * (cols / 32)));
-    for (std::int64_t t = 0; t < T; ++t) block_sums(x + t * cols, cols, sums.data() + t * (cols / 32));
+    std::vector<float> sums(static_cast<std::size_t>(cols / 32));
+    if (T == 1) block_sums(x, cols, sums.data());
     pool.parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
-      for (std::int64_t r = r0; r < r1; ++r)
-        for (std::int64_t t = 0; t < T; ++t)
-          y[t * rows + r] = quant_dot(w.type, w.data + std::size_t(r) * stride, x + t * cols,
-                                      sums.data() + t * (cols / 32), cols);
+      float out[4];
+      for (std::int64_t r = r0; r < r1; ++r) {
+        const std::byte* wr = w.data + std::size_t(r) * stride;
+        if (T == 1) {
+          y[r] = quant_dot(w.type, wr, x, sums.data(), cols);
+          continue;
+        }
+        for (std::int64_t t0 = 0; t0 < T; t0 += 4) {
+          const int nt = int(std::min<std::int64_t>(4, T - t0));
+          quant_dot_tokens(w.type, wr, x + t0 * cols, cols, nt, cols, out);
+          for (int k = 0; k < nt; ++k) y[(t0 + k) * rows + r] = out[k];
+        }
+      }
     });
     return;
   }

@@ -125,4 +125,72 @@ float quant_dot(gguf::TensorType t, const std::byte* row, const float* x, const 
 #endif
 }
 
+namespace {
+
+// Per-block dequantization into 4 groups of 8 values: w[g][j] = value of element 8 g + j.
+// Q8_0: q d; Q4_0: (q - 8) d; Q4_1: q d + m.
+#ifdef VIREO_AVX2
+inline void block_values(gguf::TensorType t, const std::byte* blk, __m256 w[4]) noexcept {
+  if (t == gguf::TensorType::Q8_0) {
+    const __m256 d = _mm256_set1_ps(half_at(blk));
+    for (int g = 0; g < 4; ++g) {
+      const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + 8 * g));
+      w[g] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+    }
+    return;
+  }
+  const bool q41 = t == gguf::TensorType::Q4_1;
+  const float df = half_at(blk);
+  const __m256 d = _mm256_set1_ps(df);
+  const __m256 m = _mm256_set1_ps(q41 ? half_at(blk + 2) : -8.0f * df);
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + (q41 ? 4 : 2)));
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  const __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+  w[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), d, m);
+  w[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), d, m);
+  w[2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), d, m);
+  w[3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), d, m);
+}
+
+template <int T>
+void dot_tokens(gguf::TensorType t, const std::byte* row, const float* x, std::int64_t xs, std::int64_t n,
+                float* out) noexcept {
+  const std::size_t bb = gguf::block_bytes(t);
+  __m256 acc[T];
+  for (int k = 0; k < T; ++k) acc[k] = _mm256_setzero_ps();
+  for (std::int64_t b = 0; b < n / QK; ++b, row += bb) {
+    __m256 w[4];
+    block_values(t, row, w);
+    for (int k = 0; k < T; ++k) {
+      const float* xb = x + k * xs + b * QK;
+      for (int g = 0; g < 4; ++g) acc[k] = _mm256_fmadd_ps(w[g], _mm256_loadu_ps(xb + 8 * g), acc[k]);
+    }
+  }
+  for (int k = 0; k < T; ++k) out[k] = hsum(acc[k]);
+}
+#endif
+
+}  // namespace
+
+void quant_dot_tokens(gguf::TensorType t, const std::byte* row, const float* x, std::int64_t xs, int T,
+                      std::int64_t n, float* out) noexcept {
+#ifdef VIREO_AVX2
+  switch (T) {
+    case 1: return dot_tokens<1>(t, row, x, xs, n, out);
+    case 2: return dot_tokens<2>(t, row, x, xs, n, out);
+    case 3: return dot_tokens<3>(t, row, x, xs, n, out);
+    default: return dot_tokens<4>(t, row, x, xs, n, out);
+  }
+#else
+  float vals[QK];
+  for (int k = 0; k < T; ++k) out[k] = 0.0f;
+  const std::size_t bb = gguf::block_bytes(t);
+  for (std::int64_t b = 0; b < n / QK; ++b, row += bb) {
+    gguf::dequantize(t, row, vals, QK);
+    for (int k = 0; k < T; ++k)
+      for (int j = 0; j < QK; ++j) out[k] += vals[j] * x[k * xs + b * QK + j];
+  }
+#endif
+}
+
 }  // namespace vireo::cpu
