@@ -40,18 +40,7 @@ namespace {
     }                                                         \
   } while (0)
 
-ModelConfig gpu_config() {
-  ModelConfig c;
-  c.n_layers = 3;
-  c.d_model = 256;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 64;
-  c.d_ff = 512;
-  c.vocab_size = 333;
-  c.context_length = 1024;
-  return c;
-}
+ModelConfig gpu_config() { return test::model_shape(3, 256, 4, 2, 64, 512, 333, 1024); }
 
 /// Prefill `prompt` (all logits), then `n_decode` greedy steps; every logits row in order.
 std::vector<std::vector<float>> run(const Model& m, const std::vector<Token>& prompt, int n_decode) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kv/kv_cache_impl.hpp"
+#include "test_util.hpp"
 #include "vireo/batch.hpp"
 #include "vireo/error.hpp"
 #include "vireo/kv_cache.hpp"
@@ -59,31 +60,9 @@ void fill(CpuKVStorage& s) {
 
 // The smallest model with SmolLM2-135M's KV shape (30 layers, 3 KV heads of 64, 9 query
 // heads): the KV footprint depends on nothing else, so d_model / d_ff / vocab stay tiny.
-ModelConfig smol_kv_shape() {
-  ModelConfig c;
-  c.n_layers = 30;
-  c.n_heads = 9;
-  c.n_kv_heads = 3;
-  c.head_dim = 64;
-  c.d_model = 32;
-  c.d_ff = 32;
-  c.vocab_size = 64;
-  c.context_length = 256;
-  return c;
-}
+ModelConfig smol_kv_shape() { return test::model_shape(30, 32, 9, 3, 64, 32, 64, 256); }
 
-ModelConfig tiny_config() {
-  ModelConfig c;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 8;
-  c.d_model = 32;
-  c.d_ff = 64;
-  c.vocab_size = 97;
-  c.context_length = 128;
-  return c;
-}
+ModelConfig tiny_config() { return test::model_shape(2, 32, 4, 2, 8, 64, 97, 128); }
 
 vireo::ModelOptions one_thread() {
   vireo::ModelOptions o;

@@ -75,18 +75,7 @@ std::vector<Token> greedy(const Model& m, std::span<const Token> prompt, int n) 
   return out;
 }
 
-ModelConfig tiny_config() {
-  ModelConfig c;
-  c.n_layers = 2;
-  c.d_model = 64;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 16;
-  c.d_ff = 96;
-  c.vocab_size = 101;
-  c.context_length = 512;
-  return c;
-}
+ModelConfig tiny_config() { return test::model_shape(2, 64, 4, 2, 16, 96, 101, 512); }
 
 }  // namespace
 

@@ -11,24 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "test_util.hpp"
 #include "vireo/vireo.hpp"
 
 using namespace vireo;
 
 namespace {
 
-ModelConfig offload_config() {
-  ModelConfig c;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 8;
-  c.d_model = 32;
-  c.d_ff = 64;
-  c.vocab_size = 101;
-  c.context_length = 256;
-  return c;
-}
+ModelConfig offload_config() { return test::model_shape(2, 32, 4, 2, 8, 64, 101, 256); }
 
 Token argmax(std::span<const float> row) {
   return Token(std::max_element(row.begin(), row.end()) - row.begin());

@@ -13,6 +13,7 @@
 #include <set>
 #include <vector>
 
+#include "test_util.hpp"
 #include "vireo/vireo.hpp"
 #include "vireo/scheduler.hpp"
 
@@ -20,18 +21,7 @@ using namespace vireo;
 
 namespace {
 
-ModelConfig serve_config() {
-  ModelConfig c;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 8;
-  c.d_model = 32;
-  c.d_ff = 64;
-  c.vocab_size = 89;
-  c.context_length = 128;
-  return c;
-}
+ModelConfig serve_config() { return test::model_shape(2, 32, 4, 2, 8, 64, 89, 128); }
 
 const Model& serve_model() {
   static Model m = Model::random(serve_config(), 42, {.n_threads = 2}, gguf::TensorType::F32);
