@@ -60,9 +60,9 @@ void fill(CpuKVStorage& s) {
 
 // The smallest model with SmolLM2-135M's KV shape (30 layers, 3 KV heads of 64, 9 query
 // heads): the KV footprint depends on nothing else, so d_model / d_ff / vocab stay tiny.
-ModelConfig smol_kv_shape() { return test::model_shape(30, 32, 9, 3, 64, 32, 64, 256); }
+ModelConfig smol_kv_shape() { return vireo::test::model_shape(30, 32, 9, 3, 64, 32, 64, 256); }
 
-ModelConfig tiny_config() { return test::model_shape(2, 32, 4, 2, 8, 64, 97, 128); }
+ModelConfig tiny_config() { return vireo::test::model_shape(2, 32, 4, 2, 8, 64, 97, 128); }
 
 vireo::ModelOptions one_thread() {
   vireo::ModelOptions o;
