@@ -45,6 +45,7 @@ namespace {
 
 constexpr int kMaxTokens = 4096;
 constexpr int kLogitChunk = 256;
+constexpr int kMaxSampleRows = 64;  // rows forward_sample samples on the GPU (<= kLogitChunk)
 constexpr std::int64_t kMaxBlockIds = std::int64_t(1) << 22;
 constexpr int kMaxGraphTokens = 64;
 
@@ -271,8 +272,60 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   void forward(const ForwardPlan& plan, KVStorage& kv_base, Logits& out, const std::atomic<bool>* cancel) override {
     auto& kv = dynamic_cast<CudaKVStorage&>(kv_base);
     std::lock_guard<std::mutex> lock(mu_);  // workspaces are shared by every caller of the model
+    if (plan.tokens.empty()) return;
+    const int R = compute(plan, kv, cancel);
+    auto s = static_cast<cudaStream_t>(stream_->get());
+    // Logits of the rows that asked for them (the first chunk is already in logits_).
+    float* dst = out.mutable_data();
+    const std::size_t V = std::size_t(cfg_.vocab_size);
+    for (int c0 = 0; c0 < R; c0 += kLogitChunk) {
+      const int rows = std::min(kLogitChunk, R - c0);
+      if (c0 > 0) project(last_step_, c0, rows);
+      cu(cudaMemcpyAsync(dst + std::size_t(c0) * V, logits_.get(), std::size_t(rows) * V * 4, cudaMemcpyDeviceToHost, s),
+         "logits download");
+    }
+    cu(cudaStreamSynchronize(s), "forward");
+  }
+
+  bool can_sample(std::span<const SamplerParams> rows) const noexcept override {
+    if (rows.empty() || rows.size() > std::size_t(kMaxSampleRows)) return false;
+    return std::none_of(rows.begin(), rows.end(), [](const SamplerParams& p) {
+      return p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+    });
+  }
+
+  void forward_sample(const ForwardPlan& plan, KVStorage& kv_base, std::span<const SamplerParams> rows,
+                      std::span<const std::uint64_t> counters, std::span<Sampled> out,
+                      const std::atomic<bool>* cancel) override {
+    auto& kv = dynamic_cast<CudaKVStorage&>(kv_base);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (plan.tokens.empty()) return;
+    const int R = compute(plan, kv, cancel);  // R <= kMaxSampleRows <= kLogitChunk: all in logits_
+    if (R != int(rows.size()))
+      throw Error(ErrorCode::Internal, fmt::format("forward_sample: {} logits rows for {} samplers", R, rows.size()));
+    // Allocated once, at the first sampled step, for kMaxSampleRows rows of the vocabulary.
+    if (!sampler_) sampler_ = std::make_unique<cuda::GpuSampler>(kMaxSampleRows, cfg_.vocab_size, stream_->get());
+    std::vector<cuda::RowSampling> rs(rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      rs[i].temperature = rows[i].temperature;
+      rs[i].top_k = rows[i].top_k;
+      rs[i].top_p = rows[i].top_p;
+      rs[i].min_p = rows[i].min_p;
+      rs[i].seed = rows[i].seed;
+      rs[i].counter = counters[i];
+    }
+    std::vector<std::int32_t> tokens(rows.size());
+    std::vector<float> logprobs(rows.size());
+    sampler_->sample(logits_.as<float>(), R, rs.data(), tokens.data(), logprobs.data());
+    for (std::size_t i = 0; i < rows.size(); ++i) out[i] = {tokens[i], logprobs[i]};
+  }
+
+ private:
+  /// Upload the plan and run every layer (eagerly or by graph replay); the first
+  /// kLogitChunk logits rows end up in logits_ (not yet synchronised). Returns the number of
+  /// logits rows. Caller holds mu_.
+  int compute(const ForwardPlan& plan, CudaKVStorage& kv, const std::atomic<bool>* cancel) {
     const int T = int(plan.tokens.size());
-    if (T == 0) return;
     if (plan.tokens.size() > std::size_t(kMaxTokens))
       throw Error(ErrorCode::InvalidArgument,
                   fmt::format("a CUDA forward step takes at most {} tokens; this batch has {}", kMaxTokens, plan.tokens.size()));
@@ -388,19 +441,10 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       run(st, kv, cancel);
     }
 
-    // Logits of the rows that asked for them (the first chunk is already in logits_).
-    float* dst = out.mutable_data();
-    const std::size_t V = std::size_t(cfg_.vocab_size);
-    for (int c0 = 0; c0 < R; c0 += kLogitChunk) {
-      const int rows = std::min(kLogitChunk, R - c0);
-      if (c0 > 0) project(st, c0, rows);
-      cu(cudaMemcpyAsync(dst + std::size_t(c0) * V, logits_.get(), std::size_t(rows) * V * 4, cudaMemcpyDeviceToHost, s),
-         "logits download");
-    }
-    cu(cudaStreamSynchronize(s), "forward");
+    last_step_ = st;
+    return R;
   }
 
- private:
   struct Step {
     int n = 0, n_dec = 0, n_tiles = 0, rows = 0, splits = 1, block_size = 16;
     const std::int32_t *tokens, *positions, *kv_len, *bt_off, *dec_list, *pf_list, *tiles, *logit_rows, *block_ids;
@@ -535,6 +579,8 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   cuda::DeviceBuffer plan_dev_, graph_plan_dev_;
   cuda::PinnedBuffer plan_host_;
   std::mutex mu_;
+  Step last_step_{};  // the step compute() ran, for projecting further logits chunks
+  std::unique_ptr<cuda::GpuSampler> sampler_;
   bool graphs_on_ = true;
   std::map<std::tuple<int, void*, std::int64_t, int>, cudaGraphExec_t> graphs_;
   std::set<std::tuple<int, void*, std::int64_t, int>> warmed_;  ///< buckets run once eagerly

@@ -227,3 +227,54 @@ TEST_CASE("a cancelled forward throws Cancelled and rolls the cache back", "[cpu
   CHECK(reused == 4);  // only the first block, which was really computed
   c.remove(s2);
 }
+
+TEST_CASE("forward_sample equals forward + Sampler::sample per row, and rolls back on error", "[cpu][model]") {
+  Model m = Model::random(tiny_config(), 21, {.n_threads = 2}, gguf::TensorType::Q8_0);
+  const std::vector<Token> p0 = {3, 4, 5, 6, 7}, p1 = {9, 9, 8};
+  SamplerParams sp0{.temperature = 0.9f, .top_k = 20, .seed = 5};
+  SamplerParams sp1{.temperature = 0.0f, .repetition_penalty = 1.3f};
+  // Reference: plain forward, then each row with its own sampler.
+  KVCache ca(m, {.num_blocks = 16, .block_size = 4});
+  SeqId a0 = ca.add_sequence(), a1 = ca.add_sequence();
+  Batch b;
+  b.add(a0, p0, Last);
+  b.add(a1, p1, Last);
+  Sampler r0(sp0), r1(sp1);
+  Logits lg = m.forward(b, ca);
+  Sampled e0 = r0.sample(lg.row(0), p0), e1 = r1.sample(lg.row(1), p1);
+
+  KVCache cb(m, {.num_blocks = 16, .block_size = 4});
+  SeqId b0 = cb.add_sequence(), b1 = cb.add_sequence();
+  Batch bb;
+  bb.add(b0, p0, Last);
+  bb.add(b1, p1, Last);
+  Sampler s0(sp0), s1(sp1);
+  Sampler* samplers[] = {&s0, &s1};
+  std::span<const Token> hist[] = {p0, p1};
+  auto got = m.forward_sample(bb, cb, samplers, hist);
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].token == e0.token);
+  CHECK(got[0].logprob == Approx(e0.logprob));
+  CHECK(got[1].token == e1.token);
+  CHECK(s0.counter() == r0.counter());
+  CHECK(s1.counter() == r1.counter());
+  CHECK(cb.length(b0) == 5);
+
+  // Wrong sampler count: InvalidArgument, nothing changes.
+  Batch one;
+  one.add(b0, got[0].token, true);
+  CHECK_THROWS_AS(m.forward_sample(one, cb, samplers, {}), Error);
+  CHECK(cb.length(b0) == 5);
+  // A history token outside the vocabulary makes the penalised sampler throw after the
+  // step ran: the step is rolled back and the stream does not advance.
+  Batch two;
+  two.add(b0, got[0].token, true);
+  two.add(b1, got[1].token, true);
+  const std::vector<Token> bad = {1, 500};
+  std::span<const Token> hist2[] = {p0, bad};
+  const auto c0 = s0.counter();
+  CHECK_THROWS_AS(m.forward_sample(two, cb, samplers, hist2), Error);
+  CHECK(cb.length(b0) == 5);
+  CHECK(cb.length(b1) == 3);
+  CHECK(s0.counter() == c0);
+}

@@ -15,6 +15,7 @@
 
 #include "vireo/batch.hpp"
 #include "vireo/device.hpp"
+#include "vireo/sampler.hpp"
 #include "vireo/types.hpp"
 
 namespace vireo {
@@ -106,6 +107,17 @@ class Model {
   Logits forward(const Batch& batch, KVCache& cache) const;
   /// Same, writing into `out` to reuse its memory across steps.
   void forward(const Batch& batch, KVCache& cache, Logits& out) const;
+
+  /// One step, then one token per logits row: row i (batch order, as in forward()) is
+  /// sampled with *samplers[i] and, for its penalties, histories[i] (histories may be empty
+  /// when no sampler has penalties). On the CUDA backend, when no row has penalties and the
+  /// step has at most 64 logits rows, sampling runs on the GPU and only token ids and
+  /// log-probs leave the device; otherwise the host samples the logits. Either way each
+  /// sampler's stream advances by one draw, as with Sampler::sample, so both paths draw
+  /// the same numbers. Throws as forward() does, and InvalidArgument when the samplers or
+  /// histories do not match the logits rows; on a throw no sampler advances.
+  std::vector<Sampled> forward_sample(const Batch& batch, KVCache& cache, std::span<Sampler* const> samplers,
+                                      std::span<const std::span<const Token>> histories = {}) const;
 
   detail::ModelImpl& impl() const noexcept { return *impl_; }
 

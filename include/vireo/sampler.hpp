@@ -44,7 +44,16 @@ class Sampler {
   /// or bad parameters. Each call advances the stream counter by one.
   Sampled sample(std::span<const float> logits, std::span<const Token> history = {});
   const SamplerParams& params() const noexcept { return params_; }
+  /// The counter of the next draw: draw number c of a stream uses uniform01(seed, c).
   std::uint64_t counter() const noexcept { return counter_; }
+  /// Account for a draw made elsewhere with counter() (the GPU sampler): the stream moves on
+  /// exactly as after sample().
+  void advance() noexcept { ++counter_; }
+  /// Whether any penalty is on (penalties need the token history, so they run on the host).
+  bool has_penalties() const noexcept {
+    return params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
+           params_.frequency_penalty != 0.0f;
+  }
   void reseed(std::uint64_t seed) noexcept { params_.seed = seed; counter_ = 0; }
 
  private:

@@ -8,11 +8,14 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "kv/kv_storage.hpp"
 #include "model/weights.hpp"
+#include "vireo/error.hpp"
 #include "vireo/model.hpp"
+#include "vireo/sampler.hpp"
 
 namespace vireo::detail {
 
@@ -40,6 +43,18 @@ class Backend {
   virtual void forward(const ForwardPlan& plan, KVStorage& kv, Logits& out,
                        const std::atomic<bool>* cancel) = 0;
   virtual std::size_t weight_bytes() const noexcept = 0;
+
+  /// Whether forward_sample() can sample these rows (one SamplerParams per logits row) on
+  /// the device. The default backend cannot: the model then samples host logits.
+  virtual bool can_sample(std::span<const SamplerParams> rows) const noexcept { return false; }
+  /// Run the network for `plan` and sample logits row i with rows[i] and Philox counter
+  /// counters[i] on the device; only out[i] (token, log-prob) comes back. Called only when
+  /// can_sample(rows) is true.
+  virtual void forward_sample(const ForwardPlan& plan, KVStorage& kv, std::span<const SamplerParams> rows,
+                              std::span<const std::uint64_t> counters, std::span<Sampled> out,
+                              const std::atomic<bool>* cancel) {
+    throw Error(ErrorCode::Internal, "forward_sample called on a backend that does not sample on its device");
+  }
 };
 
 /// The fp32, multithreaded CPU reference backend.

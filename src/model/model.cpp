@@ -77,17 +77,22 @@ Model Model::load(const std::filesystem::path& path, ModelOptions opts) {
   return Model(std::move(m));
 }
 
-void Model::forward(const Batch& batch, KVCache& cache, Logits& out) const {
+namespace {
+
+// Validate `batch` against the model and cache, reserve KV slots for every token (all
+// sequences or none), run the copy-on-write copies and build the ForwardPlan; then call
+// run(plan, storage). If anything throws after the reservation, every sequence is rolled
+// back to its old length. row_info(i, seq, batch_index) is told about each logits row.
+template <class Run, class RowInfo>
+void run_step(const detail::ModelImpl& m, const Batch& batch, KVCache& cache, RowInfo&& row_info, Run&& run) {
   auto& kvi = cache.impl();
-  if (kvi.model_identity != impl_.get())
+  if (kvi.model_identity != &m)
     throw Error(ErrorCode::InvalidArgument, "the KV cache was created for a different model");
   auto& bm = *kvi.blocks;
   const auto entries = batch.entries();
-  const int vocab = impl_->cfg.vocab_size;
-  out.reset(vocab, batch.num_logit_rows());
+  const int vocab = m.cfg.vocab_size;
   if (entries.empty()) return;
 
-  // Validate everything before touching the cache.
   detail::ForwardPlan plan;
   plan.block_size = bm.block_size();
   std::vector<SeqId> seqs;
@@ -115,10 +120,10 @@ void Model::forward(const Batch& batch, KVCache& cache, Logits& out) const {
   std::vector<std::int64_t> old_len(seqs.size());
   for (std::size_t s = 0; s < seqs.size(); ++s) {
     old_len[s] = bm.length(seqs[s]);
-    if (old_len[s] + std::int64_t(seq_tokens[s].size()) > impl_->cfg.context_length)
+    if (old_len[s] + std::int64_t(seq_tokens[s].size()) > m.cfg.context_length)
       throw Error(ErrorCode::InvalidArgument,
                   fmt::format("sequence {} would reach {} tokens, past the model's context length {}", seqs[s],
-                              old_len[s] + std::int64_t(seq_tokens[s].size()), impl_->cfg.context_length));
+                              old_len[s] + std::int64_t(seq_tokens[s].size()), m.cfg.context_length));
     needed += bm.blocks_needed(seqs[s], std::int64_t(seq_tokens[s].size()));
   }
   if (needed > bm.available_blocks())
@@ -127,9 +132,6 @@ void Model::forward(const Batch& batch, KVCache& cache, Logits& out) const {
                             bm.available_blocks(), bm.num_blocks(), bm.block_size()));
 
   std::size_t appended = 0;
-  auto rollback = [&] {
-    for (std::size_t s = 0; s < appended; ++s) bm.rollback(seqs[s], old_len[s]);
-  };
   try {
     std::vector<std::vector<std::int64_t>> slots(seqs.size());
     std::vector<detail::BlockManager::Copy> copies;
@@ -149,7 +151,7 @@ void Model::forward(const Batch& batch, KVCache& cache, Logits& out) const {
       plan.positions.push_back(std::int32_t(old_len[s] + std::int64_t(j)));
       plan.slots.push_back(slots[s][j]);
       if (entries[i].logits) {
-        out.set_row_info(plan.logit_rows.size(), entries[i].seq, i);
+        row_info(plan.logit_rows.size(), entries[i].seq, i);
         plan.logit_rows.push_back(std::int32_t(i));
       }
     }
@@ -160,11 +162,70 @@ void Model::forward(const Batch& batch, KVCache& cache, Logits& out) const {
       plan.block_ids.insert(plan.block_ids.end(), table.begin(), table.end());
       plan.block_indptr.push_back(std::int32_t(plan.block_ids.size()));
     }
-    impl_->backend->forward(plan, *kvi.storage, out, impl_->opts.cancel);
+    run(plan, *kvi.storage);
   } catch (...) {
-    rollback();
+    // rollback (not truncate): blocks this step filled must not stay in the prefix cache
+    // with K/V that were never computed.
+    for (std::size_t s = 0; s < appended; ++s) bm.rollback(seqs[s], old_len[s]);
     throw;
   }
+}
+
+}  // namespace
+
+void Model::forward(const Batch& batch, KVCache& cache, Logits& out) const {
+  out.reset(impl_->cfg.vocab_size, batch.num_logit_rows());
+  run_step(
+      *impl_, batch, cache, [&](std::size_t r, SeqId seq, std::size_t i) { out.set_row_info(r, seq, i); },
+      [&](const detail::ForwardPlan& plan, detail::KVStorage& kv) {
+        impl_->backend->forward(plan, kv, out, impl_->opts.cancel);
+      });
+}
+
+std::vector<Sampled> Model::forward_sample(const Batch& batch, KVCache& cache, std::span<Sampler* const> samplers,
+                                           std::span<const std::span<const Token>> histories) const {
+  const std::size_t R = batch.num_logit_rows();
+  if (samplers.size() != R)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("forward_sample: {} samplers for {} logits rows", samplers.size(), R));
+  if (!histories.empty() && histories.size() != R)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("forward_sample: {} histories for {} logits rows", histories.size(), R));
+  std::vector<SamplerParams> params;
+  std::vector<std::uint64_t> counters;
+  for (std::size_t i = 0; i < R; ++i) {
+    if (samplers[i] == nullptr)
+      throw Error(ErrorCode::InvalidArgument, fmt::format("forward_sample: sampler {} is null", i));
+    params.push_back(samplers[i]->params());
+    counters.push_back(samplers[i]->counter());
+  }
+  std::vector<Sampled> out(R);
+  if (R > 0 && impl_->backend->can_sample(params)) {
+    run_step(
+        *impl_, batch, cache, [](std::size_t, SeqId, std::size_t) {},
+        [&](const detail::ForwardPlan& plan, detail::KVStorage& kv) {
+          impl_->backend->forward_sample(plan, kv, params, counters, out, impl_->opts.cancel);
+        });
+    for (Sampler* s : samplers) s->advance();
+    return out;
+  }
+  // Host sampling inside the step, on copies of the samplers: a sampling error rolls the
+  // cache back and leaves every stream where it was.
+  Logits logits;
+  logits.reset(impl_->cfg.vocab_size, R);
+  std::vector<Sampler> trial;
+  trial.reserve(R);
+  run_step(
+      *impl_, batch, cache, [&](std::size_t r, SeqId seq, std::size_t i) { logits.set_row_info(r, seq, i); },
+      [&](const detail::ForwardPlan& plan, detail::KVStorage& kv) {
+        impl_->backend->forward(plan, kv, logits, impl_->opts.cancel);
+        for (std::size_t i = 0; i < R; ++i) {
+          trial.push_back(*samplers[i]);
+          out[i] = trial.back().sample(logits.row(i), histories.empty() ? std::span<const Token>{} : histories[i]);
+        }
+      });
+  for (std::size_t i = 0; i < R; ++i) *samplers[i] = std::move(trial[i]);
+  return out;
 }
 
 Logits Model::forward(const Batch& batch, KVCache& cache) const {
