@@ -243,7 +243,6 @@ TEST_CASE("cuda SmolLM2: fp32 greedy equals the CPU, bf16 logits within toleranc
   CHECK(bf[0] == ref[0]);
 }
 
-#endif  // VIREO_WITH_CUDA
 
 TEST_CASE("cuda forward_sample samples on the GPU like the host path", "[cuda][model]") {
   VIREO_REQUIRE_GPU();
@@ -289,3 +288,5 @@ TEST_CASE("cuda forward_sample samples on the GPU like the host path", "[cuda][m
     CHECK(got[i] == ref[i]);
   }
 }
+
+#endif  // VIREO_WITH_CUDA
