@@ -39,6 +39,8 @@ struct TinySpec {
   std::string arch = "llama";
   int layers = 2, d = 32, heads = 4, kv = 2, ff = 48;
   int vocab_rows = 256;
+  bool untied = false;       // write an output.weight of its own
+  bool untied_copy = false;  // write an output.weight equal to token_embd.weight
   std::function<bool(const std::string&)> skip = [](const std::string&) { return false; };
   std::function<std::vector<std::uint64_t>(const std::string&, std::vector<std::uint64_t>)> reshape =
       [](const std::string&, std::vector<std::uint64_t> s) { return s; };
@@ -64,6 +66,7 @@ std::vector<std::byte> tiny_gguf(const TinySpec& s) {
 
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.0f, 0.2f);
+  std::vector<std::byte> embd_bytes;
   auto add = [&](const std::string& name, std::vector<std::uint64_t> shape, bool ones = false) {
     if (s.skip(name)) return;
     shape = s.reshape(name, shape);
@@ -73,6 +76,7 @@ std::vector<std::byte> tiny_gguf(const TinySpec& s) {
     for (auto& x : v) x = ones ? 1.0f : nd(rng);
     std::vector<std::byte> bytes(n * 4);
     std::memcpy(bytes.data(), v.data(), bytes.size());
+    if (name == "token_embd.weight") embd_bytes = bytes;
     w.add_tensor(name, TensorType::F32, shape, bytes);
   };
   const std::uint64_t d = std::uint64_t(s.d), hd = d / std::uint64_t(s.heads), kvd = hd * std::uint64_t(s.kv),
@@ -91,6 +95,8 @@ std::vector<std::byte> tiny_gguf(const TinySpec& s) {
     add(b + "ffn_up.weight", {d, ff});
     add(b + "ffn_down.weight", {ff, d});
   }
+  if (s.untied) add("output.weight", {d, std::uint64_t(s.vocab_rows)});  // drawn last: the rest is unchanged
+  if (s.untied_copy) w.add_tensor("output.weight", TensorType::F32, {d, std::uint64_t(s.vocab_rows)}, embd_bytes);
   return w.bytes();
 }
 
@@ -135,6 +141,40 @@ TEST_CASE("a tiny Llama written in the test loads and runs", "[cpu][model]") {
   for (std::size_t r = 0; r < 3; ++r)
     for (float v : lg.row(r)) REQUIRE(std::isfinite(v));
   std::filesystem::remove(p);
+}
+
+TEST_CASE("an untied output projection is read from output.weight", "[cpu][model]") {
+  // Same seed: the untied file has the same embedding and layers as the tied one, plus an
+  // output matrix drawn last; the logits must differ, and be finite. A third file whose
+  // output.weight is a copy of the embedding must reproduce the tied logits.
+  TinySpec tied_spec, untied_spec, copy_spec;
+  untied_spec.untied = true;
+  copy_spec.untied_copy = true;
+  auto pt = write_tmp(tiny_gguf(tied_spec), "tied");
+  auto pu = write_tmp(tiny_gguf(untied_spec), "untied");
+  auto pc = write_tmp(tiny_gguf(copy_spec), "untied-copy");
+  Model tied = Model::load(pt, {.n_threads = 1}), untied = Model::load(pu, {.n_threads = 1}),
+        copy = Model::load(pc, {.n_threads = 1});
+  CHECK(tied.config().tied_embeddings);
+  CHECK_FALSE(untied.config().tied_embeddings);
+  CHECK_FALSE(copy.config().tied_embeddings);
+  auto logits = [](const Model& m) {
+    KVCache c(m, {.num_blocks = 2});
+    Batch b;
+    b.add(c.add_sequence(), {'a', 'b'}, Last);
+    Logits lg = m.forward(b, c);
+    return std::vector<float>(lg.row(0).begin(), lg.row(0).end());
+  };
+  auto a = logits(tied), b = logits(untied);
+  for (float v : b) REQUIRE(std::isfinite(v));
+  double diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff = std::max(diff, double(std::abs(a[i] - b[i])));
+  CHECK(diff > 1e-3);
+  // An output.weight holding the embedding's values gives the tied model's logits exactly.
+  CHECK(logits(copy) == a);
+  std::filesystem::remove(pt);
+  std::filesystem::remove(pu);
+  std::filesystem::remove(pc);
 }
 
 TEST_CASE("inconsistent model files give a clear Error", "[cpu][model]") {
