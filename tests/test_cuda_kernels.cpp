@@ -318,6 +318,26 @@ struct AttnCase {
   std::vector<float> q, k, v;
   std::vector<std::int32_t> pos, seq_of, indptr, block_ids, kv_len, bt_off;
 
+  /// Kernel parameters over device copies of this case (q/k/v/out and the int tables).
+  vc::AttentionParams params(const vc::DeviceBuffer& dq, const vc::DeviceBuffer& dk, const vc::DeviceBuffer& dv,
+                             vc::DeviceBuffer& dout, const vc::DeviceBuffer& dkv, const vc::DeviceBuffer& dbt,
+                             const vc::DeviceBuffer& dids) const {
+    vc::AttentionParams p;
+    p.q = dq.get();
+    p.k_cache = dk.get();
+    p.v_cache = dv.get();
+    p.out = dout.get();
+    p.kv_len = dkv.as<std::int32_t>();
+    p.bt_off = dbt.as<std::int32_t>();
+    p.block_ids = dids.as<std::int32_t>();
+    p.n_heads = nh;
+    p.n_kv_heads = nkv;
+    p.head_dim = hd;
+    p.block_size = bs;
+    p.scale = 1.0f / std::sqrt(float(hd));
+    return p;
+  }
+
   void build(DType dt, std::mt19937& rng) {
     int n_blocks = 0;
     for (int L : seq_len) n_blocks += (L + bs - 1) / bs;
@@ -377,19 +397,7 @@ TEST_CASE("cuda split-KV decode attention matches cpu::attention", "[cuda]") {
         auto dlist = to_device_raw(list);
         auto dout = poisoned(ac.q.size() * vireo::dtype_size(dt));
         vc::DeviceBuffer ws(std::max<std::size_t>(vc::decode_attention_workspace_floats(n, c.nh, c.hd, splits), 1) * 4);
-        vc::AttentionParams p;
-        p.q = dq.get();
-        p.k_cache = dk.get();
-        p.v_cache = dv.get();
-        p.out = dout.get();
-        p.kv_len = dkv.as<std::int32_t>();
-        p.bt_off = dbt.as<std::int32_t>();
-        p.block_ids = dids.as<std::int32_t>();
-        p.n_heads = c.nh;
-        p.n_kv_heads = c.nkv;
-        p.head_dim = c.hd;
-        p.block_size = c.bs;
-        p.scale = 1.0f / std::sqrt(float(c.hd));
+        const vc::AttentionParams p = ac.params(dq, dk, dv, dout, dkv, dbt, dids);
         REQUIRE(vc::decode_attention(dt, p, dlist.as<std::int32_t>(), n, splits, ws.as<float>(), nullptr) == 0);
         check_close(from_device(dt, dout, ac.q.size()), ac.reference(), tol_for(dt),
                     "decode attention " + std::string(vireo::to_string(dt)) + " nh=" + std::to_string(c.nh) + " nkv=" +
@@ -422,19 +430,7 @@ TEST_CASE("cuda tensor-core prefill attention matches cpu::attention", "[cuda]")
       auto dkv = to_device_raw(ac.kv_len), dbt = to_device_raw(ac.bt_off), dids = to_device_raw(ac.block_ids);
       auto dlist = to_device_raw(list), dtiles = to_device_raw(tiles);
       auto dout = poisoned(ac.q.size() * vireo::dtype_size(dt));
-      vc::AttentionParams p;
-      p.q = dq.get();
-      p.k_cache = dk.get();
-      p.v_cache = dv.get();
-      p.out = dout.get();
-      p.kv_len = dkv.as<std::int32_t>();
-      p.bt_off = dbt.as<std::int32_t>();
-      p.block_ids = dids.as<std::int32_t>();
-      p.n_heads = c.nh;
-      p.n_kv_heads = c.nkv;
-      p.head_dim = c.hd;
-      p.block_size = c.bs;
-      p.scale = 1.0f / std::sqrt(float(c.hd));
+      const vc::AttentionParams p = ac.params(dq, dk, dv, dout, dkv, dbt, dids);
       REQUIRE(vc::prefill_attention(dt, p, dlist.as<std::int32_t>(), dtiles.as<std::int32_t>(), int(tiles.size() / 3),
                                     nullptr) == 0);
       // P is rounded to the 16-bit type before P.V (as in FlashAttention-2): one more rounding.
