@@ -23,7 +23,7 @@ Device Device::best(std::string* reason) {
     if (e == cudaSuccess) {
       Device d = Device::cuda(0);
       why = fmt::format("using {} ({} CUDA device{} found)", d.name(), n, n == 1 ? "" : "s");
-      log(LogLevel::Info, "vireo: " + why);
+      log(LogLevel::Info, why);
       if (reason) *reason = why;
       return d;
     }
@@ -31,7 +31,7 @@ Device Device::best(std::string* reason) {
     why = fmt::format("CUDA device 0 is not usable: {}", cudaGetErrorString(e));
   }
   why = "using the CPU: " + why;
-  log(LogLevel::Info, "vireo: " + why);
+  log(LogLevel::Info, why);
   if (reason) *reason = why;
   return Device::cpu();
 }

@@ -15,7 +15,7 @@ int Device::cuda_device_count(std::string* reason) {
 
 Device Device::best(std::string* reason) {
   const std::string why = "using the CPU: vireo was built without CUDA";
-  log(LogLevel::Info, "vireo: " + why);
+  log(LogLevel::Info, why);
   if (reason) *reason = why;
   return Device::cpu();
 }
