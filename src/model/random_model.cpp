@@ -2,10 +2,15 @@
 // benchmarks of real shapes (SmolLM2-135M, Llama-3.2-1B, Llama-3.1-8B) and tests that must
 // not depend on a file. Values are N(0, 1/sqrt(fan_in))-like uniforms so activations stay
 // in a realistic range through many layers; norms are 1.
+//
+// Generation is parallel over rows (an 8B shape has 8e9 weights): row r of matrix m draws
+// from its own SplitMix64 stream keyed by (seed, m, r), so the weights depend only on the
+// seed, not on the thread count.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
-#include <random>
+#include <thread>
 
 #include "model/loader.hpp"
 #include "model/model_impl.hpp"
@@ -19,24 +24,40 @@ Model Model::random(const ModelConfig& cfg, std::uint64_t seed, ModelOptions opt
   m->cfg = cfg;
   m->opts = opts;
   auto& w = m->weights;
-  std::mt19937_64 rng(seed);
   const std::size_t n_mats = std::size_t(cfg.n_layers) * 7 + 2, n_vecs = std::size_t(cfg.n_layers) * 5 + 1;
   w.owned.reserve(n_mats + n_vecs + 3 * std::size_t(cfg.n_layers));
   const std::size_t blk = gguf::block_elements(type);
 
+  const int n_threads = opts.n_threads > 0 ? opts.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  std::uint64_t matrix_index = 0;
   auto matrix = [&](std::int64_t rows, std::int64_t cols) {
     if (std::size_t(cols) % blk != 0)
       throw Error(ErrorCode::InvalidArgument,
                   fmt::format("random model: {} columns is not a multiple of the {} block of {}", cols, gguf::to_string(type), blk));
     const std::size_t row_bytes = gguf::row_bytes(type, std::uint64_t(cols));
     std::vector<std::byte> buf(row_bytes * std::size_t(rows));
-    std::vector<float> row(static_cast<std::size_t>(cols));
     const float a = std::sqrt(3.0f / float(cols));  // uniform(-a, a) has variance 1/cols
-    std::uniform_real_distribution<float> dist(-a, a);
-    for (std::int64_t r = 0; r < rows; ++r) {
-      for (auto& v : row) v = dist(rng);
-      gguf::quantize(type, row.data(), buf.data() + std::size_t(r) * row_bytes, std::size_t(cols));
-    }
+    const std::uint64_t mi = matrix_index++;
+    auto fill = [&](std::int64_t r0, std::int64_t r1) {
+      std::vector<float> row(static_cast<std::size_t>(cols));
+      for (std::int64_t r = r0; r < r1; ++r) {
+        std::uint64_t state = seed ^ (mi << 40) ^ std::uint64_t(r) * 0x9E3779B97F4A7C15ull;
+        for (auto& v : row) {
+          // SplitMix64 step; the top 24 bits give a uniform in [0, 1).
+          std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+          z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+          z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+          z ^= z >> 31;
+          v = (float(z >> 40) * 0x1.0p-24f * 2.0f - 1.0f) * a;
+        }
+        gguf::quantize(type, row.data(), buf.data() + std::size_t(r) * row_bytes, std::size_t(cols));
+      }
+    };
+    const int parts = int(std::min<std::int64_t>(n_threads, std::max<std::int64_t>(1, rows / 64)));
+    std::vector<std::thread> threads;
+    for (int t = 1; t < parts; ++t) threads.emplace_back(fill, rows * t / parts, rows * (t + 1) / parts);
+    fill(0, rows / parts);
+    for (auto& t : threads) t.join();
     w.owned.push_back(std::move(buf));
     return detail::WeightView{type, w.owned.back().data(), rows, cols};
   };
