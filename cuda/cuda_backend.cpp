@@ -31,6 +31,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <set>
 #include <tuple>
 
@@ -533,23 +534,33 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     const std::size_t es = dtype_size(dt_), row_bytes = std::size_t(m.cols) * es;
     m.buf = cuda::DeviceBuffer(row_bytes * std::size_t(m.rows));
     weight_bytes_ += m.buf.size();
-    const std::size_t chunk_rows = std::max<std::size_t>(1, (std::size_t(8) << 20) / row_bytes);
-    std::vector<float> f(static_cast<std::size_t>(m.cols));
-    std::vector<char> staging(chunk_rows * row_bytes);
-    std::size_t done = 0, in_chunk = 0;
-    auto flush = [&] {
-      if (in_chunk) m.buf.upload(staging.data(), in_chunk * row_bytes, (done - in_chunk) * row_bytes);
-      in_chunk = 0;
-    };
+    // Rows are converted in chunks of ~64 MiB of output, each chunk split over the host's
+    // cores (an 8B model has 8e9 weights to dequantize and convert), then uploaded.
+    const std::size_t chunk_rows = std::max<std::size_t>(1, (std::size_t(64) << 20) / row_bytes);
+    std::vector<std::pair<const WeightView*, std::int64_t>> row_of;  // global row -> (part, row)
+    row_of.reserve(std::size_t(m.rows));
     for (const WeightView* p : parts)
-      for (std::int64_t r = 0; r < p->rows; ++r) {
-        gguf::dequantize(p->type, p->row(r), f.data(), f.size());
-        cuda::convert_from_f32(dt_, f.data(), staging.data() + in_chunk * row_bytes, f.size());
-        ++in_chunk;
-        ++done;
-        if (in_chunk == chunk_rows) flush();
-      }
-    flush();
+      for (std::int64_t r = 0; r < p->rows; ++r) row_of.emplace_back(p, r);
+    std::vector<char> staging(std::min(chunk_rows, row_of.size()) * row_bytes);
+    const int n_threads = int(std::max(1u, std::thread::hardware_concurrency()));
+    for (std::size_t c0 = 0; c0 < row_of.size(); c0 += chunk_rows) {
+      const std::size_t c1 = std::min(row_of.size(), c0 + chunk_rows);
+      auto convert = [&](std::size_t r0, std::size_t r1) {
+        std::vector<float> f(static_cast<std::size_t>(m.cols));
+        for (std::size_t i = r0; i < r1; ++i) {
+          const auto [p, r] = row_of[i];
+          gguf::dequantize(p->type, p->row(r), f.data(), f.size());
+          cuda::convert_from_f32(dt_, f.data(), staging.data() + (i - c0) * row_bytes, f.size());
+        }
+      };
+      const std::size_t n = c1 - c0;
+      const int parts_n = int(std::min<std::size_t>(std::size_t(n_threads), std::max<std::size_t>(1, n / 16)));
+      std::vector<std::thread> pool;
+      for (int t = 1; t < parts_n; ++t) pool.emplace_back(convert, c0 + n * t / parts_n, c0 + n * (t + 1) / parts_n);
+      convert(c0, c0 + n / parts_n);
+      for (auto& t : pool) t.join();
+      m.buf.upload(staging.data(), n * row_bytes, c0 * row_bytes);
+    }
     return m;
   }
 
