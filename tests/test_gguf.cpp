@@ -7,6 +7,7 @@
 // every prefix of a valid file and thousands of random corruptions must throw or parse, never
 // crash or allocate wildly (run once under -fsanitize=address,undefined).
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 
 #include "test_util.hpp"
 #include "vireo/gguf.hpp"
+#include "vireo/tokenizer.hpp"
 
 using namespace vireo;
 using gguf::File;
@@ -130,6 +132,23 @@ TEST_CASE("Writer -> File round trip of every value type", "[cpu][gguf]") {
   w.set("arr_f32", Value::make_array(ValueType::Float32, {Value::make_float(ValueType::Float32, 1.5),
                                                           Value::make_float(ValueType::Float32, -2)}));
   w.set("arr_empty", Value::make_array(ValueType::Int32, {}));
+  // Packed arrays of every numeric type and bool, at their extremes.
+  w.set("arr_u8", Value::make_array(ValueType::UInt8, {Value::make_uint(ValueType::UInt8, 0),
+                                                       Value::make_uint(ValueType::UInt8, 255)}));
+  w.set("arr_i8", Value::make_array(ValueType::Int8, {Value::make_int(ValueType::Int8, -128),
+                                                      Value::make_int(ValueType::Int8, 127)}));
+  w.set("arr_u16", Value::make_array(ValueType::UInt16, {Value::make_uint(ValueType::UInt16, 65535)}));
+  w.set("arr_i16", Value::make_array(ValueType::Int16, {Value::make_int(ValueType::Int16, -32768)}));
+  w.set("arr_u32", Value::make_array(ValueType::UInt32, {Value::make_uint(ValueType::UInt32, 4000000000u)}));
+  w.set("arr_i32", Value::make_array(ValueType::Int32, {Value::make_int(ValueType::Int32, -2000000000),
+                                                        Value::make_int(ValueType::Int32, 7)}));
+  w.set("arr_u64", Value::make_array(ValueType::UInt64, {Value::make_uint(ValueType::UInt64, ~std::uint64_t(0))}));
+  w.set("arr_i64", Value::make_array(ValueType::Int64,
+                                     {Value::make_int(ValueType::Int64, std::numeric_limits<std::int64_t>::min())}));
+  w.set("arr_f64", Value::make_array(ValueType::Float64, {Value::make_float(ValueType::Float64, 3.141592653589793),
+                                                          Value::make_float(ValueType::Float64, -0.0)}));
+  w.set("arr_bool", Value::make_array(ValueType::Bool, {Value::make_bool(true), Value::make_bool(false),
+                                                        Value::make_bool(true)}));
   std::vector<Value> strs;
   for (int i = 0; i < 100; ++i) strs.push_back(Value::make_string(std::string(std::size_t(i), 'x')));
   w.set("arr_str", Value::make_array(ValueType::String, strs));
@@ -147,7 +166,7 @@ TEST_CASE("Writer -> File round trip of every value type", "[cpu][gguf]") {
     CHECK(f.version() == version);
     CHECK(f.alignment() == 32);
     CHECK(f.tensors().empty());
-    REQUIRE(f.metadata().size() == 18);
+    REQUIRE(f.metadata().size() == 28);
     CHECK(f.metadata()[0].first == "u8");
     CHECK(f.metadata()[4].first == "u32");
     CHECK(f.get("u8").as_uint() == 255);
@@ -167,11 +186,36 @@ TEST_CASE("Writer -> File round trip of every value type", "[cpu][gguf]") {
     CHECK(f.get("i64").as_int() == std::numeric_limits<std::int64_t>::min());
     CHECK(f.get("f64").as_float() == 3.141592653589793);
     CHECK(f.get("arr_f32").array_type() == ValueType::Float32);
-    REQUIRE(f.get("arr_f32").as_array().size() == 2);
-    CHECK(f.get("arr_f32").as_array()[1].as_float() == -2.0);
-    CHECK(f.get("arr_empty").as_array().empty());
+    REQUIRE(f.get("arr_f32").array_size() == 2);
+    CHECK(f.get("arr_f32").at(1).as_float() == -2.0);
+    CHECK(f.get("arr_f32").at(1).type() == ValueType::Float32);
+    CHECK(f.get("arr_f32").as_float_array() == std::vector<double>{1.5, -2.0});
+    CHECK(f.get("arr_empty").array_size() == 0);
+    CHECK(f.get("arr_empty").as_int_array().empty());
     CHECK(f.get("arr_empty").array_type() == ValueType::Int32);
+    CHECK(f.get("arr_u8").as_int_array() == std::vector<std::int64_t>{0, 255});
+    CHECK(f.get("arr_u8").at(1).as_uint() == 255);
+    CHECK(f.get("arr_u8").at(1).type() == ValueType::UInt8);
+    CHECK(f.get("arr_i8").as_int_array() == std::vector<std::int64_t>{-128, 127});
+    CHECK(f.get("arr_i8").at(0).as_int() == -128);
+    CHECK(f.get("arr_u16").as_int_array() == std::vector<std::int64_t>{65535});
+    CHECK(f.get("arr_i16").as_float_array() == std::vector<double>{-32768.0});
+    CHECK(f.get("arr_u32").as_int_array() == std::vector<std::int64_t>{4000000000LL});
+    CHECK(f.get("arr_i32").as_int_array() == std::vector<std::int64_t>{-2000000000, 7});
+    CHECK(f.get("arr_u64").at(0).as_uint() == ~std::uint64_t(0));
+    CHECK(f.get("arr_u64").as_float_array() == std::vector<double>{18446744073709551615.0});
+    CHECK(f.get("arr_i64").at(0).as_int() == std::numeric_limits<std::int64_t>::min());
+    CHECK(f.get("arr_i64").as_int_array() == std::vector<std::int64_t>{std::numeric_limits<std::int64_t>::min()});
+    CHECK(f.get("arr_f64").at(0).as_float() == 3.141592653589793);
+    CHECK(std::signbit(f.get("arr_f64").at(1).as_float()));
+    CHECK(f.get("arr_bool").array_size() == 3);
+    CHECK(f.get("arr_bool").at(0).as_bool());
+    CHECK_FALSE(f.get("arr_bool").at(1).as_bool());
+    CHECK(f.get("arr_bool").at(2).type() == ValueType::Bool);
+    CHECK(f.get("arr_bool").as_int_array() == std::vector<std::int64_t>{1, 0, 1});
     REQUIRE(f.get("arr_str").as_array().size() == 100);
+    CHECK(f.get("arr_str").array_size() == 100);
+    CHECK(f.get("arr_str").at(42).as_string() == std::string(42, 'x'));
     CHECK(f.get("arr_str").as_array()[99].as_string() == std::string(99, 'x'));
     const auto& n = f.get("nested").as_array();
     REQUIRE(n.size() == 2);
@@ -209,6 +253,115 @@ TEST_CASE("Value accessors convert only representable values", "[cpu][gguf]") {
   CHECK_THROWS_AS(Value::make_int(ValueType::Int16, 40000), Error);
   CHECK_THROWS_AS(Value::make_float(ValueType::String, 1), Error);
   CHECK_THROWS_AS(Value::make_array(ValueType::String, {Value::make_bool(true)}), Error);
+}
+
+namespace {
+// Runs `f`, which must throw Error(code) whose message contains every string in `parts`.
+template <class F>
+void check_error(F&& f, ErrorCode code, std::initializer_list<const char*> parts) {
+  try {
+    f();
+    FAIL("did not throw");
+  } catch (const Error& e) {
+    CHECK(e.code() == code);
+    for (const char* p : parts) CHECK_THAT(e.what(), Catch::Contains(p));
+  }
+}
+}  // namespace
+
+TEST_CASE("packed arrays: at(), typed accessors and their errors", "[cpu][gguf]") {
+  const Value u8 = Value::make_array(ValueType::UInt8, {Value::make_uint(ValueType::UInt8, 9),
+                                                        Value::make_uint(ValueType::UInt8, 200)});
+  CHECK(u8.type() == ValueType::Array);
+  CHECK(u8.array_size() == 2);
+  CHECK(u8.at(1).as_uint() == 200);
+  check_error([&] { (void)u8.at(2); }, ErrorCode::InvalidModel, {"index 2", "of 2"});
+  check_error([&] { (void)u8.as_array(); }, ErrorCode::InvalidArgument,
+              {"uint8", "at()", "as_int_array()", "as_float_array()"});
+  CHECK(u8.as_float_array() == std::vector<double>{9.0, 200.0});
+
+  const Value f32 = Value::make_array(ValueType::Float32, {Value::make_float(ValueType::Float32, 0.1)});
+  CHECK(f32.at(0).as_float() == double(0.1f));  // stored as the float the file holds
+  check_error([&] { (void)f32.as_int_array(); }, ErrorCode::InvalidModel, {"float32"});
+
+  const Value bools = Value::make_array(ValueType::Bool, {Value::make_bool(true)});
+  check_error([&] { (void)bools.as_float_array(); }, ErrorCode::InvalidModel, {"bool"});
+
+  const Value big = Value::make_array(ValueType::UInt64, {Value::make_uint(ValueType::UInt64, 1),
+                                                          Value::make_uint(ValueType::UInt64, ~std::uint64_t(0))});
+  check_error([&] { (void)big.as_int_array(); }, ErrorCode::InvalidModel, {"element 1", "18446744073709551615"});
+
+  const Value strs = Value::make_array(ValueType::String, {Value::make_string("p"), Value::make_string("q")});
+  CHECK(strs.at(1).as_string() == "q");
+  CHECK(strs.as_array().size() == 2);
+  check_error([&] { (void)strs.at(5); }, ErrorCode::InvalidModel, {"index 5", "of 2"});
+  check_error([&] { (void)strs.as_int_array(); }, ErrorCode::InvalidModel, {"string"});
+  check_error([&] { (void)strs.as_float_array(); }, ErrorCode::InvalidModel, {"string"});
+
+  const Value nested = Value::make_array(ValueType::Array, {u8, strs});
+  CHECK(nested.at(0).at(1).as_uint() == 200);
+  CHECK(nested.at(1).at(0).as_string() == "p");
+  check_error([&] { (void)nested.as_int_array(); }, ErrorCode::InvalidModel, {"array"});
+
+  const Value scalar = Value::make_int(ValueType::Int32, 3);
+  check_error([&] { (void)scalar.array_size(); }, ErrorCode::InvalidModel, {"int32"});
+  check_error([&] { (void)scalar.at(0); }, ErrorCode::InvalidModel, {"int32"});
+  check_error([&] { (void)scalar.as_int_array(); }, ErrorCode::InvalidModel, {"int32"});
+
+  // make_array checks every element of a packed type, too.
+  check_error([&] {
+    (void)Value::make_array(ValueType::Int16, {Value::make_int(ValueType::Int16, 1), Value::make_int(ValueType::Int32, 2)});
+  }, ErrorCode::InvalidArgument, {"element 1", "int32", "int16"});
+
+  // A Value is at most 56 bytes (one scalar slot, one payload variant), so the worst file
+  // (8-byte empty strings in an array) costs at most 7x its size in Values.
+  CHECK(sizeof(Value) <= 56);
+}
+
+TEST_CASE("from_gguf checks per-token array lengths against the tokens", "[cpu][gguf][tokenizer]") {
+  // 256 byte tokens; token_type / scores of another non-zero length must be rejected naming
+  // both counts; empty ones mean "absent".
+  auto image = [](const char* key, Value per_token) {
+    gguf::Writer w;
+    w.set("tokenizer.ggml.model", Value::make_string("llama"));
+    std::vector<Value> toks;
+    for (int i = 0; i < 256; ++i) toks.push_back(Value::make_string(fmt::format("<0x{:02X}>", i)));
+    w.set("tokenizer.ggml.tokens", Value::make_array(ValueType::String, std::move(toks)));
+    w.set(key, std::move(per_token));
+    return File::from_bytes(w.bytes());
+  };
+  auto n_of = [](ValueType t, std::size_t n, auto make) {
+    std::vector<Value> v;
+    for (std::size_t i = 0; i < n; ++i) v.push_back(make(i));
+    return Value::make_array(t, std::move(v));
+  };
+  auto type6 = [](std::size_t) { return Value::make_uint(ValueType::UInt8, 6); };  // byte token
+  auto score = [](std::size_t i) { return Value::make_float(ValueType::Float32, -double(i)); };
+  CHECK(Tokenizer::from_gguf(image("tokenizer.ggml.token_type", n_of(ValueType::UInt8, 256, type6))).vocab_size() == 256);
+  CHECK(Tokenizer::from_gguf(image("tokenizer.ggml.scores", n_of(ValueType::Float32, 256, score))).vocab_size() == 256);
+  CHECK(Tokenizer::from_gguf(image("tokenizer.ggml.scores", n_of(ValueType::Float32, 0, score))).vocab_size() == 256);
+  check_error([&] { (void)Tokenizer::from_gguf(image("tokenizer.ggml.token_type", n_of(ValueType::UInt8, 255, type6))); },
+              ErrorCode::InvalidModel, {"tokenizer.ggml.token_type", "255", "256"});
+  check_error([&] { (void)Tokenizer::from_gguf(image("tokenizer.ggml.scores", n_of(ValueType::Float32, 300, score))); },
+              ErrorCode::InvalidModel, {"tokenizer.ggml.scores", "300", "256"});
+  check_error([&] { (void)Tokenizer::from_gguf(image("tokenizer.ggml.scores", n_of(ValueType::Int32, 256, [](std::size_t) {
+                      return Value::make_int(ValueType::Int32, 0); }))); },
+              ErrorCode::InvalidModel, {"tokenizer.ggml.scores", "int32"});
+}
+
+TEST_CASE("a bool array element other than 0 or 1 is rejected with its offset", "[cpu][gguf]") {
+  gguf::Writer w;
+  w.set("bb", Value::make_array(ValueType::Bool, {Value::make_bool(false), Value::make_bool(true),
+                                                  Value::make_bool(false)}));
+  std::vector<std::byte> img = w.bytes();
+  // header 24 + key (8 + 2) + value type 4 + element type 4 + count 8 = 50: the elements.
+  const std::size_t at = 24 + 8 + 2 + 4 + 4 + 8;
+  REQUIRE(img.size() >= at + 3);
+  CHECK(img[at + 1] == std::byte{1});
+  CHECK(File::from_bytes(img).get("bb").at(1).as_bool());
+  img[at + 2] = std::byte{2};
+  check_error([&] { (void)File::from_bytes(img); }, ErrorCode::InvalidModel,
+              {"bool byte 2", fmt::format("offset {}", at + 2).c_str()});
 }
 
 TEST_CASE("Writer -> File round trip of every tensor type", "[cpu][gguf]") {
@@ -501,6 +654,8 @@ TEST_CASE("the real SmolLM2 model file", "[cpu][gguf]") {
   CHECK(f.get("llama.embedding_length").as_uint() == 576);
   CHECK(f.get("tokenizer.ggml.model").as_string() == "gpt2");
   CHECK(f.get("tokenizer.ggml.tokens").as_array().size() == 49152);
+  CHECK(f.get("tokenizer.ggml.tokens").array_size() == 49152);
+  CHECK(f.get("tokenizer.ggml.token_type").as_int_array().size() == 49152);
   CHECK(f.get("tokenizer.ggml.tokens").array_type() == ValueType::String);
   const auto& emb = f.tensor("token_embd.weight");
   CHECK(emb.type == TensorType::Q8_0);

@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "vireo/error.hpp"
@@ -45,7 +46,9 @@ void dequantize(TensorType t, const void* src, float* dst, std::size_t n);
 /// and tests. `n` must be a multiple of block_elements(t); dst holds row_bytes(t, n) bytes.
 void quantize(TensorType t, const float* src, void* dst, std::size_t n);
 
-/// One metadata value. Arrays hold their elements (nested arrays allowed).
+/// One metadata value. Arrays of numbers or bools (UInt8..Float64, Bool) keep their elements
+/// packed as the little-endian bytes the file stores (so reading an N-byte array allocates
+/// N bytes); arrays of strings and arrays of arrays keep one Value per element.
 class Value {
  public:
   ValueType type() const noexcept { return type_; }
@@ -60,6 +63,21 @@ class Value {
   double as_float() const;
   bool as_bool() const;
   const std::string& as_string() const;
+
+  /// Number of elements of an array value (any element type); throws InvalidModel otherwise.
+  std::size_t array_size() const;
+  /// Element `i` of an array value, by value (any element type). Throws InvalidModel naming
+  /// `i` and the size when out of range, or when this is not an array.
+  Value at(std::size_t i) const;
+  /// All elements of an integer or bool array as int64. Throws InvalidModel naming the
+  /// element type for other arrays, and naming the index for a uint64 above INT64_MAX.
+  std::vector<std::int64_t> as_int_array() const;
+  /// All elements of an integer or float array as double; throws InvalidModel naming the
+  /// element type for other arrays (bool, string, array).
+  std::vector<double> as_float_array() const;
+  /// The elements of an array of strings or of arrays. Throws InvalidModel when this is not
+  /// an array, and InvalidArgument for a packed numeric/bool array (use at(),
+  /// as_int_array() or as_float_array() there).
   const std::vector<Value>& as_array() const;
 
   // Construction (used by the reader and by tests that write GGUF files).
@@ -68,16 +86,19 @@ class Value {
   static Value make_float(ValueType t, double v);
   static Value make_bool(bool v);
   static Value make_string(std::string v);
+  /// Every element must have type `elem` (InvalidArgument otherwise); numeric and bool
+  /// elements are packed.
   static Value make_array(ValueType elem, std::vector<Value> v);
 
  private:
+  friend struct ValueAccess;  // the reader and writer build/read packed arrays directly
   ValueType type_ = ValueType::UInt8;
   ValueType array_type_ = ValueType::UInt8;
-  std::uint64_t u_ = 0;
-  std::int64_t i_ = 0;
-  double f_ = 0;
-  std::string s_;
-  std::vector<Value> arr_;
+  /// Scalars: integer bits (signed values and bool two's complement) or a double's bits.
+  std::uint64_t bits_ = 0;
+  /// String: the string; Array of String/Array: the elements; other arrays: packed
+  /// little-endian bytes, array_size() * element size of them.
+  std::variant<std::monostate, std::string, std::vector<Value>, std::vector<std::byte>> data_;
 };
 
 struct TensorInfo {

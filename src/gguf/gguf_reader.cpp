@@ -10,8 +10,11 @@
 // checked against the bytes that remain *before* anything is allocated (a count of N
 // elements needs at least N times the smallest encoding of one element), arithmetic on file
 // values is overflow-checked, and nested arrays are limited to MAX_DEPTH levels, so a small
-// crafted file can neither crash the reader nor make it allocate much more than a constant
-// factor (the size of a Value per encoded byte at worst) times its own size. Tensor records
+// crafted file can neither crash the reader nor make it allocate much more than its own
+// size. Arrays of numbers/bools are copied out as their packed bytes (one allocation the
+// size of the array's bytes); only arrays of strings and arrays of arrays hold one Value
+// (56 bytes) per element, and each such element costs at least 8 (string) or 12 (array)
+// bytes of file, so the worst case is about 7x the file size. Tensor records
 // are checked for rank, non-zero dimensions, element-count overflow, known type, block
 // divisibility of ne[0], alignment, bounds within the data section, unique names and no
 // overlap. A mapped file that another process truncates afterwards can still fault (SIGBUS):
@@ -29,6 +32,7 @@
 #include <limits>
 #include <unordered_map>
 
+#include "gguf/value_access.hpp"
 #include "vireo/gguf.hpp"
 
 namespace vireo::gguf {
@@ -103,6 +107,14 @@ class Cursor {
     return v;
   }
 
+  /// The next `n` bytes (checked), e.g. a packed array's elements.
+  std::span<const std::byte> read_bytes(std::uint64_t n, std::string_view what) {
+    need(n, what);
+    const auto* b = reinterpret_cast<const std::byte*>(p_ + pos_);
+    pos_ += n;
+    return {b, std::size_t(n)};
+  }
+
   std::string read_string(std::string_view what) {
     const auto len = read<std::uint64_t>(what);
     if (len > remaining())
@@ -159,6 +171,17 @@ Value read_value(Cursor& c, ValueType t, std::uint32_t depth, const std::string&
                "{}: array of {} {} elements at offset {} needs at least {} bytes "
                "per element but only {} bytes remain",
                what, count, to_string(elem), c.pos() - 12, min, c.remaining());
+      if (ValueAccess::packed_type(elem)) {
+        // min == the element size here, so count * min fits in what remains (checked above).
+        const auto in = c.read_bytes(count * min, what);
+        std::vector<std::byte> bytes(in.begin(), in.end());
+        if (elem == ValueType::Bool)
+          for (std::size_t i = 0; i < bytes.size(); ++i)
+            if (std::uint8_t(bytes[i]) > 1)
+              c.fail(ErrorCode::InvalidModel, "{}: bool byte {} at offset {} is not 0 or 1",
+                     what, std::uint8_t(bytes[i]), c.pos() - bytes.size() + i);
+        return ValueAccess::packed(elem, std::move(bytes));
+      }
       std::vector<Value> v;
       v.reserve(std::size_t(count));
       for (std::uint64_t i = 0; i < count; ++i) v.push_back(read_value(c, elem, depth + 1, what));

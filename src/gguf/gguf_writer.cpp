@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "gguf/value_access.hpp"
 #include "vireo/gguf.hpp"
 
 namespace vireo::gguf {
@@ -59,8 +60,14 @@ void put_value(Out& o, const Value& v) {
     case ValueType::String: o.put_string(v.as_string()); return;
     case ValueType::Array:
       o.put(std::uint32_t(v.array_type()));
-      o.put(std::uint64_t(v.as_array().size()));
-      for (const Value& e : v.as_array()) put_value(o, e);
+      o.put(std::uint64_t(v.array_size()));
+      if (ValueAccess::packed_type(v.array_type())) {
+        // Packed elements are already the little-endian bytes the file stores.
+        const auto bytes = ValueAccess::packed_bytes(v);
+        o.put_bytes(bytes.data(), bytes.size());
+      } else {
+        for (const Value& e : v.as_array()) put_value(o, e);
+      }
       return;
   }
 }

@@ -61,7 +61,7 @@ ModelConfig config_from_gguf(const gguf::File& f) {
   if (auto* v = f.find(a + "rope.freq_base")) c.rope_theta = float(v->as_float());
   if (auto* v = f.find(a + "attention.layer_norm_rms_epsilon")) c.rms_eps = float(v->as_float());
   if (auto* v = f.find("tokenizer.ggml.tokens"); v && v->type() == gguf::ValueType::Array)
-    c.vocab_size = int(v->as_array().size());
+    c.vocab_size = int(v->array_size());
   else
     c.vocab_size = get_int(f, a + "vocab_size", 1, 1 << 24);
   c.tied_embeddings = f.find_tensor("output.weight") == nullptr;

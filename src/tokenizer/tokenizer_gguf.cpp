@@ -12,18 +12,34 @@ namespace {
 
 using gguf::ValueType;
 
-const std::vector<gguf::Value>* array_of(const gguf::File& f, std::string_view key,
-                                         std::initializer_list<ValueType> elem) {
+// The array at `key` (nullptr when absent), checked to hold one of the `elem` types; an
+// empty array of another type passes (it holds nothing of the wrong type), and callers
+// read it through array_size(), which works for every element type.
+const gguf::Value* array_of(const gguf::File& f, std::string_view key,
+                            std::initializer_list<ValueType> elem) {
   const gguf::Value* v = f.find(key);
   if (v == nullptr) return nullptr;
   if (v->type() != ValueType::Array)
     throw Error(ErrorCode::InvalidModel, fmt::format("{} is a {}, expected an array", key, gguf::to_string(v->type())));
   bool ok = false;
   for (ValueType t : elem) ok |= v->array_type() == t;
-  if (!ok && !v->as_array().empty())
+  if (!ok && v->array_size() != 0)
     throw Error(ErrorCode::InvalidModel, fmt::format("{} is an array of {}, expected another element type",
                                                      key, gguf::to_string(v->array_type())));
-  return &v->as_array();
+  return v;
+}
+
+// Per-token arrays (token_type, scores) are either empty (absent in effect) or hold one
+// entry per token. Checked before anything is converted, so a mismatched array is never
+// widened to 8 bytes per entry. Returns whether to convert: not when there are no tokens,
+// which the builder reports (after checking the tokenizer model, as it always did).
+bool check_per_token(const gguf::Value& v, std::string_view key, std::size_t n_tokens) {
+  const std::size_t n = v.array_size();
+  if (n == 0 || n_tokens == 0) return false;
+  if (n != n_tokens)
+    throw Error(ErrorCode::InvalidModel,
+                fmt::format("{} has {} entries but there are {} tokens", key, n, n_tokens));
+  return true;
 }
 
 Token token_id(const gguf::File& f, std::string_view key) {
@@ -44,29 +60,36 @@ Tokenizer Tokenizer::from_gguf(const gguf::File& f) {
   spec.model = model->as_string();
   if (const gguf::Value* pre = f.find("tokenizer.ggml.pre")) spec.pre = pre->as_string();
 
-  const auto* tokens = array_of(f, "tokenizer.ggml.tokens", {ValueType::String});
+  const gguf::Value* tokens = array_of(f, "tokenizer.ggml.tokens", {ValueType::String});
   if (tokens == nullptr) throw Error(ErrorCode::InvalidModel, "tokenizer.ggml.tokens is missing");
-  spec.tokens.reserve(tokens->size());
-  for (const auto& t : *tokens) spec.tokens.push_back(t.as_string());
-
-  if (const auto* types = array_of(f, "tokenizer.ggml.token_type",
-                                   {ValueType::Int32, ValueType::UInt32, ValueType::Int8, ValueType::UInt8,
-                                    ValueType::Int16, ValueType::UInt16, ValueType::Int64, ValueType::UInt64})) {
-    spec.token_types.reserve(types->size());
-    for (const auto& t : *types) {
-      const std::int64_t k = t.as_int();
-      spec.token_types.push_back(k < INT32_MIN || k > INT32_MAX ? -1 : std::int32_t(k));
-    }
+  const std::size_t n_tokens = tokens->array_size();
+  if (n_tokens != 0) {
+    spec.tokens.reserve(n_tokens);
+    for (const auto& t : tokens->as_array()) spec.tokens.push_back(t.as_string());
   }
-  if (const auto* merges = array_of(f, "tokenizer.ggml.merges", {ValueType::String})) {
-    spec.merges.reserve(merges->size());
-    for (const auto& m : *merges) spec.merges.push_back(m.as_string());
+
+  if (const gguf::Value* types = array_of(f, "tokenizer.ggml.token_type",
+                                          {ValueType::Int32, ValueType::UInt32, ValueType::Int8, ValueType::UInt8,
+                                           ValueType::Int16, ValueType::UInt16, ValueType::Int64, ValueType::UInt64});
+      types != nullptr && check_per_token(*types, "tokenizer.ggml.token_type", n_tokens)) {
+    const std::vector<std::int64_t> ks = types->as_int_array();
+    spec.token_types.reserve(ks.size());
+    for (const std::int64_t k : ks)
+      spec.token_types.push_back(k < INT32_MIN || k > INT32_MAX ? -1 : std::int32_t(k));
+  }
+  if (const gguf::Value* merges = array_of(f, "tokenizer.ggml.merges", {ValueType::String})) {
+    if (merges->array_size() != 0) {
+      spec.merges.reserve(merges->array_size());
+      for (const auto& m : merges->as_array()) spec.merges.push_back(m.as_string());
+    }
   } else if (spec.model == "gpt2") {
     throw Error(ErrorCode::InvalidModel, "tokenizer.ggml.merges is missing for a gpt2 tokenizer");
   }
-  if (const auto* scores = array_of(f, "tokenizer.ggml.scores", {ValueType::Float32, ValueType::Float64})) {
-    spec.scores.reserve(scores->size());
-    for (const auto& s : *scores) spec.scores.push_back(float(s.as_float()));
+  if (const gguf::Value* scores = array_of(f, "tokenizer.ggml.scores", {ValueType::Float32, ValueType::Float64});
+      scores != nullptr && check_per_token(*scores, "tokenizer.ggml.scores", n_tokens)) {
+    const std::vector<double> ds = scores->as_float_array();
+    spec.scores.reserve(ds.size());
+    for (const double d : ds) spec.scores.push_back(float(d));
   }
   spec.bos = token_id(f, "tokenizer.ggml.bos_token_id");
   spec.eos = token_id(f, "tokenizer.ggml.eos_token_id");
