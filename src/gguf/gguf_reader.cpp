@@ -57,24 +57,12 @@ bool known_tensor_type(std::uint32_t t) {
   return false;
 }
 
-/// Smallest number of bytes one value of type `t` occupies in the file.
+/// Smallest number of bytes one value of type `t` occupies in the file: a scalar's size,
+/// the u64 length of an empty string, or the u32 type + u64 count of an empty array.
 std::uint64_t min_encoded_size(ValueType t) {
-  switch (t) {
-    case ValueType::UInt8:
-    case ValueType::Int8:
-    case ValueType::Bool: return 1;
-    case ValueType::UInt16:
-    case ValueType::Int16: return 2;
-    case ValueType::UInt32:
-    case ValueType::Int32:
-    case ValueType::Float32: return 4;
-    case ValueType::UInt64:
-    case ValueType::Int64:
-    case ValueType::Float64:
-    case ValueType::String: return 8;   // the u64 length of an empty string
-    case ValueType::Array: return 12;   // u32 element type + u64 count of an empty array
-  }
-  return 1;
+  if (t == ValueType::String) return 8;
+  if (t == ValueType::Array) return 12;
+  return std::max<std::uint64_t>(1, ValueAccess::element_size(t));
 }
 
 /// Bounds-checked little-endian cursor over the file image; errors name the source.
