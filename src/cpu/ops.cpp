@@ -6,6 +6,7 @@
 #include "cpu/ops.hpp"
 
 #include "cpu/quant_dot.hpp"
+#include "cpu/simd.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -30,12 +31,7 @@ float dot(const float* a, const float* b, std::int64_t n) noexcept {
     acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
   }
   for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-  __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
-  __m128 lo = _mm256_castps256_ps128(acc), hi = _mm256_extractf128_ps(acc, 1);
-  __m128 s = _mm_add_ps(lo, hi);
-  s = _mm_hadd_ps(s, s);
-  s = _mm_hadd_ps(s, s);
-  sum = _mm_cvtss_f32(s);
+  sum = hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 #else
   float acc[8] = {};
   for (; i + 8 <= n; i += 8)
@@ -71,12 +67,6 @@ void tile_4x2(const float* const* w, const float* x0, const float* x1, std::int6
     a03 = _mm256_fmadd_ps(w3, u, a03);
     a13 = _mm256_fmadd_ps(w3, v, a13);
   }
-  auto hsum = [](__m256 a) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    s = _mm_hadd_ps(s, s);
-    s = _mm_hadd_ps(s, s);
-    return _mm_cvtss_f32(s);
-  };
   acc0[0] = hsum(a00), acc0[1] = hsum(a01), acc0[2] = hsum(a02), acc0[3] = hsum(a03);
   acc1[0] = hsum(a10), acc1[1] = hsum(a11), acc1[2] = hsum(a12), acc1[3] = hsum(a13);
 #endif

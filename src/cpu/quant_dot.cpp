@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "cpu/simd.hpp"
 #include "gguf/fp16.hpp"
 
 #if defined(__AVX2__) && defined(__FMA__) || defined(__F16C__)
@@ -31,12 +32,6 @@ inline float half_at(const std::byte* p) noexcept {
 }
 
 #ifdef VIREO_AVX2
-inline float hsum(__m256 v) noexcept {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_hadd_ps(s, s);
-  s = _mm_hadd_ps(s, s);
-  return _mm_cvtss_f32(s);
-}
 // sum_j q_j x_j for the 32 nibbles of a Q4 block (low nibbles -> x[0..15], high -> x[16..31]).
 inline __m256 nibble_dot(const std::byte* qs, const float* x) noexcept {
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
