@@ -35,6 +35,7 @@
 #include <set>
 #include <tuple>
 
+#include "cpu/thread_pool.hpp"
 #include "cuda_api.hpp"
 #include "cuda_backend.hpp"
 #include "model/backend.hpp"
@@ -542,23 +543,17 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     for (const WeightView* p : parts)
       for (std::int64_t r = 0; r < p->rows; ++r) row_of.emplace_back(p, r);
     std::vector<char> staging(std::min(chunk_rows, row_of.size()) * row_bytes);
-    const int n_threads = int(std::max(1u, std::thread::hardware_concurrency()));
+    cpu::ThreadPool pool(int(std::max(1u, std::thread::hardware_concurrency())));
     for (std::size_t c0 = 0; c0 < row_of.size(); c0 += chunk_rows) {
-      const std::size_t c1 = std::min(row_of.size(), c0 + chunk_rows);
-      auto convert = [&](std::size_t r0, std::size_t r1) {
+      const std::size_t n = std::min(row_of.size(), c0 + chunk_rows) - c0;
+      pool.parallel_for(std::int64_t(n), [&](std::int64_t i0, std::int64_t i1) {
         std::vector<float> f(static_cast<std::size_t>(m.cols));
-        for (std::size_t i = r0; i < r1; ++i) {
-          const auto [p, r] = row_of[i];
+        for (std::int64_t i = i0; i < i1; ++i) {
+          const auto [p, r] = row_of[c0 + std::size_t(i)];
           gguf::dequantize(p->type, p->row(r), f.data(), f.size());
-          cuda::convert_from_f32(dt_, f.data(), staging.data() + (i - c0) * row_bytes, f.size());
+          cuda::convert_from_f32(dt_, f.data(), staging.data() + std::size_t(i) * row_bytes, f.size());
         }
-      };
-      const std::size_t n = c1 - c0;
-      const int parts_n = int(std::min<std::size_t>(std::size_t(n_threads), std::max<std::size_t>(1, n / 16)));
-      std::vector<std::thread> pool;
-      for (int t = 1; t < parts_n; ++t) pool.emplace_back(convert, c0 + n * t / parts_n, c0 + n * (t + 1) / parts_n);
-      convert(c0, c0 + n / parts_n);
-      for (auto& t : pool) t.join();
+      });
       m.buf.upload(staging.data(), n * row_bytes, c0 * row_bytes);
     }
     return m;

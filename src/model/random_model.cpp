@@ -12,6 +12,7 @@
 #include <cmath>
 #include <thread>
 
+#include "cpu/thread_pool.hpp"
 #include "model/loader.hpp"
 #include "model/model_impl.hpp"
 #include "vireo/error.hpp"
@@ -28,7 +29,7 @@ Model Model::random(const ModelConfig& cfg, std::uint64_t seed, ModelOptions opt
   w.owned.reserve(n_mats + n_vecs + 3 * std::size_t(cfg.n_layers));
   const std::size_t blk = gguf::block_elements(type);
 
-  const int n_threads = opts.n_threads > 0 ? opts.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  cpu::ThreadPool pool(opts.n_threads > 0 ? opts.n_threads : int(std::max(1u, std::thread::hardware_concurrency())));
   std::uint64_t matrix_index = 0;
   auto matrix = [&](std::int64_t rows, std::int64_t cols) {
     if (std::size_t(cols) % blk != 0)
@@ -53,11 +54,7 @@ Model Model::random(const ModelConfig& cfg, std::uint64_t seed, ModelOptions opt
         gguf::quantize(type, row.data(), buf.data() + std::size_t(r) * row_bytes, std::size_t(cols));
       }
     };
-    const int parts = int(std::min<std::int64_t>(n_threads, std::max<std::int64_t>(1, rows / 64)));
-    std::vector<std::thread> threads;
-    for (int t = 1; t < parts; ++t) threads.emplace_back(fill, rows * t / parts, rows * (t + 1) / parts);
-    fill(0, rows / parts);
-    for (auto& t : threads) t.join();
+    pool.parallel_for(rows, fill);
     w.owned.push_back(std::move(buf));
     return detail::WeightView{type, w.owned.back().data(), rows, cols};
   };
