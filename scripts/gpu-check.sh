@@ -81,7 +81,7 @@ still=$(missing | tr '\n' ' ')
 [ -n "$still" ] && say "WARNING: shared libraries still not found: $still (run scripts/gpu-check.sh --prepare before carrying $BUILD)"
 
 say "== [cuda] tests"
-timeout 200 "$BUILD/tests/vireo-tests" "[cuda]" --durations yes > "$OUT/tests-cuda.log" 2>&1
+timeout 120 "$BUILD/tests/vireo-tests" "[cuda]" --durations yes > "$OUT/tests-cuda.log" 2>&1
 rc=$?
 say "vireo-tests [cuda] exit $rc"
 tail -40 "$OUT/tests-cuda.log"
@@ -90,7 +90,7 @@ tail -40 "$OUT/tests-cuda.log"
 if [ -f "$BUILD/bench/vireo-kernel-bench" ]; then
   say "== kernel benchmarks"
   # Google Benchmark 1.7 (Debian) takes --benchmark_min_time in plain seconds, no 's' suffix.
-  timeout 120 "$BUILD/bench/vireo-kernel-bench" --benchmark_filter='BM_(gemv|gemm|rmsnorm|decode_attention|prefill_attention)' \
+  timeout 50 "$BUILD/bench/vireo-kernel-bench" --benchmark_filter='BM_(gemv|gemm|rmsnorm|decode_attention|prefill_attention)' \
     --benchmark_min_time=0.05 --benchmark_out="$OUT/bench-cuda-kernels.json" --benchmark_out_format=json \
     > "$OUT/bench-cuda-kernels.log" 2>&1
   rc=$?
@@ -101,7 +101,7 @@ fi
 
 if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "== vireo-bench model (cuda, bf16, random weights)"
-  timeout 150 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model smollm2-135m,llama-3.2-1b \
+  timeout 90 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model smollm2-135m,llama-3.2-1b \
     --batch 1,8,64 --prefill 512,2048 --decode-steps 16 --context 512 --ttft 512 --repeats 2 \
     --json "$OUT/vireo-bench-model.json" > "$OUT/vireo-bench-model.log" 2>&1
   rc=$?
@@ -111,7 +111,7 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   # The bars are set on the Llama-3.1-8B shape: its own step, so a timeout there
   # keeps the results above (random bf16 weights: ~16 GB host + device, built in parallel).
   say "== vireo-bench model, llama-3.1-8b (the bar's shape)"
-  timeout 170 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
+  timeout 150 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
     --batch 1,64 --prefill 2048 --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
     --json "$OUT/vireo-bench-8b.json" >> "$OUT/vireo-bench-model.log" 2>&1
   rc=$?

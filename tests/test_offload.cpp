@@ -167,7 +167,8 @@ TEST_CASE("swap and recompute on a GPU match a run never preempted", "[cuda][off
   ModelOptions o;
   o.device = Device::cuda(0);
   o.dtype = DType::F32;
-  Model m = Model::random(offload_config(), 21, o, gguf::TensorType::F32);
+  // The CUDA attention kernels take head_dim 64 or 128: the same tiny model with 64-wide heads.
+  Model m = Model::random(test::model_shape(2, 128, 2, 1, 64, 128, 101, 256), 21, o, gguf::TensorType::F32);
   // GPU kernels may pick different reductions for a prefill and a decode row.
   preempt_and_compare(m, Preempt::Swap, 0.0);
   preempt_and_compare(m, Preempt::Recompute, 1e-4);
