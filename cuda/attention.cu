@@ -1,30 +1,32 @@
-// Paged causal attention over the KV cache: a split-KV decode kernel (flash-decoding) and a
-// FlashAttention-2 style prefill kernel on tensor cores.
+// Paged attention for decode tokens (one new query token per sequence), split-KV
+// (flash-decoding). The prefill kernel is in prefill_attention.cu.
 //
-// Decode (one query token, any context length): grid (splits, n_kv_heads, tokens), 4 warps.
-// The CTA of (token, kv head, split) reads its slice of that head's keys and values exactly
-// once for the whole GQA group of G = nh/nkv query heads: warp w takes keys w, w+4, ...; the
-// lanes split head_dim (HD/32 elements each), a shuffle reduction gives the score, and each
-// warp keeps an online softmax (running max m, sum l, acc[HD]) per query head. The 4 warps
-// are merged in shared memory. With splits > 1 each split writes its (m, l, acc) to the
+// Grid (splits, n_kv_heads, tokens), 4 warps. The CTA of (token, kv head, split) reads its
+// slice [k0, k1) of that head's keys and values exactly once for the whole GQA group of
+// G = nh/nkv query heads. With splits > 1 each split writes its (max, sum, acc) to the
 // workspace and decode_combine_kernel merges them: O = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M).
 // The chunk per split is ceil(kv_len / splits), computed on the device, so a CUDA graph
 // captured with a fixed split count stays valid for any context length.
 //
-// Prefill: grid (query tiles, n_heads), 4 warps x 16 query rows = 64 queries of one sequence.
-// Per key tile of 64 (gathered from the paged cache through the block table into shared
-// memory): S = Q K^T with wmma 16x16x16 (bf16/fp16 in, fp32 out) into shared memory; each
-// pair of lanes owns one query row for the online softmax (causal mask: key j visible to a
-// query iff j < its kv_len = position + 1), writes P in T, rescales its row of the fp32 output
-// accumulator O (kept in shared memory because wmma fragments have no row mapping), then
-// O += P V with wmma. At the end O / l is written. K/V tiles are re-read per query head of a
-// GQA group (from L2); prefill is compute-bound.
-#include <mma.h>
-
+// bf16 / fp16 (decode_attention_tc_kernel): decode is a stream over the KV cache, so the
+// kernel is built to keep bytes in flight. K/V tiles of 64 keys are gathered through the
+// block table with cp.async into swizzled shared memory, double-buffered (a 32 KiB tile per
+// stage for head_dim 128 loads while the previous one computes). The group's G query heads
+// are the rows of a 16-row mma.sync tile (rows >= G are zero), so S = Q K^T and O += P V run
+// on tensor cores exactly as in the prefill kernel: warp w takes keys 16w .. 16w+15 of each
+// tile with its own online softmax, and the 4 warps are merged through shared memory at the
+// end. Scores use exp2 with log2(e) folded into the scale; partial maxima are written to
+// the workspace in the natural-log domain the combine kernel uses.
+//
+// fp32 (the test mode, decode_attention_kernel): warp w takes keys w, w+4, ...; the lanes
+// split head_dim (HD/32 elements each), a shuffle reduction gives the score, and each warp
+// keeps an online softmax (running max m, sum l, acc[HD]) per query head; the warps are
+// merged in shared memory. The CUDA backend also runs prefill through it in fp32 mode.
 #include <cfloat>
 
 #include "common.cuh"
 #include "cuda_api.hpp"
+#include "mma.cuh"
 
 namespace vireo::cuda {
 namespace {
@@ -154,177 +156,202 @@ __global__ void decode_combine_kernel(AttentionParams p, const std::int32_t* __r
   static_cast<T*>(p.out)[(std::size_t(t) * nh + h) * HD + d] = from_f32<T>(Lsum > 0.0f ? A / Lsum : 0.0f);
 }
 
-// ---- CUDA kernels: prefill (tensor cores) ---------------------------------------------------
+// ---- CUDA kernels: decode on tensor cores (bf16 / fp16) ------------------------------------
 
-constexpr int BQ = PREFILL_TILE, BK = 64, PF_WARPS = 4;
+constexpr int TC_BK = 64;  // keys per shared-memory tile; warp w takes keys 16w .. 16w+15 of it
 
 template <typename T, int HD>
-constexpr std::size_t prefill_smem_bytes() {
-  return sizeof(T) * (BQ * HD + 2 * BK * HD + BQ * BK) + sizeof(float) * (BQ * BK + BQ * HD);
+constexpr std::size_t decode_tc_smem_bytes() {
+  return sizeof(T) * std::size_t(16 * HD + 4 * TC_BK * HD);  // Q (16 rows), K[2], V[2]
 }
 
 template <typename T, int HD>
-__global__ void __launch_bounds__(PF_WARPS * 32)
-    prefill_attention_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list,
-                             const std::int32_t* __restrict__ tiles) {
-  using namespace nvcuda;
-  constexpr int V = VEC<T>;
+__global__ void __launch_bounds__(DEC_WARPS * 32)
+    decode_attention_tc_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list, int splits,
+                               float* __restrict__ ws, float scale_log2) {
+  constexpr int CH = HD / 8;
   extern __shared__ __align__(128) unsigned char smem[];
-  T* sQ = reinterpret_cast<T*>(smem);  // [BQ][HD]
-  T* sK = sQ + BQ * HD;                // [BK][HD]
-  T* sV = sK + BK * HD;                // [BK][HD]
-  T* sP = sV + BK * HD;                // [BQ][BK]
-  float* sS = reinterpret_cast<float*>(sP + BQ * BK);  // [BQ][BK]
-  float* sO = sS + BQ * BK;                             // [BQ][HD]
-  __shared__ int s_tok[BQ], s_len[BQ];
+  T* sQ = reinterpret_cast<T*>(smem);
+  T* sK0 = sQ + 16 * HD;
+  T* sV0 = sK0 + 2 * TC_BK * HD;
+  __shared__ float sm_m[DEC_WARPS][MAXG], sm_l[DEC_WARPS][MAXG];
 
-  const int tile = blockIdx.x, h = blockIdx.y;
-  const int nh = p.n_heads, nkv = p.n_kv_heads, kvh = h / (nh / nkv);
-  const int off = tiles[3 * tile], cnt = tiles[3 * tile + 1];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int split = blockIdx.x, kvh = blockIdx.y, i = blockIdx.z;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int t = tok_list[i];
+  const int nh = p.n_heads, G = nh / p.n_kv_heads;
+  const int L = p.kv_len[t];
+  const int chunk = (L + splits - 1) / splits;
+  const int k0 = min(L, split * chunk), k1 = min(L, k0 + chunk);
+  const std::int32_t* table = p.block_ids + p.bt_off[t];
+  const std::size_t kv_stride = std::size_t(p.n_kv_heads) * HD;
+  const T* kbase = static_cast<const T*>(p.k_cache) + std::size_t(kvh) * HD;
+  const T* vbase = static_cast<const T*>(p.v_cache) + std::size_t(kvh) * HD;
 
-  if (threadIdx.x < BQ) {
-    const int t = threadIdx.x < cnt ? tok_list[off + threadIdx.x] : -1;
-    s_tok[threadIdx.x] = t;
-    s_len[threadIdx.x] = t >= 0 ? p.kv_len[t] : 0;
+  // Q rows 0..G-1 are the group's query heads, the rest zero.
+  for (int idx = tid; idx < 16 * CH; idx += DEC_WARPS * 32) {
+    const int r = idx / CH, c = idx % CH;
+    const T* src = static_cast<const T*>(p.q) + (std::size_t(t) * nh + kvh * G + (r < G ? r : 0)) * HD + c * 8;
+    cp_async16(sQ + swz<HD>(r, c), src, r < G ? 16 : 0);
   }
-  for (int idx = threadIdx.x; idx < BQ * HD; idx += blockDim.x) sO[idx] = 0.0f;
-  __syncthreads();
-  int kv_total = 0;
-  for (int r = 0; r < BQ; ++r) kv_total = max(kv_total, s_len[r]);
-  const std::int32_t* table = p.block_ids + p.bt_off[s_tok[0]];
-
-  // Q tile, 16-byte vectors; padding rows are zero.
-  for (int idx = threadIdx.x; idx < BQ * (HD / V); idx += blockDim.x) {
-    const int r = idx / (HD / V), c = (idx % (HD / V)) * V;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (s_tok[r] >= 0)
-      v = *reinterpret_cast<const uint4*>(static_cast<const T*>(p.q) + (std::size_t(s_tok[r]) * nh + h) * HD + c);
-    *reinterpret_cast<uint4*>(sQ + r * HD + c) = v;
-  }
-
-  // Lane pair (2r', 2r'+1) of warp w owns query row r = 16 w + r'; each lane half the columns.
-  const int r = warp * 16 + lane / 2, half = lane & 1;
-  const int len = s_len[r];
-  float m_row = -INFINITY, l_row = 0.0f;
-  const std::size_t kv_stride = std::size_t(nkv) * HD;
-
-  for (int k0 = 0; k0 < kv_total; k0 += BK) {
-    __syncthreads();  // every warp is done with the previous sK / sV
-    for (int idx = threadIdx.x; idx < BK * (HD / V); idx += blockDim.x) {
-      const int kr = idx / (HD / V), c = (idx % (HD / V)) * V, j = k0 + kr;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (j < kv_total) {
+  auto load_kv = [&](int j0, int buf) {
+    T* sK = sK0 + buf * TC_BK * HD;
+    T* sV = sV0 + buf * TC_BK * HD;
+    for (int idx = tid; idx < TC_BK * CH; idx += DEC_WARPS * 32) {
+      const int kr = idx / CH, c = idx % CH, j = j0 + kr;
+      std::size_t a = 0;
+      const bool ok = j < k1;
+      if (ok) {
         const std::int64_t slot = std::int64_t(table[j / p.block_size]) * p.block_size + j % p.block_size;
-        const std::size_t a = std::size_t(slot) * kv_stride + std::size_t(kvh) * HD + c;
-        kv = *reinterpret_cast<const uint4*>(static_cast<const T*>(p.k_cache) + a);
-        vv = *reinterpret_cast<const uint4*>(static_cast<const T*>(p.v_cache) + a);
+        a = std::size_t(slot) * kv_stride + std::size_t(c) * 8;
       }
-      *reinterpret_cast<uint4*>(sK + kr * HD + c) = kv;
-      *reinterpret_cast<uint4*>(sV + kr * HD + c) = vv;
+      cp_async16(sK + swz<HD>(kr, c), kbase + a, ok ? 16 : 0);
+      cp_async16(sV + swz<HD>(kr, c), vbase + a, ok ? 16 : 0);
+    }
+  };
+  const int n_kt = (k1 - k0 + TC_BK - 1) / TC_BK;
+  if (n_kt > 0) load_kv(k0, 0);
+  cp_async_commit();
+
+  const int g = lane >> 2, tig = lane & 3;  // this thread's row g = query head kvh * G + g
+  std::uint32_t qf[HD / 16][4];
+  float o[HD / 8][4];
+#pragma unroll
+  for (int n = 0; n < HD / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float m = -INFINITY, l = 0.0f;  // log2 domain; l over this thread's columns only
+
+  for (int it = 0; it < n_kt; ++it) {
+    const int buf = it & 1, j0 = k0 + it * TC_BK;
+    if (it + 1 < n_kt) {
+      load_kv(j0 + TC_BK, buf ^ 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
     }
     __syncthreads();
-
-    // S[16 rows of this warp][BK] = Q K^T
-    for (int n = 0; n < BK / 16; ++n) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
-      wmma::fill_fragment(c, 0.0f);
+    if (it == 0) {
 #pragma unroll
-      for (int kk = 0; kk < HD / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-        wmma::load_matrix_sync(a, sQ + warp * 16 * HD + kk * 16, HD);
-        wmma::load_matrix_sync(b, sK + n * 16 * HD + kk * 16, HD);
-        wmma::mma_sync(c, a, b, c);
-      }
-      wmma::store_matrix_sync(sS + warp * 16 * BK + n * 16, c, BK, wmma::mem_row_major);
+      for (int kk = 0; kk < HD / 16; ++kk) ldmatrix_x4(qf[kk], sQ + swz<HD>(lane & 15, kk * 2 + (lane >> 4)));
     }
-    __syncwarp();
+    const T* sK = sK0 + buf * TC_BK * HD;
+    const T* sV = sV0 + buf * TC_BK * HD;
 
-    // Online softmax of row r over this tile's 64 keys (32 per lane). Rows are BK = 64 floats
-    // apart, so column c of every row sits in the same bank: each lane starts at its own
-    // column (c = (cc + lane) mod 32) to keep the 32 lanes on 32 different banks.
-    float* srow = sS + r * BK + half * 32;
-    T* prow = sP + r * BK + half * 32;
+    float s[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk) {
+      std::uint32_t b[4];
+      ldmatrix_x4(b, sK + swz<HD>(warp * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1)));
+      mma16816<T>(s[0], qf[kk], b[0], b[1]);
+      mma16816<T>(s[1], qf[kk], b[2], b[3]);
+    }
+    // Row g only (rows 8..15 are padding for G <= 8): mask keys past k1, online softmax.
     float mx = -INFINITY;
-    for (int cc = 0; cc < 32; ++cc) {
-      const int c = (cc + lane) & 31;
-      const int j = k0 + half * 32 + c;
-      const float v = j < len ? srow[c] * p.scale : -INFINITY;
-      srow[c] = v;
-      mx = fmaxf(mx, v);
-    }
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    const float m_new = fmaxf(m_row, mx);
-    float corr = 1.0f, sum = 0.0f;
-    if (m_new != -INFINITY) {
-      corr = expf(m_row - m_new);  // 0 when m_row = -inf
-      for (int cc = 0; cc < 32; ++cc) {
-        const int c = (cc + lane) & 31;
-        const T pv = from_f32<T>(expf(srow[c] - m_new));  // exp(-inf) = 0 for masked keys
-        prow[c] = pv;
-        sum += to_f32(pv);
-      }
-    } else {
-      for (int c = 0; c < 32; ++c) prow[c] = from_f32<T>(0.0f);
-    }
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    l_row = l_row * corr + sum;
-    m_row = m_new;
-    float* orow = sO + r * HD + half * (HD / 2);
-    for (int cc = 0; cc < HD / 2; ++cc) orow[(cc + lane) & (HD / 2 - 1)] *= corr;  // same bank rotation
-    __syncwarp();
-
-    // O[16 rows][HD] += P V
-    for (int n = 0; n < HD / 16; ++n) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
-      wmma::load_matrix_sync(c, sO + warp * 16 * HD + n * 16, HD, wmma::mem_row_major);
 #pragma unroll
-      for (int kk = 0; kk < BK / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
-        wmma::load_matrix_sync(a, sP + warp * 16 * BK + kk * 16, BK);
-        wmma::load_matrix_sync(b, sV + kk * 16 * HD + n * 16, HD);
-        wmma::mma_sync(c, a, b, c);
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int j = j0 + warp * 16 + n * 8 + tig * 2 + e;
+        const float v = j < k1 ? s[n][e] * scale_log2 : -INFINITY;
+        s[n][e] = v;
+        mx = fmaxf(mx, v);
       }
-      wmma::store_matrix_sync(sO + warp * 16 * HD + n * 16, c, HD, wmma::mem_row_major);
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m, mx);
+    const float base = m_new == -INFINITY ? 0.0f : m_new;
+    const float corr = exp2f(m - base);
+    m = m_new;
+    l *= corr;
+#pragma unroll
+    for (int n = 0; n < HD / 8; ++n) o[n][0] *= corr, o[n][1] *= corr;
+    const float p0 = exp2f(s[0][0] - base), p1 = exp2f(s[0][1] - base);
+    const float p2 = exp2f(s[1][0] - base), p3 = exp2f(s[1][1] - base);
+    l += p0 + p1 + p2 + p3;
+    const std::uint32_t pf[4] = {pack2<T>(p0, p1), 0u, pack2<T>(p2, p3), 0u};
+#pragma unroll
+    for (int dp = 0; dp < HD / 16; ++dp) {
+      std::uint32_t b[4];
+      ldmatrix_x4_trans(b, sV + swz<HD>(warp * 16 + (lane & 7) + (((lane >> 3) & 1) << 3), dp * 2 + (lane >> 4)));
+      mma16816<T>(o[2 * dp], pf, b[0], b[1]);
+      mma16816<T>(o[2 * dp + 1], pf, b[2], b[3]);
     }
-    __syncwarp();
+    __syncthreads();  // every warp is done with this buffer before it is refilled
   }
+  cp_async_wait<0>();  // nothing may still be landing in shared memory reused below
+  __syncthreads();
 
-  const int t = s_tok[r];
-  if (t < 0) return;
-  const float inv = l_row > 0.0f ? 1.0f / l_row : 0.0f;
-  T* out = static_cast<T*>(p.out) + (std::size_t(t) * nh + h) * HD + half * (HD / 2);
-  const float* orow = sO + r * HD + half * (HD / 2);
-  for (int cc = 0; cc < HD / 2; ++cc) {
-    const int c = (cc + lane) & (HD / 2 - 1);  // bank rotation as above
-    out[c] = from_f32<T>(orow[c] * inv);
+  // Merge the warps (their keys are disjoint) through shared memory; the K buffers are free now.
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
+  float* sm_acc = reinterpret_cast<float*>(sK0);  // [DEC_WARPS][MAXG][HD]
+  if (g < G) {
+    if (tig == 0) sm_m[warp][g] = m, sm_l[warp][g] = l;
+#pragma unroll
+    for (int n = 0; n < HD / 8; ++n) {
+      sm_acc[(warp * MAXG + g) * HD + n * 8 + tig * 2] = o[n][0];
+      sm_acc[(warp * MAXG + g) * HD + n * 8 + tig * 2 + 1] = o[n][1];
+    }
   }
+  __syncthreads();
+  constexpr float LN2 = 0.6931471805599453f;
+  for (int idx = tid; idx < G * HD; idx += DEC_WARPS * 32) {
+    const int gg = idx / HD, d = idx % HD, h = kvh * G + gg;
+    float M = -INFINITY;
+    for (int w = 0; w < DEC_WARPS; ++w) M = fmaxf(M, sm_m[w][gg]);
+    float Lsum = 0.0f, A = 0.0f;
+    if (M != -INFINITY) {
+      for (int w = 0; w < DEC_WARPS; ++w) {
+        if (sm_m[w][gg] == -INFINITY) continue;
+        const float f = exp2f(sm_m[w][gg] - M);
+        Lsum += sm_l[w][gg] * f;
+        A += sm_acc[(w * MAXG + gg) * HD + d] * f;
+      }
+    }
+    if (splits == 1) {
+      static_cast<T*>(p.out)[(std::size_t(t) * nh + h) * HD + d] = from_f32<T>(Lsum > 0.0f ? A / Lsum : 0.0f);
+    } else {
+      const std::size_t row = (std::size_t(i) * nh + h) * splits + split;
+      ws[row * HD + d] = A;
+      if (d == 0) {
+        float* ml = ws + std::size_t(gridDim.z) * nh * splits * HD;
+        ml[2 * row] = M * LN2;  // the combine kernel works in the natural-log domain
+        ml[2 * row + 1] = Lsum;
+      }
+    }
+  }
+}
+
+template <typename T, int HD>
+void launch_decode_hd(const AttentionParams& p, const std::int32_t* tok_list, int n, int splits, float* ws,
+                      cudaStream_t s) {
+  const dim3 grid(splits, p.n_kv_heads, n), block(DEC_WARPS * 32);
+  if constexpr (sizeof(T) == 2) {
+    decode_attention_tc_kernel<T, HD><<<grid, block, decode_tc_smem_bytes<T, HD>(), s>>>(
+        p, tok_list, splits, ws, p.scale * 1.4426950408889634f);
+  } else {
+    decode_attention_kernel<T, HD><<<grid, block, 0, s>>>(p, tok_list, splits, ws);
+  }
+  if (splits > 1) decode_combine_kernel<T, HD><<<dim3(p.n_heads, n), HD, 0, s>>>(p, tok_list, n, splits, ws);
 }
 
 template <typename T>
 cudaError_t launch_decode(const AttentionParams& p, const std::int32_t* tok_list, int n, int splits, float* ws,
                           cudaStream_t s) {
-  const dim3 grid(splits, p.n_kv_heads, n), block(DEC_WARPS * 32);
-  if (p.head_dim == 64) {
-    decode_attention_kernel<T, 64><<<grid, block, 0, s>>>(p, tok_list, splits, ws);
-    if (splits > 1) decode_combine_kernel<T, 64><<<dim3(p.n_heads, n), 64, 0, s>>>(p, tok_list, n, splits, ws);
-  } else {
-    decode_attention_kernel<T, 128><<<grid, block, 0, s>>>(p, tok_list, splits, ws);
-    if (splits > 1) decode_combine_kernel<T, 128><<<dim3(p.n_heads, n), 128, 0, s>>>(p, tok_list, n, splits, ws);
+  if constexpr (sizeof(T) == 2) {
+    // > 48 KiB of dynamic shared memory needs an opt-in, per device: a host-side attribute,
+    // also legal while a CUDA graph is being captured.
+    const cudaError_t e = p.head_dim == 64
+                              ? cudaFuncSetAttribute(decode_attention_tc_kernel<T, 64>,
+                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                     int(decode_tc_smem_bytes<T, 64>()))
+                              : cudaFuncSetAttribute(decode_attention_tc_kernel<T, 128>,
+                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                     int(decode_tc_smem_bytes<T, 128>()));
+    if (e != cudaSuccess) return e;
   }
-  return cudaGetLastError();
-}
-
-template <typename T, int HD>
-cudaError_t launch_prefill_hd(const AttentionParams& p, const std::int32_t* tok_list, const std::int32_t* tiles,
-                              int n_tiles, cudaStream_t s) {
-  constexpr std::size_t smem = prefill_smem_bytes<T, HD>();
-  cudaError_t e = cudaFuncSetAttribute(prefill_attention_kernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(smem));
-  if (e != cudaSuccess) return e;
-  prefill_attention_kernel<T, HD><<<dim3(n_tiles, p.n_heads), PF_WARPS * 32, smem, s>>>(p, tok_list, tiles);
+  if (p.head_dim == 64) launch_decode_hd<T, 64>(p, tok_list, n, splits, ws, s);
+  else launch_decode_hd<T, 128>(p, tok_list, n, splits, ws, s);
   return cudaGetLastError();
 }
 
@@ -354,20 +381,6 @@ Status decode_attention(DType dt, const AttentionParams& p, const std::int32_t* 
   if (!valid(p) || splits < 1 || (splits > 1 && !workspace)) return cudaErrorInvalidValue;
   auto s = static_cast<cudaStream_t>(stream);
   return VIREO_DISPATCH_DTYPE(dt, [&] { return launch_decode<T>(p, tok_list, n, splits, workspace, s); });
-}
-
-Status prefill_attention(DType dt, const AttentionParams& p, const std::int32_t* tok_list, const std::int32_t* tiles,
-                         int n_tiles, void* stream) {
-  if (n_tiles <= 0) return cudaSuccess;
-  if (!valid(p) || dt == DType::F32) return cudaErrorInvalidValue;  // tensor cores: 16-bit only
-  // Q and the K/V tiles are read as 16-byte vectors (rows are HD * 2 bytes, a multiple of 16).
-  if (!aligned16(p.q) || !aligned16(p.k_cache) || !aligned16(p.v_cache)) return cudaErrorMisalignedAddress;
-  auto s = static_cast<cudaStream_t>(stream);
-  if (dt == DType::BF16)
-    return p.head_dim == 64 ? launch_prefill_hd<__nv_bfloat16, 64>(p, tok_list, tiles, n_tiles, s)
-                            : launch_prefill_hd<__nv_bfloat16, 128>(p, tok_list, tiles, n_tiles, s);
-  return p.head_dim == 64 ? launch_prefill_hd<__half, 64>(p, tok_list, tiles, n_tiles, s)
-                          : launch_prefill_hd<__half, 128>(p, tok_list, tiles, n_tiles, s);
 }
 
 }  // namespace vireo::cuda

@@ -399,7 +399,10 @@ TEST_CASE("cuda split-KV decode attention matches cpu::attention", "[cuda]") {
         vc::DeviceBuffer ws(std::max<std::size_t>(vc::decode_attention_workspace_floats(n, c.nh, c.hd, splits), 1) * 4);
         const vc::AttentionParams p = ac.params(dq, dk, dv, dout, dkv, dbt, dids);
         REQUIRE(vc::decode_attention(dt, p, dlist.as<std::int32_t>(), n, splits, ws.as<float>(), nullptr) == 0);
-        check_close(from_device(dt, dout, ac.q.size()), ac.reference(), tol_for(dt),
+        // 16-bit types run on tensor cores with P rounded to T before P.V (as in prefill).
+        Tol t = tol_for(dt);
+        if (dt != DType::F32) t.atol *= 2;
+        check_close(from_device(dt, dout, ac.q.size()), ac.reference(), t,
                     "decode attention " + std::string(vireo::to_string(dt)) + " nh=" + std::to_string(c.nh) + " nkv=" +
                         std::to_string(c.nkv) + " hd=" + std::to_string(c.hd) + " splits=" + std::to_string(splits));
       }
