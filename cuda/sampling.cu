@@ -1,15 +1,24 @@
 // Batched token sampling on the GPU, the same algorithm and random numbers as the CPU
 // vireo::Sampler (src/sampling/sampler.cpp), minus the history penalties.
 //
-// 1. cub::DeviceSegmentedRadixSort sorts each row's (logit, id) pairs in descending order;
-//    radix sort is stable, so equal logits keep the lower id first (the CPU tie rule).
-// 2. One CTA per row: greedy rows take the first id and log-softmax it. Sampled rows compute
-//    s_i = (l_i - l_max) / T and w_i = exp(s_i) over the sorted order, cut to top-k, and
-//    write the inclusive prefix sums of w (cub::BlockScan, fp32) to a workspace; thread 0
-//    then binary-searches the monotone prefix sums for top-p (first prefix with mass >=
-//    top_p * Z), min-p (first w_i < min_p, w being non-increasing) and the inverse-CDF draw
-//    (first prefix sum > u * Z_kept with u = philox_uniform01(seed, counter)).
-// Only ids and log-probs are copied back to the host.
+// Greedy rows (temperature <= 0) never sort: greedy_kernel, one CTA of 1024 threads per row,
+// streams the row once with 16-byte loads and keeps per thread an online (max, argmax,
+// sum of exp(l - max)) triple -- a new max rescales the running sum -- then merges the
+// triples over the block. Ties go to the lower id (strict > along each thread's increasing
+// ids, the lower id on equal maxima when merging), as in the CPU Sampler; the log-prob is
+// -log(sum_i exp(l_i - l_max)). A row with a NaN or +inf logit, or only -inf, reports -1.
+// Sampled rows:
+// 1. cub::DeviceSegmentedRadixSort sorts each sampled row's (logit, id) pairs in descending
+//    order; radix sort is stable, so equal logits keep the lower id first (the CPU tie
+//    rule). A greedy row's segment is given as empty (end = begin), so it costs nothing.
+// 2. select_kernel, one CTA per sampled row: s_i = (l_i - l_max) / T and w_i = exp(s_i)
+//    over the sorted order, cut to top-k, and the inclusive prefix sums of w (cub::BlockScan,
+//    fp32) go to a workspace; thread 0 then binary-searches the monotone prefix sums for
+//    top-p (first prefix with mass >= top_p * Z), min-p (first w_i < min_p, w being
+//    non-increasing) and the inverse-CDF draw (first prefix sum > u * Z_kept with
+//    u = philox_uniform01(seed, counter)).
+// A call whose rows are all greedy launches greedy_kernel only; one with no greedy row,
+// the sort and select_kernel only. Only ids and log-probs are copied back to the host.
 #include <cub/cub.cuh>
 
 #include <cmath>
@@ -25,6 +34,125 @@ namespace vireo::cuda {
 namespace {
 
 constexpr int SAMPLE_THREADS = 256;
+
+// ---- greedy rows ---------------------------------------------------------------------------
+
+constexpr int GREEDY_THREADS = 1024;
+constexpr int GREEDY_UNROLL = 4;  // 16-byte loads in flight per thread: 64 KiB per CTA
+constexpr float LOG2E = 1.4426950408889634f;
+
+/// Running (max m, its id, sum of exp(l - m)) of one thread, plus whether a NaN / +inf
+/// was seen. Starts empty: m = -inf, id = INT32_MAX (never a token), s = 0.
+struct GreedyState {
+  float m = -INFINITY;
+  float m_log2 = -INFINITY;  ///< m * log2(e), so a term is exp2f(fma(v, log2e, -m_log2))
+  float s = 0.0f;
+  int id = INT32_MAX;
+  bool bad = false;
+};
+
+/// Fold logit v of token i in. A thread pushes its ids in increasing order, so the strict
+/// > keeps the lowest id of equal maxima. A new max rescales s by exp(m_old - v) (0 when
+/// m_old = -inf, s being 0 then); -inf terms add nothing (and would give exp(NaN) while
+/// m = -inf). NaN fails every comparison and is only flagged.
+__device__ __forceinline__ void greedy_push(GreedyState& st, float v, int i) {
+  st.bad |= !(v < INFINITY);
+  if (v > st.m) {
+    const float v_log2 = v * LOG2E;
+    st.s *= exp2f(st.m_log2 - v_log2);
+    st.m = v;
+    st.m_log2 = v_log2;
+    st.id = i;
+  }
+  if (v > -INFINITY) st.s += exp2f(fmaf(v, LOG2E, -st.m_log2));
+}
+
+/// Merge (m2, s2, id2) into st: the larger max wins, the lower id on equal maxima; the sums
+/// are brought to the common max (both are 0 when it is -inf).
+__device__ __forceinline__ void greedy_merge(GreedyState& st, float m2, float s2, int id2) {
+  const float M = fmaxf(st.m, m2);
+  if (M == -INFINITY) return;  // both empty
+  const float M_log2 = M * LOG2E;
+  st.s = st.s * exp2f(st.m * LOG2E - M_log2) + s2 * exp2f(m2 * LOG2E - M_log2);
+  if (m2 > st.m || (m2 == st.m && id2 < st.id)) st.id = id2;
+  st.m = M;
+  st.m_log2 = M_log2;
+}
+
+__device__ __forceinline__ void greedy_push4(GreedyState& st, float4 v, int i) {
+  greedy_push(st, v.x, i);
+  greedy_push(st, v.y, i + 1);
+  greedy_push(st, v.z, i + 2);
+  greedy_push(st, v.w, i + 3);
+}
+
+/// One CTA per row r < rows with params[r].temperature <= 0 (other rows return at once):
+/// out_tok[r] = argmax_i logits[r, i] (lowest id on ties), out_lp[r] = log softmax of it;
+/// -1 / NaN for a row with a NaN or +inf logit or no finite one. logits fp32 [rows, vocab],
+/// any 4-byte alignment: the first `head` < 4 elements of a row are read one by one up to
+/// the 16-byte boundary, then float4 loads, then the < 4 element tail.
+__global__ void __launch_bounds__(GREEDY_THREADS)
+    greedy_kernel(const float* __restrict__ logits, const RowSampling* __restrict__ params, int vocab,
+                  std::int32_t* __restrict__ out_tok, float* __restrict__ out_lp) {
+  const int r = blockIdx.x;
+  if (!(params[r].temperature <= 0.0f)) return;  // a sampled row: select_kernel's
+  const float* row = logits + std::size_t(r) * vocab;
+  const int head = min(int(((16u - (reinterpret_cast<std::uintptr_t>(row) & 15u)) & 15u) >> 2), vocab);
+  const int nvec = (vocab - head) >> 2;
+  const float4* vrow = reinterpret_cast<const float4*>(row + head);
+  const int t = threadIdx.x;
+
+  // Each thread's ids increase along: its head element, vectors t, t + NT, ..., its tail.
+  GreedyState st;
+  if (t < head) greedy_push(st, row[t], t);
+  int j = t;
+  for (; j + (GREEDY_UNROLL - 1) * GREEDY_THREADS < nvec; j += GREEDY_UNROLL * GREEDY_THREADS) {
+    float4 v[GREEDY_UNROLL];
+#pragma unroll
+    for (int u = 0; u < GREEDY_UNROLL; ++u) v[u] = __ldcs(vrow + j + u * GREEDY_THREADS);  // read once
+#pragma unroll
+    for (int u = 0; u < GREEDY_UNROLL; ++u) greedy_push4(st, v[u], head + 4 * (j + u * GREEDY_THREADS));
+  }
+  for (; j < nvec; j += GREEDY_THREADS) greedy_push4(st, __ldcs(vrow + j), head + 4 * j);
+  const int tail = head + 4 * nvec;
+  if (tail + t < vocab) greedy_push(st, row[tail + t], tail + t);
+
+  // Warp, then block merge of the (m, s, id) triples.
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, st.m, o);
+    const float s2 = __shfl_xor_sync(0xffffffffu, st.s, o);
+    const int id2 = __shfl_xor_sync(0xffffffffu, st.id, o);
+    greedy_merge(st, m2, s2, id2);
+  }
+  __shared__ float sm[GREEDY_THREADS / 32], ss[GREEDY_THREADS / 32];
+  __shared__ int sid[GREEDY_THREADS / 32];
+  const int lane = t & 31, warp = t >> 5;
+  if (lane == 0) sm[warp] = st.m, ss[warp] = st.s, sid[warp] = st.id;
+  const bool bad = __syncthreads_or(st.bad);  // also the barrier for sm / ss / sid
+  if (warp != 0) return;
+  GreedyState w;
+  if (lane < GREEDY_THREADS / 32) {
+    w.m = sm[lane];
+    w.m_log2 = w.m * LOG2E;
+    w.s = ss[lane];
+    w.id = sid[lane];
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, w.m, o);
+    const float s2 = __shfl_xor_sync(0xffffffffu, w.s, o);
+    const int id2 = __shfl_xor_sync(0xffffffffu, w.id, o);
+    greedy_merge(w, m2, s2, id2);
+  }
+  if (lane == 0) {
+    const bool none = bad || w.id == INT32_MAX;
+    out_tok[r] = none ? -1 : w.id;
+    out_lp[r] = none ? NAN : -logf(w.s);
+  }
+}
+
+// ---- sampled rows ---------------------------------------------------------------------------
 
 __global__ void init_sort_kernel(std::int32_t* vals, std::int32_t* offsets, int rows, int vocab) {
   const std::size_t n = std::size_t(rows) * vocab;
@@ -52,26 +180,18 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
   __shared__ typename Scan::TempStorage scan_tmp;
   __shared__ float carry;
   const int r = blockIdx.x;
+  const RowSampling prm = params[r];
+  if (prm.temperature <= 0.0f) return;  // greedy_kernel's row (its segment was not sorted)
   const float* sk = sorted_logits + std::size_t(r) * vocab;
   const std::int32_t* si = sorted_ids + std::size_t(r) * vocab;
   float* cum = cum_ws + std::size_t(r) * vocab;
-  const RowSampling prm = params[r];
   const float lmax = sk[0];
-  // Nothing to draw (all -inf), or a NaN / +inf logit (sorted first; the CPU Sampler rejects
-  // both, and +inf would turn every s_i into NaN): sample() reports it.
-  if (lmax == -INFINITY || lmax == INFINITY || lmax != lmax) {
+  const float lmin = sk[vocab - 1];
+  // Nothing to draw (all -inf), or a NaN / +inf logit (the CPU Sampler rejects both, and
+  // +inf would turn every s_i into NaN): sample() reports it. The radix sort orders floats
+  // by their sign-flipped bits, so +inf and a positive NaN come first, a negative NaN last.
+  if (lmax == -INFINITY || lmax == INFINITY || lmax != lmax || lmin != lmin) {
     if (threadIdx.x == 0) out_tok[r] = -1, out_lp[r] = NAN;
-    return;
-  }
-
-  if (prm.temperature <= 0.0f) {
-    float z = 0.0f;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) z += expf(sk[i] - lmax);
-    z = block_sum(z);
-    if (threadIdx.x == 0) {
-      out_tok[r] = si[0];
-      out_lp[r] = -logf(z);
-    }
     return;
   }
 
@@ -143,10 +263,11 @@ GpuSampler::GpuSampler(int max_rows, int vocab, void* stream) : max_rows_(max_ro
   vals_out_ = DeviceBuffer(n * sizeof(std::int32_t));
   cum_ = DeviceBuffer(n * sizeof(float));
   offsets_ = DeviceBuffer((std::size_t(max_rows) + 1) * sizeof(std::int32_t));
-  params_ = DeviceBuffer(std::size_t(max_rows) * sizeof(RowSampling));
+  // params_ / host_params_: a call's rows RowSamplings, then its rows int32 segment ends.
+  params_ = DeviceBuffer(std::size_t(max_rows) * (sizeof(RowSampling) + sizeof(std::int32_t)));
   out_tok_ = DeviceBuffer(std::size_t(max_rows) * sizeof(std::int32_t));
   out_lp_ = DeviceBuffer(std::size_t(max_rows) * sizeof(float));
-  host_params_ = PinnedBuffer(std::size_t(max_rows) * sizeof(RowSampling));
+  host_params_ = PinnedBuffer(std::size_t(max_rows) * (sizeof(RowSampling) + sizeof(std::int32_t)));
   host_out_ = PinnedBuffer(std::size_t(max_rows) * (sizeof(std::int32_t) + sizeof(float)));
   auto s = static_cast<cudaStream_t>(stream);
   check(cub::DeviceSegmentedRadixSort::SortPairsDescending(
@@ -179,18 +300,40 @@ void GpuSampler::sample(const float* logits, int rows, const RowSampling* params
   }
   if (rows == 0) return;
   auto s = static_cast<cudaStream_t>(stream_);
-  std::memcpy(host_params_.get(), params, std::size_t(rows) * sizeof(RowSampling));
-  check(cudaMemcpyAsync(params_.get(), host_params_.get(), std::size_t(rows) * sizeof(RowSampling),
+  // One upload: the rows' parameters, then the end offset of each row's sort segment (the
+  // begin offsets r * vocab are fixed in offsets_): a greedy row's segment is empty.
+  bool any_greedy = false, any_sampled = false;
+  auto* hp = static_cast<unsigned char*>(host_params_.get());
+  std::memcpy(hp, params, std::size_t(rows) * sizeof(RowSampling));
+  auto* ends = reinterpret_cast<std::int32_t*>(hp + std::size_t(rows) * sizeof(RowSampling));
+  for (int r = 0; r < rows; ++r) {
+    const bool greedy = params[r].temperature <= 0.0f;
+    any_greedy |= greedy;
+    any_sampled |= !greedy;
+    ends[r] = (greedy ? r : r + 1) * vocab_;  // fits: max_rows * vocab <= INT32_MAX
+  }
+  check(cudaMemcpyAsync(params_.get(), hp, std::size_t(rows) * (sizeof(RowSampling) + sizeof(std::int32_t)),
                         cudaMemcpyHostToDevice, s),
         "GpuSampler params upload");
-  std::size_t temp_bytes = temp_bytes_;
-  check(cub::DeviceSegmentedRadixSort::SortPairsDescending(
-            temp_.get(), temp_bytes, logits, keys_.as<float>(), vals_in_.as<std::int32_t>(), vals_out_.as<std::int32_t>(),
-            std::int64_t(rows) * vocab_, rows, offsets_.as<std::int32_t>(), offsets_.as<std::int32_t>() + 1, 0, 32, s),
-        "cub SortPairsDescending");
-  select_kernel<<<rows, SAMPLE_THREADS, 0, s>>>(keys_.as<float>(), vals_out_.as<std::int32_t>(), params_.as<RowSampling>(),
-                                                cum_.as<float>(), vocab_, out_tok_.as<std::int32_t>(), out_lp_.as<float>());
-  check(cudaGetLastError(), "sampling select_kernel");
+  const auto* d_params = params_.as<RowSampling>();
+  const auto* d_ends = reinterpret_cast<const std::int32_t*>(params_.as<unsigned char>() + std::size_t(rows) * sizeof(RowSampling));
+  if (any_greedy) {
+    greedy_kernel<<<rows, GREEDY_THREADS, 0, s>>>(logits, d_params, vocab_, out_tok_.as<std::int32_t>(),
+                                                  out_lp_.as<float>());
+    check(cudaGetLastError(), "sampling greedy_kernel");
+  }
+  if (any_sampled) {
+    std::size_t temp_bytes = temp_bytes_;
+    check(cub::DeviceSegmentedRadixSort::SortPairsDescending(
+              temp_.get(), temp_bytes, logits, keys_.as<float>(), vals_in_.as<std::int32_t>(),
+              vals_out_.as<std::int32_t>(), std::int64_t(rows) * vocab_, rows, offsets_.as<std::int32_t>(), d_ends, 0,
+              32, s),
+          "cub SortPairsDescending");
+    select_kernel<<<rows, SAMPLE_THREADS, 0, s>>>(keys_.as<float>(), vals_out_.as<std::int32_t>(), d_params,
+                                                  cum_.as<float>(), vocab_, out_tok_.as<std::int32_t>(),
+                                                  out_lp_.as<float>());
+    check(cudaGetLastError(), "sampling select_kernel");
+  }
   auto* ht = static_cast<std::int32_t*>(host_out_.get());
   auto* hl = reinterpret_cast<float*>(ht + max_rows_);
   check(cudaMemcpyAsync(ht, out_tok_.get(), std::size_t(rows) * 4, cudaMemcpyDeviceToHost, s), "GpuSampler D2H");
