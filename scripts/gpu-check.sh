@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # One command for a lent GPU machine: print the GPU, run the [cuda] tests, the CUDA kernel
-# benchmarks and vireo-bench model on CUDA; logs and JSON under $OUT (at most 7 files, since
-# the device tool returns at most 8). Budget: about 6-7 minutes on an H100/H200
-# (hard limits 200 + 120 + 150 + 170 s; give the device tool timeout_s 600 and expect
-# the 8B step to be the one cut if anything is).
+# benchmarks, vireo-bench model and serve on CUDA; logs and JSON under $OUT (8 files, the most
+# the device tool returns). On an H100 the whole script took 45 s on 2026-11-26 (hard limits
+# 120 + 50 + 90 + 150 + 100 s; a device-tool timeout_s of 300 leaves room for a slow start).
 #
 # Two steps, because the lent machine has nvcc and the CUDA libraries but no libfmt, no
 # Google Benchmark and no package registry:
@@ -117,6 +116,19 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   rc=$?
   say "vireo-bench model 8b exit $rc"
   tail -12 "$OUT/vireo-bench-model.log"
+  [ $rc -ne 0 ] && status=1
+fi
+
+if [ -f "$BUILD/bench/vireo-bench" ]; then
+  # Continuous batching on the GPU (issue 4's serving numbers were CPU-only): Llama-3.2-1B
+  # shape, random weights, 96 requests at 48/s through the Scheduler.
+  say "== vireo-bench serve (cuda, llama-3.2-1b)"
+  timeout 100 "$BUILD/bench/vireo-bench" serve --device cuda --random llama-3.2-1b --requests 96 --rate 48 \
+    --prompt 64,512 --output 32,160 --block-size 16 --kv-tokens 65536 --max-batch-tokens 2048 --max-running 64 \
+    --repeats 1 --json "$OUT/vireo-bench-serve-cuda.json" >> "$OUT/vireo-bench-model.log" 2>&1
+  rc=$?
+  say "vireo-bench serve exit $rc"
+  tail -25 "$OUT/vireo-bench-model.log"
   [ $rc -ne 0 ] && status=1
 fi
 
