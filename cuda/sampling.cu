@@ -45,11 +45,15 @@ constexpr float LOG2E = 1.4426950408889634f;
 /// was seen. Starts empty: m = -inf, id = INT32_MAX (never a token), s = 0.
 struct GreedyState {
   float m = -INFINITY;
-  float m_log2 = -INFINITY;  ///< m * log2(e), so a term is exp2f(fma(v, log2e, -m_log2))
   float s = 0.0f;
   int id = INT32_MAX;
   bool bad = false;
 };
+
+/// exp(x) for x <= 0 (or -inf): ex2 of x * log2(e). The difference is taken before scaling
+/// so that huge finite logits (|l| > FLT_MAX / log2(e)) cannot overflow the product; a
+/// difference that overflows is -inf and its term 0, as on the CPU.
+__device__ __forceinline__ float exp_nonpos(float x) { return exp2f(x * LOG2E); }
 
 /// Fold logit v of token i in. A thread pushes its ids in increasing order, so the strict
 /// > keeps the lowest id of equal maxima. A new max rescales s by exp(m_old - v) (0 when
@@ -58,13 +62,11 @@ struct GreedyState {
 __device__ __forceinline__ void greedy_push(GreedyState& st, float v, int i) {
   st.bad |= !(v < INFINITY);
   if (v > st.m) {
-    const float v_log2 = v * LOG2E;
-    st.s *= exp2f(st.m_log2 - v_log2);
+    st.s *= exp_nonpos(st.m - v);
     st.m = v;
-    st.m_log2 = v_log2;
     st.id = i;
   }
-  if (v > -INFINITY) st.s += exp2f(fmaf(v, LOG2E, -st.m_log2));
+  if (v > -INFINITY) st.s += exp_nonpos(v - st.m);
 }
 
 /// Merge (m2, s2, id2) into st: the larger max wins, the lower id on equal maxima; the sums
@@ -72,11 +74,9 @@ __device__ __forceinline__ void greedy_push(GreedyState& st, float v, int i) {
 __device__ __forceinline__ void greedy_merge(GreedyState& st, float m2, float s2, int id2) {
   const float M = fmaxf(st.m, m2);
   if (M == -INFINITY) return;  // both empty
-  const float M_log2 = M * LOG2E;
-  st.s = st.s * exp2f(st.m * LOG2E - M_log2) + s2 * exp2f(m2 * LOG2E - M_log2);
+  st.s = st.s * exp_nonpos(st.m - M) + s2 * exp_nonpos(m2 - M);
   if (m2 > st.m || (m2 == st.m && id2 < st.id)) st.id = id2;
   st.m = M;
-  st.m_log2 = M_log2;
 }
 
 __device__ __forceinline__ void greedy_push4(GreedyState& st, float4 v, int i) {
@@ -134,7 +134,6 @@ __global__ void __launch_bounds__(GREEDY_THREADS)
   GreedyState w;
   if (lane < GREEDY_THREADS / 32) {
     w.m = sm[lane];
-    w.m_log2 = w.m * LOG2E;
     w.s = ss[lane];
     w.id = sid[lane];
   }
