@@ -3,14 +3,20 @@
 //
 // Per model (random weights of a real shape, or a GGUF file) on the chosen device:
 //   decode  B sequences each hold --context tokens (prefilled once, untimed, in chunks);
-//           then --decode-steps timed steps, each ONE Batch with one token per sequence:
-//           the forward is timed (step_ms), the greedy sampling of every row on the host that
-//           picks the next tokens is timed apart (sample_ms). Sequences are truncated back
-//           to --context after each batch size, so every B sees the same KV length.
+//           then --decode-steps timed steps, each ONE Batch with one token per sequence,
+//           greedy, by the path a user of the library would take (reported as "path"):
+//           "forward_sample" where the backend samples on its device (Backend::can_sample:
+//           CUDA, B <= 64, no penalties): Model::forward_sample, only token ids and log-probs
+//           leave the GPU, and step_ms covers forward + sampling; "forward+host sampling"
+//           otherwise (the CPU): Model::forward is timed (step_ms) and the host greedy
+//           sampling of the B logits rows is timed apart (sample_ms). Sequences are truncated
+//           back to --context after each batch size, so every B sees the same KV length.
 //   prefill one new sequence, one forward of L tokens (chunked at --max-step-tokens),
-//           logits of the last token only; then greedy sampling of that row. Best of
+//           logits of the last token only; then greedy sampling of that row. On the
+//           forward_sample path the last chunk is a forward_sample (the first token comes
+//           back instead of a logits row), so prefill and TTFT are the same time. Best of
 //           --repeats runs.
-//   ttft    the prefill forward + first sampling for a 512-token prompt.
+//   ttft    the prefill + first sampling for a 512-token prompt.
 // Floors (roofline), from rates measured in this run before any model is built:
 //   decode  (bytes the step must stream: weights + B * kv_len * KVCache::bytes_per_token())
 //           / read bandwidth. The embedding table of an untied model is not streamed (only B
@@ -520,8 +526,14 @@ struct Result {
   std::int64_t tokens = 0;   ///< prompt tokens (prefill / ttft); tokens per step (decode)
   double tok_s = 0, step_ms = 0, floor_ms = 0, fraction = 0;
   double floor_bytes = 0, floor_flops = 0;
-  double sample_ms = 0;  ///< decode: host-side greedy sampling of the B rows, per step (not in step_ms)
+  double sample_ms = 0;  ///< decode, host path: greedy sampling of the B rows, per step (not in step_ms)
+  std::string path;      ///< kForwardSample or kHostSampling
 };
+
+/// How a step's tokens were picked: on the device inside Model::forward_sample, or by
+/// Model::forward (logits to the host) followed by vireo::Sampler on the host.
+constexpr const char* kForwardSample = "forward_sample";
+constexpr const char* kHostSampling = "forward+host sampling";
 
 struct Spec {
   std::string label;
@@ -673,24 +685,41 @@ class ModelBench {
     if (!batch.empty()) model_->forward(batch, *cache_, logits);
   }
 
+  /// Whether the backend samples `rows` greedy rows on its device (Model::forward_sample then
+  /// returns only token ids); otherwise forward_sample would sample host logits.
+  bool device_samples(int rows) const {
+    const std::vector<SamplerParams> greedy(std::size_t(rows), SamplerParams{.temperature = 0.0f});
+    return model_->impl().backend->can_sample(greedy);
+  }
+
   Result decode(const std::vector<SeqId>& all, int B, std::int64_t warm) {
     const ModelConfig& c = model_->config();
     std::vector<SeqId> seqs(all.begin(), all.begin() + B);
-    Sampler sampler(SamplerParams{.temperature = 0.0f});
+    std::vector<Sampler> samplers(std::size_t(B), Sampler(SamplerParams{.temperature = 0.0f}));
+    std::vector<Sampler*> sampler_ptrs;
+    for (auto& sm : samplers) sampler_ptrs.push_back(&sm);
+    const bool on_device = device_samples(B);
     std::vector<Token> next = random_tokens(rng_, c.vocab_size, B);
     Batch batch;
     Logits logits;
-    // The forward is timed apart from the host-side sampling: the floor bounds the forward,
-    // and greedy sampling of B x vocab logits on one host core would otherwise dominate a GPU
-    // step at large B. Both are reported.
+    // Device path: one forward_sample per step, timed whole (B x vocab fp32 logits never
+    // leave the GPU). Host path: the forward is timed apart from the host-side sampling: the
+    // floor bounds the forward, and greedy sampling of B x vocab logits on one host core
+    // would otherwise dominate the step at large B. Both are reported.
     double fwd_s = 0, sample_s = 0;
     auto step = [&] {
       batch.clear();
       for (int b = 0; b < B; ++b) batch.add(seqs[std::size_t(b)], next[std::size_t(b)], true);
       auto t0 = Clock::now();
+      if (on_device) {
+        const std::vector<Sampled> out = model_->forward_sample(batch, *cache_, sampler_ptrs);
+        fwd_s += seconds_since(t0);
+        for (std::size_t i = 0; i < out.size(); ++i) next[i] = out[i].token;
+        return;
+      }
       model_->forward(batch, *cache_, logits);
       auto t1 = Clock::now();
-      for (std::size_t i = 0; i < logits.rows(); ++i) next[i] = sampler.sample(logits.row(i)).token;
+      for (std::size_t i = 0; i < logits.rows(); ++i) next[i] = samplers[i].sample(logits.row(i)).token;
       fwd_s += std::chrono::duration<double>(t1 - t0).count();
       sample_s += seconds_since(t1);
     };
@@ -707,6 +736,7 @@ class ModelBench {
     r.step_ms = secs * 1e3 / o_.decode_steps;
     r.tok_s = double(B) * o_.decode_steps / secs;
     r.sample_ms = sample_s * 1e3 / o_.decode_steps;
+    r.path = on_device ? kForwardSample : kHostSampling;
     // Keys/values read per step: during timed step j each sequence attends over
     // context + warm + j + 1 positions; average over the timed steps.
     const double kv_len = double(o_.context + warm) + double(o_.decode_steps + 1) / 2.0;
@@ -714,8 +744,10 @@ class ModelBench {
     r.floor_bytes = streamed + double(B) * kv_len * double(kv_bytes_per_token_);
     r.floor_ms = r.floor_bytes / (roof_.read_gbs * 1e9) * 1e3;
     r.fraction = r.floor_ms / r.step_ms;
-    std::fprintf(stderr, "  decode  B=%-3d ctx=%-5d %9.1f tok/s  %8.2f ms/step  floor %7.2f ms  %5.1f%% of floor  (+%.2f ms sampling)\n",
-                 B, o_.context, r.tok_s, r.step_ms, r.floor_ms, 100.0 * r.fraction, r.sample_ms);
+    const std::string how = on_device ? std::string("[forward_sample: greedy on the GPU, step includes it]")
+                                      : fmt::format("[forward, then +{:.2f} ms host greedy sampling, not in step]", r.sample_ms);
+    std::fprintf(stderr, "  decode  B=%-3d ctx=%-5d %9.1f tok/s  %8.2f ms/step  floor %7.2f ms  %5.1f%% of floor  %s\n",
+                 B, o_.context, r.tok_s, r.step_ms, r.floor_ms, 100.0 * r.fraction, how.c_str());
     return r;
   }
 
@@ -725,22 +757,31 @@ class ModelBench {
     const ModelConfig& c = model_->config();
     auto toks = random_tokens(rng_, c.vocab_size, L);
     Sampler sampler(SamplerParams{.temperature = 0.0f});
+    Sampler* sampler_ptr = &sampler;
+    const bool on_device = device_samples(1);
     Batch batch;
     Logits logits;
     // Best of --repeats runs (a fresh sequence each; prefix caching is off, so nothing is
-    // reused): on a shared machine the minimum is the least disturbed measurement.
+    // reused): on a shared machine the minimum is the least disturbed measurement. On the
+    // device path the last chunk is a forward_sample: its one logits row is sampled on the
+    // GPU and the first token is what comes back, so prefill time = TTFT.
     double fwd = INFINITY, ttft = INFINITY;
     for (int rep = 0; rep < o_.repeats; ++rep) {
       SeqId s = cache_->add_sequence();
       auto t0 = Clock::now();
+      Token first = -1;
       for (std::int64_t i = 0; i < L; i += o_.max_step_tokens) {
         const std::int64_t take = std::min<std::int64_t>(L - i, o_.max_step_tokens);
+        const bool last = i + take == L;
         batch.clear();
-        batch.add(s, std::span<const Token>(toks.data() + i, std::size_t(take)), i + take == L ? Want::Last : Want::None);
-        model_->forward(batch, *cache_, logits);
+        batch.add(s, std::span<const Token>(toks.data() + i, std::size_t(take)), last ? Want::Last : Want::None);
+        if (last && on_device)
+          first = model_->forward_sample(batch, *cache_, std::span<Sampler* const>(&sampler_ptr, 1))[0].token;
+        else
+          model_->forward(batch, *cache_, logits);
       }
       fwd = std::min(fwd, seconds_since(t0));
-      Token first = sampler.sample(logits.row(0)).token;
+      if (!on_device) first = sampler.sample(logits.row(0)).token;
       ttft = std::min(ttft, seconds_since(t0));
       (void)first;
       cache_->remove(s);
@@ -757,6 +798,7 @@ class ModelBench {
     Result r = base("prefill");
     r.batch = 1;
     r.tokens = L;
+    r.path = on_device ? kForwardSample : kHostSampling;
     r.step_ms = fwd * 1e3;
     r.tok_s = L / fwd;
     r.floor_flops = flops;
@@ -768,9 +810,13 @@ class ModelBench {
     t.tok_s = L / ttft;
     t.fraction = floor_ms / t.step_ms;
     if (report_prefill)
-      std::fprintf(stderr, "  prefill L=%-5d        %9.1f tok/s  %8.1f ms        floor %7.1f ms  %5.1f%% of floor\n", L,
-                 r.tok_s, r.step_ms, r.floor_ms, 100.0 * r.fraction);
-    if (L == o_.ttft_tokens) std::fprintf(stderr, "  ttft    L=%-5d        %8.1f ms (forward + first sampling)\n", L, t.step_ms);
+      std::fprintf(stderr, "  prefill L=%-5d        %9.1f tok/s  %8.1f ms        floor %7.1f ms  %5.1f%% of floor%s\n", L,
+                 r.tok_s, r.step_ms, r.floor_ms, 100.0 * r.fraction,
+                 on_device ? "  [last chunk by forward_sample]" : "");
+    if (L == o_.ttft_tokens)
+      std::fprintf(stderr, "  ttft    L=%-5d        %8.1f ms (%s)\n", L, t.step_ms,
+                   on_device ? "forward_sample: prefill + first token sampled on the GPU"
+                             : "forward + first greedy sampling on the host");
     return {r, t};
   }
 
@@ -835,7 +881,9 @@ std::string to_json(const Options& o, const Roofline& roof, const std::vector<Re
     j += ", \"tok_s\": " + jnum(r.tok_s) + ", \"step_ms\": " + jnum(r.step_ms) + ", \"floor_ms\": " +
          (r.floor_ms > 0 ? jnum(r.floor_ms) : std::string("null")) +
          ", \"fraction_of_floor\": " + (r.floor_ms > 0 ? jnum(r.fraction) : std::string("null"));
-    if (r.kind == "decode") j += ", \"sample_ms\": " + jnum(r.sample_ms);
+    if (!r.path.empty()) j += ", \"path\": " + jstr(r.path);
+    // sample_ms: host sampling outside step_ms; on the forward_sample path it is inside.
+    if (r.kind == "decode") j += ", \"sample_ms\": " + (r.path == kForwardSample ? std::string("null") : jnum(r.sample_ms));
     if (r.floor_bytes > 0) j += ", \"floor_bytes\": " + jnum(r.floor_bytes);
     if (r.floor_flops > 0) j += ", \"floor_flops\": " + jnum(r.floor_flops);
     j += "}";
