@@ -84,10 +84,30 @@ void BM_gemv_bf16(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * (std::int64_t(rows) * cols * 2 + std::int64_t(n) * (cols + rows) * 2));
   state.counters["flops"] = benchmark::Counter(double(state.iterations()) * 2.0 * rows * cols * n, benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_gemv_bf16)->Args({4096, 4096, 1})->Args({28672, 4096, 1})->Args({4096, 14336, 1})->Args({4096, 4096, 8})
-    ->Args({1728, 576, 1})->Args({49152, 576, 1})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_gemv_bf16)->Args({4096, 4096, 1})->Args({6144, 4096, 1})->Args({28672, 4096, 1})->Args({4096, 14336, 1})
+    ->Args({128256, 4096, 1})->Args({4096, 4096, 8})->Args({28672, 4096, 8})->Args({4096, 14336, 8})
+    ->Args({1728, 576, 1})->Args({49152, 576, 1})->Args({32768, 8192, 1})->UseManualTime()->Unit(benchmark::kMicrosecond);
 
-// Prefill GEMM through cuBLAS, bf16 in / fp32 accumulate: args (tokens, rows, cols).
+// Fused gate/up GEMV + SwiGLU (decode FFN), bf16: args (ff, cols, tokens). Llama-3-8B: 14336 x 4096
+// (a [28672, 4096] stacked matrix). Compare with BM_gemv_bf16/28672/4096 + a swiglu launch.
+void BM_gemv_swiglu_bf16(benchmark::State& state) {
+  if (!gpu_or_skip(state)) return;
+  const int ff = int(state.range(0)), cols = int(state.range(1)), n = int(state.range(2));
+  vc::Stream stream;
+  auto w = random_bf16(std::size_t(2) * ff * cols, 1), x = random_bf16(std::size_t(n) * cols, 2);
+  vc::DeviceBuffer h(std::size_t(n) * ff * 2);
+  time_loop(state, stream, [&] {
+    vc::check(vc::gemv_swiglu(DType::BF16, w.get(), x.get(), h.get(), n, ff, cols, stream.get()), "gemv_swiglu");
+  });
+  state.SetBytesProcessed(state.iterations() * (std::int64_t(2) * ff * cols * 2 + std::int64_t(n) * (cols + ff) * 2));
+  state.counters["flops"] = benchmark::Counter(double(state.iterations()) * 4.0 * ff * cols * n, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_gemv_swiglu_bf16)->Args({14336, 4096, 1})->Args({14336, 4096, 8})->Args({1536, 576, 1})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// GEMM through cuBLAS, bf16 in / fp32 accumulate: args (tokens, rows, cols). Prefill shapes
+// (compute-bound: read the TFLOP/s) and batched-decode shapes at 16 and 64 tokens, Llama-3-8B
+// Wqkv / gate+up / down / LM head (memory-bound: read bytes_per_second against the GEMV's).
 void BM_gemm_bf16(benchmark::State& state) {
   if (!gpu_or_skip(state)) return;
   const int T = int(state.range(0)), rows = int(state.range(1)), cols = int(state.range(2));
@@ -100,6 +120,8 @@ void BM_gemm_bf16(benchmark::State& state) {
   state.counters["flops"] = benchmark::Counter(double(state.iterations()) * 2.0 * T * rows * cols, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_gemm_bf16)->Args({2048, 4096, 4096})->Args({2048, 28672, 4096})->Args({512, 4096, 14336})
+    ->Args({64, 6144, 4096})->Args({64, 28672, 4096})->Args({64, 4096, 14336})->Args({64, 128256, 4096})
+    ->Args({16, 6144, 4096})->Args({16, 28672, 4096})->Args({16, 4096, 14336})->Args({16, 128256, 4096})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // Fused residual add + RMSNorm, bf16 out: args (rows, cols).
@@ -120,7 +142,7 @@ void BM_rmsnorm(benchmark::State& state) {
   // delta read (2 B), residual read + written (8 B), output written (2 B) per element.
   state.SetBytesProcessed(state.iterations() * std::int64_t(rows) * cols * 12);
 }
-BENCHMARK(BM_rmsnorm)->Args({1, 4096})->Args({64, 4096})->Args({2048, 4096})->Args({2048, 576})
+BENCHMARK(BM_rmsnorm)->Args({1, 4096})->Args({8, 4096})->Args({64, 4096})->Args({2048, 4096})->Args({2048, 576})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 /// A paged cache holding `batch` sequences of `ctx` tokens each (bf16, block size 16).

@@ -133,12 +133,20 @@ class Blas {
 
 // ---- kernel launchers ---------------------------------------------------------------------
 
-/// Decode GEMV: y[n, rows] = x[n, cols] . W[rows, cols]^T (+ bias), 1 <= n <= GEMV_MAX_TOKENS.
-/// One warp per output row streams the row with 16-byte loads when cols % (16/sizeof(T)) == 0
-/// and the pointers are 16-byte aligned (a scalar path otherwise). y is T, or fp32 when y_f32.
+/// Decode GEMV: y[n, rows] = x[n, cols] . W[rows, cols]^T, 1 <= n <= GEMV_MAX_TOKENS.
+/// bf16/fp16 with cols % 8 == 0 and 16-byte aligned w, x: tensor-core GEMV (16 rows per CTA,
+/// split-K over 8 warps, see gemv.cu); fp32: one warp per row with 16-byte loads; a scalar
+/// path otherwise. y is T, or fp32 when y_f32.
 inline constexpr int GEMV_MAX_TOKENS = 8;
 Status gemv(DType dt, const void* w, const void* x, void* y, bool y_f32, int n, int rows, int cols,
             void* stream);
+
+/// Decode FFN input half, fused: h[t, i] = silu(g) * u with g = x[t] . w_gu[i], u = x[t] . w_gu[ff + i]
+/// for t < n (1 <= n <= GEMV_MAX_TOKENS), i < ff. w_gu [2 ff, cols] (gate rows, then up rows),
+/// x [n, cols], h [n, ff], all in T. g and u are rounded to T before the SwiGLU, as when gemv
+/// writes them to a T buffer and swiglu reads it, so both paths give the same h up to the
+/// fp32 summation order.
+Status gemv_swiglu(DType dt, const void* w_gu, const void* x, void* h, int n, int ff, int cols, void* stream);
 
 /// Token embedding: resid[t, d] = float(table[tokens[t], :]) for t < n. table [vocab, d] in T.
 Status embed(DType dt, const void* table, const std::int32_t* tokens, float* resid, int n, int d,

@@ -12,7 +12,8 @@
 // fused add+RMSNorm -> QKV matmul -> bias+RoPE+KV write -> attention (split-KV decode kernel
 // for sequences with one new token, tensor-core FlashAttention for prefill chunks; fp32 mode
 // uses the decode kernel for every token) -> Wo -> add+RMSNorm -> gate/up matmul -> SwiGLU ->
-// Wdown. Matmuls with <= 8 tokens use the GEMV kernel, larger ones cuBLAS. The residual stream
+// Wdown. Matmuls with <= 8 tokens use the GEMV kernel (gate/up fused with SwiGLU in
+// gemv_swiglu), larger ones cuBLAS. The residual stream
 // is fp32. Only the logit rows go through the final norm and the vocab projection (in chunks
 // of 256 rows), and only those logits are copied back.
 //
@@ -515,8 +516,13 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       ck(cuda::rmsnorm(dt_, tmp_.get(), resid_.as<float>(), L.ffn_norm.as<float>(), xn_.get(), nullptr, st.n, d,
                        cfg_.rms_eps, s),
          "ffn rmsnorm");
-      matmul(xn_.get(), L.wgu, gu_.get(), false, st.n);
-      ck(cuda::swiglu(dt_, gu_.get(), h_.get(), st.n, cfg_.d_ff, s), "swiglu");
+      if (st.n <= cuda::GEMV_MAX_TOKENS) {
+        // Decode: gate/up GEMV and SwiGLU in one kernel (no gu_ round trip, one launch less).
+        ck(cuda::gemv_swiglu(dt_, L.wgu.ptr(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s), "gemv_swiglu");
+      } else {
+        matmul(xn_.get(), L.wgu, gu_.get(), false, st.n);
+        ck(cuda::swiglu(dt_, gu_.get(), h_.get(), st.n, cfg_.d_ff, s), "swiglu");
+      }
       matmul(h_.get(), L.wdown, tmp_.get(), false, st.n);
     }
     if (st.rows > 0) project(st, 0, std::min(st.rows, kLogitChunk));

@@ -127,8 +127,11 @@ TEST_CASE("cuda gemv matches the CPU matmul", "[cuda]") {
   VIREO_REQUIRE_GPU();
   std::mt19937 rng(1);
   struct Shape { int n, rows, cols; };
-  // vector path (cols % 8 == 0), scalar path (odd cols), rows not a multiple of the 4 rows per CTA
-  const Shape shapes[] = {{1, 37, 64}, {3, 129, 576}, {8, 64, 1536}, {2, 33, 37}, {5, 7, 4}, {1, 1, 8200}};
+  // vector / tensor-core path (cols % 8 == 0), scalar path (odd cols), rows not a multiple of
+  // the 16 rows per CTA, columns not a multiple of the 128-column chunk (8200 = 64 chunks + 8;
+  // 1160 = 9 chunks + 8, so the 8 warps get different chunk counts), fewer chunks than warps
+  const Shape shapes[] = {{1, 37, 64}, {3, 129, 576}, {8, 64, 1536}, {2, 33, 37}, {5, 7, 4},
+                          {1, 1, 8200}, {7, 47, 1160}, {4, 16, 8}, {8, 200, 4096}};
   for (DType dt : kDtypes)
     for (const Shape& s : shapes)
       for (bool y_f32 : {false, true}) {
@@ -147,6 +150,46 @@ TEST_CASE("cuda gemv matches the CPU matmul", "[cuda]") {
                         std::to_string(s.rows) + " cols=" + std::to_string(s.cols));
       }
   CHECK(vc::gemv(DType::BF16, nullptr, nullptr, nullptr, false, vc::GEMV_MAX_TOKENS + 1, 4, 8, nullptr) != 0);
+}
+
+TEST_CASE("cuda fused gate/up GEMV + SwiGLU matches the CPU matmul and cpu::silu_mul", "[cuda]") {
+  VIREO_REQUIRE_GPU();
+  std::mt19937 rng(11);
+  struct Shape { int n, ff, cols; };
+  // tensor-core path (cols % 8 == 0): ff not a multiple of the 8 outputs per CTA, a partial last
+  // chunk (1160), one chunk only (64); scalar path: odd cols (37)
+  const Shape shapes[] = {{1, 37, 64}, {3, 13, 576}, {8, 64, 1536}, {5, 29, 1160}, {2, 11, 37}, {8, 1, 8200}};
+  for (DType dt : kDtypes)
+    for (const Shape& s : shapes) {
+      auto x = random_vec(std::size_t(s.n) * s.cols, dt, rng);
+      auto w = random_vec(std::size_t(2) * s.ff * s.cols, dt, rng, 0.5f);
+      auto dx = to_device(dt, x), dw = to_device(dt, w);
+      auto dh = poisoned(std::size_t(s.n) * s.ff * vireo::dtype_size(dt));
+      REQUIRE(vc::gemv_swiglu(dt, dw.get(), dx.get(), dh.get(), s.n, s.ff, s.cols, nullptr) == 0);
+      vc::synchronize(nullptr);
+      // Reference as the unfused decode path computes it: gu = x . W^T rounded to T, then SwiGLU.
+      auto gu = ref_matmul(x, w, s.n, 2 * s.ff, s.cols);
+      if (dt != DType::F32) {
+        std::vector<std::uint16_t> tmp(gu.size());
+        vc::convert_from_f32(dt, gu.data(), tmp.data(), gu.size());
+        vc::convert_to_f32(dt, tmp.data(), gu.data(), gu.size());
+      }
+      std::vector<float> g, u;
+      for (int t = 0; t < s.n; ++t) {
+        g.insert(g.end(), gu.begin() + std::ptrdiff_t(t) * 2 * s.ff, gu.begin() + std::ptrdiff_t(t) * 2 * s.ff + s.ff);
+        u.insert(u.end(), gu.begin() + std::ptrdiff_t(t) * 2 * s.ff + s.ff, gu.begin() + std::ptrdiff_t(t + 1) * 2 * s.ff);
+      }
+      vireo::cpu::silu_mul(g.data(), u.data(), std::int64_t(g.size()));
+      // The gate/up sums carry the gemv's accumulation error (and, in 16-bit, can round to the
+      // other neighbour of T than the reference), which the product then amplifies by |u|, |g|.
+      Tol t = tol_for(dt);
+      t.atol *= std::sqrt(float(s.cols) / 64.0f);
+      if (dt != DType::F32) t.rtol *= 2.0f;
+      check_close(from_device(dt, dh, g.size()), g, t,
+                  "gemv_swiglu " + std::string(vireo::to_string(dt)) + " n=" + std::to_string(s.n) + " ff=" +
+                      std::to_string(s.ff) + " cols=" + std::to_string(s.cols));
+    }
+  CHECK(vc::gemv_swiglu(DType::BF16, nullptr, nullptr, nullptr, vc::GEMV_MAX_TOKENS + 1, 4, 8, nullptr) != 0);
 }
 
 TEST_CASE("cuda cuBLAS gemm matches the CPU matmul", "[cuda]") {
