@@ -16,7 +16,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <unordered_map>
 #include <unordered_set>
 
 #include "vireo/error.hpp"
@@ -85,7 +84,8 @@ struct Scheduler::Impl {
   std::vector<Pad*> pad_plan;  // pads fed this step with their counts in pad_counts
   std::vector<std::int64_t> pad_counts;
   Batch batch;
-  Logits logits;
+  std::vector<Sampler*> samplers;  // per-step scratch for forward_sample
+  std::vector<std::span<const Token>> histories;
 
   Impl(const Model& m, KVCache& c, SchedulerOptions o) : model(m), cache(c), opts(o) {}
 
@@ -273,10 +273,12 @@ struct Scheduler::Impl {
     std::vector<Item> items = plan(r);
 
     batch.clear();
+    std::vector<Live*> rows;  // the requests that sample this step, in logits-row order
     for (const Item& it : items) {
       auto span = std::span<const Token>(it.l->tokens).subspan(std::size_t(it.l->cached), std::size_t(it.n));
       const bool last = it.l->cached + it.n == std::int64_t(it.l->tokens.size());
       batch.add(it.l->seq, span, last ? Want::Last : Want::None);
+      if (last) rows.push_back(it.l);
       if (it.n == 1 && it.l->cached + 1 > std::int64_t(it.l->n_prompt)) r.decode_tokens += 1;
       else r.prefill_tokens += int(it.n);
     }
@@ -287,7 +289,16 @@ struct Scheduler::Impl {
       stats.padding_tokens += pad_counts[i];
     }
     r.batch_tokens = int(batch.size());
-    model.forward(batch, cache, logits);
+    // Forward and sample in one call: a GPU backend samples on the device and returns only
+    // token ids (no vocab x rows logits download); otherwise the host samples, with each
+    // request's history for the penalties. A failure leaves cache and samplers untouched.
+    samplers.clear();
+    histories.clear();
+    for (Live* l : rows) {
+      samplers.push_back(&l->sampler);
+      histories.emplace_back(l->tokens);
+    }
+    const std::vector<Sampled> sampled = model.forward_sample(batch, cache, samplers, histories);
     for (const Item& it : items) it.l->cached += it.n;
     for (std::size_t i = 0; i < pad_plan.size(); ++i)
       if (pad_plan[i]->left > 0) pad_plan[i]->left -= pad_counts[i];
@@ -299,12 +310,10 @@ struct Scheduler::Impl {
     });
     const auto now = Metrics::Clock::now();
 
-    std::unordered_map<SeqId, Live*> by_seq;
-    for (const Item& it : items) by_seq[it.l->seq] = it.l;
     std::vector<Live*> done;
-    for (std::size_t i = 0; i < logits.rows(); ++i) {
-      Live& l = *by_seq.at(logits.seq(i));
-      const Sampled s = l.sampler.sample(logits.row(i), l.tokens);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      Live& l = *rows[i];
+      const Sampled s = sampled[i];
       l.tokens.push_back(s.token);
       TokenEvent ev;
       ev.id = l.req.id;
