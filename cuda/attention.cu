@@ -26,6 +26,7 @@
 
 #include "common.cuh"
 #include "cuda_api.hpp"
+#include "launch.cuh"
 #include "mma.cuh"
 
 namespace vireo::cuda {
@@ -46,6 +47,8 @@ template <typename T, int HD>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     decode_attention_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list, int splits,
                             float* __restrict__ ws) {
+  pdl_wait();
+  pdl_trigger();
   constexpr int E = HD / 32;
   __shared__ float sm_m[DEC_WARPS][MAXG], sm_l[DEC_WARPS][MAXG];
   __shared__ float sm_acc[DEC_WARPS][MAXG][HD];
@@ -137,6 +140,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
 template <typename T, int HD>
 __global__ void decode_combine_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list, int n, int splits,
                                       const float* __restrict__ ws) {
+  pdl_wait();
+  pdl_trigger();
   const int h = blockIdx.x, i = blockIdx.y, d = threadIdx.x;
   const int nh = p.n_heads, t = tok_list[i];
   const std::size_t base = (std::size_t(i) * nh + h) * splits;
@@ -169,6 +174,8 @@ template <typename T, int HD>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     decode_attention_tc_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list, int splits,
                                float* __restrict__ ws, float scale_log2) {
+  pdl_wait();
+  pdl_trigger();
   constexpr int CH = HD / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   T* sQ = reinterpret_cast<T*>(smem);
@@ -323,16 +330,17 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
 }
 
 template <typename T, int HD>
-void launch_decode_hd(const AttentionParams& p, const std::int32_t* tok_list, int n, int splits, float* ws,
-                      cudaStream_t s) {
+cudaError_t launch_decode_hd(const AttentionParams& p, const std::int32_t* tok_list, int n, int splits, float* ws,
+                             cudaStream_t s) {
   const dim3 grid(splits, p.n_kv_heads, n), block(DEC_WARPS * 32);
-  if constexpr (sizeof(T) == 2) {
-    decode_attention_tc_kernel<T, HD><<<grid, block, decode_tc_smem_bytes<T, HD>(), s>>>(
-        p, tok_list, splits, ws, p.scale * 1.4426950408889634f);
-  } else {
-    decode_attention_kernel<T, HD><<<grid, block, 0, s>>>(p, tok_list, splits, ws);
-  }
-  if (splits > 1) decode_combine_kernel<T, HD><<<dim3(p.n_heads, n), HD, 0, s>>>(p, tok_list, n, splits, ws);
+  cudaError_t e;
+  if constexpr (sizeof(T) == 2)
+    e = cuda::launch(decode_attention_tc_kernel<T, HD>, grid, block, decode_tc_smem_bytes<T, HD>(), s, p, tok_list,
+                     splits, ws, p.scale * 1.4426950408889634f);
+  else
+    e = cuda::launch(decode_attention_kernel<T, HD>, grid, block, 0, s, p, tok_list, splits, ws);
+  if (e != cudaSuccess || splits == 1) return e;
+  return cuda::launch(decode_combine_kernel<T, HD>, dim3(p.n_heads, n), dim3(HD), 0, s, p, tok_list, n, splits, ws);
 }
 
 template <typename T>
@@ -350,9 +358,8 @@ cudaError_t launch_decode(const AttentionParams& p, const std::int32_t* tok_list
                                                      int(decode_tc_smem_bytes<T, 128>()));
     if (e != cudaSuccess) return e;
   }
-  if (p.head_dim == 64) launch_decode_hd<T, 64>(p, tok_list, n, splits, ws, s);
-  else launch_decode_hd<T, 128>(p, tok_list, n, splits, ws, s);
-  return cudaGetLastError();
+  return p.head_dim == 64 ? launch_decode_hd<T, 64>(p, tok_list, n, splits, ws, s)
+                          : launch_decode_hd<T, 128>(p, tok_list, n, splits, ws, s);
 }
 
 bool valid(const AttentionParams& p) {

@@ -30,6 +30,9 @@ bool available() noexcept;
 void synchronize(void* stream);
 /// Last asynchronous error (cudaGetLastError), for tests.
 Status last_error() noexcept;
+/// Whether kernels of this backend launch with programmatic dependent launch on the current
+/// device (compute capability >= 9.0, and the environment variable VIREO_PDL is not "0").
+bool pdl_enabled() noexcept;
 
 /// Host-side float <-> bf16 / fp16 bits (round to nearest even).
 std::uint16_t float_to_bf16(float f) noexcept;

@@ -45,6 +45,7 @@
 // kernels.
 #include "common.cuh"
 #include "cuda_api.hpp"
+#include "launch.cuh"
 
 namespace vireo::cuda {
 namespace {
@@ -117,6 +118,18 @@ __global__ void __launch_bounds__(MMA_WARPS * 32)
   const T* wb = w + rb * cols + q * 8;
   // Lanes of tokens g >= n read token n - 1: B column g only feeds C column g, never stored.
   const T* xg = x + std::size_t(min(g, n - 1)) * cols + q * 8;
+
+  // The weights do not depend on the previous kernel: under PDL this warp pulls its first
+  // chunk into L2 while that kernel finishes, and only then waits for x.
+  if ((warp + 1) * CHUNK_COLS <= cols) {
+#pragma unroll
+    for (int j = 0; j < CHUNK_STEPS; ++j) {
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wa + warp * CHUNK_COLS + 32 * j));
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wb + warp * CHUNK_COLS + 32 * j));
+    }
+  }
+  pdl_wait();
+  pdl_trigger();
 
   // Two accumulators: two independent HMMA chains per chunk instead of one of length 8.
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -193,6 +206,8 @@ constexpr int WARPS_PER_BLOCK = 4;
 template <typename T, typename OT, int NB>
 __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
     gemv_vec_kernel(const T* __restrict__ w, const T* __restrict__ x, OT* __restrict__ y, int rows, int cols) {
+  pdl_wait();
+  pdl_trigger();
   constexpr int V = VEC<T>;
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * WARPS_PER_BLOCK + (threadIdx.x >> 5);
@@ -223,6 +238,8 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
 template <typename T, typename OT>
 __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
     gemv_scalar_kernel(const T* __restrict__ w, const T* __restrict__ x, OT* __restrict__ y, int n, int rows, int cols) {
+  pdl_wait();
+  pdl_trigger();
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * WARPS_PER_BLOCK + (threadIdx.x >> 5);
   if (row >= rows) return;
@@ -241,6 +258,8 @@ template <typename T>
 __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
     gemv_swiglu_scalar_kernel(const T* __restrict__ w, const T* __restrict__ x, T* __restrict__ h, int n, int ff,
                               int cols) {
+  pdl_wait();
+  pdl_trigger();
   const int lane = threadIdx.x & 31;
   const int i = blockIdx.x * WARPS_PER_BLOCK + (threadIdx.x >> 5);
   if (i >= ff) return;
@@ -277,19 +296,18 @@ template <typename T, typename OT>
 cudaError_t launch(const T* w, const T* x, OT* y, int n, int rows, int cols, cudaStream_t s) {
   if constexpr (kTensorCore<T>) {
     if (mma_ok(w, x, cols)) {
-      gemv_mma_kernel<T, OT, false><<<(rows + 15) / 16, MMA_WARPS * 32, 0, s>>>(w, x, y, n, rows, cols);
-      return cudaGetLastError();
+      return cuda::launch(gemv_mma_kernel<T, OT, false>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32), 0, s, w, x, y,
+                          n, rows, cols);
     }
   }
   const dim3 grid((rows + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK), block(WARPS_PER_BLOCK * 32);
   const bool vec = cols % VEC<T> == 0 && aligned16(w) && aligned16(x);
   if (!vec) {
-    gemv_scalar_kernel<T, OT><<<grid, block, 0, s>>>(w, x, y, n, rows, cols);
-    return cudaGetLastError();
+    return cuda::launch(gemv_scalar_kernel<T, OT>, grid, block, 0, s, w, x, y, n, rows, cols);
   }
   switch (n) {
 #define VIREO_GEMV_CASE(NB) \
-  case NB: gemv_vec_kernel<T, OT, NB><<<grid, block, 0, s>>>(w, x, y, rows, cols); break;
+  case NB: return cuda::launch(gemv_vec_kernel<T, OT, NB>, grid, block, 0, s, w, x, y, rows, cols);
     VIREO_GEMV_CASE(1)
     VIREO_GEMV_CASE(2)
     VIREO_GEMV_CASE(3)
@@ -308,13 +326,12 @@ template <typename T>
 cudaError_t launch_swiglu(const T* w, const T* x, T* h, int n, int ff, int cols, cudaStream_t s) {
   if constexpr (kTensorCore<T>) {
     if (mma_ok(w, x, cols)) {
-      gemv_mma_kernel<T, T, true><<<(ff + 7) / 8, MMA_WARPS * 32, 0, s>>>(w, x, h, n, ff, cols);
-      return cudaGetLastError();
+      return cuda::launch(gemv_mma_kernel<T, T, true>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s, w, x, h, n, ff,
+                          cols);
     }
   }
-  gemv_swiglu_scalar_kernel<T><<<(ff + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK, WARPS_PER_BLOCK * 32, 0, s>>>(
-      w, x, h, n, ff, cols);
-  return cudaGetLastError();
+  return cuda::launch(gemv_swiglu_scalar_kernel<T>, dim3((ff + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK),
+                      dim3(WARPS_PER_BLOCK * 32), 0, s, w, x, h, n, ff, cols);
 }
 
 }  // namespace

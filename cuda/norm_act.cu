@@ -14,6 +14,7 @@
 
 #include "common.cuh"
 #include "cuda_api.hpp"
+#include "launch.cuh"
 
 namespace vireo::cuda {
 namespace {
@@ -23,6 +24,8 @@ namespace {
 template <typename T>
 __global__ void embed_kernel(const T* __restrict__ table, const std::int32_t* __restrict__ tokens,
                              float* __restrict__ resid, int d) {
+  pdl_wait();
+  pdl_trigger();
   const int t = blockIdx.x;
   const T* row = table + std::size_t(tokens[t]) * d;
   float* out = resid + std::size_t(t) * d;
@@ -32,6 +35,8 @@ __global__ void embed_kernel(const T* __restrict__ table, const std::int32_t* __
 template <typename T>
 __global__ void rmsnorm_kernel(const T* __restrict__ delta, float* __restrict__ resid, const float* __restrict__ w,
                                T* __restrict__ y, const std::int32_t* __restrict__ row_idx, int cols, float eps) {
+  pdl_wait();
+  pdl_trigger();
   const int r = blockIdx.x;
   const std::size_t src = std::size_t(row_idx ? row_idx[r] : r) * cols;
   float* h = resid + src;
@@ -68,6 +73,8 @@ template <typename T>
 __global__ void __launch_bounds__(1024)
     rmsnorm_reg_kernel(const T* __restrict__ delta, float* __restrict__ resid, const float* __restrict__ w,
                        T* __restrict__ y, const std::int32_t* __restrict__ row_idx, int cols, float eps) {
+  pdl_wait();
+  pdl_trigger();
   const int r = blockIdx.x, nv = cols / 4;
   const std::size_t src = std::size_t(row_idx ? row_idx[r] : r) * cols;
   float4* h4 = reinterpret_cast<float4*>(resid + src);
@@ -118,6 +125,8 @@ __global__ void __launch_bounds__(1024)
 
 template <typename T>
 __global__ void swiglu_kernel(const T* __restrict__ gu, T* __restrict__ out, int rows, int ff) {
+  pdl_wait();
+  pdl_trigger();
   const std::size_t n = std::size_t(rows) * ff;
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
     const std::size_t r = i / ff, c = i % ff;
@@ -130,6 +139,8 @@ __global__ void swiglu_kernel(const T* __restrict__ gu, T* __restrict__ out, int
 // One CTA per token. Work items: (nh + nkv) * hd/2 rotation pairs, then nkv * hd V copies.
 template <typename T>
 __global__ void rope_kv_kernel(RopeKVParams p) {
+  pdl_wait();
+  pdl_trigger();
   const int t = blockIdx.x;
   const int hd = p.head_dim, half = hd / 2, nh = p.n_heads, nkv = p.n_kv_heads;
   const int width = (nh + 2 * nkv) * hd;
@@ -178,8 +189,8 @@ Status embed(DType dt, const void* table, const std::int32_t* tokens, float* res
   if (n <= 0) return cudaSuccess;
   if (d <= 0) return cudaErrorInvalidValue;
   return VIREO_DISPATCH_DTYPE(dt, [&] {
-    embed_kernel<T><<<n, 256, 0, static_cast<cudaStream_t>(stream)>>>(static_cast<const T*>(table), tokens, resid, d);
-    return cudaGetLastError();
+    return cuda::launch(embed_kernel<T>, dim3(n), dim3(256), 0, static_cast<cudaStream_t>(stream),
+                        static_cast<const T*>(table), tokens, resid, d);
   });
 }
 
@@ -194,13 +205,11 @@ Status rmsnorm(DType dt, const void* delta, float* resid, const float* w, void* 
   const int threads = cols >= 1024 ? 1024 : ((cols + 31) / 32) * 32;
   return VIREO_DISPATCH_DTYPE(dt, [&] {
     if (reg) {
-      rmsnorm_reg_kernel<T><<<rows, reg_threads, 0, static_cast<cudaStream_t>(stream)>>>(
-          static_cast<const T*>(delta), resid, w, static_cast<T*>(y), row_idx, cols, eps);
-      return cudaGetLastError();
+      return cuda::launch(rmsnorm_reg_kernel<T>, dim3(rows), dim3(reg_threads), 0, static_cast<cudaStream_t>(stream),
+                          static_cast<const T*>(delta), resid, w, static_cast<T*>(y), row_idx, cols, eps);
     }
-    rmsnorm_kernel<T><<<rows, threads, 0, static_cast<cudaStream_t>(stream)>>>(
-        static_cast<const T*>(delta), resid, w, static_cast<T*>(y), row_idx, cols, eps);
-    return cudaGetLastError();
+    return cuda::launch(rmsnorm_kernel<T>, dim3(rows), dim3(threads), 0, static_cast<cudaStream_t>(stream),
+                        static_cast<const T*>(delta), resid, w, static_cast<T*>(y), row_idx, cols, eps);
   });
 }
 
@@ -210,9 +219,8 @@ Status swiglu(DType dt, const void* gu, void* out, int rows, int ff, void* strea
   const std::size_t n = std::size_t(rows) * ff;
   const int blocks = int(std::min<std::size_t>((n + 255) / 256, 65535));
   return VIREO_DISPATCH_DTYPE(dt, [&] {
-    swiglu_kernel<T><<<blocks, 256, 0, static_cast<cudaStream_t>(stream)>>>(static_cast<const T*>(gu),
-                                                                            static_cast<T*>(out), rows, ff);
-    return cudaGetLastError();
+    return cuda::launch(swiglu_kernel<T>, dim3(blocks), dim3(256), 0, static_cast<cudaStream_t>(stream),
+                        static_cast<const T*>(gu), static_cast<T*>(out), rows, ff);
   });
 }
 
@@ -220,8 +228,7 @@ Status rope_kv(DType dt, const RopeKVParams& p, void* stream) {
   if (p.n <= 0) return cudaSuccess;
   if (p.head_dim <= 0 || p.head_dim % 2 || p.n_heads <= 0 || p.n_kv_heads <= 0) return cudaErrorInvalidValue;
   return VIREO_DISPATCH_DTYPE(dt, [&] {
-    rope_kv_kernel<T><<<p.n, 256, 0, static_cast<cudaStream_t>(stream)>>>(p);
-    return cudaGetLastError();
+    return cuda::launch(rope_kv_kernel<T>, dim3(p.n), dim3(256), 0, static_cast<cudaStream_t>(stream), p);
   });
 }
 

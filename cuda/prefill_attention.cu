@@ -34,6 +34,7 @@
 
 #include "common.cuh"
 #include "cuda_api.hpp"
+#include "launch.cuh"
 #include "mma.cuh"
 
 namespace vireo::cuda {
@@ -55,6 +56,8 @@ template <typename T, int HD>
 __global__ void __launch_bounds__(THREADS)
     prefill_attention_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list,
                              const std::int32_t* __restrict__ tiles, float scale_log2) {
+  pdl_wait();
+  pdl_trigger();
   constexpr int CH = HD / 8;  // 16-byte chunks per row
   extern __shared__ __align__(128) unsigned char smem[];
   T* sQ = reinterpret_cast<T*>(smem);
@@ -246,8 +249,8 @@ cudaError_t launch(const AttentionParams& p, const std::int32_t* tok_list, const
                                        int(smem));
   if (e != cudaSuccess) return e;
   const float scale_log2 = p.scale * 1.4426950408889634f;
-  prefill_attention_kernel<T, HD><<<dim3(n_tiles, p.n_heads), THREADS, smem, s>>>(p, tok_list, tiles, scale_log2);
-  return cudaGetLastError();
+  return cuda::launch(prefill_attention_kernel<T, HD>, dim3(n_tiles, p.n_heads), dim3(THREADS), smem, s, p, tok_list,
+                      tiles, scale_log2);
 }
 
 }  // namespace

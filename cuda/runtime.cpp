@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 #include "cuda_api.hpp"
@@ -64,6 +66,26 @@ void synchronize(void* stream) {
 }
 
 Status last_error() noexcept { return cudaGetLastError(); }
+
+bool pdl_enabled() noexcept {
+  static const bool env_on = [] {
+    const char* e = std::getenv("VIREO_PDL");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  if (!env_on) return false;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  constexpr int kDevices = 64;
+  static std::atomic<int> known[kDevices];  // 0 not asked yet, 1 yes, 2 no
+  if (dev < 0 || dev >= kDevices) return false;
+  int k = known[dev].load(std::memory_order_relaxed);
+  if (k == 0) {
+    int major = 0;
+    k = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 ? 1 : 2;
+    known[dev].store(k, std::memory_order_relaxed);
+  }
+  return k == 1;
+}
 
 // ---- host conversions ---------------------------------------------------------------------
 

@@ -117,6 +117,13 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "vireo-bench model 8b exit $rc"
   tail -12 "$OUT/vireo-bench-model.log"
   [ $rc -ne 0 ] && status=1
+  # The same decode steps without programmatic dependent launch, for the A/B in one run
+  # (JSON to the log: the tool returns at most 8 files).
+  say "== vireo-bench model, llama-3.1-8b decode with VIREO_PDL=0"
+  VIREO_PDL=0 timeout 100 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
+    --batch 1,64 --prefill 2048 --decode-steps 16 --context 512 --ttft 0 --repeats 2 >> "$OUT/vireo-bench-model.log" 2>&1
+  say "vireo-bench model 8b (no PDL) exit $?"
+  grep -E "decode|prefill" "$OUT/vireo-bench-model.log" | tail -3
 fi
 
 if [ -f "$BUILD/bench/vireo-bench" ]; then

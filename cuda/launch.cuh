@@ -1,0 +1,56 @@
+// Kernel launches with programmatic dependent launch (PDL, Hopper and later).
+//
+// A decode step is ~9 dependent kernels per layer; between two of them the GPU normally
+// drains the first grid, then launches and ramps up the second (a few microseconds each,
+// ~1 ms of an 8B model's ~6 ms batch-1 step). With PDL the next kernel is launched while the
+// current one is still running: every kernel here starts with pdl_wait() (griddepcontrol.wait:
+// block until the previous grid has completed and its writes are visible) and then
+// pdl_trigger() (griddepcontrol.launch_dependents: the next grid may be scheduled once every
+// CTA of this one has started). Work that does not depend on the previous kernel (address
+// arithmetic, L2 prefetch of weights) goes before pdl_wait(); nothing is read from or written
+// to activation buffers before it. Because every kernel waits unconditionally at its top, a
+// grid cannot complete before its predecessor has, so dependencies further back hold too.
+// Kernels of other libraries (cuBLAS) are launched normally and serialize fully.
+//
+// launch() uses cudaLaunchKernelEx with cudaLaunchAttributeProgrammaticStreamSerialization
+// when pdl_enabled() (compute capability >= 9.0 and VIREO_PDL is not "0"); stream capture
+// turns it into programmatic edges of the CUDA graph.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <utility>
+
+namespace vireo::cuda {
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+/// PDL on the current device (cc >= 9.0) and not switched off by VIREO_PDL=0.
+bool pdl_enabled() noexcept;
+
+template <typename... KArgs, typename... Args>
+cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
+                   Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+}  // namespace vireo::cuda
