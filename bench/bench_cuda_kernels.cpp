@@ -194,8 +194,9 @@ void BM_decode_attention(benchmark::State& state) {
   auto q = random_bf16(std::size_t(batch) * nh * hd, 7);
   vc::DeviceBuffer out(std::size_t(batch) * nh * hd * 2);
   const int sms = 132;  // H100 SXM; the split heuristic only needs the order of magnitude
-  const int splits = vc::decode_attention_splits(batch, nkv, sms);
+  const int splits = vc::decode_attention_splits(batch, nkv, sms, ctx);
   vc::DeviceBuffer ws(std::max<std::size_t>(vc::decode_attention_workspace_floats(batch, nh, hd, splits), 1) * 4);
+  ws.fill_bytes(0);
   const auto p = cache.params(q.get(), out.get(), nh, nkv, hd);
   time_loop(state, stream, [&] {
     vc::check(vc::decode_attention(DType::BF16, p, cache.list.as<std::int32_t>(), batch, splits, ws.as<float>(), stream.get()),

@@ -22,6 +22,7 @@
 // split head_dim (HD/32 elements each), a shuffle reduction gives the score, and each warp
 // keeps an online softmax (running max m, sum l, acc[HD]) per query head; the warps are
 // merged in shared memory. The CUDA backend also runs prefill through it in fp32 mode.
+#include <algorithm>
 #include <cfloat>
 
 #include "common.cuh"
@@ -322,10 +323,46 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
       ws[row * HD + d] = A;
       if (d == 0) {
         float* ml = ws + std::size_t(gridDim.z) * nh * splits * HD;
-        ml[2 * row] = M * LN2;  // the combine kernel works in the natural-log domain
+        ml[2 * row] = M * LN2;  // natural-log domain, as decode_combine_kernel reads it
         ml[2 * row + 1] = Lsum;
       }
     }
+  }
+  if (splits == 1) return;
+
+  // The last split of (token, kv head) to finish merges all of them (no second kernel): each
+  // split publishes its partials, fences, and counts itself in; the CTA that brings the count
+  // to `splits` resets it to 0 (the workspace is left as found) and combines in split order,
+  // so the result does not depend on which CTA came last.
+  __shared__ int s_last;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) {
+    int* cnt = reinterpret_cast<int*>(ws + std::size_t(gridDim.z) * nh * splits * (HD + 2)) +
+               std::size_t(i) * p.n_kv_heads + kvh;
+    s_last = atomicAdd(cnt, 1) == splits - 1;
+    if (s_last) *cnt = 0;
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  const float* ml = ws + std::size_t(gridDim.z) * nh * splits * HD;
+  for (int idx = tid; idx < G * HD; idx += DEC_WARPS * 32) {
+    const int gg = idx / HD, d = idx % HD, h = kvh * G + gg;
+    const std::size_t base = (std::size_t(i) * nh + h) * splits;
+    float M = -INFINITY;
+    for (int sp = 0; sp < splits; ++sp) M = fmaxf(M, __ldcg(ml + 2 * (base + sp)));
+    float Lsum = 0.0f, A = 0.0f;
+    if (M != -INFINITY) {
+      for (int sp = 0; sp < splits; ++sp) {
+        const float ms = __ldcg(ml + 2 * (base + sp));
+        if (ms == -INFINITY) continue;
+        const float f = expf(ms - M);
+        Lsum += __ldcg(ml + 2 * (base + sp) + 1) * f;
+        A += __ldcg(ws + (base + sp) * HD + d) * f;
+      }
+    }
+    static_cast<T*>(p.out)[(std::size_t(t) * nh + h) * HD + d] = from_f32<T>(Lsum > 0.0f ? A / Lsum : 0.0f);
   }
 }
 
@@ -339,7 +376,7 @@ cudaError_t launch_decode_hd(const AttentionParams& p, const std::int32_t* tok_l
                      splits, ws, p.scale * 1.4426950408889634f);
   else
     e = cuda::launch(decode_attention_kernel<T, HD>, grid, block, 0, s, p, tok_list, splits, ws);
-  if (e != cudaSuccess || splits == 1) return e;
+  if (e != cudaSuccess || splits == 1 || sizeof(T) == 2) return e;  // 16-bit: merged in the kernel
   return cuda::launch(decode_combine_kernel<T, HD>, dim3(p.n_heads, n), dim3(HD), 0, s, p, tok_list, n, splits, ws);
 }
 
@@ -373,13 +410,17 @@ bool valid(const AttentionParams& p) {
 
 std::size_t decode_attention_workspace_floats(int n, int n_heads, int head_dim, int splits) noexcept {
   if (splits <= 1) return 0;
-  return std::size_t(n) * n_heads * splits * (head_dim + 2);
+  // partial accumulators, (max, sum) pairs, then one int counter per (token, head) (>= per KV head)
+  return std::size_t(n) * n_heads * splits * (head_dim + 2) + std::size_t(n) * n_heads;
 }
 
-int decode_attention_splits(int n, int n_kv_heads, int n_sms) noexcept {
+int decode_attention_splits(int n, int n_kv_heads, int n_sms, int max_kv_len) noexcept {
   const int work = n * n_kv_heads, target = 2 * n_sms;
   if (work <= 0 || work >= target) return 1;
-  return std::min(16, (target + work - 1) / work);
+  // Enough CTAs to fill the GPU, but at least ~2 key tiles (128 keys) per split: a split
+  // of a few keys costs a CTA's fixed latency for almost no bytes.
+  const int by_len = std::max(1, (max_kv_len + 127) / 128);
+  return std::max(1, std::min({16, (target + work - 1) / work, by_len}));
 }
 
 Status decode_attention(DType dt, const AttentionParams& p, const std::int32_t* tok_list, int n, int splits,

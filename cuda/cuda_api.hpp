@@ -186,7 +186,9 @@ Status rope_kv(DType dt, const RopeKVParams& p, void* stream);
 /// keys 0..kv_len[t]-1 once for the whole group of nh/nkv query heads; with splits > 1 the
 /// partial (max, sum, acc) go to the workspace and a second kernel merges them.
 /// q [T, nh, hd], out [T, nh, hd] (rows of unlisted tokens untouched), in T; head_dim 64 or 128,
-/// group size nh/nkv <= 8. Workspace: decode_attention_workspace_floats(n, nh, hd, splits).
+/// group size nh/nkv <= 8. Workspace: decode_attention_workspace_floats(n, nh, hd, splits)
+/// floats, zero-filled once before the first call (its split counters are left at zero by
+/// every call; with 16-bit types the last split of each head merges the others in-kernel).
 struct AttentionParams {
   const void* q = nullptr;
   const void* k_cache = nullptr;
@@ -199,8 +201,9 @@ struct AttentionParams {
   float scale = 0.0f;
 };
 std::size_t decode_attention_workspace_floats(int n, int n_heads, int head_dim, int splits) noexcept;
-/// Splits that fill the GPU for n tokens x nkv heads (1 when there is already enough work).
-int decode_attention_splits(int n, int n_kv_heads, int n_sms) noexcept;
+/// Splits that fill the GPU for n tokens x nkv heads (1 when there is already enough work),
+/// with at least ~128 of the longest context's keys per split.
+int decode_attention_splits(int n, int n_kv_heads, int n_sms, int max_kv_len = 1 << 30) noexcept;
 Status decode_attention(DType dt, const AttentionParams& p, const std::int32_t* tok_list, int n,
                         int splits, float* workspace, void* stream);
 

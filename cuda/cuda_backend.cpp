@@ -18,17 +18,23 @@
 // of 256 rows), and only those logits are copied back.
 //
 // Decode steps (each sequence has exactly one token, <= 64 tokens) are captured once per
-// batch-size bucket {1, 2, 4, ..., 64} and KV pool as a CUDA graph (at the bucket's second
-// step; its first runs eagerly as a warm-up) and replayed: all plan data
+// batch-size bucket {1, 2, 4, ..., 64}, KV pool and attention split count as a CUDA graph (at
+// the key's second step; its first runs eagerly as a warm-up) and replayed: all plan data
 // lives at fixed device addresses and is uploaded before the replay, tokens are padded to the
-// bucket with slot -1 (no KV write) and kv_len 0, and the attention split count depends only
-// on the bucket (each split takes ceil(kv_len / splits) keys on the device).
+// bucket with slot -1 (no KV write) and kv_len 0. The split count depends on the bucket and
+// the longest context rounded up to a power of two (each split takes ceil(kv_len / splits)
+// keys on the device), so a handful of graphs serve every context length.
+//
+// Every kernel of a step is launched with programmatic dependent launch (cuda/launch.cuh).
+// VIREO_CUDA_PROFILE=1 turns graphs off and prints per-stage GPU times (see mark()).
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -238,6 +244,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     for (int t = 1; t <= kMaxTokens; ++t)
       ws = std::max(ws, cuda::decode_attention_workspace_floats(t, nh, hd, cuda::decode_attention_splits(t, nkv, n_sms_)));
     attn_ws_ = cuda::DeviceBuffer(std::max<std::size_t>(ws, 1) * 4);
+    attn_ws_.fill_bytes(0);  // split counters of the decode attention start (and stay) at zero
     const PlanLayout max_layout(kMaxTokens, kMaxTokens);
     plan_bytes_ = max_layout.block_ids + std::size_t(kMaxBlockIds) * 4;
     plan_dev_ = cuda::DeviceBuffer(plan_bytes_);
@@ -248,10 +255,16 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     graph_plan_bytes_ = graph_layout.block_ids + std::size_t(kMaxBlockIds) * 4;
     graph_plan_dev_ = cuda::DeviceBuffer(graph_plan_bytes_);
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "backend init");
+    if (const char* e = std::getenv("VIREO_CUDA_PROFILE"); e && std::strcmp(e, "1") == 0) {
+      profile_on_ = true;
+      graphs_on_ = false;
+    }
   }
 
   ~CudaBackend() override {
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+    profile_report();
+    for (cudaEvent_t e : prof_events_) cudaEventDestroy(e);
   }
 
   DType kv_dtype() const noexcept override { return dt_; }
@@ -399,7 +412,14 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     st.n_dec = int(dec.size());
     st.n_tiles = n_tiles;
     st.rows = rows_run;
-    st.splits = cuda::decode_attention_splits(st.n_dec, cfg_.n_kv_heads, n_sms_);
+    // Split-KV count from the longest decode context, rounded up to a power of two so a
+    // captured graph (keyed by it) serves a whole range of context lengths.
+    int max_kv = 1;
+    for (int t : dec)
+      if (t < T) max_kv = std::max(max_kv, plan.positions[std::size_t(t)] + 1);
+    int kv_bucket = 1;
+    while (kv_bucket < max_kv) kv_bucket *= 2;
+    st.splits = cuda::decode_attention_splits(st.n_dec, cfg_.n_kv_heads, n_sms_, kv_bucket);
     char* d = static_cast<char*>(dplan.get());
     auto d32 = [&](std::size_t off) { return reinterpret_cast<std::int32_t*>(d + off); };
     st.tokens = d32(lay.tokens);
@@ -414,7 +434,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     st.slots = reinterpret_cast<const std::int64_t*>(d + lay.slots);
     st.block_size = plan.block_size;
 
-    const auto key = std::make_tuple(n, kv.k(0), kv.geometry().num_blocks, plan.block_size);
+    const auto key = std::make_tuple(n, kv.k(0), kv.geometry().num_blocks, plan.block_size, st.splits);
     if (graph && !graphs_.count(key) && warmed_.insert(key).second) {
       // The first step of a bucket runs eagerly (same padded plan, same results): kernels are
       // loaded lazily and cuBLAS picks and sets up its kernels on first use, and none of that
@@ -442,6 +462,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       cu(cudaGraphLaunch(it->second, s), "cudaGraphLaunch");
     } else {
       run(st, kv, cancel);
+      profile_collect(st.n);
     }
 
     last_step_ = st;
@@ -474,7 +495,9 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   void run(const Step& st, CudaKVStorage& kv, const std::atomic<bool>* cancel) {
     void* s = stream_->get();
     const int d = cfg_.d_model, nh = cfg_.n_heads, nkv = cfg_.n_kv_heads, hd = cfg_.head_dim;
+    mark(nullptr);
     ck(cuda::embed(dt_, tok_embd_.ptr(), st.tokens, resid_.as<float>(), st.n, d, s), "embed");
+    mark("embed");
     for (int l = 0; l < cfg_.n_layers; ++l) {
       if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::Cancelled, "forward cancelled");
       const Layer& L = layers_[std::size_t(l)];
@@ -482,7 +505,9 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       ck(cuda::rmsnorm(dt_, l ? tmp_.get() : nullptr, resid_.as<float>(), L.attn_norm.as<float>(), xn_.get(), nullptr,
                        st.n, d, cfg_.rms_eps, s),
          "attn rmsnorm");
+      mark("attn_norm");
       matmul(xn_.get(), L.wqkv, qkv_.get(), false, st.n);
+      mark("qkv");
       cuda::RopeKVParams rp;
       rp.qkv = qkv_.get();
       rp.bias = L.bqkv.as<float>();
@@ -497,6 +522,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       rp.n_kv_heads = nkv;
       rp.head_dim = hd;
       ck(cuda::rope_kv(dt_, rp, s), "rope_kv");
+      mark("rope_kv");
       cuda::AttentionParams ap;
       ap.q = q_.get();
       ap.k_cache = kv.k(l);
@@ -512,10 +538,13 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       ap.scale = 1.0f / std::sqrt(float(hd));
       ck(cuda::decode_attention(dt_, ap, st.dec_list, st.n_dec, st.splits, attn_ws_.as<float>(), s), "decode attention");
       ck(cuda::prefill_attention(dt_, ap, st.pf_list, st.tiles, st.n_tiles, s), "prefill attention");
+      mark("attention");
       matmul(attn_.get(), L.wo, tmp_.get(), false, st.n);
+      mark("wo");
       ck(cuda::rmsnorm(dt_, tmp_.get(), resid_.as<float>(), L.ffn_norm.as<float>(), xn_.get(), nullptr, st.n, d,
                        cfg_.rms_eps, s),
          "ffn rmsnorm");
+      mark("ffn_norm");
       if (st.n <= cuda::GEMV_MAX_TOKENS) {
         // Decode: gate/up GEMV and SwiGLU in one kernel (no gu_ round trip, one launch less).
         ck(cuda::gemv_swiglu(dt_, L.wgu.ptr(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s), "gemv_swiglu");
@@ -523,9 +552,54 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
         matmul(xn_.get(), L.wgu, gu_.get(), false, st.n);
         ck(cuda::swiglu(dt_, gu_.get(), h_.get(), st.n, cfg_.d_ff, s), "swiglu");
       }
+      mark("gate_up+swiglu");
       matmul(h_.get(), L.wdown, tmp_.get(), false, st.n);
+      mark("down");
     }
     if (st.rows > 0) project(st, 0, std::min(st.rows, kLogitChunk));
+    mark("final_norm+lm_head");
+  }
+
+  // ---- VIREO_CUDA_PROFILE=1: where an eager step's GPU time goes ----------------------------
+  // CUDA graphs are off and an event is recorded after every stage of run(); the events break
+  // the overlap of programmatic dependent launch, so the stages add up to a little more than
+  // an unprofiled step. Totals per stage (summed over layers and steps) go to stderr when the
+  // backend is destroyed. Not for production: every step synchronizes.
+  void mark(const char* stage) {
+    if (!profile_on_) return;
+    if (!stage) prof_marks_.clear();
+    if (prof_events_.size() <= prof_marks_.size()) {
+      cudaEvent_t e = nullptr;
+      cu(cudaEventCreate(&e), "cudaEventCreate");
+      prof_events_.push_back(e);
+    }
+    cu(cudaEventRecord(prof_events_[prof_marks_.size()], static_cast<cudaStream_t>(stream_->get())), "cudaEventRecord");
+    prof_marks_.push_back(stage ? stage : "");
+  }
+  void profile_collect(int n_tokens) {
+    if (!profile_on_ || prof_marks_.size() < 2) return;
+    cu(cudaEventSynchronize(prof_events_[prof_marks_.size() - 1]), "profile sync");
+    Profile& pr = prof_[n_tokens];
+    for (std::size_t i = 1; i < prof_marks_.size(); ++i) {
+      float ms = 0.0f;
+      cu(cudaEventElapsedTime(&ms, prof_events_[i - 1], prof_events_[i]), "cudaEventElapsedTime");
+      auto it = std::find_if(pr.stages.begin(), pr.stages.end(), [&](const auto& e) { return e.first == prof_marks_[i]; });
+      if (it == pr.stages.end()) pr.stages.emplace_back(prof_marks_[i], double(ms));
+      else it->second += ms;
+    }
+    ++pr.steps;
+    prof_marks_.clear();
+  }
+  void profile_report() const {
+    for (const auto& [n, pr] : prof_) {
+      double total = 0;
+      for (const auto& e : pr.stages) total += e.second;
+      std::fprintf(stderr, "vireo cuda profile: %d eager steps of %d tokens, %.3f ms per step\n", pr.steps, n,
+                   total / pr.steps);
+      for (const auto& e : pr.stages)
+        std::fprintf(stderr, "  %-20s %9.3f ms/step  %5.1f%%\n", e.first.c_str(), e.second / pr.steps,
+                     100.0 * e.second / total);
+    }
   }
 
   /// Stack the matrices (same column count) row-wise, dequantize, convert to dt_, upload.
@@ -594,8 +668,17 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   Step last_step_{};  // the step compute() ran, for projecting further logits chunks
   std::unique_ptr<cuda::GpuSampler> sampler_;
   bool graphs_on_ = true;
-  std::map<std::tuple<int, void*, std::int64_t, int>, cudaGraphExec_t> graphs_;
-  std::set<std::tuple<int, void*, std::int64_t, int>> warmed_;  ///< buckets run once eagerly
+  bool profile_on_ = false;  ///< VIREO_CUDA_PROFILE=1 (see mark())
+  std::vector<cudaEvent_t> prof_events_;
+  std::vector<std::string> prof_marks_;
+  struct Profile {
+    std::vector<std::pair<std::string, double>> stages;  ///< ms summed over steps, in run() order
+    int steps = 0;
+  };
+  std::map<int, Profile> prof_;  ///< by tokens per step (padded to the graph bucket)
+  using GraphKey = std::tuple<int, void*, std::int64_t, int, int>;  ///< bucket, KV pool, blocks, block size, splits
+  std::map<GraphKey, cudaGraphExec_t> graphs_;
+  std::set<GraphKey> warmed_;  ///< buckets run once eagerly
 };
 
 }  // namespace

@@ -119,15 +119,21 @@ __global__ void __launch_bounds__(MMA_WARPS * 32)
   // Lanes of tokens g >= n read token n - 1: B column g only feeds C column g, never stored.
   const T* xg = x + std::size_t(min(g, n - 1)) * cols + q * 8;
 
-  // The weights do not depend on the previous kernel: under PDL this warp pulls its first
-  // chunk into L2 while that kernel finishes, and only then waits for x.
-  if ((warp + 1) * CHUNK_COLS <= cols) {
+  // The weights do not depend on the previous kernel: under PDL this warp pulls its first two
+  // chunks into L2 while that kernel finishes, and only then waits for x. In the loop each
+  // chunk's loads are preceded by an L2 prefetch of the chunk two ahead, so a warp's next
+  // chunks are on their way from DRAM while it waits for this one (the loads of a chunk are
+  // one round trip per chunk otherwise: 4 serial round trips for a 4096-wide matrix).
+  auto prefetch_chunk = [&](int ch) {
+    if ((ch + 1) * CHUNK_COLS > cols) return;
 #pragma unroll
     for (int j = 0; j < CHUNK_STEPS; ++j) {
-      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wa + warp * CHUNK_COLS + 32 * j));
-      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wb + warp * CHUNK_COLS + 32 * j));
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wa + ch * CHUNK_COLS + 32 * j));
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wb + ch * CHUNK_COLS + 32 * j));
     }
-  }
+  };
+  prefetch_chunk(warp);
+  prefetch_chunk(warp + MMA_WARPS);
   pdl_wait();
   pdl_trigger();
 
@@ -137,6 +143,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32)
   const int n_chunks = (cols + CHUNK_COLS - 1) / CHUNK_COLS;
   for (int ch = warp; ch < n_chunks; ch += MMA_WARPS) {
     const int c0 = ch * CHUNK_COLS;
+    prefetch_chunk(ch + 2 * MMA_WARPS);
     // All loads of the chunk first (fixed trip counts over register arrays: fully unrolled).
     // Full chunks carry no predicates: with predicated loads ptxas interleaved each load with
     // the mma that uses it, leaving 2-3 loads in flight instead of 12.

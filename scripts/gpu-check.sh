@@ -117,13 +117,14 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "vireo-bench model 8b exit $rc"
   tail -12 "$OUT/vireo-bench-model.log"
   [ $rc -ne 0 ] && status=1
-  # The same decode steps without programmatic dependent launch, for the A/B in one run
-  # (JSON to the log: the tool returns at most 8 files).
-  say "== vireo-bench model, llama-3.1-8b decode with VIREO_PDL=0"
-  VIREO_PDL=0 timeout 100 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
-    --batch 1,64 --prefill 2048 --decode-steps 16 --context 512 --ttft 0 --repeats 2 >> "$OUT/vireo-bench-model.log" 2>&1
-  say "vireo-bench model 8b (no PDL) exit $?"
-  grep -E "decode|prefill" "$OUT/vireo-bench-model.log" | tail -3
+  # Where a batch-1 / batch-8 decode step and the 2048-token prefill spend their GPU time
+  # (VIREO_CUDA_PROFILE=1: eager steps with an event after every stage; JSON to the log).
+  say "== vireo-bench model, llama-3.1-8b with VIREO_CUDA_PROFILE=1"
+  VIREO_CUDA_PROFILE=1 timeout 100 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
+    --weights bf16 --batch 1,8 --prefill 2048 --decode-steps 8 --context 512 --ttft 0 --repeats 1 \
+    >> "$OUT/vireo-bench-model.log" 2>&1
+  say "vireo-bench model 8b (profile) exit $?"
+  grep -A11 "vireo cuda profile" "$OUT/vireo-bench-model.log" | tee -a "$SUMMARY"
 fi
 
 if [ -f "$BUILD/bench/vireo-bench" ]; then

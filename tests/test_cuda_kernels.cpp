@@ -440,8 +440,13 @@ TEST_CASE("cuda split-KV decode attention matches cpu::attention", "[cuda]") {
         auto dlist = to_device_raw(list);
         auto dout = poisoned(ac.q.size() * vireo::dtype_size(dt));
         vc::DeviceBuffer ws(std::max<std::size_t>(vc::decode_attention_workspace_floats(n, c.nh, c.hd, splits), 1) * 4);
+        ws.fill_bytes(0);  // the split counters start at zero (and are left at zero)
         const vc::AttentionParams p = ac.params(dq, dk, dv, dout, dkv, dbt, dids);
+        // Twice on the same workspace: the in-kernel merge must leave its counters at zero.
         REQUIRE(vc::decode_attention(dt, p, dlist.as<std::int32_t>(), n, splits, ws.as<float>(), nullptr) == 0);
+        const std::vector<float> first = from_device(dt, dout, ac.q.size());
+        REQUIRE(vc::decode_attention(dt, p, dlist.as<std::int32_t>(), n, splits, ws.as<float>(), nullptr) == 0);
+        CHECK(from_device(dt, dout, ac.q.size()) == first);
         // 16-bit types run on tensor cores with P rounded to T before P.V (as in prefill).
         Tol t = tol_for(dt);
         if (dt != DType::F32) t.atol *= 2;
@@ -451,6 +456,8 @@ TEST_CASE("cuda split-KV decode attention matches cpu::attention", "[cuda]") {
       }
   CHECK(vc::decode_attention_splits(1, 8, 132) > 1);
   CHECK(vc::decode_attention_splits(64, 8, 132) == 1);
+  CHECK(vc::decode_attention_splits(1, 8, 132, 512) == 4);  // >= 128 keys per split
+  CHECK(vc::decode_attention_splits(1, 8, 132, 100) == 1);
 }
 
 TEST_CASE("cuda tensor-core prefill attention matches cpu::attention", "[cuda]") {
