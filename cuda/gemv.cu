@@ -43,6 +43,9 @@
 // fp32 keeps the warp-per-row kernel (16-byte loads, x reread per row; fp32 is a test mode),
 // and rows that are not a multiple of the vector width or unaligned pointers take the scalar
 // kernels.
+#include <cstdlib>
+#include <cstring>
+
 #include "common.cuh"
 #include "cuda_api.hpp"
 #include "launch.cuh"
@@ -99,8 +102,8 @@ __device__ __forceinline__ void mma16816<__half>(float (&d)[4], std::uint32_t a0
 /// SWIGLU = true: w is the stacked [2 rows, cols] gate/up matrix (rows = ff); CTA b computes
 /// y[t, 8 b + r] = silu(gate) * up for r < 8, y in T (OT == T).
 /// w, x 16-byte aligned, cols % 8 == 0; x [n, cols], y [n, rows].
-template <typename T, typename OT, bool SWIGLU>
-__global__ void __launch_bounds__(MMA_WARPS * 32)
+template <typename T, typename OT, bool SWIGLU, bool PIPE>
+__global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
     gemv_mma_kernel(const T* __restrict__ w, const T* __restrict__ x, OT* __restrict__ y, int n, int rows, int cols) {
   __shared__ float part[MMA_WARPS][16][8];  // per warp: [tile row][token]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
@@ -119,34 +122,28 @@ __global__ void __launch_bounds__(MMA_WARPS * 32)
   // Lanes of tokens g >= n read token n - 1: B column g only feeds C column g, never stored.
   const T* xg = x + std::size_t(min(g, n - 1)) * cols + q * 8;
 
-  // The weights do not depend on the previous kernel: under PDL this warp pulls its first two
-  // chunks into L2 while that kernel finishes, and only then waits for x. In the loop each
-  // chunk's loads are preceded by an L2 prefetch of the chunk two ahead, so a warp's next
-  // chunks are on their way from DRAM while it waits for this one (the loads of a chunk are
-  // one round trip per chunk otherwise: 4 serial round trips for a 4096-wide matrix).
-  auto prefetch_chunk = [&](int ch) {
-    if ((ch + 1) * CHUNK_COLS > cols) return;
+  // The weights do not depend on the previous kernel: under PDL this warp pulls its first
+  // chunk into L2 while that kernel finishes, and only then waits for x. (Prefetching two
+  // chunks ahead inside the loop as well made the large GEMVs ~20% slower on the H100.)
+  if ((warp + 1) * CHUNK_COLS <= cols) {
 #pragma unroll
     for (int j = 0; j < CHUNK_STEPS; ++j) {
-      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wa + ch * CHUNK_COLS + 32 * j));
-      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wb + ch * CHUNK_COLS + 32 * j));
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wa + warp * CHUNK_COLS + 32 * j));
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wb + warp * CHUNK_COLS + 32 * j));
     }
-  };
-  prefetch_chunk(warp);
-  prefetch_chunk(warp + MMA_WARPS);
+  }
   pdl_wait();
   pdl_trigger();
 
   // Two accumulators: two independent HMMA chains per chunk instead of one of length 8.
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  uint4 va[CHUNK_STEPS], vb[CHUNK_STEPS], vx[CHUNK_STEPS];
   const int n_chunks = (cols + CHUNK_COLS - 1) / CHUNK_COLS;
-  for (int ch = warp; ch < n_chunks; ch += MMA_WARPS) {
+  // All loads of a chunk are issued before any of its arithmetic (fixed trip counts over
+  // register arrays: fully unrolled). Full chunks carry no predicates: with predicated loads
+  // ptxas interleaved each load with the mma that uses it, leaving 2-3 loads in flight
+  // instead of 12.
+  auto load_chunk = [&](int ch, uint4 (&va)[CHUNK_STEPS], uint4 (&vb)[CHUNK_STEPS], uint4 (&vx)[CHUNK_STEPS]) {
     const int c0 = ch * CHUNK_COLS;
-    prefetch_chunk(ch + 2 * MMA_WARPS);
-    // All loads of the chunk first (fixed trip counts over register arrays: fully unrolled).
-    // Full chunks carry no predicates: with predicated loads ptxas interleaved each load with
-    // the mma that uses it, leaving 2-3 loads in flight instead of 12.
     if (c0 + CHUNK_COLS <= cols) {
 #pragma unroll
       for (int j = 0; j < CHUNK_STEPS; ++j) {
@@ -166,10 +163,31 @@ __global__ void __launch_bounds__(MMA_WARPS * 32)
         vx[j] = ok ? load_x(xg + c) : z;
       }
     }
+  };
+  auto mma_chunk = [&](const uint4 (&va)[CHUNK_STEPS], const uint4 (&vb)[CHUNK_STEPS], const uint4 (&vx)[CHUNK_STEPS]) {
 #pragma unroll
     for (int j = 0; j < CHUNK_STEPS; ++j) {
       mma16816<T>(acc, va[j].x, vb[j].x, va[j].y, vb[j].y, vx[j].x, vx[j].y);
       mma16816<T>(acc2, va[j].z, vb[j].z, va[j].w, vb[j].w, vx[j].z, vx[j].w);
+    }
+  };
+  if constexpr (!PIPE) {
+    uint4 va[CHUNK_STEPS], vb[CHUNK_STEPS], vx[CHUNK_STEPS];
+    for (int ch = warp; ch < n_chunks; ch += MMA_WARPS) {
+      load_chunk(ch, va, vb, vx);
+      mma_chunk(va, vb, vx);
+    }
+  } else {
+    // Two register stages: the loads of a warp's next chunk are in flight while it waits for
+    // and multiplies the current one (8 KB per warp in flight instead of 4 KB between chunks).
+    uint4 a0[CHUNK_STEPS], b0[CHUNK_STEPS], x0[CHUNK_STEPS], a1[CHUNK_STEPS], b1[CHUNK_STEPS], x1[CHUNK_STEPS];
+    if (warp < n_chunks) load_chunk(warp, a0, b0, x0);
+    for (int ch = warp; ch < n_chunks; ch += 2 * MMA_WARPS) {
+      const int ch1 = ch + MMA_WARPS, ch2 = ch + 2 * MMA_WARPS;
+      if (ch1 < n_chunks) load_chunk(ch1, a1, b1, x1);
+      mma_chunk(a0, b0, x0);
+      if (ch2 < n_chunks) load_chunk(ch2, a0, b0, x0);
+      if (ch1 < n_chunks) mma_chunk(a1, b1, x1);
     }
   }
 #pragma unroll
@@ -291,6 +309,16 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
 
 // ---- launch helpers ------------------------------------------------------------------------------
 
+/// VIREO_GEMV_PIPELINE=1 selects the two-stage register pipeline of gemv_mma_kernel (an
+/// experiment measured against the one-stage default on the H100; see the file comment).
+bool gemv_pipeline() {
+  static const bool on = [] {
+    const char* e = std::getenv("VIREO_GEMV_PIPELINE");
+    return e && std::strcmp(e, "1") == 0;
+  }();
+  return on;
+}
+
 template <typename T>
 constexpr bool kTensorCore = sizeof(T) == 2;
 
@@ -303,8 +331,11 @@ template <typename T, typename OT>
 cudaError_t launch(const T* w, const T* x, OT* y, int n, int rows, int cols, cudaStream_t s) {
   if constexpr (kTensorCore<T>) {
     if (mma_ok(w, x, cols)) {
-      return cuda::launch(gemv_mma_kernel<T, OT, false>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32), 0, s, w, x, y,
-                          n, rows, cols);
+      if (gemv_pipeline())
+        return cuda::launch(gemv_mma_kernel<T, OT, false, true>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32), 0, s,
+                            w, x, y, n, rows, cols);
+      return cuda::launch(gemv_mma_kernel<T, OT, false, false>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32), 0, s, w,
+                          x, y, n, rows, cols);
     }
   }
   const dim3 grid((rows + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK), block(WARPS_PER_BLOCK * 32);
@@ -333,8 +364,11 @@ template <typename T>
 cudaError_t launch_swiglu(const T* w, const T* x, T* h, int n, int ff, int cols, cudaStream_t s) {
   if constexpr (kTensorCore<T>) {
     if (mma_ok(w, x, cols)) {
-      return cuda::launch(gemv_mma_kernel<T, T, true>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s, w, x, h, n, ff,
-                          cols);
+      if (gemv_pipeline())
+        return cuda::launch(gemv_mma_kernel<T, T, true, true>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s, w, x, h,
+                            n, ff, cols);
+      return cuda::launch(gemv_mma_kernel<T, T, true, false>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s, w, x, h,
+                          n, ff, cols);
     }
   }
   return cuda::launch(gemv_swiglu_scalar_kernel<T>, dim3((ff + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK),

@@ -117,6 +117,17 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "vireo-bench model 8b exit $rc"
   tail -12 "$OUT/vireo-bench-model.log"
   [ $rc -ne 0 ] && status=1
+  # The two-stage GEMV pipeline (VIREO_GEMV_PIPELINE=1) against the default, same machine:
+  # its [cuda] tests, then the 8B bars' steps (JSON to the log).
+  say "== VIREO_GEMV_PIPELINE=1: [cuda] tests and llama-3.1-8b"
+  VIREO_GEMV_PIPELINE=1 timeout 60 "$BUILD/tests/vireo-tests" "[cuda]" > "$OUT/tests-cuda-pipe.log" 2>&1
+  say "vireo-tests [cuda] (gemv pipeline) exit $? $(tail -2 "$OUT/tests-cuda-pipe.log" | tr '\n' ' ')"
+  cat "$OUT/tests-cuda-pipe.log" >> "$OUT/tests-cuda.log"; rm -f "$OUT/tests-cuda-pipe.log"
+  VIREO_GEMV_PIPELINE=1 timeout 100 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
+    --weights bf16 --batch 1,64 --prefill 2048 --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
+    >> "$OUT/vireo-bench-model.log" 2>&1
+  say "vireo-bench model 8b (gemv pipeline) exit $?"
+  grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -3 | tee -a "$SUMMARY"
   # Where a batch-1 / batch-8 decode step and the 2048-token prefill spend their GPU time
   # (VIREO_CUDA_PROFILE=1: eager steps with an event after every stage; JSON to the log).
   say "== vireo-bench model, llama-3.1-8b with VIREO_CUDA_PROFILE=1"
