@@ -28,6 +28,8 @@ int device_count(std::string* reason) noexcept;
 /// True when a device is present: [cuda] tests skip themselves otherwise.
 bool available() noexcept;
 void synchronize(void* stream);
+/// Device-to-device copy of `bytes` on `stream` (asynchronous).
+Status copy_device(void* dst, const void* src, std::size_t bytes, void* stream) noexcept;
 /// Last asynchronous error (cudaGetLastError), for tests.
 Status last_error() noexcept;
 /// Whether kernels of this backend launch with programmatic dependent launch on the current

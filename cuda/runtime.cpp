@@ -67,6 +67,10 @@ void synchronize(void* stream) {
 
 Status last_error() noexcept { return cudaGetLastError(); }
 
+Status copy_device(void* dst, const void* src, std::size_t bytes, void* stream) noexcept {
+  return cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream));
+}
+
 bool pdl_enabled() noexcept {
   static const bool env_on = [] {
     const char* e = std::getenv("VIREO_PDL");
