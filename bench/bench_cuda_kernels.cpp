@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <numeric>
 #include <random>
@@ -17,8 +18,20 @@
 #include <vector>
 
 #include "cuda_api.hpp"
+#include "vireo/device.hpp"
 
 namespace {
+
+// The card and the commit in the JSON's context (bench/results/ files must say both):
+// VIREO_COMMIT is exported by scripts/gpu-check.sh from the commit the binaries were built at.
+const bool kContextAdded = [] {
+  const char* commit = std::getenv("VIREO_COMMIT");
+  benchmark::AddCustomContext("vireo_commit", commit ? commit : "unknown");
+  std::string why;
+  benchmark::AddCustomContext("gpu", vireo::Device::cuda_device_count(&why) > 0 ? vireo::Device::cuda(0).name()
+                                                                                 : "none (" + why + ")");
+  return true;
+}();
 
 namespace vc = vireo::cuda;
 using vireo::DType;

@@ -36,6 +36,9 @@ if [ "${1:-}" = "--prepare" ]; then
   cmake -S . -B "$BUILD" -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release
   cmake --build "$BUILD" -j2 --target vireo-tests vireo-kernel-bench vireo-bench
   mkdir -p "$BUILD/devlibs"
+  # The commit these binaries are built from (the GPU machine's copy of .git may be stale):
+  # recorded in every JSON the run writes.
+  echo "$(git rev-parse HEAD)$(git diff --quiet HEAD -- . ':!bench/results' || echo -dirty)" > "$BUILD/devlibs/COMMIT"
   for b in "${BINS[@]}"; do
     # every resolved dependency except the CUDA libraries and the C/C++ runtime
     ldd "$b" | awk '$2 == "=>" && $3 ~ /^\// {print $3}' |
@@ -76,6 +79,8 @@ for lib in $(missing); do
   fi
 done
 export LD_LIBRARY_PATH="$LIBDIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+[ -f "$BUILD/devlibs/COMMIT" ] && export VIREO_COMMIT="$(cat "$BUILD/devlibs/COMMIT")"
+say "commit ${VIREO_COMMIT:-unknown (no $BUILD/devlibs/COMMIT)}"
 still=$(missing | tr '\n' ' ')
 [ -n "$still" ] && say "WARNING: shared libraries still not found: $still (run scripts/gpu-check.sh --prepare before carrying $BUILD)"
 
