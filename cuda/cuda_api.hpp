@@ -183,6 +183,27 @@ struct RopeKVParams {
 };
 Status rope_kv(DType dt, const RopeKVParams& p, void* stream);
 
+/// Fused decode GEMVs (bf16 / fp16, 1 <= n <= GEMV_MAX_TOKENS): the tensor-core GEMV of
+/// gemv() with
+///  - norm: the input is not x but RMSNorm(ex.resid rows) * ex.norm_w, built per CTA in shared
+///    memory (n * cols * sizeof(T) <= kGemvNormSmemBytes), so no separate RMSNorm kernel runs;
+///  - epilogue Store: y [n, rows] in T; Add: y is the fp32 residual [n, rows], y += result
+///    (each element owned by one thread); SwiGLU: as gemv_swiglu (rows = ff, y = h);
+///    RopeKV: rows = (nh + 2 nkv) hd, the result goes through rope_kv()'s arithmetic with
+///    ex.rope (x and y unused there; ex.rope.qkv ignored).
+/// cudaErrorNotSupported when gemv_fused_supported() is false or a pointer is misaligned.
+inline constexpr std::size_t kGemvNormSmemBytes = 48 * 1024;
+enum class GemvEpilogue { Store, Add, SwiGLU, RopeKV };
+struct GemvExtras {
+  const float* resid = nullptr;   ///< norm: fp32 rows [n, cols]
+  const float* norm_w = nullptr;  ///< norm: fp32 [cols]
+  float eps = 0.0f;
+  RopeKVParams rope;  ///< RopeKV epilogue
+};
+bool gemv_fused_supported(DType dt, int n, int cols, bool norm) noexcept;
+Status gemv_fused(DType dt, GemvEpilogue epi, bool norm, const void* w, const void* x, void* y, int n, int rows,
+                  int cols, const GemvExtras& ex, void* stream);
+
 /// Paged attention for single query tokens (decode), split-KV (flash-decoding).
 /// For each listed token t = tok_list[i] and each KV head, one CTA per split reads that head's
 /// keys 0..kv_len[t]-1 once for the whole group of nh/nkv query heads; with splits > 1 the

@@ -255,6 +255,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     graph_plan_bytes_ = graph_layout.block_ids + std::size_t(kMaxBlockIds) * 4;
     graph_plan_dev_ = cuda::DeviceBuffer(graph_plan_bytes_);
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "backend init");
+    if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && std::strcmp(e, "1") == 0) fuse_ = true;
     if (const char* e = std::getenv("VIREO_CUDA_PROFILE"); e && std::strcmp(e, "1") == 0) {
       profile_on_ = true;
       graphs_on_ = false;
@@ -433,6 +434,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     st.block_ids = d32(lay.block_ids);
     st.slots = reinterpret_cast<const std::int64_t*>(d + lay.slots);
     st.block_size = plan.block_size;
+    st.fused = fused_step(st.n);
 
     const auto key = std::make_tuple(n, kv.k(0), kv.geometry().num_blocks, plan.block_size, st.splits);
     if (graph && !graphs_.count(key) && warmed_.insert(key).second) {
@@ -471,6 +473,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
 
   struct Step {
     int n = 0, n_dec = 0, n_tiles = 0, rows = 0, splits = 1, block_size = 16;
+    bool fused = false;  ///< fused_step(n): norms, RoPE and residual adds inside the GEMVs
     const std::int32_t *tokens, *positions, *kv_len, *bt_off, *dec_list, *pf_list, *tiles, *logit_rows, *block_ids;
     const std::int64_t* slots;
   };
@@ -485,10 +488,20 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// Final norm of logit rows [c0, c0 + rows) (adding the last layer's FFN output) and the
   /// vocab projection into logits_.
   void project(const Step& st, int c0, int rows) {
-    ck(cuda::rmsnorm(dt_, tmp_.get(), resid_.as<float>(), output_norm_.as<float>(), xn_.get(), st.logit_rows + c0, rows,
-                     cfg_.d_model, cfg_.rms_eps, stream_->get()),
+    // A fused step has already added the last FFN output into the residual stream.
+    ck(cuda::rmsnorm(dt_, st.fused ? nullptr : tmp_.get(), resid_.as<float>(), output_norm_.as<float>(), xn_.get(),
+                     st.logit_rows + c0, rows, cfg_.d_model, cfg_.rms_eps, stream_->get()),
        "final rmsnorm");
     matmul(xn_.get(), output_.ptr() ? output_ : tok_embd_, logits_.get(), true, rows);
+  }
+
+  /// Whether a step of n tokens runs the fused decode path (VIREO_DECODE_FUSION=1): RMSNorm
+  /// folded into the QKV and gate/up GEMVs, RoPE + KV write into the QKV GEMV's epilogue, the
+  /// residual adds into the Wo and down GEMVs' epilogues: 5 kernels per layer instead of 8.
+  bool fused_step(int n) const noexcept {
+    const int d = cfg_.d_model, qd = cfg_.n_heads * cfg_.head_dim;
+    return fuse_ && cuda::gemv_fused_supported(dt_, n, d, true) && cuda::gemv_fused_supported(dt_, n, qd, false) &&
+           cuda::gemv_fused_supported(dt_, n, cfg_.d_ff, false) && cfg_.head_dim % 16 == 0;
   }
 
   /// Every kernel of one step, on stream_ (possibly under graph capture).
@@ -501,13 +514,6 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     for (int l = 0; l < cfg_.n_layers; ++l) {
       if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::Cancelled, "forward cancelled");
       const Layer& L = layers_[std::size_t(l)];
-      // The previous layer's FFN output (tmp_) joins the residual here.
-      ck(cuda::rmsnorm(dt_, l ? tmp_.get() : nullptr, resid_.as<float>(), L.attn_norm.as<float>(), xn_.get(), nullptr,
-                       st.n, d, cfg_.rms_eps, s),
-         "attn rmsnorm");
-      mark("attn_norm");
-      matmul(xn_.get(), L.wqkv, qkv_.get(), false, st.n);
-      mark("qkv");
       cuda::RopeKVParams rp;
       rp.qkv = qkv_.get();
       rp.bias = L.bqkv.as<float>();
@@ -521,8 +527,28 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       rp.n_heads = nh;
       rp.n_kv_heads = nkv;
       rp.head_dim = hd;
-      ck(cuda::rope_kv(dt_, rp, s), "rope_kv");
-      mark("rope_kv");
+      if (st.fused) {
+        // The residual stream is already complete (the last GEMV added into it).
+        cuda::GemvExtras ex;
+        ex.resid = resid_.as<float>();
+        ex.norm_w = L.attn_norm.as<float>();
+        ex.eps = cfg_.rms_eps;
+        ex.rope = rp;
+        ck(cuda::gemv_fused(dt_, cuda::GemvEpilogue::RopeKV, true, L.wqkv.ptr(), nullptr, nullptr, st.n, L.wqkv.rows,
+                            L.wqkv.cols, ex, s),
+           "fused attn norm + qkv + rope");
+        mark("norm+qkv+rope_kv");
+      } else {
+        // The previous layer's FFN output (tmp_) joins the residual here.
+        ck(cuda::rmsnorm(dt_, l ? tmp_.get() : nullptr, resid_.as<float>(), L.attn_norm.as<float>(), xn_.get(), nullptr,
+                         st.n, d, cfg_.rms_eps, s),
+           "attn rmsnorm");
+        mark("attn_norm");
+        matmul(xn_.get(), L.wqkv, qkv_.get(), false, st.n);
+        mark("qkv");
+        ck(cuda::rope_kv(dt_, rp, s), "rope_kv");
+        mark("rope_kv");
+      }
       cuda::AttentionParams ap;
       ap.q = q_.get();
       ap.k_cache = kv.k(l);
@@ -539,6 +565,25 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       ck(cuda::decode_attention(dt_, ap, st.dec_list, st.n_dec, st.splits, attn_ws_.as<float>(), s), "decode attention");
       ck(cuda::prefill_attention(dt_, ap, st.pf_list, st.tiles, st.n_tiles, s), "prefill attention");
       mark("attention");
+      if (st.fused) {
+        cuda::GemvExtras ex;
+        ck(cuda::gemv_fused(dt_, cuda::GemvEpilogue::Add, false, L.wo.ptr(), attn_.get(), resid_.get(), st.n,
+                            L.wo.rows, L.wo.cols, ex, s),
+           "fused wo + residual");
+        mark("wo+residual");
+        ex.resid = resid_.as<float>();
+        ex.norm_w = L.ffn_norm.as<float>();
+        ex.eps = cfg_.rms_eps;
+        ck(cuda::gemv_fused(dt_, cuda::GemvEpilogue::SwiGLU, true, L.wgu.ptr(), nullptr, h_.get(), st.n, cfg_.d_ff,
+                            L.wgu.cols, ex, s),
+           "fused ffn norm + gate/up + swiglu");
+        mark("norm+gate_up+swiglu");
+        ck(cuda::gemv_fused(dt_, cuda::GemvEpilogue::Add, false, L.wdown.ptr(), h_.get(), resid_.get(), st.n,
+                            L.wdown.rows, L.wdown.cols, cuda::GemvExtras{}, s),
+           "fused down + residual");
+        mark("down+residual");
+        continue;
+      }
       matmul(attn_.get(), L.wo, tmp_.get(), false, st.n);
       mark("wo");
       ck(cuda::rmsnorm(dt_, tmp_.get(), resid_.as<float>(), L.ffn_norm.as<float>(), xn_.get(), nullptr, st.n, d,
@@ -669,6 +714,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   std::unique_ptr<cuda::GpuSampler> sampler_;
   bool graphs_on_ = true;
   bool profile_on_ = false;  ///< VIREO_CUDA_PROFILE=1 (see mark())
+  bool fuse_ = false;        ///< VIREO_DECODE_FUSION=1 (see fused_step())
   std::vector<cudaEvent_t> prof_events_;
   std::vector<std::string> prof_marks_;
   struct Profile {

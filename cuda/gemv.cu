@@ -40,11 +40,20 @@
 // unfused path stores them (gemv -> T buffer -> swiglu_kernel), then the same fp32 expression
 // g / (1 + expf(-g)) * u is rounded to T.
 //
+// Fused decode variants (gemv_fused, VIREO_DECODE_FUSION=1 in the backend; written after the
+// last H100 run, not yet measured): NORM builds the CTA's input RMSNorm(resid) * w in shared
+// memory from the fp32 residual (no separate RMSNorm kernel; each CTA re-reads n x cols fp32
+// from L2, e.g. 16 KiB at n = 1, d = 4096); the Add epilogue adds the result into the fp32
+// residual (each element has one owner, so no atomics); the RopeKV epilogue applies bias and
+// RoPE to the (2i, 2i+1) row pairs of the 16-row tile and writes q and the paged K/V directly.
+// Together they take a Llama layer's decode from 8 kernels to 5.
+//
 // fp32 keeps the warp-per-row kernel (16-byte loads, x reread per row; fp32 is a test mode),
 // and rows that are not a multiple of the vector width or unaligned pointers take the scalar
 // kernels.
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "common.cuh"
 #include "cuda_api.hpp"
@@ -98,14 +107,28 @@ __device__ __forceinline__ void mma16816<__half>(float (&d)[4], std::uint32_t a0
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+/// Epilogues of gemv_mma_kernel.
+enum Epi : int {
+  kStore = 0,   ///< y[t, row] = OT(sum)
+  kSwiglu = 1,  ///< see SWIGLU below
+  kAdd = 2,     ///< y (fp32, the residual stream) [t, row] += sum
+  kRope = 3,    ///< qkv row: bias + RoPE, q to ex.rope.q_out, k / v into the paged cache
+};
+
 /// SWIGLU = false: CTA b computes y[t, 16 b + r] for r < 16 (rows = output rows), y in OT.
 /// SWIGLU = true: w is the stacked [2 rows, cols] gate/up matrix (rows = ff); CTA b computes
 /// y[t, 8 b + r] = silu(gate) * up for r < 8, y in T (OT == T).
 /// w, x 16-byte aligned, cols % 8 == 0; x [n, cols], y [n, rows].
-template <typename T, typename OT, bool SWIGLU, bool PIPE>
+/// NORM: x is not read; the CTA builds its input T(h * rsqrt(mean(h^2) + eps) * norm_w) from
+/// the fp32 residual rows h = ex.resid[t] in dynamic shared memory first (rmsnorm_reg_kernel's
+/// arithmetic), so the decode step needs no separate RMSNorm kernel.
+template <typename T, typename OT, int EPI, bool NORM, bool PIPE>
 __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
-    gemv_mma_kernel(const T* __restrict__ w, const T* __restrict__ x, OT* __restrict__ y, int n, int rows, int cols) {
+    gemv_mma_kernel(const T* __restrict__ w, const T* __restrict__ x, OT* __restrict__ y, int n, int rows, int cols,
+                    GemvExtras ex) {
+  constexpr bool SWIGLU = EPI == kSwiglu;
   __shared__ float part[MMA_WARPS][16][8];  // per warp: [tile row][token]
+  extern __shared__ __align__(16) unsigned char gemv_dyn_smem[];  // NORM: the normalized x [n][cols] in T
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
   // Tile rows g and g + 8 of this lane; rows past the end are clamped (read, never written).
   std::size_t ra, rb;
@@ -120,7 +143,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
   const T* wa = w + ra * cols + q * 8;
   const T* wb = w + rb * cols + q * 8;
   // Lanes of tokens g >= n read token n - 1: B column g only feeds C column g, never stored.
-  const T* xg = x + std::size_t(min(g, n - 1)) * cols + q * 8;
+  const T* xg = NORM ? nullptr : x + std::size_t(min(g, n - 1)) * cols + q * 8;
 
   // The weights do not depend on the previous kernel: under PDL this warp pulls its first
   // chunk into L2 while that kernel finishes, and only then waits for x. (Prefetching two
@@ -134,6 +157,32 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
   }
   pdl_wait();
   pdl_trigger();
+  if constexpr (NORM) {
+    // Normalize the n residual rows into shared memory; then every x load below reads it.
+    T* xs = reinterpret_cast<T*>(gemv_dyn_smem);
+    const int nv = cols / 4;
+    const float4* w4 = reinterpret_cast<const float4*>(ex.norm_w);
+    for (int t = 0; t < n; ++t) {
+      const float4* h4 = reinterpret_cast<const float4*>(ex.resid + std::size_t(t) * cols);
+      float ss = 0.0f;
+      for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+        const float4 h = h4[i];
+        ss += h.x * h.x + h.y * h.y + h.z * h.z + h.w * h.w;
+      }
+      ss = block_sum(ss);
+      const float scale = rsqrtf(ss / float(cols) + ex.eps);
+      for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+        const float4 h = h4[i], wv = __ldg(w4 + i);
+        T* o = xs + std::size_t(t) * cols + 4 * i;
+        o[0] = from_f32<T>(h.x * scale * wv.x);
+        o[1] = from_f32<T>(h.y * scale * wv.y);
+        o[2] = from_f32<T>(h.z * scale * wv.z);
+        o[3] = from_f32<T>(h.w * scale * wv.w);
+      }
+    }
+    __syncthreads();
+    xg = xs + std::size_t(min(g, n - 1)) * cols + q * 8;
+  }
 
   // Two accumulators: two independent HMMA chains per chunk instead of one of length 8.
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -151,7 +200,8 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
         vb[j] = load_w(wb + c0 + 32 * j);
       }
 #pragma unroll
-      for (int j = 0; j < CHUNK_STEPS; ++j) vx[j] = load_x(xg + c0 + 32 * j);
+      for (int j = 0; j < CHUNK_STEPS; ++j) vx[j] = NORM ? *reinterpret_cast<const uint4*>(xg + c0 + 32 * j)
+                                                         : load_x(xg + c0 + 32 * j);
     } else {  // the last, partial chunk: vectors past the row end are zeros in W and x
 #pragma unroll
       for (int j = 0; j < CHUNK_STEPS; ++j) {
@@ -160,7 +210,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
         const uint4 z = make_uint4(0u, 0u, 0u, 0u);
         va[j] = ok ? load_w(wa + c) : z;
         vb[j] = ok ? load_w(wb + c) : z;
-        vx[j] = ok ? load_x(xg + c) : z;
+        vx[j] = ok ? (NORM ? *reinterpret_cast<const uint4*>(xg + c) : load_x(xg + c)) : z;
       }
     }
   };
@@ -213,13 +263,59 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
         y[std::size_t(t) * rows + i] = from_f32<OT>(gv / (1.0f + expf(-gv)) * uv);
       }
     }
+  } else if constexpr (EPI == kRope) {
+    // Rows come in (2i, 2i+1) RoPE pairs inside the 16-row tile (head_dim is a multiple of
+    // 16): thread (pair, token) rounds both sums to T as the unfused path stores qkv, then
+    // applies rope_kv_kernel's arithmetic (bias, double-precision sincos of pos * inv_freq).
+    __shared__ float red[16][8];
+    if (tid < 128) {
+      const int r = tid & 15, t = tid >> 4;
+      float sum = 0.0f;
+#pragma unroll
+      for (int k = 0; k < MMA_WARPS; ++k) sum += part[k][r][t];
+      red[r][t] = to_f32(from_f32<T>(sum));
+    }
+    __syncthreads();
+    if (tid < 64) {
+      const int pr = tid & 7, t = tid >> 3, col = int(blockIdx.x) * 16 + 2 * pr;
+      const RopeKVParams& rp = ex.rope;
+      const int hd = rp.head_dim, nh = rp.n_heads, nkv = rp.n_kv_heads;
+      if (t < n && col < rows) {
+        float x0 = red[2 * pr][t], x1 = red[2 * pr + 1][t];
+        if (rp.bias) {
+          x0 += rp.bias[col];
+          x1 += rp.bias[col + 1];
+        }
+        const std::int64_t slot = rp.slots[t];
+        T* out = nullptr;
+        if (col >= (nh + nkv) * hd) {  // v
+          if (slot >= 0) out = static_cast<T*>(rp.v_cache) + std::size_t(slot) * nkv * hd + (col - (nh + nkv) * hd);
+        } else {
+          double sn, cs;
+          sincos(double(rp.positions[t]) * double(rp.inv_freq[(col % hd) / 2]), &sn, &cs);
+          const float cf = float(cs), sf = float(sn);
+          const float y0 = x0 * cf - x1 * sf, y1 = x0 * sf + x1 * cf;
+          x0 = y0;
+          x1 = y1;
+          if (col < nh * hd) out = static_cast<T*>(rp.q_out) + std::size_t(t) * nh * hd + col;
+          else if (slot >= 0) out = static_cast<T*>(rp.k_cache) + std::size_t(slot) * nkv * hd + (col - nh * hd);
+        }
+        if (out) {
+          out[0] = from_f32<T>(x0);
+          out[1] = from_f32<T>(x1);
+        }
+      }
+    }
   } else {
     if (tid < 128) {
       const int r = tid & 15, t = tid >> 4, row = int(blockIdx.x) * 16 + r;
       float s = 0.0f;
 #pragma unroll
       for (int k = 0; k < MMA_WARPS; ++k) s += part[k][r][t];
-      if (t < n && row < rows) y[std::size_t(t) * rows + row] = from_f32<OT>(s);
+      if (t < n && row < rows) {
+        if constexpr (EPI == kAdd) y[std::size_t(t) * rows + row] += s;  // one owner per element
+        else y[std::size_t(t) * rows + row] = from_f32<OT>(s);
+      }
     }
   }
 }
@@ -332,10 +428,10 @@ cudaError_t launch(const T* w, const T* x, OT* y, int n, int rows, int cols, cud
   if constexpr (kTensorCore<T>) {
     if (mma_ok(w, x, cols)) {
       if (gemv_pipeline())
-        return cuda::launch(gemv_mma_kernel<T, OT, false, true>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32), 0, s,
-                            w, x, y, n, rows, cols);
-      return cuda::launch(gemv_mma_kernel<T, OT, false, false>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32), 0, s, w,
-                          x, y, n, rows, cols);
+        return cuda::launch(gemv_mma_kernel<T, OT, kStore, false, true>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32),
+                            0, s, w, x, y, n, rows, cols, GemvExtras{});
+      return cuda::launch(gemv_mma_kernel<T, OT, kStore, false, false>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32), 0,
+                          s, w, x, y, n, rows, cols, GemvExtras{});
     }
   }
   const dim3 grid((rows + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK), block(WARPS_PER_BLOCK * 32);
@@ -365,14 +461,31 @@ cudaError_t launch_swiglu(const T* w, const T* x, T* h, int n, int ff, int cols,
   if constexpr (kTensorCore<T>) {
     if (mma_ok(w, x, cols)) {
       if (gemv_pipeline())
-        return cuda::launch(gemv_mma_kernel<T, T, true, true>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s, w, x, h,
-                            n, ff, cols);
-      return cuda::launch(gemv_mma_kernel<T, T, true, false>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s, w, x, h,
-                          n, ff, cols);
+        return cuda::launch(gemv_mma_kernel<T, T, kSwiglu, false, true>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s,
+                            w, x, h, n, ff, cols, GemvExtras{});
+      return cuda::launch(gemv_mma_kernel<T, T, kSwiglu, false, false>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s,
+                          w, x, h, n, ff, cols, GemvExtras{});
     }
   }
   return cuda::launch(gemv_swiglu_scalar_kernel<T>, dim3((ff + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK),
                       dim3(WARPS_PER_BLOCK * 32), 0, s, w, x, h, n, ff, cols);
+}
+
+template <typename T, int EPI, bool NORM>
+cudaError_t launch_fused_t(const T* w, const T* x, void* y, int n, int rows, int cols, const GemvExtras& ex,
+                           cudaStream_t s) {
+  const std::size_t smem = NORM ? std::size_t(n) * cols * sizeof(T) : 0;
+  const dim3 grid(EPI == kSwiglu ? (rows + 7) / 8 : (rows + 15) / 16), block(MMA_WARPS * 32);
+  using OT = std::conditional_t<EPI == kAdd, float, T>;
+  return cuda::launch(gemv_mma_kernel<T, OT, EPI, NORM, false>, grid, block, smem, s, w, x, static_cast<OT*>(y), n, rows,
+                      cols, ex);
+}
+
+template <typename T, int EPI>
+cudaError_t launch_fused_e(bool norm, const T* w, const T* x, void* y, int n, int rows, int cols, const GemvExtras& ex,
+                           cudaStream_t s) {
+  return norm ? launch_fused_t<T, EPI, true>(w, x, y, n, rows, cols, ex, s)
+              : launch_fused_t<T, EPI, false>(w, x, y, n, rows, cols, ex, s);
 }
 
 }  // namespace
@@ -396,6 +509,35 @@ Status gemv_swiglu(DType dt, const void* w_gu, const void* x, void* h, int n, in
   return VIREO_DISPATCH_DTYPE(dt, [&] {
     return launch_swiglu<T>(static_cast<const T*>(w_gu), static_cast<const T*>(x), static_cast<T*>(h), n, ff, cols, s);
   });
+}
+
+bool gemv_fused_supported(DType dt, int n, int cols, bool norm) noexcept {
+  if (dt == DType::F32 || n < 1 || n > GEMV_MAX_TOKENS || cols <= 0 || cols % 8) return false;
+  return !norm || std::size_t(n) * cols * dtype_size(dt) <= kGemvNormSmemBytes;
+}
+
+Status gemv_fused(DType dt, GemvEpilogue epi, bool norm, const void* w, const void* x, void* y, int n, int rows,
+                  int cols, const GemvExtras& ex, void* stream) {
+  if (rows <= 0) return cudaSuccess;
+  if (!gemv_fused_supported(dt, n, cols, norm) || !aligned16(w) || (!norm && !aligned16(x)) ||
+      (norm && (!aligned16(ex.resid) || !aligned16(ex.norm_w))) ||
+      (epi == GemvEpilogue::RopeKV && (ex.rope.head_dim % 16 || rows != (ex.rope.n_heads + 2 * ex.rope.n_kv_heads) *
+                                                                           ex.rope.head_dim)))
+    return cudaErrorNotSupported;
+  auto s = static_cast<cudaStream_t>(stream);
+  auto go = [&](auto tag) -> cudaError_t {
+    using T = decltype(tag);
+    const T* wt = static_cast<const T*>(w);
+    const T* xt = static_cast<const T*>(x);
+    switch (epi) {
+      case GemvEpilogue::Store: return launch_fused_e<T, kStore>(norm, wt, xt, y, n, rows, cols, ex, s);
+      case GemvEpilogue::Add: return launch_fused_e<T, kAdd>(norm, wt, xt, y, n, rows, cols, ex, s);
+      case GemvEpilogue::SwiGLU: return launch_fused_e<T, kSwiglu>(norm, wt, xt, y, n, rows, cols, ex, s);
+      case GemvEpilogue::RopeKV: return launch_fused_e<T, kRope>(norm, wt, xt, y, n, rows, cols, ex, s);
+    }
+    return cudaErrorInvalidValue;
+  };
+  return dt == DType::BF16 ? go(__nv_bfloat16{}) : go(__half{});
 }
 
 }  // namespace vireo::cuda

@@ -153,17 +153,26 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "vireo-bench model 8b exit $rc"
   tail -12 "$OUT/vireo-bench-model.log"
   [ $rc -ne 0 ] && status=1
-  # The two-stage GEMV pipeline (VIREO_GEMV_PIPELINE=1) against the default, same machine:
-  # its [cuda] tests, then the 8B bars' steps (JSON to the log).
-  say "== VIREO_GEMV_PIPELINE=1: [cuda] tests and llama-3.1-8b"
-  VIREO_GEMV_PIPELINE=1 timeout 60 "$BUILD/tests/vireo-tests" "[cuda]" > "$OUT/tests-cuda-pipe.log" 2>&1
-  say "vireo-tests [cuda] (gemv pipeline) exit $? $(tail -2 "$OUT/tests-cuda-pipe.log" | tr '\n' ' ')"
-  cat "$OUT/tests-cuda-pipe.log" >> "$OUT/tests-cuda.log"; rm -f "$OUT/tests-cuda-pipe.log"
-  VIREO_GEMV_PIPELINE=1 timeout 100 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
-    --weights bf16 --batch 1,64 --prefill 2048 --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
-    >> "$OUT/vireo-bench-model.log" 2>&1
-  say "vireo-bench model 8b (gemv pipeline) exit $?"
-  grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -3 | tee -a "$SUMMARY"
+  # Experimental switches against the default, same machine: their [cuda] tests, then the 8B
+  # bars' steps (JSON to the log). VIREO_GEMV_PIPELINE=1: two-stage register pipeline in the
+  # decode GEMV. VIREO_DECODE_FUSION=1: RMSNorm, RoPE + KV write and the residual adds folded
+  # into the decode GEMVs (5 kernels per layer instead of 8).
+  for variant in VIREO_GEMV_PIPELINE=1 VIREO_DECODE_FUSION=1; do
+    say "== $variant: [cuda] tests and llama-3.1-8b"
+    env "$variant" timeout 60 "$BUILD/tests/vireo-tests" "[cuda]" > "$OUT/tests-cuda-variant.log" 2>&1
+    rc=$?
+    say "vireo-tests [cuda] ($variant) exit $rc $(tail -2 "$OUT/tests-cuda-variant.log" | tr '\n' ' ')"
+    { echo "==== $variant"; cat "$OUT/tests-cuda-variant.log"; } >> "$OUT/tests-cuda.log"
+    rm -f "$OUT/tests-cuda-variant.log"
+    [ $rc -ne 0 ] && status=1
+    env "$variant" timeout 100 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
+      --weights bf16 --batch 1,64 --prefill 2048 --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
+      > "$OUT/variant.log" 2>&1
+    say "vireo-bench model 8b ($variant) exit $?"
+    { echo "==== $variant"; cat "$OUT/variant.log"; } >> "$OUT/vireo-bench-model.log"
+    grep -E "^  (decode|prefill)|copy-bandwidth" "$OUT/variant.log" | tee -a "$SUMMARY"
+    rm -f "$OUT/variant.log"
+  done
   # Where a batch-1 / batch-8 decode step and the 2048-token prefill spend their GPU time
   # (VIREO_CUDA_PROFILE=1: eager steps with an event after every stage; JSON to the log).
   say "== vireo-bench model, llama-3.1-8b with VIREO_CUDA_PROFILE=1"

@@ -11,6 +11,7 @@
 #ifdef VIREO_WITH_CUDA
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <cstdint>
 #include <numeric>
 #include <random>
@@ -565,3 +566,163 @@ TEST_CASE("cuda device queries never fail without a GPU", "[cuda]") {
 }
 
 #endif  // VIREO_WITH_CUDA
+
+// ---- fused decode GEMVs (VIREO_DECODE_FUSION) ------------------------------------------------
+
+namespace {
+
+/// Round every element to dt (the values a 16-bit buffer would hold).
+std::vector<float> round_to(DType dt, std::vector<float> v) {
+  std::vector<std::uint16_t> tmp(v.size());
+  vc::convert_from_f32(dt, v.data(), tmp.data(), v.size());
+  vc::convert_to_f32(dt, tmp.data(), v.data(), v.size());
+  return v;
+}
+
+/// RMSNorm of n fp32 rows with weight w, rounded to dt: the reference for the NORM prologue.
+std::vector<float> ref_norm(DType dt, const std::vector<float>& h, const std::vector<float>& w, int n, int cols,
+                            float eps) {
+  std::vector<float> y(h.size());
+  for (int t = 0; t < n; ++t) {
+    double ss = 0;
+    for (int c = 0; c < cols; ++c) ss += double(h[std::size_t(t) * cols + c]) * h[std::size_t(t) * cols + c];
+    const float scale = float(1.0 / std::sqrt(ss / cols + eps));
+    for (int c = 0; c < cols; ++c) y[std::size_t(t) * cols + c] = h[std::size_t(t) * cols + c] * scale * w[std::size_t(c)];
+  }
+  return round_to(dt, y);
+}
+
+}  // namespace
+
+TEST_CASE("cuda fused decode GEMVs match norm, matmul, RoPE and residual on the CPU", "[cuda]") {
+  VIREO_REQUIRE_GPU();
+  std::mt19937 rng(21);
+  const int nh = 4, nkv = 2, hd = 64, d = 256, ff = 200, qkvw = (nh + 2 * nkv) * hd, slots_total = 16;
+  const float eps = 1e-5f;
+  CHECK_FALSE(vc::gemv_fused_supported(DType::F32, 1, d, false));       // tensor cores: 16-bit only
+  CHECK_FALSE(vc::gemv_fused_supported(DType::BF16, 9, d, false));      // > GEMV_MAX_TOKENS
+  CHECK_FALSE(vc::gemv_fused_supported(DType::BF16, 8, 4096, true));    // normalized x over 48 KiB
+  CHECK(vc::gemv_fused_supported(DType::BF16, 6, 4096, true));
+  for (DType dt : {DType::F16, DType::BF16})
+    for (int n : {1, 3, 6}) {
+      INFO("dtype " << vireo::to_string(dt) << " n " << n);
+      Tol tol = tol_for(dt);
+      tol.rtol *= 2;  // the 16-bit rounding of an intermediate can land one step away
+      std::vector<float> resid(std::size_t(n) * d), norm_w(static_cast<std::size_t>(d));
+      std::uniform_real_distribution<float> u(-2.0f, 2.0f), pos_w(0.5f, 1.5f);
+      for (auto& x : resid) x = u(rng);
+      for (auto& x : norm_w) x = pos_w(rng);
+      auto dres = to_device_raw(resid), dnw = to_device_raw(norm_w);
+      const auto xn = ref_norm(dt, resid, norm_w, n, d, eps);
+
+      // Norm + QKV + bias + RoPE + KV write.
+      {
+        const auto w = random_vec(std::size_t(qkvw) * d, dt, rng, 0.1f);
+        std::vector<float> bias(static_cast<std::size_t>(qkvw)), inv(static_cast<std::size_t>(hd / 2));
+        for (auto& x : bias) x = u(rng) * 0.1f;
+        for (int i = 0; i < hd / 2; ++i) inv[std::size_t(i)] = float(std::pow(10000.0, -2.0 * i / hd));
+        std::vector<std::int32_t> pos(static_cast<std::size_t>(n));
+        std::vector<std::int64_t> slots(static_cast<std::size_t>(n));
+        for (int t = 0; t < n; ++t) {
+          pos[std::size_t(t)] = int(rng() % 3000);
+          slots[std::size_t(t)] = t == 1 ? -1 : (t * 5 + 3) % slots_total;  // token 1: no KV write
+        }
+        auto dw = to_device(dt, w), db = to_device_raw(bias), dinv = to_device_raw(inv), dpos = to_device_raw(pos),
+             dslots = to_device_raw(slots);
+        const std::size_t es = vireo::dtype_size(dt), cache = std::size_t(slots_total) * nkv * hd;
+        auto dq = poisoned(std::size_t(n) * nh * hd * es), dk = poisoned(cache * es), dv = poisoned(cache * es);
+        vc::GemvExtras ex;
+        ex.resid = dres.as<float>();
+        ex.norm_w = dnw.as<float>();
+        ex.eps = eps;
+        ex.rope.bias = db.as<float>();
+        ex.rope.inv_freq = dinv.as<float>();
+        ex.rope.q_out = dq.get();
+        ex.rope.k_cache = dk.get();
+        ex.rope.v_cache = dv.get();
+        ex.rope.positions = dpos.as<std::int32_t>();
+        ex.rope.slots = dslots.as<std::int64_t>();
+        ex.rope.n = n;
+        ex.rope.n_heads = nh;
+        ex.rope.n_kv_heads = nkv;
+        ex.rope.head_dim = hd;
+        REQUIRE(vc::gemv_fused(dt, vc::GemvEpilogue::RopeKV, true, dw.get(), nullptr, nullptr, n, qkvw, d, ex, nullptr) ==
+                0);
+        // Reference: T(xn . W^T), + bias, rotate q and k pairs by pos * inv_freq, round to T.
+        auto y = round_to(dt, ref_matmul(xn, w, n, qkvw, d));
+        std::vector<float> q_ref(std::size_t(n) * nh * hd), k_ref(cache, NAN), v_ref(cache, NAN);
+        for (int t = 0; t < n; ++t)
+          for (int col = 0; col < qkvw; col += 2) {
+            float x0 = y[std::size_t(t) * qkvw + col] + bias[std::size_t(col)];
+            float x1 = y[std::size_t(t) * qkvw + col + 1] + bias[std::size_t(col) + 1];
+            if (col < (nh + nkv) * hd) {
+              const double a = double(pos[std::size_t(t)]) * double(inv[std::size_t((col % hd) / 2)]);
+              const float c = float(std::cos(a)), s = float(std::sin(a));
+              const float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
+              x0 = y0;
+              x1 = y1;
+            }
+            const std::int64_t slot = slots[std::size_t(t)];
+            float* dst = nullptr;
+            if (col < nh * hd) dst = &q_ref[std::size_t(t) * nh * hd + std::size_t(col)];
+            else if (slot < 0) continue;
+            else if (col < (nh + nkv) * hd) dst = &k_ref[std::size_t(slot) * nkv * hd + std::size_t(col - nh * hd)];
+            else dst = &v_ref[std::size_t(slot) * nkv * hd + std::size_t(col - (nh + nkv) * hd)];
+            dst[0] = x0;
+            dst[1] = x1;
+          }
+        check_close(from_device(dt, dq, q_ref.size()), round_to(dt, q_ref), tol, "fused rope q");
+        // Cache rows of unwritten slots must still hold the poison; written ones the reference.
+        for (auto [buf, ref, name] : {std::tuple{&dk, &k_ref, "k"}, std::tuple{&dv, &v_ref, "v"}}) {
+          const auto got = from_device(dt, *buf, cache);
+          std::vector<float> g_w, r_w;
+          for (std::size_t i = 0; i < cache; ++i) {
+            if (std::isnan((*ref)[i])) {
+              CHECK(std::isnan(got[i]));
+            } else {
+              g_w.push_back(got[i]);
+              r_w.push_back((*ref)[i]);
+            }
+          }
+          CHECK(r_w.size() == std::size_t(n - (n > 1 ? 1 : 0)) * nkv * hd);
+          check_close(g_w, round_to(dt, r_w), tol, std::string("fused rope ") + name);
+        }
+      }
+      // Residual add epilogue: resid += x . W^T in fp32.
+      {
+        const auto w = random_vec(std::size_t(d) * ff, dt, rng, 0.1f);
+        const auto x = random_vec(std::size_t(n) * ff, dt, rng);
+        auto dw = to_device(dt, w), dx = to_device(dt, x), dy = to_device_raw(resid);
+        REQUIRE(vc::gemv_fused(dt, vc::GemvEpilogue::Add, false, dw.get(), dx.get(), dy.get(), n, d, ff,
+                               vc::GemvExtras{}, nullptr) == 0);
+        auto ref = ref_matmul(x, w, n, d, ff);
+        for (std::size_t i = 0; i < ref.size(); ++i) ref[i] += resid[i];
+        std::vector<float> got(ref.size());
+        dy.download(got.data(), got.size() * 4);
+        check_close(got, ref, Tol{1e-3f, 1e-4f}, "fused residual add");
+      }
+      // Norm + gate/up + SwiGLU, and norm + plain store.
+      {
+        const auto w = random_vec(std::size_t(2 * ff) * d, dt, rng, 0.1f);
+        auto dw = to_device(dt, w), dh = poisoned(std::size_t(n) * ff * vireo::dtype_size(dt));
+        vc::GemvExtras ex;
+        ex.resid = dres.as<float>();
+        ex.norm_w = dnw.as<float>();
+        ex.eps = eps;
+        REQUIRE(vc::gemv_fused(dt, vc::GemvEpilogue::SwiGLU, true, dw.get(), nullptr, dh.get(), n, ff, d, ex, nullptr) ==
+                0);
+        const auto gu = round_to(dt, ref_matmul(xn, w, n, 2 * ff, d));
+        std::vector<float> h(std::size_t(n) * ff);
+        for (int t = 0; t < n; ++t)
+          for (int i = 0; i < ff; ++i) {
+            const float g = gu[std::size_t(t) * 2 * ff + std::size_t(i)], up = gu[std::size_t(t) * 2 * ff + ff + std::size_t(i)];
+            h[std::size_t(t) * ff + std::size_t(i)] = g / (1.0f + std::exp(-g)) * up;
+          }
+        check_close(from_device(dt, dh, h.size()), round_to(dt, h), tol, "fused norm + swiglu");
+        auto dy = poisoned(std::size_t(n) * 2 * ff * vireo::dtype_size(dt));
+        REQUIRE(vc::gemv_fused(dt, vc::GemvEpilogue::Store, true, dw.get(), nullptr, dy.get(), n, 2 * ff, d, ex,
+                               nullptr) == 0);
+        check_close(from_device(dt, dy, gu.size()), gu, tol, "fused norm + store");
+      }
+    }
+}
