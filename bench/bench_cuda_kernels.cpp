@@ -231,7 +231,7 @@ void BM_prefill_attention(benchmark::State& state) {
   auto q = random_bf16(std::size_t(len) * nh * hd, 8);
   vc::DeviceBuffer out(std::size_t(len) * nh * hd * 2);
   std::vector<std::int32_t> tiles;
-  for (int t = 0; t < len; t += vc::PREFILL_TILE) tiles.insert(tiles.end(), {t, std::min(vc::PREFILL_TILE, len - t), 0});
+  for (int t = 0; t < len; t += vc::prefill_tile()) tiles.insert(tiles.end(), {t, std::min(vc::prefill_tile(), len - t), 0});
   auto dtiles = upload(tiles);
   const auto p = cache.params(q.get(), out.get(), nh, nkv, hd);
   time_loop(state, stream, [&] {

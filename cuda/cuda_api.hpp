@@ -239,6 +239,10 @@ Status decode_attention(DType dt, const AttentionParams& p, const std::int32_t* 
 /// through kv_len per token; keys read from the paged cache in tiles of 64. q, k_cache and
 /// v_cache must be 16-byte aligned (cudaErrorMisalignedAddress otherwise).
 inline constexpr int PREFILL_TILE = 64;
+/// Query tokens per prefill tile in this process: PREFILL_TILE, or 128 with VIREO_PREFILL_MT=2
+/// (an experiment: two 16-row m-tiles per warp). Tiles passed to prefill_attention() must
+/// hold at most this many tokens.
+int prefill_tile() noexcept;
 Status prefill_attention(DType dt, const AttentionParams& p, const std::int32_t* tok_list,
                          const std::int32_t* tiles, int n_tiles, void* stream);
 

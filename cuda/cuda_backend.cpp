@@ -379,11 +379,11 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
         else chunk[std::size_t(sq)].push_back(t);
       }
       for (auto& c : chunk)
-        for (std::size_t i = 0; i < c.size(); i += cuda::PREFILL_TILE) {
+        for (std::size_t i = 0; i < c.size(); i += cuda::prefill_tile()) {
           tiles.push_back(int(pf.size()));
-          tiles.push_back(int(std::min<std::size_t>(cuda::PREFILL_TILE, c.size() - i)));
+          tiles.push_back(int(std::min<std::size_t>(cuda::prefill_tile(), c.size() - i)));
           tiles.push_back(0);
-          for (std::size_t j = i; j < std::min(c.size(), i + cuda::PREFILL_TILE); ++j) pf.push_back(c[j]);
+          for (std::size_t j = i; j < std::min(c.size(), i + cuda::prefill_tile()); ++j) pf.push_back(c[j]);
         }
     }
     const int n_tiles = int(tiles.size() / 3);

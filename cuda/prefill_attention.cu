@@ -24,13 +24,20 @@
 // groups (no conflicts) and cp.async writes stay 16-byte aligned.
 //
 // Cost (Llama-3.1-8B layer, 2048-token causal prefill): 4 * 2048^2 / 2 * 128 * 32 heads
-// = 34 GFLOP; at a practical ~250 TFLOP/s of mma.sync on an H100 that is ~0.14 ms.
+// = 34 GFLOP; at a practical ~250 TFLOP/s of mma.sync on an H100 that would be ~0.14 ms.
+// Measured on an H100 (2026-11-26): 116 TFLOP/s at 2048 tokens, 153 at 8192 (0.30 ms per
+// 8B layer at 2048, 10% of the 2048-token prefill). With 16 rows per warp each K/V fragment
+// feeds only two MMAs and 192 registers allow 8 warps per SM, so ldmatrix -> mma latency is
+// poorly hidden; VIREO_PREFILL_MT=2 gives each warp two m-tiles (128-token tiles, 255
+// registers, no spills), FlashAttention-2's arrangement, as an experiment for the next GPU run.
 // K/V tiles are re-read once per query head of a GQA group, from L2 (1 MiB per KV head at
 // 2048 tokens).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "common.cuh"
 #include "cuda_api.hpp"
@@ -40,30 +47,39 @@
 namespace vireo::cuda {
 namespace {
 
-constexpr int BQ = PREFILL_TILE;  // 64 query rows per CTA
-constexpr int BK = 64;            // keys per tile
-constexpr int WARPS = BQ / 16;    // 4
+constexpr int BK = 64;       // keys per tile
+constexpr int WARPS = 4;
 constexpr int THREADS = WARPS * 32;
+constexpr int MAX_BQ = 128;  // query rows of an MT = 2 CTA
 
-template <typename T, int HD>
+/// Query rows per CTA: 16 per m-tile, MT m-tiles per warp.
+template <int MT>
+inline constexpr int kBQ = 16 * WARPS * MT;
+
+template <typename T, int HD, int MT>
 constexpr std::size_t smem_bytes() {
-  return sizeof(T) * std::size_t(BQ * HD + 4 * BK * HD);  // Q, K[2], V[2]
+  return sizeof(T) * std::size_t(kBQ<MT> * HD + 4 * BK * HD);  // Q, K[2], V[2]
 }
 
 // ---- the kernel ---------------------------------------------------------------------------
 
-template <typename T, int HD>
+/// MT = 1: warp w owns rows 16w .. 16w+15 and keeps its Q fragments in registers.
+/// MT = 2 (VIREO_PREFILL_MT=2, an experiment): warp w owns rows 32w .. 32w+31 as two m-tiles;
+/// every K / V fragment loaded feeds two MMAs (twice the independent MMA chains per warp), Q
+/// fragments are re-read from shared memory per key tile (register budget: O is 128 fp32).
+template <typename T, int HD, int MT>
 __global__ void __launch_bounds__(THREADS)
     prefill_attention_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list,
                              const std::int32_t* __restrict__ tiles, float scale_log2) {
   pdl_wait();
   pdl_trigger();
+  constexpr int BQ = kBQ<MT>;
   constexpr int CH = HD / 8;  // 16-byte chunks per row
   extern __shared__ __align__(128) unsigned char smem[];
   T* sQ = reinterpret_cast<T*>(smem);
   T* sK0 = sQ + BQ * HD;  // K buffers [2][BK][HD], then V buffers [2][BK][HD]
   T* sV0 = sK0 + 2 * BK * HD;
-  __shared__ int s_tok[BQ], s_len[BQ];
+  __shared__ int s_tok[MAX_BQ], s_len[MAX_BQ];
   __shared__ int s_kv_total, s_min_len;
 
   // Heaviest tiles (latest in a sequence) first: fewer CTAs left running alone at the end.
@@ -72,16 +88,16 @@ __global__ void __launch_bounds__(THREADS)
   const int off = tiles[3 * tile], cnt = tiles[3 * tile + 1];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  if (tid < BQ) {
-    const int t = tid < cnt ? tok_list[off + tid] : -1;
-    s_tok[tid] = t;
-    s_len[tid] = t >= 0 ? p.kv_len[t] : 0;
+  for (int r = tid; r < BQ; r += THREADS) {
+    const int t = r < cnt ? tok_list[off + r] : -1;
+    s_tok[r] = t;
+    s_len[r] = t >= 0 ? p.kv_len[t] : 0;
   }
   if (tid == 0) s_kv_total = 0, s_min_len = 1 << 30;
   __syncthreads();
-  if (tid < BQ) {
-    atomicMax(&s_kv_total, s_len[tid]);
-    if (s_tok[tid] >= 0) atomicMin(&s_min_len, s_len[tid]);
+  for (int r = tid; r < BQ; r += THREADS) {
+    atomicMax(&s_kv_total, s_len[r]);
+    if (s_tok[r] >= 0) atomicMin(&s_min_len, s_len[r]);
   }
   __syncthreads();
   const int kv_total = s_kv_total, min_len = s_min_len;
@@ -114,15 +130,21 @@ __global__ void __launch_bounds__(THREADS)
   load_kv(0, 0);
   cp_async_commit();
 
-  const int g = lane >> 2, tig = lane & 3;
-  const int row_a = warp * 16 + g, row_b = row_a + 8;
-  const int len_a = s_len[row_a], len_b = s_len[row_b];
-
-  std::uint32_t qf[HD / 16][4];
-  float o[HD / 8][4];
+  // Thread rows: m-tile mt, half hf (0: row g, 1: row g + 8) of this warp.
+  const int g = lane >> 2, tig = lane & 3, row0 = warp * 16 * MT;
+  int len[MT][2];
 #pragma unroll
-  for (int n = 0; n < HD / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;  // l: this thread's columns only
+  for (int mt = 0; mt < MT; ++mt) len[mt][0] = s_len[row0 + mt * 16 + g], len[mt][1] = s_len[row0 + mt * 16 + g + 8];
+
+  std::uint32_t qf[MT == 1 ? HD / 16 : 1][4];  // MT = 1: every Q fragment, loaded once
+  float o[MT][HD / 8][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int n = 0; n < HD / 8; ++n) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
+  float m_[MT][2], l_[MT][2];  // running max (log2 domain) and this thread's columns' sum
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) m_[mt][0] = m_[mt][1] = -INFINITY, l_[mt][0] = l_[mt][1] = 0.0f;
 
   const int n_kt = (kv_total + BK - 1) / BK;
   for (int it = 0; it < n_kt; ++it) {
@@ -135,76 +157,89 @@ __global__ void __launch_bounds__(THREADS)
       cp_async_wait<0>();
     }
     __syncthreads();
-    if (it == 0) {
+    if constexpr (MT == 1) {
+      if (it == 0) {
 #pragma unroll
-      for (int kk = 0; kk < HD / 16; ++kk)
-        ldmatrix_x4(qf[kk], sQ + swz<HD>(warp * 16 + (lane & 15), kk * 2 + (lane >> 4)));
+        for (int kk = 0; kk < HD / 16; ++kk)
+          ldmatrix_x4(qf[kk], sQ + swz<HD>(row0 + (lane & 15), kk * 2 + (lane >> 4)));
+      }
     }
     const T* sK = sK0 + buf * BK * HD;
     const T* sV = sV0 + buf * BK * HD;
 
-    // S = Q K^T: 8 n-tiles of 8 keys.
-    float s[BK / 8][4];
+    // S = Q K^T: per m-tile 8 n-tiles of 8 keys.
+    float s[MT][BK / 8][4];
 #pragma unroll
-    for (int n = 0; n < BK / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int n = 0; n < BK / 8; ++n) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; ++kk) {
+      std::uint32_t qm[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        if constexpr (MT == 1) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) qm[mt][i] = qf[kk][i];
+        } else {
+          ldmatrix_x4(qm[mt], sQ + swz<HD>(row0 + mt * 16 + (lane & 15), kk * 2 + (lane >> 4)));
+        }
+      }
 #pragma unroll
       for (int np = 0; np < BK / 16; ++np) {
         std::uint32_t b[4];  // keys np*16 + 0..7 (dims kk*16 + 0..7, 8..15), keys + 8..15 (same)
         ldmatrix_x4(b, sK + swz<HD>(np * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1)));
-        mma16816<T>(s[2 * np], qf[kk], b[0], b[1]);
-        mma16816<T>(s[2 * np + 1], qf[kk], b[2], b[3]);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma16816<T>(s[mt][2 * np], qm[mt], b[0], b[1]);
+          mma16816<T>(s[mt][2 * np + 1], qm[mt], b[2], b[3]);
+        }
       }
     }
 
-    // Scale (log2 domain), causal / length mask, online softmax.
+    // Scale (log2 domain), causal / length mask, online softmax; P as A fragments.
     const bool need_mask = k0 + BK > min_len;
-    float mx_a = -INFINITY, mx_b = -INFINITY;
+    std::uint32_t pf[MT][BK / 16][4];
 #pragma unroll
-    for (int n = 0; n < BK / 8; ++n) {
+    for (int mt = 0; mt < MT; ++mt) {
+      float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int j = k0 + n * 8 + tig * 2 + e;
-        float va = s[n][e] * scale_log2, vb = s[n][2 + e] * scale_log2;
-        if (need_mask) {
-          if (j >= len_a) va = -INFINITY;
-          if (j >= len_b) vb = -INFINITY;
+      for (int n = 0; n < BK / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int hf = e >> 1, j = k0 + n * 8 + tig * 2 + (e & 1);
+          float v = s[mt][n][e] * scale_log2;
+          if (need_mask && j >= len[mt][hf]) v = -INFINITY;
+          s[mt][n][e] = v;
+          mx[hf] = fmaxf(mx[hf], v);
         }
-        s[n][e] = va;
-        s[n][2 + e] = vb;
-        mx_a = fmaxf(mx_a, va);
-        mx_b = fmaxf(mx_b, vb);
       }
-    }
-    mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
-    mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
-    mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
-    mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
-    const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
-    // A row with no visible key yet keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
-    const float base_a = mn_a == -INFINITY ? 0.0f : mn_a, base_b = mn_b == -INFINITY ? 0.0f : mn_b;
-    const float corr_a = exp2f(m_a - base_a), corr_b = exp2f(m_b - base_b);
-    m_a = mn_a;
-    m_b = mn_b;
-    l_a *= corr_a;
-    l_b *= corr_b;
+      float base[2];
 #pragma unroll
-    for (int n = 0; n < HD / 8; ++n) {
-      o[n][0] *= corr_a;
-      o[n][1] *= corr_a;
-      o[n][2] *= corr_b;
-      o[n][3] *= corr_b;
-    }
-    std::uint32_t pf[BK / 16][4];  // P as A fragments, one per 16-key step
+      for (int hf = 0; hf < 2; ++hf) {
+        mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 1));
+        mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 2));
+        const float mn = fmaxf(m_[mt][hf], mx[hf]);
+        // A row with no visible key yet keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
+        base[hf] = mn == -INFINITY ? 0.0f : mn;
+        const float corr = exp2f(m_[mt][hf] - base[hf]);
+        m_[mt][hf] = mn;
+        l_[mt][hf] *= corr;
 #pragma unroll
-    for (int n = 0; n < BK / 8; ++n) {
-      const float p0 = exp2f(s[n][0] - base_a), p1 = exp2f(s[n][1] - base_a);
-      const float p2 = exp2f(s[n][2] - base_b), p3 = exp2f(s[n][3] - base_b);
-      l_a += p0 + p1;
-      l_b += p2 + p3;
-      pf[n / 2][(n & 1) * 2 + 0] = pack2<T>(p0, p1);  // row g,   keys 8n + 2 tig, +1
-      pf[n / 2][(n & 1) * 2 + 1] = pack2<T>(p2, p3);  // row g+8
+        for (int n = 0; n < HD / 8; ++n) {
+          o[mt][n][2 * hf] *= corr;
+          o[mt][n][2 * hf + 1] *= corr;
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < BK / 8; ++n) {
+        const float p0 = exp2f(s[mt][n][0] - base[0]), p1 = exp2f(s[mt][n][1] - base[0]);
+        const float p2 = exp2f(s[mt][n][2] - base[1]), p3 = exp2f(s[mt][n][3] - base[1]);
+        l_[mt][0] += p0 + p1;
+        l_[mt][1] += p2 + p3;
+        pf[mt][n / 2][(n & 1) * 2 + 0] = pack2<T>(p0, p1);  // row g,   keys 8n + 2 tig, +1
+        pf[mt][n / 2][(n & 1) * 2 + 1] = pack2<T>(p2, p3);  // row g+8
+      }
     }
 
     // O += P V: HD/8 n-tiles of 8 dims, 4 k-steps of 16 keys.
@@ -214,43 +249,52 @@ __global__ void __launch_bounds__(THREADS)
       for (int dp = 0; dp < HD / 16; ++dp) {
         std::uint32_t b[4];  // (keys kk*16 + 0..7, 8..15) x dims dp*16 + 0..7, then dims + 8..15
         ldmatrix_x4_trans(b, sV + swz<HD>(kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3), dp * 2 + (lane >> 4)));
-        mma16816<T>(o[2 * dp], pf[kk], b[0], b[1]);
-        mma16816<T>(o[2 * dp + 1], pf[kk], b[2], b[3]);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma16816<T>(o[mt][2 * dp], pf[mt][kk], b[0], b[1]);
+          mma16816<T>(o[mt][2 * dp + 1], pf[mt][kk], b[2], b[3]);
+        }
       }
     }
     __syncthreads();  // every warp is done with this buffer before it is refilled
   }
 
   // Row sums over the quad, normalize, write.
-  l_a += __shfl_xor_sync(0xffffffffu, l_a, 1);
-  l_a += __shfl_xor_sync(0xffffffffu, l_a, 2);
-  l_b += __shfl_xor_sync(0xffffffffu, l_b, 1);
-  l_b += __shfl_xor_sync(0xffffffffu, l_b, 2);
-  const int t_a = s_tok[row_a], t_b = s_tok[row_b];
-  const float inv_a = l_a > 0.0f ? 1.0f / l_a : 0.0f, inv_b = l_b > 0.0f ? 1.0f / l_b : 0.0f;
   T* out = static_cast<T*>(p.out);
 #pragma unroll
-  for (int n = 0; n < HD / 8; ++n) {
-    const int c = n * 8 + tig * 2;
-    if (t_a >= 0)
-      *reinterpret_cast<std::uint32_t*>(out + (std::size_t(t_a) * nh + h) * HD + c) =
-          pack2<T>(o[n][0] * inv_a, o[n][1] * inv_a);
-    if (t_b >= 0)
-      *reinterpret_cast<std::uint32_t*>(out + (std::size_t(t_b) * nh + h) * HD + c) =
-          pack2<T>(o[n][2] * inv_b, o[n][3] * inv_b);
-  }
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      float l = l_[mt][hf];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const int t = s_tok[row0 + mt * 16 + g + 8 * hf];
+      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      if (t < 0) continue;
+#pragma unroll
+      for (int n = 0; n < HD / 8; ++n)
+        *reinterpret_cast<std::uint32_t*>(out + (std::size_t(t) * nh + h) * HD + n * 8 + tig * 2) =
+            pack2<T>(o[mt][n][2 * hf] * inv, o[mt][n][2 * hf + 1] * inv);
+    }
+}
+
+template <typename T, int HD, int MT>
+cudaError_t launch(const AttentionParams& p, const std::int32_t* tok_list, const std::int32_t* tiles, int n_tiles,
+                   cudaStream_t s) {
+  constexpr std::size_t smem = smem_bytes<T, HD, MT>();
+  cudaError_t e = cudaFuncSetAttribute(prefill_attention_kernel<T, HD, MT>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (e != cudaSuccess) return e;
+  const float scale_log2 = p.scale * 1.4426950408889634f;
+  return cuda::launch(prefill_attention_kernel<T, HD, MT>, dim3(n_tiles, p.n_heads), dim3(THREADS), smem, s, p,
+                      tok_list, tiles, scale_log2);
 }
 
 template <typename T, int HD>
-cudaError_t launch(const AttentionParams& p, const std::int32_t* tok_list, const std::int32_t* tiles, int n_tiles,
-                   cudaStream_t s) {
-  constexpr std::size_t smem = smem_bytes<T, HD>();
-  cudaError_t e = cudaFuncSetAttribute(prefill_attention_kernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(smem));
-  if (e != cudaSuccess) return e;
-  const float scale_log2 = p.scale * 1.4426950408889634f;
-  return cuda::launch(prefill_attention_kernel<T, HD>, dim3(n_tiles, p.n_heads), dim3(THREADS), smem, s, p, tok_list,
-                      tiles, scale_log2);
+cudaError_t launch_mt(const AttentionParams& p, const std::int32_t* tok_list, const std::int32_t* tiles, int n_tiles,
+                      cudaStream_t s) {
+  return prefill_tile() == 128 ? launch<T, HD, 2>(p, tok_list, tiles, n_tiles, s)
+                               : launch<T, HD, 1>(p, tok_list, tiles, n_tiles, s);
 }
 
 }  // namespace
@@ -268,10 +312,18 @@ Status prefill_attention(DType dt, const AttentionParams& p, const std::int32_t*
     return cudaErrorMisalignedAddress;
   auto s = static_cast<cudaStream_t>(stream);
   if (dt == DType::BF16)
-    return p.head_dim == 64 ? launch<__nv_bfloat16, 64>(p, tok_list, tiles, n_tiles, s)
-                            : launch<__nv_bfloat16, 128>(p, tok_list, tiles, n_tiles, s);
-  return p.head_dim == 64 ? launch<__half, 64>(p, tok_list, tiles, n_tiles, s)
-                          : launch<__half, 128>(p, tok_list, tiles, n_tiles, s);
+    return p.head_dim == 64 ? launch_mt<__nv_bfloat16, 64>(p, tok_list, tiles, n_tiles, s)
+                            : launch_mt<__nv_bfloat16, 128>(p, tok_list, tiles, n_tiles, s);
+  return p.head_dim == 64 ? launch_mt<__half, 64>(p, tok_list, tiles, n_tiles, s)
+                          : launch_mt<__half, 128>(p, tok_list, tiles, n_tiles, s);
+}
+
+int prefill_tile() noexcept {
+  static const int tile = [] {
+    const char* e = std::getenv("VIREO_PREFILL_MT");
+    return e && std::strcmp(e, "2") == 0 ? 128 : 64;
+  }();
+  return tile;
 }
 
 }  // namespace vireo::cuda

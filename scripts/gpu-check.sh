@@ -156,8 +156,9 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   # Experimental switches against the default, same machine: their [cuda] tests, then the 8B
   # bars' steps (JSON to the log). VIREO_GEMV_PIPELINE=1: two-stage register pipeline in the
   # decode GEMV. VIREO_DECODE_FUSION=1: RMSNorm, RoPE + KV write and the residual adds folded
-  # into the decode GEMVs (5 kernels per layer instead of 8).
-  for variant in VIREO_GEMV_PIPELINE=1 VIREO_DECODE_FUSION=1; do
+  # into the decode GEMVs (5 kernels per layer instead of 8). VIREO_PREFILL_MT=2: two m-tiles
+  # per warp in prefill attention (128-token tiles).
+  for variant in VIREO_GEMV_PIPELINE=1 VIREO_DECODE_FUSION=1 VIREO_PREFILL_MT=2; do
     say "== $variant: [cuda] tests and llama-3.1-8b"
     env "$variant" timeout 60 "$BUILD/tests/vireo-tests" "[cuda]" > "$OUT/tests-cuda-variant.log" 2>&1
     rc=$?

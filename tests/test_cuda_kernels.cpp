@@ -476,7 +476,7 @@ TEST_CASE("cuda tensor-core prefill attention matches cpu::attention", "[cuda]")
       std::iota(list.begin(), list.end(), 0);
       for (int t0 = 0; t0 < n;) {  // tiles of <= 64 tokens, never crossing a sequence
         int t1 = t0;
-        while (t1 < n && t1 - t0 < vc::PREFILL_TILE && ac.seq_of[std::size_t(t1)] == ac.seq_of[std::size_t(t0)]) ++t1;
+        while (t1 < n && t1 - t0 < vc::prefill_tile() && ac.seq_of[std::size_t(t1)] == ac.seq_of[std::size_t(t0)]) ++t1;
         tiles.insert(tiles.end(), {t0, t1 - t0, 0});
         t0 = t1;
       }
