@@ -255,7 +255,8 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     graph_plan_bytes_ = graph_layout.block_ids + std::size_t(kMaxBlockIds) * 4;
     graph_plan_dev_ = cuda::DeviceBuffer(graph_plan_bytes_);
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "backend init");
-    if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && std::strcmp(e, "1") == 0) fuse_ = true;
+    if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && (std::strcmp(e, "1") == 0 || std::strcmp(e, "2") == 0))
+      fuse_ = e[0] - '0';
     if (const char* e = std::getenv("VIREO_CUDA_PROFILE"); e && std::strcmp(e, "1") == 0) {
       profile_on_ = true;
       graphs_on_ = false;
@@ -498,9 +499,10 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// Whether a step of n tokens runs the fused decode path (VIREO_DECODE_FUSION=1): RMSNorm
   /// folded into the QKV and gate/up GEMVs, RoPE + KV write into the QKV GEMV's epilogue, the
   /// residual adds into the Wo and down GEMVs' epilogues: 5 kernels per layer instead of 8.
+  /// VIREO_DECODE_FUSION=2 keeps the FFN RMSNorm a separate kernel (6 per layer).
   bool fused_step(int n) const noexcept {
     const int d = cfg_.d_model, qd = cfg_.n_heads * cfg_.head_dim;
-    return fuse_ && cuda::gemv_fused_supported(dt_, n, d, true) && cuda::gemv_fused_supported(dt_, n, qd, false) &&
+    return fuse_ != 0 && cuda::gemv_fused_supported(dt_, n, d, true) && cuda::gemv_fused_supported(dt_, n, qd, false) &&
            cuda::gemv_fused_supported(dt_, n, cfg_.d_ff, false) && cfg_.head_dim % 16 == 0;
   }
 
@@ -571,13 +573,27 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
                             L.wo.rows, L.wo.cols, ex, s),
            "fused wo + residual");
         mark("wo+residual");
-        ex.resid = resid_.as<float>();
-        ex.norm_w = L.ffn_norm.as<float>();
-        ex.eps = cfg_.rms_eps;
-        ck(cuda::gemv_fused(dt_, cuda::GemvEpilogue::SwiGLU, true, L.wgu.ptr(), nullptr, h_.get(), st.n, cfg_.d_ff,
-                            L.wgu.cols, ex, s),
-           "fused ffn norm + gate/up + swiglu");
-        mark("norm+gate_up+swiglu");
+        if (fuse_ == 1) {
+          ex.resid = resid_.as<float>();
+          ex.norm_w = L.ffn_norm.as<float>();
+          ex.eps = cfg_.rms_eps;
+          ck(cuda::gemv_fused(dt_, cuda::GemvEpilogue::SwiGLU, true, L.wgu.ptr(), nullptr, h_.get(), st.n, cfg_.d_ff,
+                              L.wgu.cols, ex, s),
+             "fused ffn norm + gate/up + swiglu");
+          mark("norm+gate_up+swiglu");
+        } else {
+          // Level 2: the gate/up GEMV has ~5x the CTAs of the QKV one, and each CTA of a fused
+          // norm re-reads the residual and norm weights from L2; a separate RMSNorm (the
+          // residual is already complete: no delta) may cost less.
+          ck(cuda::rmsnorm(dt_, nullptr, resid_.as<float>(), L.ffn_norm.as<float>(), xn_.get(), nullptr, st.n, d,
+                           cfg_.rms_eps, s),
+             "ffn rmsnorm");
+          mark("ffn_norm");
+          ck(cuda::gemv_fused(dt_, cuda::GemvEpilogue::SwiGLU, false, L.wgu.ptr(), xn_.get(), h_.get(), st.n,
+                              cfg_.d_ff, L.wgu.cols, ex, s),
+             "gate/up + swiglu");
+          mark("gate_up+swiglu");
+        }
         ck(cuda::gemv_fused(dt_, cuda::GemvEpilogue::Add, false, L.wdown.ptr(), h_.get(), resid_.get(), st.n,
                             L.wdown.rows, L.wdown.cols, cuda::GemvExtras{}, s),
            "fused down + residual");
@@ -714,7 +730,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   std::unique_ptr<cuda::GpuSampler> sampler_;
   bool graphs_on_ = true;
   bool profile_on_ = false;  ///< VIREO_CUDA_PROFILE=1 (see mark())
-  bool fuse_ = false;        ///< VIREO_DECODE_FUSION=1 (see fused_step())
+  int fuse_ = 0;             ///< VIREO_DECODE_FUSION=1 or 2 (see fused_step()); 0 = off
   std::vector<cudaEvent_t> prof_events_;
   std::vector<std::string> prof_marks_;
   struct Profile {

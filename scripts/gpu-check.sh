@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command for a lent GPU machine: print the GPU, run the [cuda] tests, the CUDA kernel
 # benchmarks, vireo-bench model and serve on CUDA; logs and JSON under $OUT (8 files, the most
-# the device tool returns). On an H100 the whole script took 45 s on 2026-11-26 (hard limits
-# 120 + 50 + 90 + 150 + 100 s; a device-tool timeout_s of 300 leaves room for a slow start).
+# the device tool returns). On an H100 the run of 2026-11-26 (one variant) took 126 s; with
+# the four experimental variants (each: [cuda] tests + the 8B bars, ~35 s) expect ~4-5 min:
+# give the device tool timeout_s 540.
 #
 # Two steps, because the lent machine has nvcc and the CUDA libraries but no libfmt, no
 # Google Benchmark and no package registry:
@@ -156,9 +157,10 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   # Experimental switches against the default, same machine: their [cuda] tests, then the 8B
   # bars' steps (JSON to the log). VIREO_GEMV_PIPELINE=1: two-stage register pipeline in the
   # decode GEMV. VIREO_DECODE_FUSION=1: RMSNorm, RoPE + KV write and the residual adds folded
-  # into the decode GEMVs (5 kernels per layer instead of 8). VIREO_PREFILL_MT=2: two m-tiles
+  # into the decode GEMVs (5 kernels per layer instead of 8; =2 keeps the FFN RMSNorm
+  # separate, as the gate/up GEMV's 1792 CTAs would each re-read it). VIREO_PREFILL_MT=2: two m-tiles
   # per warp in prefill attention (128-token tiles).
-  for variant in VIREO_GEMV_PIPELINE=1 VIREO_DECODE_FUSION=1 VIREO_PREFILL_MT=2; do
+  for variant in VIREO_GEMV_PIPELINE=1 VIREO_DECODE_FUSION=1 VIREO_DECODE_FUSION=2 VIREO_PREFILL_MT=2; do
     say "== $variant: [cuda] tests and llama-3.1-8b"
     env "$variant" timeout 60 "$BUILD/tests/vireo-tests" "[cuda]" > "$OUT/tests-cuda-variant.log" 2>&1
     rc=$?
