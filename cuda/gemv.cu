@@ -405,14 +405,23 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
 
 // ---- launch helpers ------------------------------------------------------------------------------
 
-/// VIREO_GEMV_PIPELINE=1 selects the two-stage register pipeline of gemv_mma_kernel (an
-/// experiment measured against the one-stage default on the H100; see the file comment).
-bool gemv_pipeline() {
-  static const bool on = [] {
+/// VIREO_GEMV_PIPELINE=1 selects the two-stage register pipeline of gemv_mma_kernel for every
+/// launch, =auto only for grids of at most two CTAs per SM (an experiment measured against
+/// the one-stage default on the H100; see the file comment). The pipeline holds two chunks per
+/// warp in flight but its 128 registers allow 2 CTAs per SM instead of 3: it can only pay off
+/// where the grid is too small to fill 3 per SM anyway (Wo and down of an 8B model: 256 CTAs).
+bool gemv_pipeline(int ctas) {
+  static const int mode = [] {  // 0 off, 1 on, 2 auto
     const char* e = std::getenv("VIREO_GEMV_PIPELINE");
-    return e && std::strcmp(e, "1") == 0;
+    if (!e) return 0;
+    if (std::strcmp(e, "1") == 0) return 1;
+    return std::strcmp(e, "auto") == 0 ? 2 : 0;
   }();
-  return on;
+  if (mode != 2) return mode == 1;
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return false;
+  return ctas <= 2 * sms;
 }
 
 template <typename T>
@@ -427,7 +436,7 @@ template <typename T, typename OT>
 cudaError_t launch(const T* w, const T* x, OT* y, int n, int rows, int cols, cudaStream_t s) {
   if constexpr (kTensorCore<T>) {
     if (mma_ok(w, x, cols)) {
-      if (gemv_pipeline())
+      if (gemv_pipeline((rows + 15) / 16))
         return cuda::launch(gemv_mma_kernel<T, OT, kStore, false, true>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32),
                             0, s, w, x, y, n, rows, cols, GemvExtras{});
       return cuda::launch(gemv_mma_kernel<T, OT, kStore, false, false>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32), 0,
@@ -460,7 +469,7 @@ template <typename T>
 cudaError_t launch_swiglu(const T* w, const T* x, T* h, int n, int ff, int cols, cudaStream_t s) {
   if constexpr (kTensorCore<T>) {
     if (mma_ok(w, x, cols)) {
-      if (gemv_pipeline())
+      if (gemv_pipeline((ff + 7) / 8))
         return cuda::launch(gemv_mma_kernel<T, T, kSwiglu, false, true>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s,
                             w, x, h, n, ff, cols, GemvExtras{});
       return cuda::launch(gemv_mma_kernel<T, T, kSwiglu, false, false>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s,
@@ -477,6 +486,11 @@ cudaError_t launch_fused_t(const T* w, const T* x, void* y, int n, int rows, int
   const std::size_t smem = NORM ? std::size_t(n) * cols * sizeof(T) : 0;
   const dim3 grid(EPI == kSwiglu ? (rows + 7) / 8 : (rows + 15) / 16), block(MMA_WARPS * 32);
   using OT = std::conditional_t<EPI == kAdd, float, T>;
+  if constexpr (!NORM && EPI != kRope) {
+    if (gemv_pipeline(int(grid.x)))
+      return cuda::launch(gemv_mma_kernel<T, OT, EPI, false, true>, grid, block, smem, s, w, x, static_cast<OT*>(y), n,
+                          rows, cols, ex);
+  }
   return cuda::launch(gemv_mma_kernel<T, OT, EPI, NORM, false>, grid, block, smem, s, w, x, static_cast<OT*>(y), n, rows,
                       cols, ex);
 }

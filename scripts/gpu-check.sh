@@ -133,6 +133,11 @@ if [ -f "$BUILD/bench/vireo-kernel-bench" ]; then
   say "vireo-kernel-bench exit $rc"
   cat "$OUT/bench-cuda-kernels.log"
   [ $rc -ne 0 ] && status=1
+  # The GEMVs again with the two-stage pipeline everywhere, per shape (log only).
+  echo "==== VIREO_GEMV_PIPELINE=1" >> "$OUT/bench-cuda-kernels.log"
+  VIREO_GEMV_PIPELINE=1 timeout 30 "$BUILD/bench/vireo-kernel-bench" --benchmark_filter='BM_gemv' \
+    --benchmark_min_time=0.05 >> "$OUT/bench-cuda-kernels.log" 2>&1
+  grep -E "^BM_gemv" "$OUT/bench-cuda-kernels.log" | tail -14
 fi
 
 if [ -f "$BUILD/bench/vireo-bench" ]; then
@@ -155,12 +160,12 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   tail -12 "$OUT/vireo-bench-model.log"
   [ $rc -ne 0 ] && status=1
   # Experimental switches against the default, same machine: their [cuda] tests, then the 8B
-  # bars' steps (JSON to the log). VIREO_GEMV_PIPELINE=1: two-stage register pipeline in the
-  # decode GEMV. VIREO_DECODE_FUSION=1: RMSNorm, RoPE + KV write and the residual adds folded
+  # bars' steps (JSON to the log). VIREO_GEMV_PIPELINE=auto: two-stage register pipeline in the
+  # decode GEMVs whose grid has <= 2 CTAs per SM (=1, everywhere, lost at batch 1 on 2026-11-26). VIREO_DECODE_FUSION=1: RMSNorm, RoPE + KV write and the residual adds folded
   # into the decode GEMVs (5 kernels per layer instead of 8; =2 keeps the FFN RMSNorm
   # separate, as the gate/up GEMV's 1792 CTAs would each re-read it). VIREO_PREFILL_MT=2: two m-tiles
   # per warp in prefill attention (128-token tiles).
-  for variant in VIREO_GEMV_PIPELINE=1 VIREO_DECODE_FUSION=1 VIREO_DECODE_FUSION=2 VIREO_PREFILL_MT=2; do
+  for variant in VIREO_GEMV_PIPELINE=auto VIREO_DECODE_FUSION=1 VIREO_DECODE_FUSION=2 VIREO_PREFILL_MT=2; do
     say "== $variant: [cuda] tests and llama-3.1-8b"
     env "$variant" timeout 60 "$BUILD/tests/vireo-tests" "[cuda]" > "$OUT/tests-cuda-variant.log" 2>&1
     rc=$?
