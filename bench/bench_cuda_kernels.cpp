@@ -246,5 +246,24 @@ void BM_prefill_attention(benchmark::State& state) {
 }
 BENCHMARK(BM_prefill_attention)->Arg(512)->Arg(2048)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
+// Whether programmatic dependent launch overlaps two kernels here (vc::pdl_probe): the time
+// is the probe's wall time; the counters say how early the dependent kernel started.
+void BM_pdl_probe(benchmark::State& state) {
+  if (!gpu_or_skip(state)) return;
+  const bool graph = state.range(0) != 0;
+  double early = 0, after = 0;
+  for (auto _ : state) {
+    const vc::Status st = vc::pdl_probe(graph, &early, &after);
+    if (st != 0) {
+      state.SkipWithError("pdl_probe failed");
+      return;
+    }
+  }
+  state.counters["started_before_primary_end_us"] = early;
+  state.counters["wait_returned_after_end_us"] = after;
+  state.counters["pdl_enabled"] = vc::pdl_enabled() ? 1 : 0;
+}
+BENCHMARK(BM_pdl_probe)->Arg(0)->Arg(1)->Iterations(3)->Unit(benchmark::kMicrosecond);
+
 }  // namespace
 #endif  // VIREO_WITH_CUDA

@@ -35,6 +35,11 @@ Status last_error() noexcept;
 /// Whether kernels of this backend launch with programmatic dependent launch on the current
 /// device (compute capability >= 9.0, and the environment variable VIREO_PDL is not "0").
 bool pdl_enabled() noexcept;
+/// Diagnostic: launch a 50 us one-CTA kernel and a dependent one with the PDL attribute
+/// (eagerly, or captured in a CUDA graph and replayed). early_us: how long before the first
+/// kernel ended the second one started (> 0: the launches overlapped); after_wait_us: when its
+/// griddepcontrol.wait returned, relative to the first kernel's end.
+Status pdl_probe(bool graph, double* early_us, double* after_wait_us) noexcept;
 
 /// Host-side float <-> bf16 / fp16 bits (round to nearest even).
 std::uint16_t float_to_bf16(float f) noexcept;
@@ -202,6 +207,7 @@ struct GemvExtras {
   const float* norm_w = nullptr;  ///< norm: fp32 [cols]
   float eps = 0.0f;
   RopeKVParams rope;  ///< RopeKV epilogue
+  int prefetch_chunks = 1;  ///< set by the launcher from VIREO_GEMV_PREFETCH
 };
 bool gemv_fused_supported(DType dt, int n, int cols, bool norm) noexcept;
 Status gemv_fused(DType dt, GemvEpilogue epi, bool norm, const void* w, const void* x, void* y, int n, int rows,

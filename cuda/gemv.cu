@@ -148,11 +148,16 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
   // The weights do not depend on the previous kernel: under PDL this warp pulls its first
   // chunk into L2 while that kernel finishes, and only then waits for x. (Prefetching two
   // chunks ahead inside the loop as well made the large GEMVs ~20% slower on the H100.)
-  if ((warp + 1) * CHUNK_COLS <= cols) {
+  // VIREO_GEMV_PREFETCH=k (ex.prefetch_chunks, default 1) prefetches the warp's first k
+  // chunks: with PDL a GEMV that follows a small kernel (attention, RMSNorm) could stream its
+  // whole weight slice into L2 while that kernel runs, if the launch really overlaps.
+  for (int c = 0; c < ex.prefetch_chunks; ++c) {
+    const int ch = warp + c * MMA_WARPS;
+    if ((ch + 1) * CHUNK_COLS > cols) break;
 #pragma unroll
     for (int j = 0; j < CHUNK_STEPS; ++j) {
-      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wa + warp * CHUNK_COLS + 32 * j));
-      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wb + warp * CHUNK_COLS + 32 * j));
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wa + ch * CHUNK_COLS + 32 * j));
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wb + ch * CHUNK_COLS + 32 * j));
     }
   }
   pdl_wait();
@@ -410,6 +415,17 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
 /// the one-stage default on the H100; see the file comment). The pipeline holds two chunks per
 /// warp in flight but its 128 registers allow 2 CTAs per SM instead of 3: it can only pay off
 /// where the grid is too small to fill 3 per SM anyway (Wo and down of an 8B model: 256 CTAs).
+/// GemvExtras with the prefetch depth from VIREO_GEMV_PREFETCH (chunks per warp, default 1).
+GemvExtras with_prefetch(GemvExtras ex) {
+  static const int chunks = [] {
+    const char* e = std::getenv("VIREO_GEMV_PREFETCH");
+    const int v = e ? std::atoi(e) : 1;
+    return v < 0 ? 0 : (v > 64 ? 64 : v);
+  }();
+  ex.prefetch_chunks = chunks;
+  return ex;
+}
+
 bool gemv_pipeline(int ctas) {
   static const int mode = [] {  // 0 off, 1 on, 2 auto
     const char* e = std::getenv("VIREO_GEMV_PIPELINE");
@@ -438,9 +454,9 @@ cudaError_t launch(const T* w, const T* x, OT* y, int n, int rows, int cols, cud
     if (mma_ok(w, x, cols)) {
       if (gemv_pipeline((rows + 15) / 16))
         return cuda::launch(gemv_mma_kernel<T, OT, kStore, false, true>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32),
-                            0, s, w, x, y, n, rows, cols, GemvExtras{});
+                            0, s, w, x, y, n, rows, cols, with_prefetch(GemvExtras{}));
       return cuda::launch(gemv_mma_kernel<T, OT, kStore, false, false>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32), 0,
-                          s, w, x, y, n, rows, cols, GemvExtras{});
+                          s, w, x, y, n, rows, cols, with_prefetch(GemvExtras{}));
     }
   }
   const dim3 grid((rows + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK), block(WARPS_PER_BLOCK * 32);
@@ -471,9 +487,9 @@ cudaError_t launch_swiglu(const T* w, const T* x, T* h, int n, int ff, int cols,
     if (mma_ok(w, x, cols)) {
       if (gemv_pipeline((ff + 7) / 8))
         return cuda::launch(gemv_mma_kernel<T, T, kSwiglu, false, true>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s,
-                            w, x, h, n, ff, cols, GemvExtras{});
+                            w, x, h, n, ff, cols, with_prefetch(GemvExtras{}));
       return cuda::launch(gemv_mma_kernel<T, T, kSwiglu, false, false>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s,
-                          w, x, h, n, ff, cols, GemvExtras{});
+                          w, x, h, n, ff, cols, with_prefetch(GemvExtras{}));
     }
   }
   return cuda::launch(gemv_swiglu_scalar_kernel<T>, dim3((ff + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK),
@@ -486,13 +502,14 @@ cudaError_t launch_fused_t(const T* w, const T* x, void* y, int n, int rows, int
   const std::size_t smem = NORM ? std::size_t(n) * cols * sizeof(T) : 0;
   const dim3 grid(EPI == kSwiglu ? (rows + 7) / 8 : (rows + 15) / 16), block(MMA_WARPS * 32);
   using OT = std::conditional_t<EPI == kAdd, float, T>;
+  const GemvExtras exp = with_prefetch(ex);
   if constexpr (!NORM && EPI != kRope) {
     if (gemv_pipeline(int(grid.x)))
       return cuda::launch(gemv_mma_kernel<T, OT, EPI, false, true>, grid, block, smem, s, w, x, static_cast<OT*>(y), n,
-                          rows, cols, ex);
+                          rows, cols, exp);
   }
   return cuda::launch(gemv_mma_kernel<T, OT, EPI, NORM, false>, grid, block, smem, s, w, x, static_cast<OT*>(y), n, rows,
-                      cols, ex);
+                      cols, exp);
 }
 
 template <typename T, int EPI>

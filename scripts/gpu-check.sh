@@ -2,7 +2,7 @@
 # One command for a lent GPU machine: print the GPU, run the [cuda] tests, the CUDA kernel
 # benchmarks, vireo-bench model and serve on CUDA; logs and JSON under $OUT (8 files, the most
 # the device tool returns). On an H100 the run of 2026-11-26 (one variant) took 126 s; with
-# the four experimental variants (each: [cuda] tests + the 8B bars, ~35 s) expect ~4-5 min:
+# the five experimental variants (each: [cuda] tests + the 8B bars, ~35 s) expect ~5-6 min:
 # give the device tool timeout_s 540.
 #
 # Two steps, because the lent machine has nvcc and the CUDA libraries but no libfmt, no
@@ -126,7 +126,7 @@ tail -40 "$OUT/tests-cuda.log"
 if [ -f "$BUILD/bench/vireo-kernel-bench" ]; then
   say "== kernel benchmarks"
   # Google Benchmark 1.7 (Debian) takes --benchmark_min_time in plain seconds, no 's' suffix.
-  timeout 50 "$BUILD/bench/vireo-kernel-bench" --benchmark_filter='BM_(gemv|gemm|rmsnorm|decode_attention|prefill_attention)' \
+  timeout 50 "$BUILD/bench/vireo-kernel-bench" --benchmark_filter='BM_(gemv|gemm|rmsnorm|decode_attention|prefill_attention|pdl_probe)' \
     --benchmark_min_time=0.05 --benchmark_out="$OUT/bench-cuda-kernels.json" --benchmark_out_format=json \
     > "$OUT/bench-cuda-kernels.log" 2>&1
   rc=$?
@@ -164,8 +164,11 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   # decode GEMVs whose grid has <= 2 CTAs per SM (=1, everywhere, lost at batch 1 on 2026-11-26). VIREO_DECODE_FUSION=1: RMSNorm, RoPE + KV write and the residual adds folded
   # into the decode GEMVs (5 kernels per layer instead of 8; =2 keeps the FFN RMSNorm
   # separate, as the gate/up GEMV's 1792 CTAs would each re-read it). VIREO_PREFILL_MT=2: two m-tiles
-  # per warp in prefill attention (128-token tiles).
-  for variant in VIREO_GEMV_PIPELINE=auto VIREO_DECODE_FUSION=1 VIREO_DECODE_FUSION=2 VIREO_PREFILL_MT=2; do
+  # per warp in prefill attention (128-token tiles). VIREO_GEMV_PREFETCH=4: each GEMV warp
+  # prefetches 4 chunks into L2 before waiting on the previous kernel (worth it only if
+  # BM_pdl_probe shows the dependent launch starting early).
+  for variant in VIREO_GEMV_PIPELINE=auto VIREO_DECODE_FUSION=1 VIREO_DECODE_FUSION=2 VIREO_PREFILL_MT=2 \
+                 VIREO_GEMV_PREFETCH=4; do
     say "== $variant: [cuda] tests and llama-3.1-8b"
     env "$variant" timeout 60 "$BUILD/tests/vireo-tests" "[cuda]" > "$OUT/tests-cuda-variant.log" 2>&1
     rc=$?

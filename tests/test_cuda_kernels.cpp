@@ -565,7 +565,6 @@ TEST_CASE("cuda device queries never fail without a GPU", "[cuda]") {
   CHECK(vireo::Device::cpu().name() == "cpu");
 }
 
-#endif  // VIREO_WITH_CUDA
 
 // ---- fused decode GEMVs (VIREO_DECODE_FUSION) ------------------------------------------------
 
@@ -726,3 +725,5 @@ TEST_CASE("cuda fused decode GEMVs match norm, matmul, RoPE and residual on the 
       }
     }
 }
+
+#endif  // VIREO_WITH_CUDA
