@@ -142,8 +142,11 @@ fi
 
 if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "== vireo-bench model (cuda, bf16, random weights)"
-  timeout 90 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model smollm2-135m,llama-3.2-1b \
-    --batch 1,8,64 --prefill 512,2048 --decode-steps 16 --context 512 --ttft 512 --repeats 2 \
+  # The real SmolLM2 file too when it is here (see --split-model).
+  MODELS=smollm2-135m,llama-3.2-1b
+  [ -f "$MODEL" ] && MODELS="$MODELS,file:$MODEL"
+  timeout 90 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model "$MODELS" \
+    --batch 1,8,32,64 --prefill 512,2048 --decode-steps 16 --context 512 --ttft 512 --repeats 2 \
     --json "$OUT/vireo-bench-model.json" > "$OUT/vireo-bench-model.log" 2>&1
   rc=$?
   say "vireo-bench model exit $rc"
@@ -153,7 +156,7 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   # keeps the results above (random bf16 weights: ~16 GB host + device, built in parallel).
   say "== vireo-bench model, llama-3.1-8b (the bar's shape)"
   timeout 150 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
-    --batch 1,64 --prefill 2048 --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
+    --batch 1,8,32,64 --prefill 512,2048 --decode-steps 16 --context 512 --ttft 512 --repeats 2 \
     --json "$OUT/vireo-bench-8b.json" >> "$OUT/vireo-bench-model.log" 2>&1
   rc=$?
   say "vireo-bench model 8b exit $rc"
