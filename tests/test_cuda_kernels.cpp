@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../cuda/cuda_api.hpp"
+#include "test_util.hpp"
 #include "cpu/ops.hpp"
 #include "cpu/thread_pool.hpp"
 #include "sampling/philox.hpp"
@@ -29,15 +30,6 @@ namespace {
 
 using vireo::DType;
 namespace vc = vireo::cuda;
-
-#define VIREO_REQUIRE_GPU()                                                        \
-  do {                                                                             \
-    std::string why_;                                                              \
-    if (vc::device_count(&why_) == 0) {                                            \
-      WARN("no CUDA device, skipping: " << why_);                                  \
-      return;                                                                      \
-    }                                                                              \
-  } while (0)
 
 struct Tol {
   float atol, rtol;

@@ -31,15 +31,6 @@ using namespace vireo;
 
 namespace {
 
-#define VIREO_REQUIRE_GPU()                                   \
-  do {                                                        \
-    std::string why_;                                         \
-    if (cuda::device_count(&why_) == 0) {                     \
-      WARN("no CUDA device, skipping: " << why_);             \
-      return;                                                 \
-    }                                                         \
-  } while (0)
-
 ModelConfig gpu_config() { return test::model_shape(3, 256, 4, 2, 64, 512, 333, 1024); }
 
 /// Prefill `prompt` (all logits), then `n_decode` greedy steps; every logits row in order.

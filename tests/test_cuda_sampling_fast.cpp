@@ -21,21 +21,13 @@
 #include <vector>
 
 #include "../cuda/cuda_api.hpp"
+#include "test_util.hpp"
 #include "vireo/error.hpp"
 #include "vireo/sampler.hpp"
 
 namespace {
 
 namespace vc = vireo::cuda;
-
-#define VIREO_REQUIRE_GPU()                                                        \
-  do {                                                                             \
-    std::string why_;                                                              \
-    if (vc::device_count(&why_) == 0) {                                            \
-      WARN("no CUDA device, skipping: " << why_);                                  \
-      return;                                                                      \
-    }                                                                              \
-  } while (0)
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 

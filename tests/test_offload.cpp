@@ -159,11 +159,7 @@ TEST_CASE("swap round trip of several sequences keeps each one's state", "[cpu][
 }
 
 TEST_CASE("swap and recompute on a GPU match a run never preempted", "[cuda][offload]") {
-  std::string why;
-  if (Device::cuda_device_count(&why) == 0) {
-    WARN("no CUDA device, skipping: " << why);
-    return;
-  }
+  VIREO_REQUIRE_GPU();
   ModelOptions o;
   o.device = Device::cuda(0);
   o.dtype = DType::F32;

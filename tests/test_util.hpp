@@ -4,7 +4,19 @@
 #include <filesystem>
 #include <string>
 
+#include "vireo/device.hpp"
 #include "vireo/model.hpp"
+
+/// In a Catch2 test: return early, with a WARN saying why, when no CUDA device is usable
+/// (CPU-only builds and machines without a driver or GPU), so [cuda] tests pass there.
+#define VIREO_REQUIRE_GPU()                                            \
+  do {                                                                 \
+    std::string why_;                                                  \
+    if (::vireo::Device::cuda_device_count(&why_) == 0) {              \
+      WARN("no CUDA device, skipping: " << why_);                      \
+      return;                                                          \
+    }                                                                  \
+  } while (0)
 
 namespace vireo::test {
 
