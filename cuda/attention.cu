@@ -44,6 +44,45 @@ __device__ __forceinline__ void load_small(const T* p, float (&out)[E]) {
 
 // ---- CUDA kernels: decode -----------------------------------------------------------------
 
+/// End of a decode CTA: merge the DEC_WARPS warps' online-softmax states of the G query heads
+/// of KV head kvh (sm_m / sm_l [DEC_WARPS][MAXG], sm_acc [DEC_WARPS][MAXG][HD], disjoint keys
+/// per warp), then write the normalized output (splits == 1) or this split's partial
+/// accumulator and (max, sum) to the workspace. LOG2: the maxima are in the log2 domain (the
+/// tensor-core kernel's exp2 scores); the workspace always gets natural-log maxima, as
+/// decode_combine_kernel and the in-kernel merge read them.
+template <typename T, int HD, bool LOG2>
+__device__ __forceinline__ void merge_warps_store(const AttentionParams& p, const float (&sm_m)[DEC_WARPS][MAXG],
+                                                  const float (&sm_l)[DEC_WARPS][MAXG], const float* sm_acc, int t,
+                                                  int i, int kvh, int G, int split, int splits, float* ws) {
+  constexpr float LN2 = 0.6931471805599453f;
+  const int nh = p.n_heads;
+  for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
+    const int g = idx / HD, d = idx % HD, h = kvh * G + g;
+    float M = -INFINITY;
+    for (int w = 0; w < DEC_WARPS; ++w) M = fmaxf(M, sm_m[w][g]);
+    float Lsum = 0.0f, A = 0.0f;
+    if (M != -INFINITY) {
+      for (int w = 0; w < DEC_WARPS; ++w) {
+        if (sm_m[w][g] == -INFINITY) continue;
+        const float f = LOG2 ? exp2f(sm_m[w][g] - M) : expf(sm_m[w][g] - M);
+        Lsum += sm_l[w][g] * f;
+        A += sm_acc[(w * MAXG + g) * HD + d] * f;
+      }
+    }
+    if (splits == 1) {
+      static_cast<T*>(p.out)[(std::size_t(t) * nh + h) * HD + d] = from_f32<T>(Lsum > 0.0f ? A / Lsum : 0.0f);
+    } else {
+      const std::size_t row = (std::size_t(i) * nh + h) * splits + split;
+      ws[row * HD + d] = A;
+      if (d == 0) {
+        float* ml = ws + std::size_t(gridDim.z) * nh * splits * HD;
+        ml[2 * row] = LOG2 ? M * LN2 : M;
+        ml[2 * row + 1] = Lsum;
+      }
+    }
+  }
+}
+
 template <typename T, int HD>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     decode_attention_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list, int splits,
@@ -111,31 +150,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     for (int e = 0; e < E; ++e) sm_acc[warp][g][lane * E + e] = acc[g][e];
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
-    const int g = idx / HD, d = idx % HD, h = kvh * G + g;
-    float M = -INFINITY;
-    for (int w = 0; w < DEC_WARPS; ++w) M = fmaxf(M, sm_m[w][g]);
-    float Lsum = 0.0f, A = 0.0f;
-    if (M != -INFINITY) {
-      for (int w = 0; w < DEC_WARPS; ++w) {
-        if (sm_m[w][g] == -INFINITY) continue;
-        const float f = expf(sm_m[w][g] - M);
-        Lsum += sm_l[w][g] * f;
-        A += sm_acc[w][g][d] * f;
-      }
-    }
-    if (splits == 1) {
-      static_cast<T*>(p.out)[(std::size_t(t) * nh + h) * HD + d] = from_f32<T>(Lsum > 0.0f ? A / Lsum : 0.0f);
-    } else {
-      const std::size_t row = (std::size_t(i) * nh + h) * splits + split;
-      ws[row * HD + d] = A;
-      if (d == 0) {
-        float* ml = ws + std::size_t(gridDim.z) * nh * splits * HD;
-        ml[2 * row] = M;
-        ml[2 * row + 1] = Lsum;
-      }
-    }
-  }
+  merge_warps_store<T, HD, false>(p, sm_m, sm_l, &sm_acc[0][0][0], t, i, kvh, G, split, splits, ws);
 }
 
 template <typename T, int HD>
@@ -203,19 +218,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     cp_async16(sQ + swz<HD>(r, c), src, r < G ? 16 : 0);
   }
   auto load_kv = [&](int j0, int buf) {
-    T* sK = sK0 + buf * TC_BK * HD;
-    T* sV = sV0 + buf * TC_BK * HD;
-    for (int idx = tid; idx < TC_BK * CH; idx += DEC_WARPS * 32) {
-      const int kr = idx / CH, c = idx % CH, j = j0 + kr;
-      std::size_t a = 0;
-      const bool ok = j < k1;
-      if (ok) {
-        const std::int64_t slot = std::int64_t(table[j / p.block_size]) * p.block_size + j % p.block_size;
-        a = std::size_t(slot) * kv_stride + std::size_t(c) * 8;
-      }
-      cp_async16(sK + swz<HD>(kr, c), kbase + a, ok ? 16 : 0);
-      cp_async16(sV + swz<HD>(kr, c), vbase + a, ok ? 16 : 0);
-    }
+    load_kv_tile<T, HD, TC_BK, DEC_WARPS * 32>(sK0 + buf * TC_BK * HD, sV0 + buf * TC_BK * HD, kbase, vbase, table,
+                                               p.block_size, kv_stride, j0, k1, tid);
   };
   const int n_kt = (k1 - k0 + TC_BK - 1) / TC_BK;
   if (n_kt > 0) load_kv(k0, 0);
@@ -302,32 +306,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     }
   }
   __syncthreads();
-  constexpr float LN2 = 0.6931471805599453f;
-  for (int idx = tid; idx < G * HD; idx += DEC_WARPS * 32) {
-    const int gg = idx / HD, d = idx % HD, h = kvh * G + gg;
-    float M = -INFINITY;
-    for (int w = 0; w < DEC_WARPS; ++w) M = fmaxf(M, sm_m[w][gg]);
-    float Lsum = 0.0f, A = 0.0f;
-    if (M != -INFINITY) {
-      for (int w = 0; w < DEC_WARPS; ++w) {
-        if (sm_m[w][gg] == -INFINITY) continue;
-        const float f = exp2f(sm_m[w][gg] - M);
-        Lsum += sm_l[w][gg] * f;
-        A += sm_acc[(w * MAXG + gg) * HD + d] * f;
-      }
-    }
-    if (splits == 1) {
-      static_cast<T*>(p.out)[(std::size_t(t) * nh + h) * HD + d] = from_f32<T>(Lsum > 0.0f ? A / Lsum : 0.0f);
-    } else {
-      const std::size_t row = (std::size_t(i) * nh + h) * splits + split;
-      ws[row * HD + d] = A;
-      if (d == 0) {
-        float* ml = ws + std::size_t(gridDim.z) * nh * splits * HD;
-        ml[2 * row] = M * LN2;  // natural-log domain, as decode_combine_kernel reads it
-        ml[2 * row + 1] = Lsum;
-      }
-    }
-  }
+  merge_warps_store<T, HD, true>(p, sm_m, sm_l, sm_acc, t, i, kvh, G, split, splits, ws);
   if (splits == 1) return;
 
   // The last split of (token, kv head) to finish merges all of them (no second kernel): each

@@ -1,7 +1,7 @@
 // Tensor-core and async-copy building blocks shared by the attention kernels (nvcc, sm_80+):
 // cp.async 16-byte copies, ldmatrix (plain and transposed), mma.sync m16n8k16 with fp32
 // accumulation for bf16 and fp16, fp32 pairs packed into 16-bit pairs, and the XOR swizzle
-// of [rows][HD] shared-memory tiles.
+// of [rows][HD] shared-memory tiles, and the paged K/V tile gather of the attention kernels.
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16): with g = lane / 4 and q = lane % 4,
 //   A (16x16, row-major) a0: (g, 2q..2q+1)  a1: (g+8, 2q..)  a2: (g, 2q+8..)  a3: (g+8, 2q+8..)
@@ -12,6 +12,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace vireo::cuda {
@@ -81,6 +82,29 @@ __device__ __forceinline__ std::uint32_t pack2<__half>(float lo, float hi) {
 template <int HD>
 __device__ __forceinline__ int swz(int row, int chunk) {
   return row * HD + ((chunk ^ (row & 7)) << 3);
+}
+
+/// Gather the keys and values of positions j0 .. j0 + ROWS - 1 of one KV head from the paged
+/// cache into swizzled [ROWS][HD] shared tiles with cp.async, NT threads cooperating (thread
+/// tid); positions >= j_end are zero-filled. kbase / vbase point at the head's first element,
+/// rows of the cache are kv_stride elements apart, position j lives in slot
+/// table[j / block_size] * block_size + j % block_size. The caller commits the group.
+template <typename T, int HD, int ROWS, int NT>
+__device__ __forceinline__ void load_kv_tile(T* sK, T* sV, const T* kbase, const T* vbase,
+                                             const std::int32_t* table, int block_size, std::size_t kv_stride,
+                                             int j0, int j_end, int tid) {
+  constexpr int CH = HD / 8;
+  for (int idx = tid; idx < ROWS * CH; idx += NT) {
+    const int kr = idx / CH, c = idx % CH, j = j0 + kr;
+    std::size_t a = 0;
+    const bool ok = j < j_end;
+    if (ok) {
+      const std::int64_t slot = std::int64_t(table[j / block_size]) * block_size + j % block_size;
+      a = std::size_t(slot) * kv_stride + std::size_t(c) * 8;
+    }
+    cp_async16(sK + swz<HD>(kr, c), kbase + a, ok ? 16 : 0);
+    cp_async16(sV + swz<HD>(kr, c), vbase + a, ok ? 16 : 0);
+  }
 }
 
 }  // namespace vireo::cuda

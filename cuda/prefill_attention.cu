@@ -113,19 +113,8 @@ __global__ void __launch_bounds__(THREADS)
     cp_async16(sQ + swz<HD>(r, c), src, t >= 0 ? 16 : 0);
   }
   auto load_kv = [&](int k0, int buf) {
-    T* sK = sK0 + buf * BK * HD;
-    T* sV = sV0 + buf * BK * HD;
-    for (int idx = tid; idx < BK * CH; idx += THREADS) {
-      const int kr = idx / CH, c = idx % CH, j = k0 + kr;
-      std::size_t a = 0;
-      const bool ok = j < kv_total;
-      if (ok) {
-        const std::int64_t slot = std::int64_t(table[j / p.block_size]) * p.block_size + j % p.block_size;
-        a = std::size_t(slot) * kv_stride + std::size_t(c) * 8;
-      }
-      cp_async16(sK + swz<HD>(kr, c), kbase + a, ok ? 16 : 0);
-      cp_async16(sV + swz<HD>(kr, c), vbase + a, ok ? 16 : 0);
-    }
+    load_kv_tile<T, HD, BK, THREADS>(sK0 + buf * BK * HD, sV0 + buf * BK * HD, kbase, vbase, table, p.block_size,
+                                     kv_stride, k0, kv_total, tid);
   };
   load_kv(0, 0);
   cp_async_commit();
