@@ -58,6 +58,7 @@
 #include "common.cuh"
 #include "cuda_api.hpp"
 #include "launch.cuh"
+#include "mma.cuh"
 
 namespace vireo::cuda {
 namespace {
@@ -83,28 +84,6 @@ __device__ __forceinline__ uint4 load_x(const void* p) {
   uint4 v;
   asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
   return v;
-}
-
-/// d += A (16x16, row-major fragment a0..a3) . B (16x8, col-major fragment b0, b1), fp32.
-template <typename T>
-__device__ __forceinline__ void mma16816(float (&d)[4], std::uint32_t a0, std::uint32_t a1, std::uint32_t a2,
-                                         std::uint32_t a3, std::uint32_t b0, std::uint32_t b1);
-template <>
-__device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4], std::uint32_t a0, std::uint32_t a1,
-                                                        std::uint32_t a2, std::uint32_t a3, std::uint32_t b0,
-                                                        std::uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void mma16816<__half>(float (&d)[4], std::uint32_t a0, std::uint32_t a1, std::uint32_t a2,
-                                                 std::uint32_t a3, std::uint32_t b0, std::uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
 /// Epilogues of gemv_mma_kernel.
@@ -222,8 +201,9 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
   auto mma_chunk = [&](const uint4 (&va)[CHUNK_STEPS], const uint4 (&vb)[CHUNK_STEPS], const uint4 (&vx)[CHUNK_STEPS]) {
 #pragma unroll
     for (int j = 0; j < CHUNK_STEPS; ++j) {
-      mma16816<T>(acc, va[j].x, vb[j].x, va[j].y, vb[j].y, vx[j].x, vx[j].y);
-      mma16816<T>(acc2, va[j].z, vb[j].z, va[j].w, vb[j].w, vx[j].z, vx[j].w);
+      const std::uint32_t lo[4] = {va[j].x, vb[j].x, va[j].y, vb[j].y}, hi[4] = {va[j].z, vb[j].z, va[j].w, vb[j].w};
+      mma16816<T>(acc, lo, vx[j].x, vx[j].y);
+      mma16816<T>(acc2, hi, vx[j].z, vx[j].w);
     }
   };
   if constexpr (!PIPE) {
