@@ -79,6 +79,17 @@ __device__ __forceinline__ void greedy_merge(GreedyState& st, float m2, float s2
   st.m = M;
 }
 
+/// Merge the (m, s, id) triples of the 32 lanes of a warp; every lane ends with the result.
+__device__ __forceinline__ void greedy_warp_merge(GreedyState& st) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, st.m, o);
+    const float s2 = __shfl_xor_sync(0xffffffffu, st.s, o);
+    const int id2 = __shfl_xor_sync(0xffffffffu, st.id, o);
+    greedy_merge(st, m2, s2, id2);
+  }
+}
+
 __device__ __forceinline__ void greedy_push4(GreedyState& st, float4 v, int i) {
   greedy_push(st, v.x, i);
   greedy_push(st, v.y, i + 1);
@@ -118,13 +129,7 @@ __global__ void __launch_bounds__(GREEDY_THREADS)
   if (tail + t < vocab) greedy_push(st, row[tail + t], tail + t);
 
   // Warp, then block merge of the (m, s, id) triples.
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float m2 = __shfl_xor_sync(0xffffffffu, st.m, o);
-    const float s2 = __shfl_xor_sync(0xffffffffu, st.s, o);
-    const int id2 = __shfl_xor_sync(0xffffffffu, st.id, o);
-    greedy_merge(st, m2, s2, id2);
-  }
+  greedy_warp_merge(st);
   __shared__ float sm[GREEDY_THREADS / 32], ss[GREEDY_THREADS / 32];
   __shared__ int sid[GREEDY_THREADS / 32];
   const int lane = t & 31, warp = t >> 5;
@@ -137,13 +142,7 @@ __global__ void __launch_bounds__(GREEDY_THREADS)
     w.s = ss[lane];
     w.id = sid[lane];
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float m2 = __shfl_xor_sync(0xffffffffu, w.m, o);
-    const float s2 = __shfl_xor_sync(0xffffffffu, w.s, o);
-    const int id2 = __shfl_xor_sync(0xffffffffu, w.id, o);
-    greedy_merge(w, m2, s2, id2);
-  }
+  greedy_warp_merge(w);
   if (lane == 0) {
     const bool none = bad || w.id == INT32_MAX;
     out_tok[r] = none ? -1 : w.id;
