@@ -43,17 +43,21 @@ Tol tol_for(DType dt) {
   return {0, 0};
 }
 
+/// Round every element to dt (the values a dt buffer would hold; fp32 is left as it is).
+std::vector<float> round_to(DType dt, std::vector<float> v) {
+  if (dt == DType::F32) return v;
+  std::vector<std::uint16_t> tmp(v.size());
+  vc::convert_from_f32(dt, v.data(), tmp.data(), v.size());
+  vc::convert_to_f32(dt, tmp.data(), v.data(), v.size());
+  return v;
+}
+
 /// Random values in [-scale, scale], rounded to dt (returned as fp32).
 std::vector<float> random_vec(std::size_t n, DType dt, std::mt19937& rng, float scale = 1.0f) {
   std::uniform_real_distribution<float> u(-scale, scale);
   std::vector<float> v(n);
   for (auto& x : v) x = u(rng);
-  std::vector<std::uint16_t> tmp(n);
-  if (dt != DType::F32) {
-    vc::convert_from_f32(dt, v.data(), tmp.data(), n);
-    vc::convert_to_f32(dt, tmp.data(), v.data(), n);
-  }
-  return v;
+  return round_to(dt, std::move(v));
 }
 
 /// A device buffer of dt elements holding v (already representable in dt).
@@ -561,14 +565,6 @@ TEST_CASE("cuda device queries never fail without a GPU", "[cuda]") {
 // ---- fused decode GEMVs (VIREO_DECODE_FUSION) ------------------------------------------------
 
 namespace {
-
-/// Round every element to dt (the values a 16-bit buffer would hold).
-std::vector<float> round_to(DType dt, std::vector<float> v) {
-  std::vector<std::uint16_t> tmp(v.size());
-  vc::convert_from_f32(dt, v.data(), tmp.data(), v.size());
-  vc::convert_to_f32(dt, tmp.data(), v.data(), v.size());
-  return v;
-}
 
 /// RMSNorm of n fp32 rows with weight w, rounded to dt: the reference for the NORM prologue.
 std::vector<float> ref_norm(DType dt, const std::vector<float>& h, const std::vector<float>& w, int n, int cols,
