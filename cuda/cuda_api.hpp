@@ -50,6 +50,12 @@ float half_to_float(std::uint16_t h) noexcept;
 void convert_from_f32(DType dt, const float* src, void* dst, std::size_t n) noexcept;
 void convert_to_f32(DType dt, const void* src, float* dst, std::size_t n) noexcept;
 
+/// DeviceBuffer and PinnedBuffer allocations made so far in this process (tests check that a
+/// decode step allocates nothing: every buffer is made at load or cache creation).
+std::uint64_t allocation_count() noexcept;
+/// Free memory of the current device in bytes (cudaMemGetInfo); throws Error on failure.
+std::size_t device_free_bytes();
+
 /// Device memory, freed on destruction. Synchronous copies (the default stream).
 class DeviceBuffer {
  public:

@@ -143,8 +143,23 @@ void convert_to_f32(DType dt, const void* src, float* dst, std::size_t n) noexce
 
 // ---- buffers -------------------------------------------------------------------------------
 
+namespace {
+std::atomic<std::uint64_t> g_allocations{0};
+}  // namespace
+
+std::uint64_t allocation_count() noexcept { return g_allocations.load(std::memory_order_relaxed); }
+
+std::size_t device_free_bytes() {
+  std::size_t free = 0, total = 0;
+  check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  return free;
+}
+
 DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
-  if (bytes) check_alloc(cudaMalloc(&ptr_, bytes), bytes, "cudaMalloc");
+  if (bytes) {
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
+    check_alloc(cudaMalloc(&ptr_, bytes), bytes, "cudaMalloc");
+  }
 }
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
   if (this != &o) {
@@ -181,7 +196,10 @@ void DeviceBuffer::fill_bytes(int value) {
 }
 
 PinnedBuffer::PinnedBuffer(std::size_t bytes) : bytes_(bytes) {
-  if (bytes) check_alloc(cudaMallocHost(&ptr_, bytes), bytes, "cudaMallocHost");
+  if (bytes) {
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
+    check_alloc(cudaMallocHost(&ptr_, bytes), bytes, "cudaMallocHost");
+  }
 }
 PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
   if (this != &o) {

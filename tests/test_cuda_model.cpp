@@ -26,6 +26,7 @@
 #include "vireo/gguf.hpp"
 #include "vireo/kv_cache.hpp"
 #include "vireo/model.hpp"
+#include "vireo/sampler.hpp"
 
 using namespace vireo;
 
@@ -278,6 +279,54 @@ TEST_CASE("cuda forward_sample samples on the GPU like the host path", "[cuda][m
     INFO("row " << i);
     CHECK(got[i] == ref[i]);
   }
+}
+
+
+TEST_CASE("cuda decode allocates nothing per step; a KV pool beyond the card fails cleanly", "[cuda][model]") {
+  VIREO_REQUIRE_GPU();
+  const Model m = Model::random(gpu_config(), 13, {.device = Device::cuda(), .dtype = DType::BF16},
+                                gguf::TensorType::Q8_0);
+  // 1 TiB of K/V (44.7M blocks of 24 KiB): more than any card holds. The device allocation
+  // fails with OutOfMemory naming cudaMalloc and the size, and the model stays usable.
+  try {
+    KVCache huge(m, {.memory_budget_bytes = std::size_t(1) << 40, .prefix_caching = false});
+    FAIL("a 1 TiB KV cache was allocated");
+  } catch (const Error& e) {
+    INFO(e.what());
+    CHECK(e.code() == ErrorCode::OutOfMemory);
+    CHECK(std::string(e.what()).find("cudaMalloc") != std::string::npos);
+  }
+
+  KVCache cache(m, {.num_blocks = 64});
+  Sampler greedy({.temperature = 0.0f}), warm({.temperature = 0.9f, .top_p = 0.9f, .seed = 1});
+  std::vector<Sampler*> samplers = {&greedy, &warm};
+  // Two sequences, a prefill and 24 decode steps (forward and forward_sample alternating,
+  // crossing a 16-token block and a power-of-two context, so new graphs and split counts
+  // come up). The first pass captures the graphs; the second, with the same lengths on the
+  // same pool, must not allocate device or pinned memory.
+  auto pass = [&] {
+    const SeqId a = cache.add_sequence(), b = cache.add_sequence();
+    Batch batch;
+    batch.add(a, std::vector<Token>(kPrompt.begin(), kPrompt.begin() + 9), Last);
+    batch.add(b, std::vector<Token>(kPrompt.begin() + 3, kPrompt.begin() + 20), Last);
+    Logits lg;
+    m.forward(batch, cache, lg);
+    for (int step = 0; step < 24; ++step) {
+      batch.clear();
+      batch.add(a, Token((7 * step) % 333), true);
+      batch.add(b, Token((7 * step + 1) % 333), true);
+      if (step % 2 == 0) m.forward(batch, cache, lg);
+      else REQUIRE(m.forward_sample(batch, cache, samplers).size() == 2);
+    }
+    cache.remove(a);
+    cache.remove(b);
+  };
+  pass();
+  const std::uint64_t allocs = cuda::allocation_count();
+  const std::size_t free_before = cuda::device_free_bytes();
+  pass();
+  CHECK(cuda::allocation_count() == allocs);
+  CHECK(cuda::device_free_bytes() == free_before);
 }
 
 #endif  // VIREO_WITH_CUDA
