@@ -98,18 +98,27 @@ class PinnedBuffer {
   std::size_t bytes_ = 0;
 };
 
-/// A non-blocking CUDA stream.
+/// cudaStreamLegacy (the legacy default stream) as a void*, for callers without CUDA headers.
+void* legacy_stream() noexcept;
+
+/// A non-blocking CUDA stream of its own, or (Stream(external)) a caller's stream that it
+/// uses but never destroys.
 class Stream {
  public:
   Stream();
+  explicit Stream(void* external) noexcept : s_(external), owned_(false) {}
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
   void* get() const noexcept { return s_; }
   void synchronize() const;
+  /// Whether work on this stream can be captured into a CUDA graph (not the legacy or the
+  /// per-thread default stream).
+  bool capturable() const noexcept;
 
  private:
   void* s_ = nullptr;
+  bool owned_ = true;
 };
 
 /// A CUDA event pair for device timing (benchmarks).

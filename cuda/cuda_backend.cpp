@@ -173,7 +173,7 @@ struct Layer {
 
 class CudaBackend final : public Backend, public cuda::BackendControls {
  public:
-  CudaBackend(const ModelConfig& cfg, const Weights& w, int device, DType dtype)
+  CudaBackend(const ModelConfig& cfg, const Weights& w, int device, DType dtype, void* stream)
       : cfg_(cfg), dev_(device), dt_(dtype) {
     std::string why;
     const int n = cuda::device_count(&why);
@@ -190,7 +190,8 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     cudaDeviceProp prop{};
     cu(cudaGetDeviceProperties(&prop, dev_), "cudaGetDeviceProperties");
     n_sms_ = prop.multiProcessorCount;
-    stream_ = std::make_shared<cuda::Stream>();
+    stream_ = stream ? std::make_shared<cuda::Stream>(stream) : std::make_shared<cuda::Stream>();
+    graphs_on_ = stream_->capturable();
     blas_ = std::make_unique<cuda::Blas>(stream_->get());
 
     // Weights.
@@ -254,6 +255,9 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     const PlanLayout graph_layout(kMaxGraphTokens, 1);
     graph_plan_bytes_ = graph_layout.block_ids + std::size_t(kMaxBlockIds) * 4;
     graph_plan_dev_ = cuda::DeviceBuffer(graph_plan_bytes_);
+    // GPU sampling's buffers (kMaxSampleRows rows of the vocabulary, CUB's sort workspace):
+    // made here so that a sampled step never allocates (or fails to) mid-generation.
+    sampler_ = std::make_unique<cuda::GpuSampler>(kMaxSampleRows, cfg_.vocab_size, stream_->get());
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "backend init");
     if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && (std::strcmp(e, "1") == 0 || std::strcmp(e, "2") == 0))
       fuse_ = e[0] - '0';
@@ -272,7 +276,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   DType kv_dtype() const noexcept override { return dt_; }
   std::size_t weight_bytes() const noexcept override { return weight_bytes_; }
   void* stream() const noexcept override { return stream_->get(); }
-  void set_graphs_enabled(bool on) noexcept override { graphs_on_ = on; }
+  void set_graphs_enabled(bool on) noexcept override { graphs_on_ = on && stream_->capturable(); }
   int graphs_captured() const noexcept override { return int(graphs_.size()); }
   int max_tokens() const noexcept override { return kMaxTokens; }
 
@@ -321,8 +325,6 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     const int R = compute(plan, kv, cancel);  // R <= kMaxSampleRows <= kLogitChunk: all in logits_
     if (R != int(rows.size()))
       throw Error(ErrorCode::Internal, fmt::format("forward_sample: {} logits rows for {} samplers", R, rows.size()));
-    // Allocated once, at the first sampled step, for kMaxSampleRows rows of the vocabulary.
-    if (!sampler_) sampler_ = std::make_unique<cuda::GpuSampler>(kMaxSampleRows, cfg_.vocab_size, stream_->get());
     std::vector<cuda::RowSampling> rs(rows.size());
     for (std::size_t i = 0; i < rows.size(); ++i) {
       rs[i].temperature = rows[i].temperature;
@@ -745,8 +747,9 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& cfg, const Weights& w, int device_index, DType dtype) {
-  return std::make_unique<CudaBackend>(cfg, w, device_index, dtype);
+std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& cfg, const Weights& w, int device_index, DType dtype,
+                                           void* stream) {
+  return std::make_unique<CudaBackend>(cfg, w, device_index, dtype, stream);
 }
 
 }  // namespace vireo::detail

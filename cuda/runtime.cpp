@@ -221,9 +221,14 @@ Stream::Stream() {
   s_ = s;
 }
 Stream::~Stream() {
-  if (s_) cudaStreamDestroy(static_cast<cudaStream_t>(s_));
+  if (s_ && owned_) cudaStreamDestroy(static_cast<cudaStream_t>(s_));
 }
 void Stream::synchronize() const { cuda::synchronize(s_); }
+void* legacy_stream() noexcept { return static_cast<void*>(cudaStreamLegacy); }
+bool Stream::capturable() const noexcept {
+  auto s = static_cast<cudaStream_t>(s_);
+  return s != nullptr && s != cudaStreamLegacy && s != cudaStreamPerThread;
+}
 
 EventTimer::EventTimer() {
   cudaEvent_t a = nullptr, b = nullptr;

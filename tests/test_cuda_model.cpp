@@ -302,8 +302,9 @@ TEST_CASE("cuda decode allocates nothing per step; a KV pool beyond the card fai
   std::vector<Sampler*> samplers = {&greedy, &warm};
   // Two sequences, a prefill and 24 decode steps (forward and forward_sample alternating,
   // crossing a 16-token block and a power-of-two context, so new graphs and split counts
-  // come up). The first pass captures the graphs; the second, with the same lengths on the
-  // same pool, must not allocate device or pinned memory.
+  // come up). The first two passes warm up and capture every graph (a bucket's first step
+  // runs eagerly, its second is captured); the third, with the same lengths on the same
+  // pool, must not allocate device or pinned memory.
   auto pass = [&] {
     const SeqId a = cache.add_sequence(), b = cache.add_sequence();
     Batch batch;
@@ -322,11 +323,37 @@ TEST_CASE("cuda decode allocates nothing per step; a KV pool beyond the card fai
     cache.remove(b);
   };
   pass();
+  pass();
   const std::uint64_t allocs = cuda::allocation_count();
   const std::size_t free_before = cuda::device_free_bytes();
   pass();
   CHECK(cuda::allocation_count() == allocs);
   CHECK(cuda::device_free_bytes() == free_before);
+}
+
+
+TEST_CASE("cuda model runs on a caller's stream", "[cuda][model]") {
+  VIREO_REQUIRE_GPU();
+  const cuda::Stream mine;  // a non-blocking stream the caller owns
+  const ModelConfig cfg = gpu_config();
+  const Model own = Model::random(cfg, 21, {.device = Device::cuda(), .dtype = DType::BF16}, gguf::TensorType::Q8_0);
+  const Model on_mine = Model::random(
+      cfg, 21, {.device = Device::cuda(), .dtype = DType::BF16, .cuda_stream = mine.get()}, gguf::TensorType::Q8_0);
+  CHECK(on_mine.cuda_stream() == mine.get());
+  CHECK(own.cuda_stream() != nullptr);
+  CHECK(own.cuda_stream() != mine.get());
+  const auto ref = run(own, kPrompt, 6);
+  // The same kernels on the same inputs, decode steps captured into graphs on the caller's
+  // stream: identical logits.
+  CHECK(rel_err(run(on_mine, kPrompt, 6), ref) == 0.0);
+  CHECK(controls(on_mine).graphs_captured() > 0);
+  // The legacy default stream cannot be captured: the same steps run eagerly on it.
+  const Model legacy = Model::random(
+      cfg, 21, {.device = Device::cuda(), .dtype = DType::BF16, .cuda_stream = cuda::legacy_stream()},
+      gguf::TensorType::Q8_0);
+  CHECK(legacy.cuda_stream() == cuda::legacy_stream());
+  CHECK(rel_err(run(legacy, kPrompt, 6), ref) == 0.0);
+  CHECK(controls(legacy).graphs_captured() == 0);
 }
 
 #endif  // VIREO_WITH_CUDA

@@ -131,6 +131,8 @@ TEST_CASE("a tiny Llama written in the test loads and runs", "[cpu][model]") {
   CHECK(m.config().head_dim == 8);
   CHECK(m.config().tied_embeddings);
   CHECK(m.tokenizer().vocab_size() == 256);
+  CHECK(m.device() == Device::cpu());
+  CHECK(m.cuda_stream() == nullptr);
   auto ids = m.tokenizer().encode("hi!");
   CHECK(ids == std::vector<Token>{'h', 'i', '!'});
   KVCache c(m, {.num_blocks = 4});

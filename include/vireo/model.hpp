@@ -50,6 +50,15 @@ struct ModelOptions {
   int n_threads = 0;  ///< CPU threads; 0 = hardware concurrency
   const std::atomic<bool>* cancel = nullptr;    ///< checked during load and forward
   std::function<void(float)> progress;          ///< load progress in [0, 1]
+  /// CUDA only: a cudaStream_t (passed as void*, so this header needs no CUDA include) that
+  /// every kernel and copy of this model runs on, so a caller can order vireo's work with its
+  /// own (a render loop, other CUDA libraries). nullptr: the model creates its own
+  /// non-blocking stream. The caller keeps the stream alive as long as the model and its
+  /// KV caches. forward() still synchronizes the stream before it returns (the logits are
+  /// on the host then). The legacy and per-thread default streams (cudaStreamLegacy,
+  /// cudaStreamPerThread) are accepted but run decode steps eagerly: they cannot be captured
+  /// into CUDA graphs.
+  void* cuda_stream = nullptr;
 };
 
 /// Logits of one forward step: one row per token that asked for logits, in batch order.
@@ -98,6 +107,9 @@ class Model {
   const Tokenizer& tokenizer() const;
   Device device() const noexcept;
   DType kv_dtype() const noexcept;
+  /// The cudaStream_t this model's work runs on (ModelOptions::cuda_stream or the model's
+  /// own); nullptr on the CPU.
+  void* cuda_stream() const noexcept;
   /// Bytes of all weights as stored on the device (for roofline numbers).
   std::size_t weight_bytes() const noexcept;
 

@@ -43,6 +43,8 @@ class Backend {
   virtual void forward(const ForwardPlan& plan, KVStorage& kv, Logits& out,
                        const std::atomic<bool>* cancel) = 0;
   virtual std::size_t weight_bytes() const noexcept = 0;
+  /// The device stream (a cudaStream_t) the backend's work runs on; nullptr on the CPU.
+  virtual void* stream() const noexcept { return nullptr; }
 
   /// Whether forward_sample() can sample these rows (one SamplerParams per logits row) on
   /// the device. The default backend cannot: the model then samples host logits.
@@ -61,8 +63,9 @@ class Backend {
 std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& cfg, const Weights& w, int n_threads);
 #ifdef VIREO_WITH_CUDA
 /// The CUDA backend (cuda/): converts weights to `dtype` on device `index` at creation.
+/// `stream`: the caller's cudaStream_t, or nullptr for a stream of the backend's own.
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& cfg, const Weights& w, int device_index,
-                                           DType dtype);
+                                           DType dtype, void* stream);
 #endif
 
 }  // namespace vireo::detail

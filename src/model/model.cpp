@@ -39,6 +39,7 @@ const Tokenizer& Model::tokenizer() const {
 }
 Device Model::device() const noexcept { return impl_->device; }
 DType Model::kv_dtype() const noexcept { return impl_->backend->kv_dtype(); }
+void* Model::cuda_stream() const noexcept { return impl_->backend->stream(); }
 std::size_t Model::weight_bytes() const noexcept { return impl_->backend->weight_bytes(); }
 
 namespace detail {
@@ -46,7 +47,7 @@ namespace detail {
 void attach_backend(ModelImpl& m) {
   if (m.opts.device.kind == DeviceKind::CUDA) {
 #ifdef VIREO_WITH_CUDA
-    m.backend = make_cuda_backend(m.cfg, m.weights, m.opts.device.index, m.opts.dtype);
+    m.backend = make_cuda_backend(m.cfg, m.weights, m.opts.device.index, m.opts.dtype, m.opts.cuda_stream);
     m.device = m.opts.device;
     return;
 #else
