@@ -130,7 +130,10 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
   // VIREO_GEMV_PREFETCH=k (ex.prefetch_chunks, default 1) prefetches the warp's first k
   // chunks: with PDL a GEMV that follows a small kernel (attention, RMSNorm) could stream its
   // whole weight slice into L2 while that kernel runs, if the launch really overlaps.
-  for (int c = 0; c < ex.prefetch_chunks; ++c) {
+  // Only CTAs of the first wave (blockIdx.x < ex.prefetch_ctas, ~3 per SM) prefetch: later
+  // CTAs start when earlier ones leave, with no predecessor kernel left to overlap.
+  const int n_prefetch = int(blockIdx.x) < ex.prefetch_ctas ? ex.prefetch_chunks : 0;
+  for (int c = 0; c < n_prefetch; ++c) {
     const int ch = warp + c * MMA_WARPS;
     if ((ch + 1) * CHUNK_COLS > cols) break;
 #pragma unroll
@@ -298,7 +301,9 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
 #pragma unroll
       for (int k = 0; k < MMA_WARPS; ++k) s += part[k][r][t];
       if (t < n && row < rows) {
-        if constexpr (EPI == kAdd) y[std::size_t(t) * rows + row] += s;  // one owner per element
+        // One owner per element. The sum is rounded to T first, as the unfused path stores the
+        // Wo / down output in T before the residual add: both paths give the same residual.
+        if constexpr (EPI == kAdd) y[std::size_t(t) * rows + row] += to_f32(from_f32<T>(s));
         else y[std::size_t(t) * rows + row] = from_f32<OT>(s);
       }
     }
@@ -403,6 +408,9 @@ GemvExtras with_prefetch(GemvExtras ex) {
     return v < 0 ? 0 : (v > 64 ? 64 : v);
   }();
   ex.prefetch_chunks = chunks;
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess)
+    ex.prefetch_ctas = 3 * sms;  // gemv_mma_kernel's occupancy: 3 CTAs per SM
   return ex;
 }
 
@@ -483,6 +491,18 @@ cudaError_t launch_fused_t(const T* w, const T* x, void* y, int n, int rows, int
   const dim3 grid(EPI == kSwiglu ? (rows + 7) / 8 : (rows + 15) / 16), block(MMA_WARPS * 32);
   using OT = std::conditional_t<EPI == kAdd, float, T>;
   const GemvExtras exp = with_prefetch(ex);
+  if constexpr (NORM) {
+    // The normalized input may exceed the 48 KiB a launch gets without opting in. The opt-in
+    // is per device and function; it is not a stream operation, but it is made outside stream
+    // capture only (a bucket's first, eager step always precedes its capture).
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (const cudaError_t e = cudaStreamIsCapturing(s, &cs); e != cudaSuccess) return e;
+    if (cs == cudaStreamCaptureStatusNone) {
+      const cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<T, OT, EPI, true, false>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, int(kGemvNormSmemBytes));
+      if (e != cudaSuccess) return e;
+    }
+  }
   if constexpr (!NORM && EPI != kRope) {
     if (gemv_pipeline(int(grid.x)))
       return cuda::launch(gemv_mma_kernel<T, OT, EPI, false, true>, grid, block, smem, s, w, x, static_cast<OT*>(y), n,
@@ -530,7 +550,9 @@ bool gemv_fused_supported(DType dt, int n, int cols, bool norm) noexcept {
 Status gemv_fused(DType dt, GemvEpilogue epi, bool norm, const void* w, const void* x, void* y, int n, int rows,
                   int cols, const GemvExtras& ex, void* stream) {
   if (rows <= 0) return cudaSuccess;
-  if (!gemv_fused_supported(dt, n, cols, norm) || !aligned16(w) || (!norm && !aligned16(x)) ||
+  // Add with norm would read the residual rows that other CTAs of the same launch add into.
+  if (!gemv_fused_supported(dt, n, cols, norm) || (norm && epi == GemvEpilogue::Add) || !aligned16(w) ||
+      (!norm && !aligned16(x)) ||
       (norm && (!aligned16(ex.resid) || !aligned16(ex.norm_w))) ||
       (epi == GemvEpilogue::RopeKV && (ex.rope.head_dim % 16 || rows != (ex.rope.n_heads + 2 * ex.rope.n_kv_heads) *
                                                                            ex.rope.head_dim)))
