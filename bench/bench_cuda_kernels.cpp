@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cuda_api.hpp"
+#include "quant_weights.hpp"
 #include "vireo/device.hpp"
 
 namespace {
@@ -117,6 +118,40 @@ void BM_gemv_swiglu_bf16(benchmark::State& state) {
 }
 BENCHMARK(BM_gemv_swiglu_bf16)->Args({14336, 4096, 1})->Args({14336, 4096, 8})->Args({1536, 576, 1})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// Decode GEMV over quantized weights kept in their GGUF blocks (ModelOptions::gpu_quantized),
+// bf16 activations: args (format: 0 Q8_0, 1 Q4_0, 2 Q4_1; rows; cols; tokens). Bytes are the
+// quantized matrix (quants + fp16 scales / minimums) plus x and y: read bytes_per_second
+// against BM_gemv_bf16's, the time against its time (a Q4 matrix is ~3.5x fewer bytes).
+void BM_gemv_q(benchmark::State& state) {
+  if (!gpu_or_skip(state)) return;
+  const auto fmt = vc::QFormat(state.range(0));
+  const int rows = int(state.range(1)), cols = int(state.range(2)), n = int(state.range(3));
+  vc::Stream stream;
+  const std::size_t blocks = std::size_t(rows) * std::size_t(cols / 32);
+  // Any bytes are valid quants; scales / minimums fp16 0.01 (0x211F) keep the sums finite.
+  std::vector<std::uint8_t> qs(blocks * std::size_t(vc::quant_block_bytes(fmt)));
+  std::mt19937 rng(7);
+  for (auto& b : qs) b = std::uint8_t(rng());
+  const std::vector<std::uint16_t> sc(blocks, 0x211F);
+  vc::DeviceBuffer dqs(qs.size()), dd(sc.size() * 2), dm(sc.size() * 2);
+  dqs.upload(qs.data(), qs.size());
+  dd.upload(sc.data(), sc.size() * 2);
+  dm.upload(sc.data(), sc.size() * 2);
+  vc::QuantView w;
+  w.fmt = fmt;
+  w.qs = dqs.as<std::uint8_t>();
+  w.d = dd.as<std::uint16_t>();
+  w.m = dm.as<std::uint16_t>();
+  auto x = random_bf16(std::size_t(n) * cols, 2);
+  vc::DeviceBuffer y(std::size_t(n) * rows * 2);
+  time_loop(state, stream, [&] { vc::check(vc::gemv_q(DType::BF16, w, x.get(), y.get(), false, n, rows, cols, stream.get()), "gemv_q"); });
+  const std::int64_t wbytes = std::int64_t(blocks) * (vc::quant_block_bytes(fmt) + (vc::quant_has_min(fmt) ? 4 : 2));
+  state.SetBytesProcessed(state.iterations() * (wbytes + std::int64_t(n) * (cols + rows) * 2));
+}
+BENCHMARK(BM_gemv_q)->Args({1, 4096, 4096, 1})->Args({1, 6144, 4096, 1})->Args({1, 28672, 4096, 1})
+    ->Args({1, 4096, 14336, 1})->Args({1, 128256, 4096, 1})->Args({0, 28672, 4096, 1})->Args({2, 28672, 4096, 1})
+    ->Args({1, 28672, 4096, 8})->Args({2, 1728, 576, 1})->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // GEMM through cuBLAS, bf16 in / fp32 accumulate: args (tokens, rows, cols). Prefill shapes
 // (compute-bound: read the TFLOP/s) and batched-decode shapes at 16 and 64 tokens, Llama-3-8B

@@ -112,6 +112,7 @@ struct Options {
   bool dtype_given = false;
   gguf::TensorType weights = gguf::TensorType::Q4_1;
   bool weights_given = false;
+  bool gpu_quantized = false;  ///< --gpu-weights native
   std::vector<int> batches, prefills;
   int decode_steps = -1, context = -1, threads = 0, max_step_tokens = 2048, ttft_tokens = 512, repeats = 1;
   std::string json_path, commit, note;
@@ -124,7 +125,9 @@ const char* kUsage =
     "                       default: cpu: smollm2-135m,file:" "models/SmolLM2-135M-Instruct.Q4_1.gguf; cuda: all three shapes + that file\n"
     "  --device cpu|cuda    default cpu\n"
     "  --dtype bf16|f16|f32 activations/weights on CUDA (default bf16); the CPU always computes in f32\n"
-    "  --weights q4_1|q8_0|f32|bf16   storage of random CPU models (default q4_1; on CUDA weights become --dtype)\n"
+    "  --weights q4_0|q4_1|q8_0|f32|bf16   storage of random models (default q4_1; on CUDA bf16)\n"
+    "  --gpu-weights convert|native   CUDA: convert weights to --dtype at load (default), or keep\n"
+    "                       Q8_0/Q4_0/Q4_1 matrices quantized on the GPU (ModelOptions::gpu_quantized)\n"
     "  --batch LIST         decode batch sizes (cpu default 1,4,8; cuda 1,8,32,64)\n"
     "  --prefill LIST       prefill lengths (cpu default 128,512; cuda 512,2048)\n"
     "  --decode-steps N     timed decode steps per batch size (cpu default 8; cuda 32)\n"
@@ -193,11 +196,12 @@ Options parse_args(int argc, char** argv) {
       else throw Error(ErrorCode::InvalidArgument, fmt::format("--dtype must be bf16, f16 or f32, got '{}'", v));
       o.dtype_given = true;
     } else if (a == "--weights") {
-      if (v == "q4_1") o.weights = gguf::TensorType::Q4_1;
+      if (v == "q4_0") o.weights = gguf::TensorType::Q4_0;
+      else if (v == "q4_1") o.weights = gguf::TensorType::Q4_1;
       else if (v == "q8_0") o.weights = gguf::TensorType::Q8_0;
       else if (v == "f32") o.weights = gguf::TensorType::F32;
       else if (v == "bf16") o.weights = gguf::TensorType::BF16;
-      else throw Error(ErrorCode::InvalidArgument, fmt::format("--weights must be q4_1, q8_0, f32 or bf16, got '{}'", v));
+      else throw Error(ErrorCode::InvalidArgument, fmt::format("--weights must be q4_0, q4_1, q8_0, f32 or bf16, got '{}'", v));
       o.weights_given = true;
     } else if (a == "--batch") {
       o.batches = parse_int_list(a, v, 1);
@@ -211,6 +215,10 @@ Options parse_args(int argc, char** argv) {
       o.ttft_tokens = parse_int(a, v, 0);
     } else if (a == "--max-step-tokens") {
       o.max_step_tokens = parse_int(a, v, 1);
+    } else if (a == "--gpu-weights") {
+      if (v == "native") o.gpu_quantized = true;
+      else if (v == "convert") o.gpu_quantized = false;
+      else throw Error(ErrorCode::InvalidArgument, fmt::format("--gpu-weights must be convert or native, got '{}'", v));
     } else if (a == "--repeats") {
       o.repeats = parse_int(a, v, 1);
     } else if (a == "--threads") {
@@ -637,6 +645,7 @@ class ModelBench {
     mo.device = o_.device;
     mo.dtype = o_.dtype;
     mo.n_threads = o_.threads;
+    mo.gpu_quantized = o_.gpu_quantized;
     auto t0 = Clock::now();
     if (spec_.shape) {
       const ModelConfig& c = *spec_.shape;
@@ -667,6 +676,15 @@ class ModelBench {
     if (o_.device.kind == DeviceKind::CUDA) {
       weights_label_ = to_string(o_.dtype);
       embd_bytes_ = double(c.vocab_size) * c.d_model * double(dtype_size(o_.dtype));
+      const gguf::TensorType lt = w.layers.empty() ? w.tok_embd.type : w.layers[0].w_gate.type;
+      const bool quant = lt == gguf::TensorType::Q8_0 || lt == gguf::TensorType::Q4_0 || lt == gguf::TensorType::Q4_1;
+      if (o_.gpu_quantized && quant) {
+        // Matrices stay in their GGUF blocks (the embedding table too, when it is quantized).
+        weights_label_ = lower(gguf::to_string(lt)) + " (native)";
+        const gguf::TensorType et = w.tok_embd.type;
+        if (et == gguf::TensorType::Q8_0 || et == gguf::TensorType::Q4_0 || et == gguf::TensorType::Q4_1)
+          embd_bytes_ = double(w.tok_embd.bytes());
+      }
     } else {
       weights_label_ = lower(gguf::to_string(w.layers.empty() ? w.tok_embd.type : w.layers[0].w_gate.type));
       embd_bytes_ = double(w.tok_embd.bytes());
@@ -939,7 +957,7 @@ int run(int argc, char** argv) {
     for (const auto& m : o.models) specs.push_back(parse_spec(m));
   }
   if (o.dtype_given && !gpu) std::fprintf(stderr, "note: --dtype is ignored on the CPU, which computes in f32\n");
-  if (gpu && o.weights_given)
+  if (gpu && o.weights_given && !o.gpu_quantized)
     std::fprintf(stderr, "note: on CUDA the backend converts weights to %s; --weights only sets the host-side storage\n",
                  to_string(o.dtype));
 

@@ -46,6 +46,7 @@
 #include "cuda_api.hpp"
 #include "cuda_backend.hpp"
 #include "model/backend.hpp"
+#include "quant_weights.hpp"
 #include "vireo/error.hpp"
 #include "vireo/gguf.hpp"
 
@@ -158,10 +159,23 @@ struct PlanLayout {
   }
 };
 
+/// A weight matrix on the device: dense in the compute type, or (quant, gpu_quantized) its
+/// GGUF quants in buf with scales and minimums beside them (quant_weights.hpp).
 struct Mat {
   cuda::DeviceBuffer buf;
+  cuda::DeviceBuffer scales, mins;  ///< quant only (mins: Q4_1)
+  bool quant = false;
+  cuda::QFormat fmt = cuda::QFormat::Q8_0;
   int rows = 0, cols = 0;
   const void* ptr() const noexcept { return buf.get(); }
+  cuda::QuantView qview() const noexcept {
+    cuda::QuantView v;
+    v.fmt = fmt;
+    v.qs = buf.as<std::uint8_t>();
+    v.d = scales.as<std::uint16_t>();
+    v.m = mins.as<std::uint16_t>();
+    return v;
+  }
 };
 
 struct Layer {
@@ -173,8 +187,8 @@ struct Layer {
 
 class CudaBackend final : public Backend, public cuda::BackendControls {
  public:
-  CudaBackend(const ModelConfig& cfg, const Weights& w, int device, DType dtype, void* stream)
-      : cfg_(cfg), dev_(device), dt_(dtype) {
+  CudaBackend(const ModelConfig& cfg, const Weights& w, int device, DType dtype, void* stream, bool quantized)
+      : cfg_(cfg), dev_(device), dt_(dtype), keep_quant_(quantized && dtype != DType::F32) {
     std::string why;
     const int n = cuda::device_count(&why);
     if (n == 0) throw Error(ErrorCode::Unsupported, "no usable CUDA device: " + why);
@@ -228,6 +242,12 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     }
     inv_freq_ = cuda::DeviceBuffer(inv.size() * 4);
     inv_freq_.upload(inv.data(), inv.size() * 4);
+    // Steps of more than GEMV_MAX_TOKENS tokens dequantize a layer matrix here for cuBLAS.
+    std::size_t deq = 0;
+    for (const Layer& D : layers_)
+      for (const Mat* m : {&D.wqkv, &D.wo, &D.wgu, &D.wdown})
+        if (m->quant) deq = std::max(deq, std::size_t(m->rows) * std::size_t(m->cols));
+    if (deq) deq_ = cuda::DeviceBuffer(deq * dtype_size(dt_));
 
     // Workspaces for kMaxTokens tokens.
     const std::size_t M = kMaxTokens, es = dtype_size(dt_);
@@ -482,6 +502,23 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   };
 
   void matmul(const void* x, const Mat& w, void* y, bool y_f32, int n) {
+    if (w.quant) {
+      void* s = stream_->get();
+      if (n > cuda::GEMV_MAX_TOKENS && std::size_t(w.rows) * std::size_t(w.cols) * dtype_size(dt_) <= deq_.size()) {
+        ck(cuda::dequantize_q(dt_, w.qview(), deq_.get(), w.rows, w.cols, s), "dequantize");
+        blas_->gemm(dt_, x, deq_.get(), y, y_f32, n, w.rows, w.cols);
+        return;
+      }
+      // Decode, and the embedding-sized LM head (not worth a scratch copy): GEMVs of up to
+      // GEMV_MAX_TOKENS tokens each.
+      const std::size_t xs = std::size_t(w.cols) * dtype_size(dt_), ys = std::size_t(w.rows) * (y_f32 ? 4 : dtype_size(dt_));
+      for (int t0 = 0; t0 < n; t0 += cuda::GEMV_MAX_TOKENS)
+        ck(cuda::gemv_q(dt_, w.qview(), static_cast<const char*>(x) + std::size_t(t0) * xs,
+                        static_cast<char*>(y) + std::size_t(t0) * ys, y_f32, std::min(cuda::GEMV_MAX_TOKENS, n - t0),
+                        w.rows, w.cols, s),
+           "gemv (quantized)");
+      return;
+    }
     if (n <= cuda::GEMV_MAX_TOKENS)
       ck(cuda::gemv(dt_, w.ptr(), x, y, y_f32, n, w.rows, w.cols, stream_->get()), "gemv");
     else
@@ -504,7 +541,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// VIREO_DECODE_FUSION=2 keeps the FFN RMSNorm a separate kernel (6 per layer).
   bool fused_step(int n) const noexcept {
     const int d = cfg_.d_model, qd = cfg_.n_heads * cfg_.head_dim;
-    return fuse_ != 0 && cuda::gemv_fused_supported(dt_, n, d, true) && cuda::gemv_fused_supported(dt_, n, qd, false) &&
+    return fuse_ != 0 && !any_quant_ && cuda::gemv_fused_supported(dt_, n, d, true) && cuda::gemv_fused_supported(dt_, n, qd, false) &&
            cuda::gemv_fused_supported(dt_, n, cfg_.d_ff, false) && cfg_.head_dim % 16 == 0;
   }
 
@@ -513,7 +550,10 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     void* s = stream_->get();
     const int d = cfg_.d_model, nh = cfg_.n_heads, nkv = cfg_.n_kv_heads, hd = cfg_.head_dim;
     mark(nullptr);
-    ck(cuda::embed(dt_, tok_embd_.ptr(), st.tokens, resid_.as<float>(), st.n, d, s), "embed");
+    if (tok_embd_.quant)
+      ck(cuda::embed_q(dt_, tok_embd_.qview(), st.tokens, resid_.as<float>(), st.n, d, s), "embed (quantized)");
+    else
+      ck(cuda::embed(dt_, tok_embd_.ptr(), st.tokens, resid_.as<float>(), st.n, d, s), "embed");
     mark("embed");
     for (int l = 0; l < cfg_.n_layers; ++l) {
       if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::Cancelled, "forward cancelled");
@@ -610,7 +650,11 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       mark("ffn_norm");
       if (st.n <= cuda::GEMV_MAX_TOKENS) {
         // Decode: gate/up GEMV and SwiGLU in one kernel (no gu_ round trip, one launch less).
-        ck(cuda::gemv_swiglu(dt_, L.wgu.ptr(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s), "gemv_swiglu");
+        if (L.wgu.quant)
+          ck(cuda::gemv_swiglu_q(dt_, L.wgu.qview(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s),
+             "gemv_swiglu (quantized)");
+        else
+          ck(cuda::gemv_swiglu(dt_, L.wgu.ptr(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s), "gemv_swiglu");
       } else {
         matmul(xn_.get(), L.wgu, gu_.get(), false, st.n);
         ck(cuda::swiglu(dt_, gu_.get(), h_.get(), st.n, cfg_.d_ff, s), "swiglu");
@@ -665,8 +709,16 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     }
   }
 
-  /// Stack the matrices (same column count) row-wise, dequantize, convert to dt_, upload.
+  /// Stack the matrices (same column count) row-wise, dequantize, convert to dt_, upload; with
+  /// gpu_quantized, matrices whose parts share a Q8_0 / Q4_0 / Q4_1 type stay quantized.
   Mat upload(std::initializer_list<const WeightView*> parts) {
+    if (keep_quant_) {
+      cuda::QFormat f{};
+      const WeightView* p0 = *parts.begin();
+      bool same = p0 && *p0 && cuda::quant_format(p0->type, &f) && p0->cols % 32 == 0;
+      for (const WeightView* p : parts) same = same && p && *p && p->type == p0->type && p->cols == p0->cols;
+      if (same) return upload_quant(parts, f);
+    }
     Mat m;
     m.cols = int((*parts.begin())->cols);
     for (const WeightView* p : parts) {
@@ -702,6 +754,41 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     return m;
   }
 
+  /// The GGUF blocks of the parts, stacked row-wise, split into quants / scales / minimums.
+  Mat upload_quant(std::initializer_list<const WeightView*> parts, cuda::QFormat f) {
+    Mat m;
+    m.quant = true;
+    m.fmt = f;
+    m.cols = int((*parts.begin())->cols);
+    for (const WeightView* p : parts) m.rows += int(p->rows);
+    const std::size_t nb = std::size_t(m.cols) / 32, qb = std::size_t(cuda::quant_block_bytes(f));
+    const bool has_min = cuda::quant_has_min(f);
+    m.buf = cuda::DeviceBuffer(std::size_t(m.rows) * nb * qb);
+    m.scales = cuda::DeviceBuffer(std::size_t(m.rows) * nb * 2);
+    if (has_min) m.mins = cuda::DeviceBuffer(std::size_t(m.rows) * nb * 2);
+    weight_bytes_ += m.buf.size() + m.scales.size() + m.mins.size();
+    const std::int64_t chunk_rows = std::max<std::int64_t>(1, std::int64_t((std::size_t(64) << 20) / (nb * qb)));
+    std::vector<std::uint8_t> qs;
+    std::vector<std::uint16_t> d, mn;
+    std::int64_t row0 = 0;  // first row of the current part in the stacked matrix
+    for (const WeightView* p : parts) {
+      for (std::int64_t r = 0; r < p->rows; r += chunk_rows) {
+        const std::int64_t n = std::min(chunk_rows, p->rows - r);
+        qs.resize(std::size_t(n) * nb * qb);
+        d.resize(std::size_t(n) * nb);
+        mn.resize(has_min ? std::size_t(n) * nb : 0);
+        cuda::repack_quant_rows(p->type, p->row(r), n, m.cols, qs.data(), d.data(), has_min ? mn.data() : nullptr);
+        const std::size_t at = std::size_t(row0 + r) * nb;
+        m.buf.upload(qs.data(), qs.size(), at * qb);
+        m.scales.upload(d.data(), d.size() * 2, at * 2);
+        if (has_min) m.mins.upload(mn.data(), mn.size() * 2, at * 2);
+      }
+      row0 += p->rows;
+    }
+    any_quant_ = true;
+    return m;
+  }
+
   cuda::DeviceBuffer upload_f32(const WeightView& v, int n) {
     if (!v || v.rows * v.cols != n)
       throw Error(ErrorCode::InvalidModel, fmt::format("norm weight has {} elements, expected {}", v.rows * v.cols, n));
@@ -733,6 +820,9 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   bool graphs_on_ = true;
   bool profile_on_ = false;  ///< VIREO_CUDA_PROFILE=1 (see mark())
   int fuse_ = 0;             ///< VIREO_DECODE_FUSION=1 or 2 (see fused_step()); 0 = off
+  bool keep_quant_ = false;  ///< ModelOptions::gpu_quantized (16-bit compute types only)
+  bool any_quant_ = false;   ///< some matrix stayed quantized (the fused decode path is off then)
+  cuda::DeviceBuffer deq_;   ///< dequantized layer matrix for cuBLAS steps (quantized models)
   std::vector<cudaEvent_t> prof_events_;
   std::vector<std::string> prof_marks_;
   struct Profile {
@@ -748,8 +838,8 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
 }  // namespace
 
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& cfg, const Weights& w, int device_index, DType dtype,
-                                           void* stream) {
-  return std::make_unique<CudaBackend>(cfg, w, device_index, dtype, stream);
+                                           void* stream, bool quantized) {
+  return std::make_unique<CudaBackend>(cfg, w, device_index, dtype, stream, quantized);
 }
 
 }  // namespace vireo::detail

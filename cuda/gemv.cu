@@ -57,6 +57,7 @@
 
 #include "common.cuh"
 #include "cuda_api.hpp"
+#include "gemv_tile.cuh"
 #include "launch.cuh"
 #include "mma.cuh"
 
@@ -65,32 +66,14 @@ namespace {
 
 // ---- tensor-core GEMV (bf16 / fp16) ------------------------------------------------------------
 
-constexpr int MMA_WARPS = 8;
 constexpr int CHUNK_STEPS = 4;                 // k32 steps per chunk
 constexpr int CHUNK_COLS = 32 * CHUNK_STEPS;   // 128 columns: 256 B of each of the 16 rows
-
-/// 16 bytes of weights at p, read once: no L1 allocation, and the L2 fetches the whole
-/// 256-byte run of the row that a chunk covers at once.
-__device__ __forceinline__ uint4 load_w(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-
-/// 16 bytes of activations at p, reused by every CTA: cached in L1.
-__device__ __forceinline__ uint4 load_x(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
 
 /// Epilogues of gemv_mma_kernel.
 enum Epi : int {
   kStore = 0,   ///< y[t, row] = OT(sum)
   kSwiglu = 1,  ///< see SWIGLU below
-  kAdd = 2,     ///< y (fp32, the residual stream) [t, row] += sum
+  kAdd = 2,     ///< y (fp32, the residual stream) [t, row] += float(T(sum))
   kRope = 3,    ///< qkv row: bias + RoPE, q to ex.rope.q_out, k / v into the paged cache
 };
 
@@ -106,19 +89,11 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
     gemv_mma_kernel(const T* __restrict__ w, const T* __restrict__ x, OT* __restrict__ y, int n, int rows, int cols,
                     GemvExtras ex) {
   constexpr bool SWIGLU = EPI == kSwiglu;
-  __shared__ float part[MMA_WARPS][16][8];  // per warp: [tile row][token]
+  __shared__ TilePartials part;
   extern __shared__ __align__(16) unsigned char gemv_dyn_smem[];  // NORM: the normalized x [n][cols] in T
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
-  // Tile rows g and g + 8 of this lane; rows past the end are clamped (read, never written).
   std::size_t ra, rb;
-  if constexpr (SWIGLU) {
-    const int i = min(int(blockIdx.x) * 8 + g, rows - 1);
-    ra = std::size_t(i);
-    rb = std::size_t(rows) + std::size_t(i);
-  } else {
-    ra = std::size_t(min(int(blockIdx.x) * 16 + g, rows - 1));
-    rb = std::size_t(min(int(blockIdx.x) * 16 + 8 + g, rows - 1));
-  }
+  gemv_tile_rows<SWIGLU>(rows, ra, rb);
   const T* wa = w + ra * cols + q * 8;
   const T* wb = w + rb * cols + q * 8;
   // Lanes of tokens g >= n read token n - 1: B column g only feeds C column g, never stored.
@@ -230,27 +205,10 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
   }
 #pragma unroll
   for (int i = 0; i < 4; ++i) acc[i] += acc2[i];
-  // C fragment: acc[0..1] = (row g, tokens 2q, 2q+1), acc[2..3] = (row g+8, same tokens).
-  part[warp][g][2 * q] = acc[0];
-  part[warp][g][2 * q + 1] = acc[1];
-  part[warp][g + 8][2 * q] = acc[2];
-  part[warp][g + 8][2 * q + 1] = acc[3];
-  __syncthreads();
+  gemv_tile_partials(part, acc);
   const int tid = threadIdx.x;
   if constexpr (SWIGLU) {
-    if (tid < 64) {
-      const int r = tid & 7, t = tid >> 3, i = int(blockIdx.x) * 8 + r;
-      float gs = 0.0f, us = 0.0f;
-#pragma unroll
-      for (int k = 0; k < MMA_WARPS; ++k) {
-        gs += part[k][r][t];
-        us += part[k][r + 8][t];
-      }
-      if (t < n && i < rows) {
-        const float gv = to_f32(from_f32<T>(gs)), uv = to_f32(from_f32<T>(us));
-        y[std::size_t(t) * rows + i] = from_f32<OT>(gv / (1.0f + expf(-gv)) * uv);
-      }
-    }
+    gemv_tile_swiglu<T>(part, y, n, rows);
   } else if constexpr (EPI == kRope) {
     // Rows come in (2i, 2i+1) RoPE pairs inside the 16-row tile (head_dim is a multiple of
     // 16): thread (pair, token) rounds both sums to T as the unfused path stores qkv, then
@@ -295,18 +253,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
       }
     }
   } else {
-    if (tid < 128) {
-      const int r = tid & 15, t = tid >> 4, row = int(blockIdx.x) * 16 + r;
-      float s = 0.0f;
-#pragma unroll
-      for (int k = 0; k < MMA_WARPS; ++k) s += part[k][r][t];
-      if (t < n && row < rows) {
-        // One owner per element. The sum is rounded to T first, as the unfused path stores the
-        // Wo / down output in T before the residual add: both paths give the same residual.
-        if constexpr (EPI == kAdd) y[std::size_t(t) * rows + row] += to_f32(from_f32<T>(s));
-        else y[std::size_t(t) * rows + row] = from_f32<OT>(s);
-      }
-    }
+    gemv_tile_store<T, OT, EPI == kAdd>(part, y, n, rows);
   }
 }
 

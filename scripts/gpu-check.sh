@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for a lent GPU machine: print the GPU, run the [cuda] tests, the CUDA kernel
 # benchmarks, vireo-bench model and serve on CUDA; logs and JSON under $OUT (8 files, the most
-# the device tool returns). On an H100 the run of 2026-11-26 (one variant) took 126 s; with
+# the device tool returns: summary.txt, tests-cuda.log, vireo-bench-model.log and 5 JSON). On an H100 the run of 2026-11-26 (one variant) took 126 s; with
 # the five experimental variants (each: [cuda] tests + the 8B bars, ~35 s) expect ~5-6 min:
 # give the device tool timeout_s 540.
 #
@@ -138,6 +138,9 @@ if [ -f "$BUILD/bench/vireo-kernel-bench" ]; then
   VIREO_GEMV_PIPELINE=1 timeout 30 "$BUILD/bench/vireo-kernel-bench" --benchmark_filter='BM_gemv' \
     --benchmark_min_time=0.05 >> "$OUT/bench-cuda-kernels.log" 2>&1
   grep -E "^BM_gemv" "$OUT/bench-cuda-kernels.log" | tail -14
+  # The device tool returns at most 8 files: the console log joins the summary.
+  { echo "== kernel benchmark console log"; cat "$OUT/bench-cuda-kernels.log"; } >> "$SUMMARY"
+  rm -f "$OUT/bench-cuda-kernels.log"
 fi
 
 if [ -f "$BUILD/bench/vireo-bench" ]; then
@@ -187,6 +190,17 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
     grep -E "^  (decode|prefill)|copy-bandwidth" "$OUT/variant.log" | tee -a "$SUMMARY"
     rm -f "$OUT/variant.log"
   done
+  # Quantized weights kept quantized on the GPU (ModelOptions::gpu_quantized; written without
+  # a GPU on 2026-11-26): the 8B shape in Q4_0, batch 1 (the design's target: >= 3x the bf16
+  # batch-1 token rate above), batch 8 (the largest GEMV step) and 64 (dequantize + cuBLAS).
+  say "== vireo-bench model, llama-3.1-8b Q4_0 kept quantized (--gpu-weights native)"
+  timeout 120 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights q4_0 \
+    --gpu-weights native --batch 1,8,64 --prefill 512 --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
+    --json "$OUT/vireo-bench-8b-q4_0.json" >> "$OUT/vireo-bench-model.log" 2>&1
+  rc=$?
+  say "vireo-bench model 8b q4_0 native exit $rc"
+  grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -4 | tee -a "$SUMMARY"
+  [ $rc -ne 0 ] && status=1
   # Where a batch-1 / batch-8 decode step and the 2048-token prefill spend their GPU time
   # (VIREO_CUDA_PROFILE=1: eager steps with an event after every stage; JSON to the log).
   say "== vireo-bench model, llama-3.1-8b with VIREO_CUDA_PROFILE=1"

@@ -63,9 +63,10 @@ class Backend {
 std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& cfg, const Weights& w, int n_threads);
 #ifdef VIREO_WITH_CUDA
 /// The CUDA backend (cuda/): converts weights to `dtype` on device `index` at creation.
-/// `stream`: the caller's cudaStream_t, or nullptr for a stream of the backend's own.
+/// `stream`: the caller's cudaStream_t, or nullptr for a stream of the backend's own;
+/// `quantized`: keep Q8_0 / Q4_0 / Q4_1 matrices quantized on the device.
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& cfg, const Weights& w, int device_index,
-                                           DType dtype, void* stream);
+                                           DType dtype, void* stream, bool quantized);
 #endif
 
 }  // namespace vireo::detail

@@ -47,7 +47,8 @@ namespace detail {
 void attach_backend(ModelImpl& m) {
   if (m.opts.device.kind == DeviceKind::CUDA) {
 #ifdef VIREO_WITH_CUDA
-    m.backend = make_cuda_backend(m.cfg, m.weights, m.opts.device.index, m.opts.dtype, m.opts.cuda_stream);
+    m.backend = make_cuda_backend(m.cfg, m.weights, m.opts.device.index, m.opts.dtype, m.opts.cuda_stream,
+                                  m.opts.gpu_quantized);
     m.device = m.opts.device;
     return;
 #else

@@ -1,0 +1,109 @@
+// Helpers of the [cuda] kernel tests: tolerances per dtype, values rounded to a dtype, device
+// buffers from host vectors (and NaN-poisoned ones), element-wise closeness, a double-precision
+// reference matmul. Only for test files built with VIREO_WITH_CUDA.
+#pragma once
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../cuda/cuda_api.hpp"
+#include "vireo/types.hpp"
+
+namespace vireo::test_cuda {
+
+using vireo::DType;
+namespace vc = vireo::cuda;
+
+struct Tol {
+  float atol, rtol;
+};
+inline Tol tol_for(DType dt) {
+  switch (dt) {
+    case DType::F32: return {1e-4f, 1e-4f};
+    case DType::F16: return {2e-3f, 4e-3f};
+    case DType::BF16: return {1e-2f, 1.6e-2f};
+  }
+  return {0, 0};
+}
+
+/// Round every element to dt (the values a dt buffer would hold; fp32 is left as it is).
+inline std::vector<float> round_to(DType dt, std::vector<float> v) {
+  if (dt == DType::F32) return v;
+  std::vector<std::uint16_t> tmp(v.size());
+  vc::convert_from_f32(dt, v.data(), tmp.data(), v.size());
+  vc::convert_to_f32(dt, tmp.data(), v.data(), v.size());
+  return v;
+}
+
+/// Random values in [-scale, scale], rounded to dt (returned as fp32).
+inline std::vector<float> random_vec(std::size_t n, DType dt, std::mt19937& rng, float scale = 1.0f) {
+  std::uniform_real_distribution<float> u(-scale, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return round_to(dt, std::move(v));
+}
+
+/// A device buffer of dt elements holding v (already representable in dt).
+inline vc::DeviceBuffer to_device(DType dt, const std::vector<float>& v) {
+  std::vector<char> raw(v.size() * vireo::dtype_size(dt));
+  vc::convert_from_f32(dt, v.data(), raw.data(), v.size());
+  vc::DeviceBuffer b(std::max<std::size_t>(raw.size(), 16));
+  b.upload(raw.data(), raw.size());
+  return b;
+}
+template <typename U>
+inline vc::DeviceBuffer to_device_raw(const std::vector<U>& v) {
+  vc::DeviceBuffer b(std::max<std::size_t>(v.size() * sizeof(U), 16));
+  b.upload(v.data(), v.size() * sizeof(U));
+  return b;
+}
+inline std::vector<float> from_device(DType dt, const vc::DeviceBuffer& b, std::size_t n) {
+  std::vector<char> raw(n * vireo::dtype_size(dt));
+  b.download(raw.data(), raw.size());
+  std::vector<float> out(n);
+  vc::convert_to_f32(dt, raw.data(), out.data(), n);
+  return out;
+}
+inline vc::DeviceBuffer poisoned(std::size_t bytes) {
+  vc::DeviceBuffer b(std::max<std::size_t>(bytes, 16));
+  b.fill_bytes(0xFF);  // NaN in fp32, fp16 and bf16
+  return b;
+}
+
+inline void check_close(const std::vector<float>& got, const std::vector<float>& ref, Tol t, const std::string& what) {
+  REQUIRE(got.size() == ref.size());
+  std::size_t bad = 0, first = 0;
+  double worst = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double err = std::fabs(double(got[i]) - double(ref[i]));
+    const bool ok = !std::isnan(got[i]) && err <= t.atol + t.rtol * std::fabs(ref[i]);
+    if (!ok && bad++ == 0) first = i;
+    if (!std::isnan(got[i])) worst = std::max(worst, err);
+  }
+  INFO(what << ": " << bad << " of " << got.size() << " elements out of tolerance (atol " << t.atol << ", rtol "
+            << t.rtol << "); first at " << first << ": got " << (bad ? got[first] : 0.f) << " ref "
+            << (bad ? ref[first] : 0.f) << "; max abs err " << worst);
+  CHECK(bad == 0);
+}
+
+inline const DType kDtypes[] = {DType::F32, DType::F16, DType::BF16};
+
+// ---- matmuls --------------------------------------------------------------------------------
+
+inline std::vector<float> ref_matmul(const std::vector<float>& x, const std::vector<float>& w, int n, int rows, int cols) {
+  std::vector<float> y(std::size_t(n) * rows);
+  for (int b = 0; b < n; ++b)
+    for (int r = 0; r < rows; ++r) {
+      double s = 0;
+      for (int c = 0; c < cols; ++c) s += double(x[std::size_t(b) * cols + c]) * w[std::size_t(r) * cols + c];
+      y[std::size_t(b) * rows + r] = float(s);
+    }
+  return y;
+}
+
+}  // namespace vireo::test_cuda
