@@ -26,6 +26,8 @@ void usage() {
       "      --seed S            RNG seed (default 42)\n"
       "  -t, --threads N         CPU threads (default: all cores)\n"
       "      --device cpu|cuda|best  (default best)\n"
+      "      --gpu-weights convert|native  CUDA: convert quantized weights to bf16 at load (default)\n"
+      "                          or keep them quantized on the GPU (experimental)\n"
       "      --ignore-eos        keep generating past end-of-generation tokens\n",
       stderr);
 }
@@ -37,7 +39,7 @@ int main(int argc, char** argv) {
   std::string prompt = "The capital of France is";
   std::string device = "best";
   int n_tokens = 64, threads = 0;
-  bool chat = false, ignore_eos = false;
+  bool chat = false, ignore_eos = false, gpu_quantized = false;
   vireo::SamplerParams sp;
   sp.temperature = 0.0f;
   sp.seed = 42;
@@ -61,6 +63,12 @@ int main(int argc, char** argv) {
       else if (a == "-t" || a == "--threads") threads = std::stoi(next());
       else if (a == "--device") device = next();
       else if (a == "--ignore-eos") ignore_eos = true;
+      else if (a == "--gpu-weights") {
+        const std::string v = next();
+        if (v != "native" && v != "convert")
+          throw vireo::Error(vireo::ErrorCode::InvalidArgument, "--gpu-weights must be convert or native, got '" + v + "'");
+        gpu_quantized = v == "native";
+      }
       else if (a == "-h" || a == "--help") { usage(); return 0; }
       else if (!a.empty() && a[0] == '-') { usage(); return 2; }
       else prompt = a;
@@ -69,6 +77,7 @@ int main(int argc, char** argv) {
     using clock = std::chrono::steady_clock;
     vireo::ModelOptions mo;
     mo.n_threads = threads;
+    mo.gpu_quantized = gpu_quantized;
     mo.device = device == "cpu" ? vireo::Device::cpu() : device == "cuda" ? vireo::Device::cuda() : vireo::Device::best();
     auto model = vireo::Model::load(model_path, mo);
     const auto& tok = model.tokenizer();

@@ -217,6 +217,16 @@ TEST_CASE("cuda SmolLM2: fp32 greedy equals the CPU, bf16 logits within toleranc
   }
   const Model g = Model::load(test::model_path(), {.device = Device::cuda(), .dtype = DType::BF16});
   const auto bf = greedy(g, 1, &bf_logits);
+  // The Q4_1 matrices kept quantized on the GPU: the same bf16 weights reach the tensor cores,
+  // so the logits match the converted model's up to summation order.
+  std::vector<float> native_logits;
+  {
+    const Model gq =
+        Model::load(test::model_path(), {.device = Device::cuda(), .dtype = DType::BF16, .gpu_quantized = true});
+    CHECK(gq.weight_bytes() < g.weight_bytes() / 2);
+    const auto nq = greedy(gq, 1, &native_logits);
+    CHECK(nq[0] == ref[0]);
+  }
   // Tolerance: bf16 keeps 8 significant bits, a relative rounding of 2^-9 ~ 0.2% for every
   // stored weight, activation and K/V value (the residual stream stays fp32). Through 30
   // layers with ~7 rounded tensors each, independent errors add up to about
@@ -232,6 +242,11 @@ TEST_CASE("cuda SmolLM2: fp32 greedy equals the CPU, bf16 logits within toleranc
   const double rms_rel = std::sqrt(se / sr);
   INFO("bf16 RMS logit error relative to the CPU logits' RMS: " << rms_rel);
   CHECK(rms_rel < 0.05);
+  double sq = 0;
+  for (std::size_t i = 0; i < ref_logits.size(); ++i)
+    sq += (double(native_logits[i]) - ref_logits[i]) * (double(native_logits[i]) - ref_logits[i]);
+  INFO("bf16, quantized weights kept: RMS logit error relative to the CPU logits' RMS: " << std::sqrt(sq / sr));
+  CHECK(std::sqrt(sq / sr) < 0.05);
   CHECK(bf[0] == ref[0]);
 }
 
