@@ -129,10 +129,13 @@ void BM_gemv_q(benchmark::State& state) {
   const int rows = int(state.range(1)), cols = int(state.range(2)), n = int(state.range(3));
   vc::Stream stream;
   const std::size_t blocks = std::size_t(rows) * std::size_t(cols / 32);
-  // Any bytes are valid quants; scales / minimums fp16 0.01 (0x211F) keep the sums finite.
-  std::vector<std::uint8_t> qs(blocks * std::size_t(vc::quant_block_bytes(fmt)));
+  // Any bytes are valid quants (a 64 KiB random pool tiled over the matrix, as random_bf16
+  // does); scales / minimums fp16 0.01 (0x211F) keep the sums finite.
+  std::vector<std::uint8_t> qs(blocks * std::size_t(vc::quant_block_bytes(fmt))), pool(std::size_t(1) << 16);
   std::mt19937 rng(7);
-  for (auto& b : qs) b = std::uint8_t(rng());
+  for (auto& b : pool) b = std::uint8_t(rng());
+  for (std::size_t i = 0; i < qs.size(); i += pool.size())
+    std::copy_n(pool.begin(), std::min(pool.size(), qs.size() - i), qs.begin() + std::ptrdiff_t(i));
   const std::vector<std::uint16_t> sc(blocks, 0x211F);
   vc::DeviceBuffer dqs(qs.size()), dd(sc.size() * 2), dm(sc.size() * 2);
   dqs.upload(qs.data(), qs.size());

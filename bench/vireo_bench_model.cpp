@@ -678,7 +678,12 @@ class ModelBench {
       embd_bytes_ = double(c.vocab_size) * c.d_model * double(dtype_size(o_.dtype));
       const gguf::TensorType lt = w.layers.empty() ? w.tok_embd.type : w.layers[0].w_gate.type;
       const bool quant = lt == gguf::TensorType::Q8_0 || lt == gguf::TensorType::Q4_0 || lt == gguf::TensorType::Q4_1;
-      if (o_.gpu_quantized && quant) {
+      if (o_.gpu_quantized && !quant)
+        std::fprintf(stderr, "note: --gpu-weights native keeps only Q8_0/Q4_0/Q4_1 matrices quantized; these are %s "
+                             "(pass --weights q4_0, q4_1 or q8_0)\n", gguf::to_string(lt));
+      if (o_.gpu_quantized && quant && o_.dtype == DType::F32)
+        std::fprintf(stderr, "note: --gpu-weights native needs --dtype bf16 or f16; f32 converts the weights\n");
+      if (o_.gpu_quantized && quant && o_.dtype != DType::F32) {
         // Matrices stay in their GGUF blocks (the embedding table too, when it is quantized).
         weights_label_ = lower(gguf::to_string(lt)) + " (native)";
         const gguf::TensorType et = w.tok_embd.type;

@@ -246,7 +246,10 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     std::size_t deq = 0;
     for (const Layer& D : layers_)
       for (const Mat* m : {&D.wqkv, &D.wo, &D.wgu, &D.wdown})
-        if (m->quant) deq = std::max(deq, std::size_t(m->rows) * std::size_t(m->cols));
+        if (m->quant) {
+          deq = std::max(deq, std::size_t(m->rows) * std::size_t(m->cols));
+          layer_quant_ = true;
+        }
     if (deq) deq_ = cuda::DeviceBuffer(deq * dtype_size(dt_));
 
     // Workspaces for kMaxTokens tokens.
@@ -541,7 +544,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// VIREO_DECODE_FUSION=2 keeps the FFN RMSNorm a separate kernel (6 per layer).
   bool fused_step(int n) const noexcept {
     const int d = cfg_.d_model, qd = cfg_.n_heads * cfg_.head_dim;
-    return fuse_ != 0 && !any_quant_ && cuda::gemv_fused_supported(dt_, n, d, true) && cuda::gemv_fused_supported(dt_, n, qd, false) &&
+    return fuse_ != 0 && !layer_quant_ && cuda::gemv_fused_supported(dt_, n, d, true) && cuda::gemv_fused_supported(dt_, n, qd, false) &&
            cuda::gemv_fused_supported(dt_, n, cfg_.d_ff, false) && cfg_.head_dim % 16 == 0;
   }
 
@@ -785,7 +788,6 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       }
       row0 += p->rows;
     }
-    any_quant_ = true;
     return m;
   }
 
@@ -821,7 +823,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   bool profile_on_ = false;  ///< VIREO_CUDA_PROFILE=1 (see mark())
   int fuse_ = 0;             ///< VIREO_DECODE_FUSION=1 or 2 (see fused_step()); 0 = off
   bool keep_quant_ = false;  ///< ModelOptions::gpu_quantized (16-bit compute types only)
-  bool any_quant_ = false;   ///< some matrix stayed quantized (the fused decode path is off then)
+  bool layer_quant_ = false; ///< a layer matrix stayed quantized (the fused decode path is off then)
   cuda::DeviceBuffer deq_;   ///< dequantized layer matrix for cuBLAS steps (quantized models)
   std::vector<cudaEvent_t> prof_events_;
   std::vector<std::string> prof_marks_;

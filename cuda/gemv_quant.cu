@@ -12,11 +12,11 @@
 // physical column a k slot stands for. Q4 chunks carry 4x fewer bytes than bf16 ones, so Q4
 // warps load two chunks before multiplying (UNROLL) to keep ~2 KB per warp in flight.
 //
-// Dequantization is exact integer-to-float work: a quant q (0..255 after the Q8_0 sign flip,
-// 0..15 for Q4) OR-ed into the mantissa of 2^23 gives the float 2^23 + q, and one subtraction
-// yields q (- 8 for Q4_0, - 128 for Q8_0) with no conversion instruction. Then w = q * d (or
-// q * d + m for Q4_1) in fp32 and one rounding to T, as gguf::dequantize + the converting
-// upload compute it.
+// Dequantization is exact integer-to-float work: a quant byte q (0..255 after the Q8_0 sign
+// flip, 0..15 for Q4) permuted into the mantissa of 2^23 (one PRMT) gives the float 2^23 + q,
+// and one subtraction yields q (- 8 for Q4_0, - 128 for Q8_0) with no conversion
+// instruction. Then w = q * d (or q * d + m for Q4_1) in fp32, where q * d is exact, and one
+// rounding to T: bit for bit the weights gguf::dequantize + the converting upload produce.
 //
 // Not yet run on a GPU (written 2026-11-26 without one): the [cuda] tests in
 // tests/test_cuda_quant.cpp check every kernel here against the host reference.
@@ -43,23 +43,35 @@ __device__ __forceinline__ float ld_half(const std::uint16_t* p) { return __half
 /// raw: the block's quants (Q8_0: raw[0..1], 32 bytes; Q4: raw[0], 16 bytes).
 template <typename T, QFormat F>
 __device__ __forceinline__ void dequant_block(const uint4 (&raw)[2], float d, float m, uint4 (&v)[4]) {
-  const std::uint32_t words[8] = {raw[0].x, raw[0].y, raw[0].z, raw[0].w, raw[1].x, raw[1].y, raw[1].z, raw[1].w};
+  // One byte per element, element el in byte el % 4 of src[el / 4]: Q8_0's int8 quants with
+  // the sign bit flipped (q + 128); Q4's low nibbles (elements 0..15, from bytes 0..15) then
+  // high nibbles (elements 16..31, from the same bytes).
+  std::uint32_t src[8];
+  if constexpr (F == QFormat::Q8_0) {
+    const std::uint32_t w[8] = {raw[0].x, raw[0].y, raw[0].z, raw[0].w, raw[1].x, raw[1].y, raw[1].z, raw[1].w};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) src[i] = w[i] ^ 0x80808080u;
+  } else {
+    const std::uint32_t w[4] = {raw[0].x, raw[0].y, raw[0].z, raw[0].w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      src[i] = w[i] & 0x0F0F0F0Fu;
+      src[4 + i] = (w[i] >> 4) & 0x0F0F0F0Fu;
+    }
+  }
+  // 2^23 minus the quant's offset: 128 (Q8_0's sign flip), 8 (Q4_0), 0 (Q4_1).
+  constexpr float kBias = F == QFormat::Q8_0 ? 8388736.0f : F == QFormat::Q4_0 ? 8388616.0f : 8388608.0f;
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     float f[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
       const int el = 8 * j + e;
-      if constexpr (F == QFormat::Q8_0) {
-        const std::uint32_t byte = ((words[el >> 2] >> (8 * (el & 3))) & 0xFFu) ^ 0x80u;  // int8 + 128
-        f[e] = (__uint_as_float(0x4B000000u | byte) - 8388736.0f) * d;                    // 2^23 + 128
-      } else {
-        const int b = el & 15;  // byte b: element b in the low nibble, b + 16 in the high one
-        const std::uint32_t nib = (words[b >> 2] >> (8 * (b & 3) + 4 * (el >> 4))) & 0xFu;
-        const float qv = __uint_as_float(0x4B000000u | nib) - 8388608.0f;
-        if constexpr (F == QFormat::Q4_0) f[e] = (qv - 8.0f) * d;
-        else f[e] = qv * d + m;
-      }
+      // One byte permute builds the float 2^23 + byte (0x4B0000xx); one subtraction leaves
+      // the signed quant exactly; q * d is exact in fp32 (<= 8 + 11 significant bits).
+      const float qv = __uint_as_float(__byte_perm(src[el >> 2], 0x4B000000u, 0x7440u + unsigned(el & 3))) - kBias;
+      if constexpr (F == QFormat::Q4_1) f[e] = qv * d + m;
+      else f[e] = qv * d;
     }
     v[j] = make_uint4(pack2<T>(f[0], f[1]), pack2<T>(f[2], f[3]), pack2<T>(f[4], f[5]), pack2<T>(f[6], f[7]));
   }
@@ -93,10 +105,12 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, 2)
   gemv_tile_rows<SWIGLU>(rows, ra, rb);
   const int nb = cols / 32, n_chunks = (nb + 3) / 4;
   const T* xg = x + std::size_t(min(g, n - 1)) * cols;
-  // Weights do not depend on the previous kernel: pull this warp's first chunk into L2 first.
+  // Weights do not depend on the previous kernel: pull this warp's first chunk of both rows
+  // into L2 first.
   if (warp * 4 + q < nb) {
-    const std::size_t blk = ra * std::size_t(nb) + std::size_t(warp * 4 + q);
-    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(w.qs + blk * quant_block_bytes(F)));
+    const std::size_t ba = ra * std::size_t(nb) + std::size_t(warp * 4 + q), bb = rb * std::size_t(nb) + std::size_t(warp * 4 + q);
+    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(w.qs + ba * quant_block_bytes(F)));
+    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(w.qs + bb * quant_block_bytes(F)));
   }
   pdl_wait();
   pdl_trigger();

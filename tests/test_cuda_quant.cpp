@@ -5,9 +5,12 @@
 // * [cuda] Every kernel over quantized weights against the host reference: the decode GEMV
 //   and the fused gate/up + SwiGLU GEMV (vs a double-precision matmul over the weights rounded
 //   to the compute type), whole-matrix dequantization and embedding rows (vs the rounded
-//   weights: the same fp32 arithmetic, so equal up to an fp32 fused multiply-add in Q4_1).
+//   weights: q * d is exact in fp32, so the device weights equal them bit for bit).
 // * [cuda][model] A random model with quantized weights run with gpu_quantized matches the
-//   same model with converted weights and the CPU reference, in a fraction of the memory.
+//   same model with converted weights and the CPU reference, in a fraction of the memory,
+//   through every route: prefill (dequantize + cuBLAS), decode GEMVs, a 12-sequence decode
+//   step (a graph of the 16-token bucket), an LM head larger than the scratch matrix (GEMVs
+//   over groups of 8 logits rows), tied and untied embeddings.
 #include <catch2/catch.hpp>
 
 #ifdef VIREO_WITH_CUDA
@@ -92,13 +95,6 @@ std::string name_of(TensorType t, DType dt) {
   return std::string(vireo::gguf::to_string(t)) + "/" + vireo::to_string(dt);
 }
 
-/// Equal, or (Q4_1, whose d * q + m one compiler may fuse into an FMA and the other not) one
-/// step of the 16-bit type apart.
-void check_same_weights(const std::vector<float>& got, const std::vector<float>& ref, TensorType t,
-                        const std::string& what) {
-  const Tol tol = t == TensorType::Q4_1 ? Tol{0.0f, 1.0f / 128} : Tol{0.0f, 0.0f};
-  check_close(got, ref, tol, what);
-}
 
 }  // namespace
 
@@ -115,8 +111,9 @@ TEST_CASE("quantized rows repack into the GPU layout without changing a weight",
         vireo::gguf::dequantize(t, q.gguf_bytes.data() + std::size_t(r) * rb, row.data(), row.size());
         for (int c = 0; c < cols; ++c) {
           const float ref = row[std::size_t(c)], g = got[std::size_t(r) * cols + c];
-          // Q4_1's d * q + m: exact unless one side is contracted into an FMA (~1 ulp).
-          REQUIRE(std::fabs(g - ref) <= (t == TensorType::Q4_1 ? 1e-6f * (1.0f + std::fabs(ref)) : 0.0f));
+          // q * d is exact in fp32 (<= 8 + 11 significant bits), so even Q4_1's q * d + m is
+          // the same float whether or not a compiler fuses it into an FMA.
+          REQUIRE(g == ref);
         }
       }
     }
@@ -159,7 +156,7 @@ TEST_CASE("cuda quantized GEMVs match the CPU matmul over the same weights", "[c
   // Fused gate/up + SwiGLU over a stacked quantized [2 ff, cols] matrix.
   for (TensorType t : kQuantTypes)
     for (DType dt : k16)
-      for (auto [n, ff, cols] : {std::tuple{1, 40, 576}, std::tuple{6, 24, 4096}}) {
+      for (auto [n, ff, cols] : {std::tuple{1, 40, 576}, std::tuple{6, 24, 4096}, std::tuple{3, 20, 160}}) {
         const std::string what = "gemv_swiglu_q " + name_of(t, dt) + " n=" + std::to_string(n);
         INFO(what);
         const QMatrix q = make_qmatrix(t, 2 * ff, cols, rng);
@@ -204,7 +201,7 @@ TEST_CASE("cuda dequantization and quantized embedding rows give the rounded wei
       const auto w = round_to(dt, weights_of(q));
       auto dout = poisoned(std::size_t(rows) * cols * vireo::dtype_size(dt));
       REQUIRE(vc::dequantize_q(dt, g.view, dout.get(), rows, cols, nullptr) == 0);
-      check_same_weights(from_device(dt, dout, w.size()), w, t, "dequantize_q " + what);
+      check_close(from_device(dt, dout, w.size()), w, Tol{0.0f, 0.0f}, "dequantize_q " + what);
 
       const std::vector<std::int32_t> tokens = {44, 0, 7, 7, 30};
       auto dtok = to_device_raw(tokens);
@@ -214,7 +211,7 @@ TEST_CASE("cuda dequantization and quantized embedding rows give the rounded wei
       dres.download(got.data(), got.size() * 4);
       for (std::size_t i = 0; i < tokens.size(); ++i)
         std::copy_n(w.begin() + std::ptrdiff_t(tokens[i]) * cols, cols, ref.begin() + std::ptrdiff_t(i) * cols);
-      check_same_weights(got, ref, t, "embed_q " + what);
+      check_close(got, ref, Tol{0.0f, 0.0f}, "embed_q " + what);
     }
 }
 
@@ -222,21 +219,43 @@ TEST_CASE("cuda model with quantized weights kept quantized matches converted we
           "[cuda][model][quant]") {
   VIREO_REQUIRE_GPU();
   using namespace vireo;
-  const ModelConfig cfg = test::model_shape(3, 256, 4, 2, 64, 512, 333, 1024);
-  // Prefill (a cuBLAS step over dequantized matrices) then decode (quantized GEMVs), all logits.
+  // vocab 1100 x d 256 = 282K weights: more than the largest layer matrix (gate/up, 1024 x 256
+  // = 262K), so the LM head of a 16-row logits step takes the GEMV-group route.
+  ModelConfig cfg = test::model_shape(3, 256, 4, 2, 64, 512, 1100, 1024);
+  // Fixed tokens (no sampling), so every model sees the same inputs whatever its rounding.
   auto run = [](const Model& m) {
-    KVCache cache(m, {.num_blocks = 64});
-    const SeqId s = cache.add_sequence();
-    Batch b;
-    b.add(s, std::vector<Token>{1, 5, 9, 200, 17, 17, 3, 99, 100, 101, 250, 7, 8, 9, 10, 11}, All);
+    KVCache cache(m, {.num_blocks = 128});
     std::vector<std::vector<float>> rows;
     Logits lg;
-    for (int i = 0; i < 6; ++i) {
-      m.forward(b, cache, lg);
+    auto keep = [&] {
       for (std::size_t r = 0; r < lg.rows(); ++r) rows.emplace_back(lg.row(r).begin(), lg.row(r).end());
-      auto last = lg.row(lg.rows() - 1);
+    };
+    // Prefill of 16 tokens, every logits row; then 4 single-token decode steps.
+    const SeqId s = cache.add_sequence();
+    Batch b;
+    b.add(s, std::vector<Token>{1, 5, 9, 200, 17, 17, 3, 99, 100, 101, 250, 7, 8, 9, 1000, 11}, All);
+    m.forward(b, cache, lg);
+    keep();
+    for (int i = 0; i < 4; ++i) {
       b.clear();
-      b.add(s, Token(std::max_element(last.begin(), last.end()) - last.begin()), true);
+      b.add(s, Token(40 + 97 * i), true);
+      m.forward(b, cache, lg);
+      keep();
+    }
+    // 12 sequences, 3 tokens each, then 3 decode steps of 12 tokens: the 16-token graph
+    // bucket (eager, captured, replayed) over dequantized matrices and cuBLAS.
+    std::vector<SeqId> seqs;
+    b.clear();
+    for (int i = 0; i < 12; ++i) {
+      seqs.push_back(cache.add_sequence());
+      b.add(seqs.back(), std::vector<Token>{Token(i), Token(3 * i + 1), Token(1099 - i)}, Want::None);
+    }
+    m.forward(b, cache, lg);
+    for (int step = 0; step < 3; ++step) {
+      b.clear();
+      for (int i = 0; i < 12; ++i) b.add(seqs[std::size_t(i)], Token((31 * step + 7 * i) % 1100), true);
+      m.forward(b, cache, lg);
+      keep();
     }
     return rows;
   };
@@ -251,20 +270,23 @@ TEST_CASE("cuda model with quantized weights kept quantized matches converted we
       }
     return num / std::max(den, 1e-30);
   };
-  for (TensorType t : kQuantTypes) {
-    INFO(vireo::gguf::to_string(t));
-    const Model cpu = Model::random(cfg, 31, {.n_threads = 2}, t);
-    const Model conv = Model::random(cfg, 31, {.device = Device::cuda(), .dtype = DType::BF16}, t);
-    const Model native =
-        Model::random(cfg, 31, {.device = Device::cuda(), .dtype = DType::BF16, .gpu_quantized = true}, t);
-    // Q4: 18-20 bytes per 32 weights against 64 in bf16 (norms stay fp32 in both).
-    CHECK(native.weight_bytes() < (t == TensorType::Q8_0 ? 0.6 : 0.35) * double(conv.weight_bytes()));
-    const auto ref = run(cpu), c = run(conv), nq = run(native);
-    // The same bf16 weights: only the GEMVs' summation order (and so a rare rounding of an
-    // activation) differs from the converted model.
-    CHECK(rel_err(nq, c) < 2e-2);
-    CHECK(rel_err(nq, ref) < 3e-2);  // as the converted bf16 model against the CPU
-  }
+  for (bool tied : {true, false})
+    for (TensorType t : kQuantTypes) {
+      cfg.tied_embeddings = tied;
+      INFO(vireo::gguf::to_string(t) << (tied ? " tied" : " untied"));
+      const Model cpu = Model::random(cfg, 31, {.n_threads = 2}, t);
+      const Model conv = Model::random(cfg, 31, {.device = Device::cuda(), .dtype = DType::BF16}, t);
+      const Model native =
+          Model::random(cfg, 31, {.device = Device::cuda(), .dtype = DType::BF16, .gpu_quantized = true}, t);
+      // Q4: 18-20 bytes per 32 weights against 64 in bf16 (norms stay fp32 in both).
+      CHECK(native.weight_bytes() < (t == TensorType::Q8_0 ? 0.6 : 0.35) * double(conv.weight_bytes()));
+      const auto ref = run(cpu), c = run(conv), nq = run(native);
+      // The same bf16 weights: only the GEMVs' summation order (and so a rare rounding of an
+      // activation) differs from the converted model.
+      CHECK(rel_err(nq, c) < 2e-2);
+      CHECK(rel_err(nq, ref) < 3e-2);  // as the converted bf16 model against the CPU
+      CHECK(rel_err(c, ref) < 3e-2);
+    }
 }
 
 #endif  // VIREO_WITH_CUDA
