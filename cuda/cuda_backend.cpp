@@ -544,8 +544,17 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// VIREO_DECODE_FUSION=2 keeps the FFN RMSNorm a separate kernel (6 per layer).
   bool fused_step(int n) const noexcept {
     const int d = cfg_.d_model, qd = cfg_.n_heads * cfg_.head_dim;
-    return fuse_ != 0 && !layer_quant_ && cuda::gemv_fused_supported(dt_, n, d, true) && cuda::gemv_fused_supported(dt_, n, qd, false) &&
+    // Quantized layer matrices fuse too (same kernel, quantized weight load): cols % 32 == 0.
+    const bool q_ok = !layer_quant_ || (d % 32 == 0 && qd % 32 == 0 && cfg_.d_ff % 32 == 0);
+    return fuse_ != 0 && q_ok && cuda::gemv_fused_supported(dt_, n, d, true) && cuda::gemv_fused_supported(dt_, n, qd, false) &&
            cuda::gemv_fused_supported(dt_, n, cfg_.d_ff, false) && cfg_.head_dim % 16 == 0;
+  }
+
+  /// One fused decode GEMV (cuda::gemv_fused) over a 16-bit or a quantized matrix.
+  cuda::Status fused(cuda::GemvEpilogue epi, bool norm, const Mat& w, const void* x, void* y, int n, int rows,
+                     const cuda::GemvExtras& ex) {
+    if (w.quant) return cuda::gemv_fused(dt_, epi, norm, w.qview(), x, y, n, rows, w.cols, ex, stream_->get());
+    return cuda::gemv_fused(dt_, epi, norm, w.ptr(), x, y, n, rows, w.cols, ex, stream_->get());
   }
 
   /// Every kernel of one step, on stream_ (possibly under graph capture).
@@ -581,8 +590,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
         ex.norm_w = L.attn_norm.as<float>();
         ex.eps = cfg_.rms_eps;
         ex.rope = rp;
-        ck(cuda::gemv_fused(dt_, cuda::GemvEpilogue::RopeKV, true, L.wqkv.ptr(), nullptr, nullptr, st.n, L.wqkv.rows,
-                            L.wqkv.cols, ex, s),
+        ck(fused(cuda::GemvEpilogue::RopeKV, true, L.wqkv, nullptr, nullptr, st.n, L.wqkv.rows, ex),
            "fused attn norm + qkv + rope");
         mark("norm+qkv+rope_kv");
       } else {
@@ -614,16 +622,14 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       mark("attention");
       if (st.fused) {
         cuda::GemvExtras ex;
-        ck(cuda::gemv_fused(dt_, cuda::GemvEpilogue::Add, false, L.wo.ptr(), attn_.get(), resid_.get(), st.n,
-                            L.wo.rows, L.wo.cols, ex, s),
+        ck(fused(cuda::GemvEpilogue::Add, false, L.wo, attn_.get(), resid_.get(), st.n, L.wo.rows, ex),
            "fused wo + residual");
         mark("wo+residual");
         if (fuse_ == 1) {
           ex.resid = resid_.as<float>();
           ex.norm_w = L.ffn_norm.as<float>();
           ex.eps = cfg_.rms_eps;
-          ck(cuda::gemv_fused(dt_, cuda::GemvEpilogue::SwiGLU, true, L.wgu.ptr(), nullptr, h_.get(), st.n, cfg_.d_ff,
-                              L.wgu.cols, ex, s),
+          ck(fused(cuda::GemvEpilogue::SwiGLU, true, L.wgu, nullptr, h_.get(), st.n, cfg_.d_ff, ex),
              "fused ffn norm + gate/up + swiglu");
           mark("norm+gate_up+swiglu");
         } else {
@@ -634,13 +640,11 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
                            cfg_.rms_eps, s),
              "ffn rmsnorm");
           mark("ffn_norm");
-          ck(cuda::gemv_fused(dt_, cuda::GemvEpilogue::SwiGLU, false, L.wgu.ptr(), xn_.get(), h_.get(), st.n,
-                              cfg_.d_ff, L.wgu.cols, ex, s),
+          ck(fused(cuda::GemvEpilogue::SwiGLU, false, L.wgu, xn_.get(), h_.get(), st.n, cfg_.d_ff, ex),
              "gate/up + swiglu");
           mark("gate_up+swiglu");
         }
-        ck(cuda::gemv_fused(dt_, cuda::GemvEpilogue::Add, false, L.wdown.ptr(), h_.get(), resid_.get(), st.n,
-                            L.wdown.rows, L.wdown.cols, cuda::GemvExtras{}, s),
+        ck(fused(cuda::GemvEpilogue::Add, false, L.wdown, h_.get(), resid_.get(), st.n, L.wdown.rows, cuda::GemvExtras{}),
            "fused down + residual");
         mark("down+residual");
         continue;
@@ -823,7 +827,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   bool profile_on_ = false;  ///< VIREO_CUDA_PROFILE=1 (see mark())
   int fuse_ = 0;             ///< VIREO_DECODE_FUSION=1 or 2 (see fused_step()); 0 = off
   bool keep_quant_ = false;  ///< ModelOptions::gpu_quantized (16-bit compute types only)
-  bool layer_quant_ = false; ///< a layer matrix stayed quantized (the fused decode path is off then)
+  bool layer_quant_ = false; ///< a layer matrix stayed quantized (needs cols % 32 to fuse)
   cuda::DeviceBuffer deq_;   ///< dequantized layer matrix for cuBLAS steps (quantized models)
   std::vector<cudaEvent_t> prof_events_;
   std::vector<std::string> prof_marks_;

@@ -60,6 +60,8 @@
 #include "gemv_tile.cuh"
 #include "launch.cuh"
 #include "mma.cuh"
+#include "quant_block.cuh"
+#include "quant_weights.hpp"
 
 namespace vireo::cuda {
 namespace {
@@ -84,18 +86,33 @@ enum Epi : int {
 /// NORM: x is not read; the CTA builds its input T(h * rsqrt(mean(h^2) + eps) * norm_w) from
 /// the fp32 residual rows h = ex.resid[t] in dynamic shared memory first (rmsnorm_reg_kernel's
 /// arithmetic), so the decode step needs no separate RMSNorm kernel.
-template <typename T, typename OT, int EPI, bool NORM, bool PIPE>
-__global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
-    gemv_mma_kernel(const T* __restrict__ w, const T* __restrict__ x, OT* __restrict__ y, int n, int rows, int cols,
-                    GemvExtras ex) {
+/// WF = 0: w is the 16-bit [rows, cols] matrix. WF = 1 + QFormat: w is a quantized matrix
+/// (QuantView, cols % 32 == 0): lane (g, q) takes GGUF block q of each 128-column chunk for
+/// tile rows g and g + 8 and dequantizes it in registers to 4 vectors of 8 weights (block
+/// elements 8j .. 8j + 7, columns 32 b + 8 j), matched by the x vectors of the same columns;
+/// vector j then feeds the same two MMAs as a 16-bit chunk step. The mapping of a lane's
+/// vector elements onto fragment k slots depends only on q, identically for W and x, and the
+/// dot product does not care which physical column a k slot stands for. Q4 chunks carry 4x
+/// fewer bytes than 16-bit ones, so Q4 warps load two chunks before multiplying (UNROLL).
+template <typename T, typename OT, int EPI, bool NORM, bool PIPE, int WF = 0>
+__global__ void __launch_bounds__(MMA_WARPS * 32, (PIPE || WF != 0) ? 2 : 3)
+    gemv_mma_kernel(std::conditional_t<WF == 0, const T*, QuantView> w, const T* __restrict__ x,
+                    OT* __restrict__ y, int n, int rows, int cols, GemvExtras ex) {
   constexpr bool SWIGLU = EPI == kSwiglu;
+  constexpr bool QUANT = WF != 0;
+  constexpr QFormat F = QFormat(QUANT ? WF - 1 : 0);
   __shared__ TilePartials part;
   extern __shared__ __align__(16) unsigned char gemv_dyn_smem[];  // NORM: the normalized x [n][cols] in T
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
   std::size_t ra, rb;
   gemv_tile_rows<SWIGLU>(rows, ra, rb);
-  const T* wa = w + ra * cols + q * 8;
-  const T* wb = w + rb * cols + q * 8;
+  // 16-bit weights: rows g and g + 8 of the tile, at this lane's 8 columns of each 32.
+  const T* wa = nullptr;
+  const T* wb = nullptr;
+  if constexpr (!QUANT) {
+    wa = w + ra * cols + q * 8;
+    wb = w + rb * cols + q * 8;
+  }
   // Lanes of tokens g >= n read token n - 1: B column g only feeds C column g, never stored.
   const T* xg = NORM ? nullptr : x + std::size_t(min(g, n - 1)) * cols + q * 8;
 
@@ -108,13 +125,24 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
   // Only CTAs of the first wave (blockIdx.x < ex.prefetch_ctas, ~3 per SM) prefetch: later
   // CTAs start when earlier ones leave, with no predecessor kernel left to overlap.
   const int n_prefetch = int(blockIdx.x) < ex.prefetch_ctas ? ex.prefetch_chunks : 0;
-  for (int c = 0; c < n_prefetch; ++c) {
-    const int ch = warp + c * MMA_WARPS;
-    if ((ch + 1) * CHUNK_COLS > cols) break;
+  if constexpr (QUANT) {
+    // Quantized: this lane's block of each of the warp's first chunks, both rows.
+    const int nb = cols / 32;
+    for (int c = 0; c < n_prefetch; ++c) {
+      const int b = (warp + c * MMA_WARPS) * 4 + q;
+      if (b >= nb) break;
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(w.qs + (ra * nb + b) * quant_block_bytes(F)));
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(w.qs + (rb * nb + b) * quant_block_bytes(F)));
+    }
+  } else {
+    for (int c = 0; c < n_prefetch; ++c) {
+      const int ch = warp + c * MMA_WARPS;
+      if ((ch + 1) * CHUNK_COLS > cols) break;
 #pragma unroll
-    for (int j = 0; j < CHUNK_STEPS; ++j) {
-      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wa + ch * CHUNK_COLS + 32 * j));
-      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wb + ch * CHUNK_COLS + 32 * j));
+      for (int j = 0; j < CHUNK_STEPS; ++j) {
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wa + ch * CHUNK_COLS + 32 * j));
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wb + ch * CHUNK_COLS + 32 * j));
+      }
     }
   }
   pdl_wait();
@@ -184,7 +212,34 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, PIPE ? 2 : 3)
       mma16816<T>(acc2, hi, vx[j].z, vx[j].w);
     }
   };
-  if constexpr (!PIPE) {
+  if constexpr (QUANT) {
+    constexpr int UNROLL = F == QFormat::Q8_0 ? 1 : 2;
+    const int nb = cols / 32, n_qchunks = (nb + 3) / 4;
+    const T* xrow = xg - q * 8;  // this lane's token row (global memory, or shared under NORM)
+    for (int ch0 = warp; ch0 < n_qchunks; ch0 += MMA_WARPS * UNROLL) {
+      uint4 ra_raw[UNROLL][2], rb_raw[UNROLL][2], vx[UNROLL][4];
+      float da[UNROLL], db[UNROLL], ma[UNROLL], mb[UNROLL];
+      // Every load of the UNROLL chunks first, then the arithmetic.
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) {
+        const int b = (ch0 + u * MMA_WARPS) * 4 + q;  // this lane's block; >= nb past the end
+        load_block<F>(w, ra, nb, b, ra_raw[u], da[u], ma[u]);
+        load_block<F>(w, rb, nb, b, rb_raw[u], db[u], mb[u]);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const T* p = xrow + std::size_t(b) * 32 + 8 * j;
+          vx[u][j] = b >= nb ? make_uint4(0u, 0u, 0u, 0u) : NORM ? *reinterpret_cast<const uint4*>(p) : load_x(p);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) {
+        uint4 va[4], vb[4];
+        dequant_block<T, F>(ra_raw[u], da[u], ma[u], va);
+        dequant_block<T, F>(rb_raw[u], db[u], mb[u], vb);
+        mma_chunk(va, vb, vx[u]);
+      }
+    }
+  } else if constexpr (!PIPE) {
     uint4 va[CHUNK_STEPS], vb[CHUNK_STEPS], vx[CHUNK_STEPS];
     for (int ch = warp; ch < n_chunks; ch += MMA_WARPS) {
       load_chunk(ch, va, vb, vx);
@@ -431,39 +486,74 @@ cudaError_t launch_swiglu(const T* w, const T* x, T* h, int n, int ff, int cols,
                       dim3(WARPS_PER_BLOCK * 32), 0, s, w, x, h, n, ff, cols);
 }
 
-template <typename T, int EPI, bool NORM>
-cudaError_t launch_fused_t(const T* w, const T* x, void* y, int n, int rows, int cols, const GemvExtras& ex,
+/// The weight operand of gemv_mma_kernel<..., WF>: 16-bit rows, or a quantized matrix.
+template <typename T, int WF>
+using GemvW = std::conditional_t<WF == 0, const T*, QuantView>;
+
+/// The normalized input of a NORM kernel may exceed the 48 KiB a launch gets without opting in.
+/// The opt-in is per device and function; it is not a stream operation, but it is made outside
+/// stream capture only (a bucket's first, eager step always precedes its capture).
+template <typename Kernel>
+cudaError_t opt_in_norm_smem(Kernel kernel, cudaStream_t s) {
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (const cudaError_t e = cudaStreamIsCapturing(s, &cs); e != cudaSuccess) return e;
+  if (cs != cudaStreamCaptureStatusNone) return cudaSuccess;
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kGemvNormSmemBytes));
+}
+
+/// gemv_mma_kernel with epilogue EPI (y: T, or the fp32 residual for kAdd; OT overrides it for
+/// a plain kStore into fp32) and NORM, over 16-bit (WF = 0) or quantized (WF = 1 + QFormat) weights.
+template <typename T, int EPI, bool NORM, int WF = 0, typename OT = std::conditional_t<EPI == kAdd, float, T>>
+cudaError_t launch_fused_t(GemvW<T, WF> w, const T* x, void* y, int n, int rows, int cols, const GemvExtras& ex,
                            cudaStream_t s) {
   const std::size_t smem = NORM ? std::size_t(n) * cols * sizeof(T) : 0;
   const dim3 grid(EPI == kSwiglu ? (rows + 7) / 8 : (rows + 15) / 16), block(MMA_WARPS * 32);
-  using OT = std::conditional_t<EPI == kAdd, float, T>;
   const GemvExtras exp = with_prefetch(ex);
   if constexpr (NORM) {
-    // The normalized input may exceed the 48 KiB a launch gets without opting in. The opt-in
-    // is per device and function; it is not a stream operation, but it is made outside stream
-    // capture only (a bucket's first, eager step always precedes its capture).
-    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-    if (const cudaError_t e = cudaStreamIsCapturing(s, &cs); e != cudaSuccess) return e;
-    if (cs == cudaStreamCaptureStatusNone) {
-      const cudaError_t e = cudaFuncSetAttribute(gemv_mma_kernel<T, OT, EPI, true, false>,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, int(kGemvNormSmemBytes));
-      if (e != cudaSuccess) return e;
-    }
+    if (const cudaError_t e = opt_in_norm_smem(gemv_mma_kernel<T, OT, EPI, true, false, WF>, s); e != cudaSuccess)
+      return e;
   }
-  if constexpr (!NORM && EPI != kRope) {
+  if constexpr (!NORM && EPI != kRope && WF == 0) {
     if (gemv_pipeline(int(grid.x)))
       return cuda::launch(gemv_mma_kernel<T, OT, EPI, false, true>, grid, block, smem, s, w, x, static_cast<OT*>(y), n,
                           rows, cols, exp);
   }
-  return cuda::launch(gemv_mma_kernel<T, OT, EPI, NORM, false>, grid, block, smem, s, w, x, static_cast<OT*>(y), n, rows,
-                      cols, exp);
+  return cuda::launch(gemv_mma_kernel<T, OT, EPI, NORM, false, WF>, grid, block, smem, s, w, x, static_cast<OT*>(y), n,
+                      rows, cols, exp);
 }
 
-template <typename T, int EPI>
-cudaError_t launch_fused_e(bool norm, const T* w, const T* x, void* y, int n, int rows, int cols, const GemvExtras& ex,
-                           cudaStream_t s) {
-  return norm ? launch_fused_t<T, EPI, true>(w, x, y, n, rows, cols, ex, s)
-              : launch_fused_t<T, EPI, false>(w, x, y, n, rows, cols, ex, s);
+template <typename T, int EPI, int WF = 0>
+cudaError_t launch_fused_e(bool norm, GemvW<T, WF> w, const T* x, void* y, int n, int rows, int cols,
+                           const GemvExtras& ex, cudaStream_t s) {
+  return norm ? launch_fused_t<T, EPI, true, WF>(w, x, y, n, rows, cols, ex, s)
+              : launch_fused_t<T, EPI, false, WF>(w, x, y, n, rows, cols, ex, s);
+}
+
+/// Checks shared by both gemv_fused overloads: cudaSuccess when the launch may go ahead.
+cudaError_t fused_args_ok(DType dt, GemvEpilogue epi, bool norm, const void* x, int n, int rows, int cols,
+                          const GemvExtras& ex) {
+  // Add with norm would read the residual rows that other CTAs of the same launch add into.
+  if (!gemv_fused_supported(dt, n, cols, norm) || (norm && epi == GemvEpilogue::Add) || (!norm && !aligned16(x)) ||
+      (norm && (!aligned16(ex.resid) || !aligned16(ex.norm_w))) ||
+      (epi == GemvEpilogue::RopeKV &&
+       (ex.rope.head_dim % 16 || rows != (ex.rope.n_heads + 2 * ex.rope.n_kv_heads) * ex.rope.head_dim)))
+    return cudaErrorNotSupported;
+  return cudaSuccess;
+}
+
+/// Run go(T{}, epilogue constant) for the 16-bit type of dt and the epilogue epi.
+template <typename Go>
+cudaError_t dispatch_fused(DType dt, GemvEpilogue epi, Go&& go) {
+  auto by_epi = [&](auto tag) -> cudaError_t {
+    switch (epi) {
+      case GemvEpilogue::Store: return go(tag, std::integral_constant<int, kStore>{});
+      case GemvEpilogue::Add: return go(tag, std::integral_constant<int, kAdd>{});
+      case GemvEpilogue::SwiGLU: return go(tag, std::integral_constant<int, kSwiglu>{});
+      case GemvEpilogue::RopeKV: return go(tag, std::integral_constant<int, kRope>{});
+    }
+    return cudaErrorInvalidValue;
+  };
+  return dt == DType::BF16 ? by_epi(__nv_bfloat16{}) : by_epi(__half{});
 }
 
 }  // namespace
@@ -497,27 +587,61 @@ bool gemv_fused_supported(DType dt, int n, int cols, bool norm) noexcept {
 Status gemv_fused(DType dt, GemvEpilogue epi, bool norm, const void* w, const void* x, void* y, int n, int rows,
                   int cols, const GemvExtras& ex, void* stream) {
   if (rows <= 0) return cudaSuccess;
-  // Add with norm would read the residual rows that other CTAs of the same launch add into.
-  if (!gemv_fused_supported(dt, n, cols, norm) || (norm && epi == GemvEpilogue::Add) || !aligned16(w) ||
-      (!norm && !aligned16(x)) ||
-      (norm && (!aligned16(ex.resid) || !aligned16(ex.norm_w))) ||
-      (epi == GemvEpilogue::RopeKV && (ex.rope.head_dim % 16 || rows != (ex.rope.n_heads + 2 * ex.rope.n_kv_heads) *
-                                                                           ex.rope.head_dim)))
-    return cudaErrorNotSupported;
+  if (const cudaError_t e = fused_args_ok(dt, epi, norm, x, n, rows, cols, ex); e != cudaSuccess) return e;
+  if (!aligned16(w)) return cudaErrorNotSupported;
   auto s = static_cast<cudaStream_t>(stream);
-  auto go = [&](auto tag) -> cudaError_t {
+  return dispatch_fused(dt, epi, [&](auto tag, auto ec) -> cudaError_t {
     using T = decltype(tag);
-    const T* wt = static_cast<const T*>(w);
-    const T* xt = static_cast<const T*>(x);
-    switch (epi) {
-      case GemvEpilogue::Store: return launch_fused_e<T, kStore>(norm, wt, xt, y, n, rows, cols, ex, s);
-      case GemvEpilogue::Add: return launch_fused_e<T, kAdd>(norm, wt, xt, y, n, rows, cols, ex, s);
-      case GemvEpilogue::SwiGLU: return launch_fused_e<T, kSwiglu>(norm, wt, xt, y, n, rows, cols, ex, s);
-      case GemvEpilogue::RopeKV: return launch_fused_e<T, kRope>(norm, wt, xt, y, n, rows, cols, ex, s);
-    }
+    return launch_fused_e<T, decltype(ec)::value>(norm, static_cast<const T*>(w), static_cast<const T*>(x), y, n, rows,
+                                                  cols, ex, s);
+  });
+}
+
+Status gemv_fused(DType dt, GemvEpilogue epi, bool norm, const QuantView& w, const void* x, void* y, int n, int rows,
+                  int cols, const GemvExtras& ex, void* stream) {
+  if (rows <= 0) return cudaSuccess;
+  if (const cudaError_t e = fused_args_ok(dt, epi, norm, x, n, rows, cols, ex); e != cudaSuccess) return e;
+  if (cols % 32 || !quant_view_ok(w)) return cudaErrorNotSupported;
+  auto s = static_cast<cudaStream_t>(stream);
+  return dispatch_fused(dt, epi, [&](auto tag, auto ec) -> cudaError_t {
+    using T = decltype(tag);
+    return dispatch_format(w.fmt, [&](auto fc) -> cudaError_t {
+      constexpr int WF = 1 + int(decltype(fc)::value);
+      return launch_fused_e<T, decltype(ec)::value, WF>(norm, w, static_cast<const T*>(x), y, n, rows, cols, ex, s);
+    });
+  });
+}
+
+Status gemv_q(DType dt, const QuantView& w, const void* x, void* y, bool y_f32, int n, int rows, int cols,
+              void* stream) {
+  if (n == 0 || rows == 0) return cudaSuccess;
+  if (dt == DType::F32 || n < 0 || n > GEMV_MAX_TOKENS || rows < 0 || cols <= 0 || cols % 32 || !quant_view_ok(w) ||
+      !aligned16(x))
     return cudaErrorInvalidValue;
-  };
-  return dt == DType::BF16 ? go(__nv_bfloat16{}) : go(__half{});
+  auto s = static_cast<cudaStream_t>(stream);
+  return dispatch_fused(dt, GemvEpilogue::Store, [&](auto tag, auto) -> cudaError_t {
+    using T = decltype(tag);
+    return dispatch_format(w.fmt, [&](auto fc) -> cudaError_t {
+      constexpr int WF = 1 + int(decltype(fc)::value);
+      if (y_f32) return launch_fused_t<T, kStore, false, WF, float>(w, static_cast<const T*>(x), y, n, rows, cols, {}, s);
+      return launch_fused_t<T, kStore, false, WF>(w, static_cast<const T*>(x), y, n, rows, cols, {}, s);
+    });
+  });
+}
+
+Status gemv_swiglu_q(DType dt, const QuantView& w, const void* x, void* h, int n, int ff, int cols, void* stream) {
+  if (n == 0 || ff == 0) return cudaSuccess;
+  if (dt == DType::F32 || n < 0 || n > GEMV_MAX_TOKENS || ff < 0 || cols <= 0 || cols % 32 || !quant_view_ok(w) ||
+      !aligned16(x))
+    return cudaErrorInvalidValue;
+  auto s = static_cast<cudaStream_t>(stream);
+  return dispatch_fused(dt, GemvEpilogue::SwiGLU, [&](auto tag, auto) -> cudaError_t {
+    using T = decltype(tag);
+    return dispatch_format(w.fmt, [&](auto fc) -> cudaError_t {
+      constexpr int WF = 1 + int(decltype(fc)::value);
+      return launch_fused_t<T, kSwiglu, false, WF>(w, static_cast<const T*>(x), h, n, ff, cols, {}, s);
+    });
+  });
 }
 
 }  // namespace vireo::cuda

@@ -1,7 +1,7 @@
-// Pieces shared by the tensor-core decode GEMVs (gemv.cu over 16-bit weights, gemv_quant.cu
-// over GGUF-quantized ones): their 16-byte loads, and the end of a 16-row tile, where the 8
-// warps' split-K partial sums meet in shared memory and leave as a plain store (or a residual
-// add) or as the fused SwiGLU of a gate/up tile (nvcc only).
+// Pieces of the tensor-core decode GEMV (gemv.cu; its quantized weights also go through
+// quant_block.cuh): the 16-byte loads, the tile's weight rows, and the end of a 16-row tile,
+// where the 8 warps' split-K partial sums meet in shared memory and leave as a plain store
+// (or a residual add) or as the fused SwiGLU of a gate/up tile (nvcc only).
 #pragma once
 #include <cstddef>
 #include <cstdint>

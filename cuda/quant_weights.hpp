@@ -1,8 +1,9 @@
 // Quantized weight matrices kept in their GGUF precision on the GPU (ModelOptions::
 // gpu_quantized): Q8_0, Q4_0 and Q4_1 matrices stay 8.5 / 4.5 / 5 bits per weight in device
-// memory instead of being converted to 16 bits at load. Decode reads them directly (the GEMV
-// dequantizes each 32-weight block in registers), so a batch-1 step moves ~3.5x fewer bytes
-// for Q4; larger steps dequantize one matrix at a time into a scratch buffer and use cuBLAS.
+// memory instead of being converted to 16 bits at load. Decode reads them directly (gemv.cu's
+// GEMV, fused variants included, dequantizes each 32-weight block in registers), so a batch-1
+// step moves ~3.5x fewer bytes for Q4; larger steps dequantize one matrix at a time into a
+// scratch buffer (dequant.cu) and use cuBLAS.
 //
 // Every weight is dequantized with gguf::dequantize's fp32 arithmetic and rounded to the
 // compute type, so the weights the tensor cores see are the ones the converting path uploads.
@@ -60,6 +61,11 @@ Status gemv_q(DType dt, const QuantView& w, const void* x, void* y, bool y_f32, 
               void* stream);
 /// gemv_swiglu() over a quantized stacked [2 ff, cols] gate/up matrix.
 Status gemv_swiglu_q(DType dt, const QuantView& w, const void* x, void* h, int n, int ff, int cols, void* stream);
+/// gemv_fused() (RMSNorm folded in, RoPE + KV write / residual add / SwiGLU epilogues) over a
+/// quantized matrix; cols % 32 == 0. The same kernel as the 16-bit one, with the weight load of
+/// gemv_q. cudaErrorNotSupported where gemv_fused() would refuse.
+Status gemv_fused(DType dt, GemvEpilogue epi, bool norm, const QuantView& w, const void* x, void* y, int n, int rows,
+                  int cols, const GemvExtras& ex, void* stream);
 /// out [rows, cols] in dt = the dequantized matrix (the input of a cuBLAS GEMM).
 Status dequantize_q(DType dt, const QuantView& w, void* out, std::int64_t rows, int cols, void* stream);
 /// resid[t, :] = float(dt(W[tokens[t], :])) for t < n: embedding rows of a quantized table,

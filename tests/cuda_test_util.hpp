@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "../cuda/cuda_api.hpp"
+#include "../cuda/quant_weights.hpp"
+#include "vireo/gguf.hpp"
 #include "vireo/types.hpp"
 
 namespace vireo::test_cuda {
@@ -104,6 +106,87 @@ inline std::vector<float> ref_matmul(const std::vector<float>& x, const std::vec
       y[std::size_t(b) * rows + r] = float(s);
     }
   return y;
+}
+
+struct QMatrix {
+  vireo::gguf::TensorType type;
+  vc::QFormat fmt;
+  int rows, cols;
+  std::vector<std::uint8_t> gguf_bytes;  // the rows as a GGUF file stores them
+  std::vector<std::uint8_t> qs;
+  std::vector<std::uint16_t> d, m;
+};
+
+/// A random [rows, cols] matrix quantized to `type`, and its repacked form.
+inline QMatrix make_qmatrix(vireo::gguf::TensorType type, int rows, int cols, std::mt19937& rng, float scale = 0.1f) {
+  QMatrix q{type, vc::QFormat::Q8_0, rows, cols, {}, {}, {}, {}};
+  REQUIRE(vc::quant_format(type, &q.fmt));
+  std::uniform_real_distribution<float> u(-scale, scale);
+  std::vector<float> f(std::size_t(rows) * cols);
+  for (auto& v : f) v = u(rng);
+  const std::size_t rb = vireo::gguf::row_bytes(type, std::uint64_t(cols));
+  q.gguf_bytes.resize(rb * std::size_t(rows));
+  for (int r = 0; r < rows; ++r)
+    vireo::gguf::quantize(type, f.data() + std::size_t(r) * cols, q.gguf_bytes.data() + std::size_t(r) * rb,
+                          std::size_t(cols));
+  const std::size_t nb = std::size_t(cols) / 32, n = std::size_t(rows) * nb;
+  q.qs.resize(n * std::size_t(vc::quant_block_bytes(q.fmt)));
+  q.d.resize(n);
+  q.m.resize(vc::quant_has_min(q.fmt) ? n : 0);
+  vc::repack_quant_rows(type, q.gguf_bytes.data(), rows, cols, q.qs.data(), q.d.data(), q.m.empty() ? nullptr : q.m.data());
+  return q;
+}
+
+/// Every weight of the repacked matrix (host reference), in fp32.
+inline std::vector<float> weights_of(const QMatrix& q) {
+  std::vector<float> w(std::size_t(q.rows) * q.cols);
+  for (int r = 0; r < q.rows; ++r)
+    for (int c = 0; c < q.cols; ++c)
+      w[std::size_t(r) * q.cols + c] =
+          vc::repacked_weight(q.fmt, q.qs.data(), q.d.data(), q.m.empty() ? nullptr : q.m.data(), q.cols, r, c);
+  return w;
+}
+
+/// The matrix on the device, and a view of it.
+struct DeviceQ {
+  vc::DeviceBuffer qs, d, m;
+  vc::QuantView view;
+};
+inline DeviceQ to_device_q(const QMatrix& q) {
+  DeviceQ g{to_device_raw(q.qs), to_device_raw(q.d), q.m.empty() ? vc::DeviceBuffer() : to_device_raw(q.m), {}};
+  g.view.fmt = q.fmt;
+  g.view.qs = g.qs.as<std::uint8_t>();
+  g.view.d = g.d.as<std::uint16_t>();
+  g.view.m = q.m.empty() ? nullptr : g.m.as<std::uint16_t>();
+  return g;
+}
+
+/// A weight matrix of the fused GEMV tests: 16-bit (kind 0) or quantized (kind 1: Q4_0 with
+/// bf16, Q8_0 with fp16), with the host weights the kernel multiplies (rounded to dt).
+struct FusedW {
+  std::vector<float> w;
+  vc::DeviceBuffer dense;
+  DeviceQ q;
+  bool quant = false;
+  vc::Status fused(DType dt, vc::GemvEpilogue e, bool norm, const void* x, void* y, int n, int rows, int cols,
+                   const vc::GemvExtras& ex) const {
+    return quant ? vc::gemv_fused(dt, e, norm, q.view, x, y, n, rows, cols, ex, nullptr)
+                 : vc::gemv_fused(dt, e, norm, dense.get(), x, y, n, rows, cols, ex, nullptr);
+  }
+};
+inline FusedW make_fused_w(int kind, DType dt, int rows, int cols, std::mt19937& rng) {
+  FusedW f;
+  if (kind == 0) {
+    f.w = random_vec(std::size_t(rows) * cols, dt, rng, 0.1f);
+    f.dense = to_device(dt, f.w);
+    return f;
+  }
+  const QMatrix m = make_qmatrix(dt == DType::BF16 ? vireo::gguf::TensorType::Q4_0 : vireo::gguf::TensorType::Q8_0,
+                                 rows, cols, rng);
+  f.w = round_to(dt, weights_of(m));
+  f.q = to_device_q(m);
+  f.quant = true;
+  return f;
 }
 
 }  // namespace vireo::test_cuda

@@ -10,12 +10,14 @@
 //   same model with converted weights and the CPU reference, in a fraction of the memory,
 //   through every route: prefill (dequantize + cuBLAS), decode GEMVs, a 12-sequence decode
 //   step (a graph of the 16-token bucket), an LM head larger than the scratch matrix (GEMVs
-//   over groups of 8 logits rows), tied and untied embeddings.
+//   over groups of 8 logits rows), tied and untied embeddings, and the fused decode path
+//   (VIREO_DECODE_FUSION=1) over quantized matrices.
 #include <catch2/catch.hpp>
 
 #ifdef VIREO_WITH_CUDA
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -34,59 +36,6 @@ using namespace vireo::test_cuda;
 using vireo::gguf::TensorType;
 
 namespace {
-
-struct QMatrix {
-  TensorType type;
-  vc::QFormat fmt;
-  int rows, cols;
-  std::vector<std::uint8_t> gguf_bytes;  // the rows as a GGUF file stores them
-  std::vector<std::uint8_t> qs;
-  std::vector<std::uint16_t> d, m;
-};
-
-/// A random [rows, cols] matrix quantized to `type`, and its repacked form.
-QMatrix make_qmatrix(TensorType type, int rows, int cols, std::mt19937& rng, float scale = 0.1f) {
-  QMatrix q{type, vc::QFormat::Q8_0, rows, cols, {}, {}, {}, {}};
-  REQUIRE(vc::quant_format(type, &q.fmt));
-  std::uniform_real_distribution<float> u(-scale, scale);
-  std::vector<float> f(std::size_t(rows) * cols);
-  for (auto& v : f) v = u(rng);
-  const std::size_t rb = vireo::gguf::row_bytes(type, std::uint64_t(cols));
-  q.gguf_bytes.resize(rb * std::size_t(rows));
-  for (int r = 0; r < rows; ++r)
-    vireo::gguf::quantize(type, f.data() + std::size_t(r) * cols, q.gguf_bytes.data() + std::size_t(r) * rb,
-                          std::size_t(cols));
-  const std::size_t nb = std::size_t(cols) / 32, n = std::size_t(rows) * nb;
-  q.qs.resize(n * std::size_t(vc::quant_block_bytes(q.fmt)));
-  q.d.resize(n);
-  q.m.resize(vc::quant_has_min(q.fmt) ? n : 0);
-  vc::repack_quant_rows(type, q.gguf_bytes.data(), rows, cols, q.qs.data(), q.d.data(), q.m.empty() ? nullptr : q.m.data());
-  return q;
-}
-
-/// Every weight of the repacked matrix (host reference), in fp32.
-std::vector<float> weights_of(const QMatrix& q) {
-  std::vector<float> w(std::size_t(q.rows) * q.cols);
-  for (int r = 0; r < q.rows; ++r)
-    for (int c = 0; c < q.cols; ++c)
-      w[std::size_t(r) * q.cols + c] =
-          vc::repacked_weight(q.fmt, q.qs.data(), q.d.data(), q.m.empty() ? nullptr : q.m.data(), q.cols, r, c);
-  return w;
-}
-
-/// The matrix on the device, and a view of it.
-struct DeviceQ {
-  vc::DeviceBuffer qs, d, m;
-  vc::QuantView view;
-};
-DeviceQ to_device_q(const QMatrix& q) {
-  DeviceQ g{to_device_raw(q.qs), to_device_raw(q.d), q.m.empty() ? vc::DeviceBuffer() : to_device_raw(q.m), {}};
-  g.view.fmt = q.fmt;
-  g.view.qs = g.qs.as<std::uint8_t>();
-  g.view.d = g.d.as<std::uint16_t>();
-  g.view.m = q.m.empty() ? nullptr : g.m.as<std::uint16_t>();
-  return g;
-}
 
 const TensorType kQuantTypes[] = {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1};
 const DType k16[] = {DType::F16, DType::BF16};
@@ -280,7 +229,14 @@ TEST_CASE("cuda model with quantized weights kept quantized matches converted we
           Model::random(cfg, 31, {.device = Device::cuda(), .dtype = DType::BF16, .gpu_quantized = true}, t);
       // Q4: 18-20 bytes per 32 weights against 64 in bf16 (norms stay fp32 in both).
       CHECK(native.weight_bytes() < (t == TensorType::Q8_0 ? 0.6 : 0.35) * double(conv.weight_bytes()));
-      const auto ref = run(cpu), c = run(conv), nq = run(native);
+      // The fused decode path over quantized matrices (RMSNorm, RoPE + KV write, residual adds
+      // in the GEMVs; the backend reads VIREO_DECODE_FUSION when it is built).
+      ::setenv("VIREO_DECODE_FUSION", "1", 1);
+      const Model fused =
+          Model::random(cfg, 31, {.device = Device::cuda(), .dtype = DType::BF16, .gpu_quantized = true}, t);
+      ::unsetenv("VIREO_DECODE_FUSION");
+      const auto ref = run(cpu), c = run(conv), nq = run(native), fq = run(fused);
+      CHECK(rel_err(fq, c) < 2e-2);
       // The same bf16 weights: only the GEMVs' summation order (and so a rare rounding of an
       // activation) differs from the converted model.
       CHECK(rel_err(nq, c) < 2e-2);
