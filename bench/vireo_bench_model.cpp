@@ -113,6 +113,7 @@ struct Options {
   gguf::TensorType weights = gguf::TensorType::Q4_1;
   bool weights_given = false;
   bool gpu_quantized = false;  ///< --gpu-weights native
+  bool batches_none = false, prefills_none = false;  ///< --batch none / --prefill none
   std::vector<int> batches, prefills;
   int decode_steps = -1, context = -1, threads = 0, max_step_tokens = 2048, ttft_tokens = 512, repeats = 1;
   std::string json_path, commit, note;
@@ -128,8 +129,8 @@ const char* kUsage =
     "  --weights q4_0|q4_1|q8_0|f32|bf16   storage of random models (default q4_1; on CUDA bf16)\n"
     "  --gpu-weights convert|native   CUDA: convert weights to --dtype at load (default), or keep\n"
     "                       Q8_0/Q4_0/Q4_1 matrices quantized on the GPU (ModelOptions::gpu_quantized)\n"
-    "  --batch LIST         decode batch sizes (cpu default 1,4,8; cuda 1,8,32,64)\n"
-    "  --prefill LIST       prefill lengths (cpu default 128,512; cuda 512,2048)\n"
+    "  --batch LIST         decode batch sizes (cpu default 1,4,8; cuda 1,8,32,64; none: no decode)\n"
+    "  --prefill LIST       prefill lengths (cpu default 128,512; cuda 512,2048; none: no prefill)\n"
     "  --decode-steps N     timed decode steps per batch size (cpu default 8; cuda 32)\n"
     "  --context N          KV length already cached when decode is timed (cpu default 128; cuda 512)\n"
     "  --ttft N             prompt length of the TTFT measurement (default 512; 0 = skip)\n"
@@ -204,9 +205,11 @@ Options parse_args(int argc, char** argv) {
       else throw Error(ErrorCode::InvalidArgument, fmt::format("--weights must be q4_0, q4_1, q8_0, f32 or bf16, got '{}'", v));
       o.weights_given = true;
     } else if (a == "--batch") {
-      o.batches = parse_int_list(a, v, 1);
+      o.batches_none = v == "none";
+      o.batches = o.batches_none ? std::vector<int>{} : parse_int_list(a, v, 1);
     } else if (a == "--prefill") {
-      o.prefills = parse_int_list(a, v, 1);
+      o.prefills_none = v == "none";
+      o.prefills = o.prefills_none ? std::vector<int>{} : parse_int_list(a, v, 1);
     } else if (a == "--decode-steps") {
       o.decode_steps = parse_int(a, v, 1);
     } else if (a == "--context") {
@@ -236,8 +239,8 @@ Options parse_args(int argc, char** argv) {
     }
   }
   const bool gpu = o.device.kind == DeviceKind::CUDA;
-  if (o.batches.empty()) o.batches = gpu ? std::vector<int>{1, 8, 32, 64} : std::vector<int>{1, 4, 8};
-  if (o.prefills.empty()) o.prefills = gpu ? std::vector<int>{512, 2048} : std::vector<int>{128, 512};
+  if (o.batches.empty() && !o.batches_none) o.batches = gpu ? std::vector<int>{1, 8, 32, 64} : std::vector<int>{1, 4, 8};
+  if (o.prefills.empty() && !o.prefills_none) o.prefills = gpu ? std::vector<int>{512, 2048} : std::vector<int>{128, 512};
   if (o.decode_steps < 0) o.decode_steps = gpu ? 32 : 8;
   if (o.context < 0) o.context = gpu ? 512 : 128;
   if (!gpu) o.dtype = DType::F32;  // the CPU backend is fp32 whatever was asked
@@ -601,8 +604,9 @@ class ModelBench {
   void run(std::vector<Result>& out) {
     build();
     const ModelConfig& c = model_->config();
-    const int Bmax = *std::max_element(o_.batches.begin(), o_.batches.end());
-    int Lmax = *std::max_element(o_.prefills.begin(), o_.prefills.end());
+    // --batch none / --prefill none leave a list empty: that part is skipped.
+    const int Bmax = o_.batches.empty() ? 0 : *std::max_element(o_.batches.begin(), o_.batches.end());
+    int Lmax = o_.prefills.empty() ? 0 : *std::max_element(o_.prefills.begin(), o_.prefills.end());
     Lmax = std::max(Lmax, o_.ttft_tokens);
     const std::int64_t warm = 1;
     const std::int64_t decode_len = o_.context + warm + o_.decode_steps;

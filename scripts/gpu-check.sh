@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One command for a lent GPU machine: print the GPU, run the [cuda] tests, the CUDA kernel
 # benchmarks, vireo-bench model and serve on CUDA; logs and JSON under $OUT (8 files, the most
-# the device tool returns: summary.txt, tests-cuda.log, vireo-bench-model.log and 5 JSON). On an H100 the run of 2026-11-26 (one variant) took 126 s; with
-# the five experimental variants (each: [cuda] tests + the 8B bars, ~35 s) expect ~5-6 min:
-# give the device tool timeout_s 540.
+# the device tool returns: summary.txt, tests-cuda.log, vireo-bench-model.log and 5 JSON). On an
+# H100 the run of 2026-11-26 (no variants) took 126 s; with the five experimental variants and
+# the quantized 8B runs expect ~7 min: give the device tool timeout_s 540.
 #
 # Two steps, because the lent machine has nvcc and the CUDA libraries but no libfmt, no
 # Google Benchmark and no package registry:
@@ -165,25 +165,33 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "vireo-bench model 8b exit $rc"
   tail -12 "$OUT/vireo-bench-model.log"
   [ $rc -ne 0 ] && status=1
-  # Experimental switches against the default, same machine: their [cuda] tests, then the 8B
-  # bars' steps (JSON to the log). VIREO_GEMV_PIPELINE=auto: two-stage register pipeline in the
-  # decode GEMVs whose grid has <= 2 CTAs per SM (=1, everywhere, lost at batch 1 on 2026-11-26). VIREO_DECODE_FUSION=1: RMSNorm, RoPE + KV write and the residual adds folded
-  # into the decode GEMVs (5 kernels per layer instead of 8; =2 keeps the FFN RMSNorm
-  # separate, as the gate/up GEMV's 1792 CTAs would each re-read it). VIREO_PREFILL_MT=2: two m-tiles
-  # per warp in prefill attention (128-token tiles). VIREO_GEMV_PREFETCH=4: each GEMV warp
-  # prefetches 4 chunks into L2 before waiting on the previous kernel (worth it only if
-  # BM_pdl_probe shows the dependent launch starting early).
-  for variant in VIREO_GEMV_PIPELINE=auto VIREO_DECODE_FUSION=1 VIREO_DECODE_FUSION=2 VIREO_PREFILL_MT=2 \
-                 VIREO_GEMV_PREFETCH=4; do
-    say "== $variant: [cuda] tests and llama-3.1-8b"
-    env "$variant" timeout 60 "$BUILD/tests/vireo-tests" "[cuda]" > "$OUT/tests-cuda-variant.log" 2>&1
-    rc=$?
-    say "vireo-tests [cuda] ($variant) exit $rc $(tail -2 "$OUT/tests-cuda-variant.log" | tr '\n' ' ')"
-    { echo "==== $variant"; cat "$OUT/tests-cuda-variant.log"; } >> "$OUT/tests-cuda.log"
-    rm -f "$OUT/tests-cuda-variant.log"
-    [ $rc -ne 0 ] && status=1
-    env "$variant" timeout 100 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
-      --weights bf16 --batch 1,64 --prefill 2048 --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
+  # Experimental switches against the default, same machine: the [cuda][model] tests (whole
+  # forward passes through the switched kernels; the kernel tests call the variants directly
+  # and ran above), then the 8B steps the switch can change (JSON to the log):
+  #   VIREO_GEMV_PIPELINE=auto  two-stage register pipeline in decode GEMVs whose grid has
+  #                             <= 2 CTAs per SM (=1, everywhere, lost at batch 1 on 2026-11-26)
+  #   VIREO_DECODE_FUSION=1     RMSNorm, RoPE + KV write and residual adds folded into the
+  #                             decode GEMVs (5 kernels per layer instead of 8)
+  #   VIREO_DECODE_FUSION=2     the same, with the FFN RMSNorm kept separate (the gate/up GEMV's
+  #                             1792 CTAs would each re-read the residual)
+  #   VIREO_PREFILL_MT=2        two m-tiles per warp in prefill attention (128-token tiles)
+  #   VIREO_GEMV_PREFETCH=4     4 chunks per warp into L2 before waiting on the previous kernel
+  #                             (only worth it if BM_pdl_probe shows launches overlapping)
+  # Each variant generates the 8B weights again (~20 s): the whole loop takes ~3.5 min.
+  for spec in "VIREO_GEMV_PIPELINE=auto|1|none|1" "VIREO_DECODE_FUSION=1|1,8,64|none|1" \
+              "VIREO_DECODE_FUSION=2|1|none|1" "VIREO_PREFILL_MT=2|none|2048|1" "VIREO_GEMV_PREFETCH=4|1|none|0"; do
+    IFS='|' read -r variant batches prefills tests <<< "$spec"
+    say "== $variant: llama-3.1-8b decode batch $batches, prefill $prefills"
+    if [ "$tests" = 1 ]; then
+      env "$variant" timeout 60 "$BUILD/tests/vireo-tests" "[cuda][model]" > "$OUT/tests-cuda-variant.log" 2>&1
+      rc=$?
+      say "vireo-tests [cuda][model] ($variant) exit $rc $(tail -2 "$OUT/tests-cuda-variant.log" | tr '\n' ' ')"
+      { echo "==== $variant"; cat "$OUT/tests-cuda-variant.log"; } >> "$OUT/tests-cuda.log"
+      rm -f "$OUT/tests-cuda-variant.log"
+      [ $rc -ne 0 ] && status=1
+    fi
+    env "$variant" timeout 80 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
+      --weights bf16 --batch "$batches" --prefill "$prefills" --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
       > "$OUT/variant.log" 2>&1
     say "vireo-bench model 8b ($variant) exit $?"
     { echo "==== $variant"; cat "$OUT/variant.log"; } >> "$OUT/vireo-bench-model.log"
@@ -201,6 +209,14 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "vireo-bench model 8b q4_0 native exit $rc"
   grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -4 | tee -a "$SUMMARY"
   [ $rc -ne 0 ] && status=1
+  # The same with the fused decode path over the quantized matrices (batch 1 only).
+  VIREO_DECODE_FUSION=1 timeout 80 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
+    --weights q4_0 --gpu-weights native --batch 1 --prefill none --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
+    > "$OUT/variant.log" 2>&1
+  say "vireo-bench model 8b q4_0 native, VIREO_DECODE_FUSION=1 exit $?"
+  { echo "==== q4_0 native, VIREO_DECODE_FUSION=1"; cat "$OUT/variant.log"; } >> "$OUT/vireo-bench-model.log"
+  grep -E "^  decode" "$OUT/variant.log" | tee -a "$SUMMARY"
+  rm -f "$OUT/variant.log"
   # Where a batch-1 / batch-8 decode step and the 2048-token prefill spend their GPU time
   # (VIREO_CUDA_PROFILE=1: eager steps with an event after every stage; JSON to the log).
   say "== vireo-bench model, llama-3.1-8b with VIREO_CUDA_PROFILE=1"
