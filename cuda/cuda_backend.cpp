@@ -304,6 +304,11 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   int max_tokens() const noexcept override { return kMaxTokens; }
 
   std::unique_ptr<KVStorage> make_kv_storage(const KVGeometry& g) override {
+    if (g.int8)
+      throw Error(ErrorCode::Unsupported,
+                  fmt::format("int8 KV storage (KVPrecision::Int8) is implemented on the CPU backend only; the CUDA "
+                              "backend stores K/V in {}",
+                              to_string(dt_)));
     if (g.dtype != dt_ || g.n_layers != cfg_.n_layers || g.n_kv_heads != cfg_.n_kv_heads || g.head_dim != cfg_.head_dim)
       throw Error(ErrorCode::InvalidArgument,
                   fmt::format("KV geometry ({} layers, {} KV heads, head_dim {}, {}) does not match the CUDA backend "

@@ -24,6 +24,16 @@ namespace vireo {
 class Model;
 namespace detail { struct KVCacheImpl; }
 
+/// How K and V are stored.
+enum class KVPrecision {
+  Model,  ///< the model's KV type: fp32 on the CPU, the activation type (bf16 / fp16) on a GPU
+  /// int8 with one fp32 scale per token, KV head and K / V row (symmetric: absmax / 127,
+  /// round to nearest). (head_dim + 4) bytes per row instead of 4 * head_dim on the CPU:
+  /// ~3.8x the tokens in the same memory, for a small attention error. CPU backend only for
+  /// now; the CUDA backend refuses it with ErrorCode::Unsupported.
+  Int8,
+};
+
 struct KVCacheOptions {
   /// Size the pool from a byte budget (used when num_blocks == 0).
   std::size_t memory_budget_bytes = std::size_t(256) << 20;
@@ -31,6 +41,7 @@ struct KVCacheOptions {
   std::int64_t num_blocks = 0;
   int block_size = 16;  ///< tokens per block
   bool prefix_caching = true;
+  KVPrecision precision = KVPrecision::Model;
 };
 
 struct KVCacheStats {
@@ -92,6 +103,7 @@ class KVCache {
   bool is_swapped(SeqId seq) const;
 
   std::size_t bytes_per_token() const noexcept;
+  KVPrecision precision() const noexcept;
   std::size_t bytes_per_block() const noexcept;
   int block_size() const noexcept;
   std::int64_t num_blocks() const noexcept;

@@ -58,13 +58,29 @@ class CpuBackend final : public Backend {
       cpu::rope(k.data(), T, nkv, hd, plan.positions.data(), cfg_.rope_theta, freq);
       float* kc = kv.k(l);
       float* vc = kv.v(l);
-      for (std::int64_t t = 0; t < T; ++t) {
-        std::memcpy(kc + plan.slots[t] * kvd, k.data() + t * kvd, sizeof(float) * std::size_t(kvd));
-        std::memcpy(vc + plan.slots[t] * kvd, v.data() + t * kvd, sizeof(float) * std::size_t(kvd));
+      cpu::AttentionArgs aa{q.data(), kc, vc, att.data(), T, nh, nkv, hd, plan.block_size, plan.positions.data(),
+                            plan.seq_of.data(), plan.block_indptr.data(), plan.block_ids.data()};
+      if (kv.geometry().int8) {
+        // KVPrecision::Int8: each K / V row of each KV head quantized on its own.
+        std::int8_t *k8 = kv.k8(l), *v8 = kv.v8(l);
+        float *ks = kv.k_scale(l), *vs = kv.v_scale(l);
+        for (std::int64_t t = 0; t < T; ++t)
+          for (int h = 0; h < nkv; ++h) {
+            const std::int64_t row = plan.slots[t] * nkv + h, src = t * kvd + std::int64_t(h) * hd;
+            cpu::quantize_kv_row(k.data() + src, hd, k8 + row * hd, ks + row);
+            cpu::quantize_kv_row(v.data() + src, hd, v8 + row * hd, vs + row);
+          }
+        aa.k8 = k8;
+        aa.v8 = v8;
+        aa.k_scale = ks;
+        aa.v_scale = vs;
+      } else {
+        for (std::int64_t t = 0; t < T; ++t) {
+          std::memcpy(kc + plan.slots[t] * kvd, k.data() + t * kvd, sizeof(float) * std::size_t(kvd));
+          std::memcpy(vc + plan.slots[t] * kvd, v.data() + t * kvd, sizeof(float) * std::size_t(kvd));
+        }
       }
-      cpu::attention({q.data(), kc, vc, att.data(), T, nh, nkv, hd, plan.block_size, plan.positions.data(),
-                      plan.seq_of.data(), plan.block_indptr.data(), plan.block_ids.data()},
-                     pool_);
+      cpu::attention(aa, pool_);
       cpu::matmul(L.wo, att.data(), T, proj.data(), pool_);
       for (std::size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
 

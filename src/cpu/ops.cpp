@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -175,6 +176,31 @@ void silu_mul(float* g, const float* u, std::int64_t n) noexcept {
   for (std::int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+void quantize_kv_row(const float* x, int n, std::int8_t* q, float* scale) noexcept {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int i = 0; i < n; ++i) {
+    finite = finite && std::isfinite(x[i]);
+    amax = std::max(amax, std::fabs(x[i]));
+  }
+  if (!finite) {  // keep the damage visible rather than silently clamped
+    *scale = std::numeric_limits<float>::quiet_NaN();
+    std::fill(q, q + n, std::int8_t(0));
+    return;
+  }
+  *scale = amax / 127.0f;
+  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  for (int i = 0; i < n; ++i) q[i] = std::int8_t(std::lrintf(std::clamp(x[i] * inv, -127.0f, 127.0f)));
+}
+
+namespace {
+float dot_i8(const float* a, const std::int8_t* b, int n) noexcept {
+  float s = 0.0f;
+  for (int i = 0; i < n; ++i) s += a[i] * float(b[i]);
+  return s;
+}
+}  // namespace
+
 void attention(const AttentionArgs& a, ThreadPool& pool) {
   const int hd = a.head_dim, group = a.n_heads / a.n_kv_heads;
   const std::int64_t kv_stride = std::int64_t(a.n_kv_heads) * hd;
@@ -193,7 +219,13 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
       float mx = -INFINITY;
       for (std::int64_t p = 0; p < n_ctx; ++p) {
         std::int64_t slot = std::int64_t(table[p / a.block_size]) * a.block_size + p % a.block_size;
-        float sc = dot(q, a.k_cache + slot * kv_stride + std::int64_t(g) * hd, hd) * scale;
+        float sc;
+        if (a.k8) {
+          const std::int64_t row = slot * a.n_kv_heads + g;
+          sc = dot_i8(q, a.k8 + row * hd, hd) * a.k_scale[row] * scale;
+        } else {
+          sc = dot(q, a.k_cache + slot * kv_stride + std::int64_t(g) * hd, hd) * scale;
+        }
         scores[p] = sc;
         mx = std::max(mx, sc);
       }
@@ -203,8 +235,15 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
         float e = std::exp(scores[p] - mx);
         denom += e;
         std::int64_t slot = std::int64_t(table[p / a.block_size]) * a.block_size + p % a.block_size;
-        const float* v = a.v_cache + slot * kv_stride + std::int64_t(g) * hd;
-        for (int i = 0; i < hd; ++i) acc[i] += e * v[i];
+        if (a.v8) {
+          const std::int64_t row = slot * a.n_kv_heads + g;
+          const float ev = e * a.v_scale[row];
+          const std::int8_t* v = a.v8 + row * hd;
+          for (int i = 0; i < hd; ++i) acc[i] += ev * float(v[i]);
+        } else {
+          const float* v = a.v_cache + slot * kv_stride + std::int64_t(g) * hd;
+          for (int i = 0; i < hd; ++i) acc[i] += e * v[i];
+        }
       }
       float* o = a.out + (t * a.n_heads + h) * hd;
       for (int i = 0; i < hd; ++i) o[i] = acc[i] / denom;

@@ -27,10 +27,16 @@ void rope(float* x, std::int64_t T, int n_heads, int head_dim, const std::int32_
 /// g[i] = silu(g[i]) * u[i]
 void silu_mul(float* g, const float* u, std::int64_t n) noexcept;
 
+/// Symmetric int8 quantization of one K / V row of n values (KVPrecision::Int8): scale =
+/// max |x| / 127 (0 for an all-zero row), q = round(x / scale) in [-127, 127]; x ~ q * scale.
+/// Non-finite inputs give scale NaN / inf, so they stay visible in the attention output.
+void quantize_kv_row(const float* x, int n, std::int8_t* q, float* scale) noexcept;
+
 /// Causal attention of the step's queries over the paged cache.
 /// q [T, n_heads, hd], out [T, n_heads, hd]; k_cache/v_cache of one layer [slots, n_kv, hd];
 /// token t sees positions 0..pos[t] of its sequence seq_of[t], whose block table is
-/// block_ids[block_indptr[s] .. block_indptr[s+1]).
+/// block_ids[block_indptr[s] .. block_indptr[s+1]). With int8 storage k_cache / v_cache are
+/// null and k8 / v8 [slots, n_kv, hd] with row scales k_scale / v_scale [slots, n_kv] are set.
 struct AttentionArgs {
   const float* q;
   const float* k_cache;
@@ -42,6 +48,10 @@ struct AttentionArgs {
   const std::int32_t* seq_of;
   const std::int32_t* block_indptr;
   const std::int32_t* block_ids;
+  const std::int8_t* k8 = nullptr;
+  const std::int8_t* v8 = nullptr;
+  const float* k_scale = nullptr;
+  const float* v_scale = nullptr;
 };
 void attention(const AttentionArgs& a, ThreadPool& pool);
 

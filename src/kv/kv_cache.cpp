@@ -27,6 +27,7 @@ KVCache::KVCache(const Model& model, KVCacheOptions opts) {
   geo.head_dim = cfg.head_dim;
   geo.block_size = opts.block_size;
   geo.dtype = model.kv_dtype();
+  geo.int8 = opts.precision == KVPrecision::Int8;
   if (opts.block_size < 1)
     throw Error(ErrorCode::InvalidArgument, fmt::format("KV block size {} must be at least 1", opts.block_size));
   if (opts.num_blocks < 0)
@@ -114,6 +115,7 @@ void KVCache::swap_in(SeqId seq) {
 }
 
 std::size_t KVCache::bytes_per_token() const noexcept { return impl_->geo.bytes_per_token(); }
+KVPrecision KVCache::precision() const noexcept { return impl_->geo.int8 ? KVPrecision::Int8 : KVPrecision::Model; }
 std::size_t KVCache::bytes_per_block() const noexcept { return impl_->geo.bytes_per_block(); }
 int KVCache::block_size() const noexcept { return impl_->geo.block_size; }
 std::int64_t KVCache::num_blocks() const noexcept { return impl_->geo.num_blocks; }

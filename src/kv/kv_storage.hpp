@@ -2,7 +2,8 @@
 //
 // Layout (both backends): per layer, K and V each [num_blocks, block_size, n_kv_heads,
 // head_dim] in the backend's KV dtype. A token's slot is block * block_size + offset, so
-// slot s of layer l lives at k(l) + s * n_kv_heads * head_dim.
+// slot s of layer l lives at k(l) + s * n_kv_heads * head_dim. With int8 storage (CPU only)
+// K and V hold int8 in that layout plus fp32 scales [num_blocks, block_size, n_kv_heads].
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -20,9 +21,14 @@ struct KVGeometry {
   int block_size = 16;
   std::int64_t num_blocks = 0;
   DType dtype = DType::F32;
+  bool int8 = false;  ///< KVPrecision::Int8: int8 values + one fp32 scale per row
 
+  /// Bytes of one K (or V) row of one KV head.
+  std::size_t row_bytes() const noexcept {
+    return int8 ? std::size_t(head_dim) + sizeof(float) : std::size_t(head_dim) * dtype_size(dtype);
+  }
   std::size_t bytes_per_token() const noexcept {
-    return 2ull * std::size_t(n_layers) * std::size_t(n_kv_heads) * std::size_t(head_dim) * dtype_size(dtype);
+    return 2ull * std::size_t(n_layers) * std::size_t(n_kv_heads) * row_bytes();
   }
   std::size_t bytes_per_block() const noexcept { return bytes_per_token() * std::size_t(block_size); }
   /// Elements of one layer's K (or V) in one block.
@@ -46,12 +52,18 @@ class KVStorage {
   KVGeometry geo_;
 };
 
-/// fp32 storage in host memory, for the CPU backend.
+/// fp32 (or int8 + fp32 row scales) storage in host memory, for the CPU backend.
 class CpuKVStorage final : public KVStorage {
  public:
   explicit CpuKVStorage(const KVGeometry& g);
-  float* k(int layer) noexcept { return k_.data() + std::size_t(layer) * layer_elems_; }
-  float* v(int layer) noexcept { return v_.data() + std::size_t(layer) * layer_elems_; }
+  /// fp32 storage: K / V of a layer. (nullptr with int8 storage.)
+  float* k(int layer) noexcept { return k_.empty() ? nullptr : k_.data() + std::size_t(layer) * layer_elems_; }
+  float* v(int layer) noexcept { return v_.empty() ? nullptr : v_.data() + std::size_t(layer) * layer_elems_; }
+  /// int8 storage: K / V values of a layer and their row scales (one per slot and KV head).
+  std::int8_t* k8(int layer) noexcept { return k8_.data() + std::size_t(layer) * layer_elems_; }
+  std::int8_t* v8(int layer) noexcept { return v8_.data() + std::size_t(layer) * layer_elems_; }
+  float* k_scale(int layer) noexcept { return ks_.data() + std::size_t(layer) * layer_rows_; }
+  float* v_scale(int layer) noexcept { return vs_.data() + std::size_t(layer) * layer_rows_; }
   void copy_block(std::int32_t src, std::int32_t dst) override;
   void read_block(std::int32_t block, void* host_dst) override;
   void write_block(std::int32_t block, const void* host_src) override;
@@ -59,7 +71,10 @@ class CpuKVStorage final : public KVStorage {
 
  private:
   std::size_t layer_elems_;
+  std::size_t layer_rows_ = 0;  ///< int8: scales per layer (slots x KV heads)
   std::vector<float> k_, v_;
+  std::vector<std::int8_t> k8_, v8_;
+  std::vector<float> ks_, vs_;
 };
 
 }  // namespace vireo::detail

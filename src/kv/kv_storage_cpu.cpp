@@ -1,9 +1,11 @@
-// CpuKVStorage: the fp32 K/V pool of the CPU backend, in host memory.
+// CpuKVStorage: the K/V pool of the CPU backend, in host memory.
 //
-// K and V are each one array [n_layers][num_blocks * block_size * n_kv_heads * head_dim];
+// fp32: K and V are each one array [n_layers][num_blocks * block_size * n_kv_heads * head_dim];
 // a block of a layer is block_elems() contiguous floats at offset block * block_elems().
-// Host copies of a block (swap) are laid out [n_layers][K | V][block_elems] fp32, which is
-// exactly geometry().bytes_per_block() bytes.
+// int8 (KVPrecision::Int8): the same layout in int8, plus fp32 row scales K / V
+// [n_layers][num_blocks * block_size * n_kv_heads] (a block's are block_size * n_kv_heads
+// contiguous floats). Host copies of a block (swap) are laid out [n_layers][K | V][block]
+// (int8: [values | scales] per half), exactly geometry().bytes_per_block() bytes.
 #include <fmt/format.h>
 
 #include <cstring>
@@ -20,31 +22,39 @@ namespace vireo::detail {
 CpuKVStorage::CpuKVStorage(const KVGeometry& g) : KVStorage(g), layer_elems_(0) {
   if (g.dtype != DType::F32)
     throw Error(ErrorCode::Unsupported,
-                fmt::format("the CPU KV storage holds f32 only, asked for {}", to_string(g.dtype)));
+                fmt::format("the CPU KV storage holds f32 (or int8) only, asked for {}", to_string(g.dtype)));
   if (g.n_layers < 1 || g.n_kv_heads < 1 || g.head_dim < 1 || g.block_size < 1 || g.num_blocks < 1)
     throw Error(ErrorCode::InvalidArgument,
                 fmt::format("KV geometry needs positive sizes: {} layers, {} KV heads, head dim {}, block size {}, "
                             "{} blocks",
                             g.n_layers, g.n_kv_heads, g.head_dim, g.block_size, g.num_blocks));
   layer_elems_ = std::size_t(g.num_blocks) * g.block_elems();
-  const std::size_t total = layer_elems_ * std::size_t(g.n_layers);
+  layer_rows_ = std::size_t(g.num_blocks) * std::size_t(g.block_size) * std::size_t(g.n_kv_heads);
+  const std::size_t total = layer_elems_ * std::size_t(g.n_layers), rows = layer_rows_ * std::size_t(g.n_layers);
+  const double bytes = double(g.bytes_per_block()) * double(g.num_blocks);
   // vector::resize zero-fills, so every page is touched: a pool larger than physical
   // memory would not fail here but get the process OOM-killed later. Refuse it up front.
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  if (pages > 0 && page > 0 && double(total) * 2.0 * sizeof(float) > double(pages) * double(page))
+  if (pages > 0 && page > 0 && bytes > double(pages) * double(page))
     throw Error(ErrorCode::OutOfMemory,
                 fmt::format("KV cache: {} blocks of {} bytes need {:.0f} bytes, more than the host's {} bytes of memory",
-                            g.num_blocks, g.bytes_per_block(), double(total) * 2.0 * sizeof(float),
-                            std::int64_t(pages) * page));
+                            g.num_blocks, g.bytes_per_block(), bytes, std::int64_t(pages) * page));
   try {
-    k_.resize(total);
-    v_.resize(total);
+    if (g.int8) {
+      k8_.resize(total);
+      v8_.resize(total);
+      ks_.resize(rows);
+      vs_.resize(rows);
+    } else {
+      k_.resize(total);
+      v_.resize(total);
+    }
   } catch (const std::bad_alloc&) {
-    throw Error(ErrorCode::OutOfMemory, fmt::format("KV cache: cannot allocate 2 x {} bytes of host memory "
+    throw Error(ErrorCode::OutOfMemory, fmt::format("KV cache: cannot allocate {:.0f} bytes of host memory "
                                                     "({} blocks of {} bytes)",
-                                                    total * sizeof(float), g.num_blocks, g.bytes_per_block()));
+                                                    bytes, g.num_blocks, g.bytes_per_block()));
   } catch (const std::length_error&) {
-    throw Error(ErrorCode::OutOfMemory, fmt::format("KV cache: 2 x {} floats exceed the addressable size", total));
+    throw Error(ErrorCode::OutOfMemory, fmt::format("KV cache: {:.0f} bytes exceed the addressable size", bytes));
   }
 }
 
@@ -55,36 +65,71 @@ void check_block(const KVGeometry& g, std::int32_t b, const char* what) {
 }
 }  // namespace
 
+namespace {
+/// The n-element run of block b in an array of such runs (n elements per block).
+template <typename U>
+U* run(U* base, std::int32_t b, std::size_t n) {
+  return base + std::size_t(b) * n;
+}
+}  // namespace
+
 void CpuKVStorage::copy_block(std::int32_t src, std::int32_t dst) {
   check_block(geo_, src, "copy_block");
   check_block(geo_, dst, "copy_block");
   if (src == dst) return;
-  const std::size_t n = geo_.block_elems();
+  const std::size_t n = geo_.block_elems(), r = std::size_t(geo_.block_size) * std::size_t(geo_.n_kv_heads);
   for (int l = 0; l < geo_.n_layers; ++l) {
-    std::memcpy(k(l) + std::size_t(dst) * n, k(l) + std::size_t(src) * n, n * sizeof(float));
-    std::memcpy(v(l) + std::size_t(dst) * n, v(l) + std::size_t(src) * n, n * sizeof(float));
+    if (geo_.int8) {
+      std::memcpy(run(k8(l), dst, n), run(k8(l), src, n), n);
+      std::memcpy(run(v8(l), dst, n), run(v8(l), src, n), n);
+      std::memcpy(run(k_scale(l), dst, r), run(k_scale(l), src, r), r * sizeof(float));
+      std::memcpy(run(v_scale(l), dst, r), run(v_scale(l), src, r), r * sizeof(float));
+    } else {
+      std::memcpy(run(k(l), dst, n), run(k(l), src, n), n * sizeof(float));
+      std::memcpy(run(v(l), dst, n), run(v(l), src, n), n * sizeof(float));
+    }
   }
 }
 
 void CpuKVStorage::read_block(std::int32_t block, void* host_dst) {
   check_block(geo_, block, "read_block");
-  const std::size_t n = geo_.block_elems();
-  auto* out = static_cast<float*>(host_dst);
+  const std::size_t n = geo_.block_elems(), r = std::size_t(geo_.block_size) * std::size_t(geo_.n_kv_heads);
+  auto* out = static_cast<unsigned char*>(host_dst);
+  auto put = [&](const void* p, std::size_t bytes) {
+    std::memcpy(out, p, bytes);
+    out += bytes;
+  };
   for (int l = 0; l < geo_.n_layers; ++l) {
-    std::memcpy(out, k(l) + std::size_t(block) * n, n * sizeof(float));
-    std::memcpy(out + n, v(l) + std::size_t(block) * n, n * sizeof(float));
-    out += 2 * n;
+    if (geo_.int8) {
+      put(run(k8(l), block, n), n);
+      put(run(k_scale(l), block, r), r * sizeof(float));
+      put(run(v8(l), block, n), n);
+      put(run(v_scale(l), block, r), r * sizeof(float));
+    } else {
+      put(run(k(l), block, n), n * sizeof(float));
+      put(run(v(l), block, n), n * sizeof(float));
+    }
   }
 }
 
 void CpuKVStorage::write_block(std::int32_t block, const void* host_src) {
   check_block(geo_, block, "write_block");
-  const std::size_t n = geo_.block_elems();
-  const auto* in = static_cast<const float*>(host_src);
+  const std::size_t n = geo_.block_elems(), r = std::size_t(geo_.block_size) * std::size_t(geo_.n_kv_heads);
+  const auto* in = static_cast<const unsigned char*>(host_src);
+  auto get = [&](void* p, std::size_t bytes) {
+    std::memcpy(p, in, bytes);
+    in += bytes;
+  };
   for (int l = 0; l < geo_.n_layers; ++l) {
-    std::memcpy(k(l) + std::size_t(block) * n, in, n * sizeof(float));
-    std::memcpy(v(l) + std::size_t(block) * n, in + n, n * sizeof(float));
-    in += 2 * n;
+    if (geo_.int8) {
+      get(run(k8(l), block, n), n);
+      get(run(k_scale(l), block, r), r * sizeof(float));
+      get(run(v8(l), block, n), n);
+      get(run(v_scale(l), block, r), r * sizeof(float));
+    } else {
+      get(run(k(l), block, n), n * sizeof(float));
+      get(run(v(l), block, n), n * sizeof(float));
+    }
   }
 }
 
