@@ -114,6 +114,7 @@ struct Options {
   bool weights_given = false;
   bool gpu_quantized = false;  ///< --gpu-weights native
   bool batches_none = false, prefills_none = false;  ///< --batch none / --prefill none
+  KVPrecision kv = KVPrecision::Model;                ///< --kv model|int8
   std::vector<int> batches, prefills;
   int decode_steps = -1, context = -1, threads = 0, max_step_tokens = 2048, ttft_tokens = 512, repeats = 1;
   std::string json_path, commit, note;
@@ -127,6 +128,7 @@ const char* kUsage =
     "  --device cpu|cuda    default cpu\n"
     "  --dtype bf16|f16|f32 activations/weights on CUDA (default bf16); the CPU always computes in f32\n"
     "  --weights q4_0|q4_1|q8_0|f32|bf16   storage of random models (default q4_1; on CUDA bf16)\n"
+    "  --kv model|int8      K/V storage (KVCacheOptions::precision; int8: CPU only)\n"
     "  --gpu-weights convert|native   CUDA: convert weights to --dtype at load (default), or keep\n"
     "                       Q8_0/Q4_0/Q4_1 matrices quantized on the GPU (ModelOptions::gpu_quantized)\n"
     "  --batch LIST         decode batch sizes (cpu default 1,4,8; cuda 1,8,32,64; none: no decode)\n"
@@ -218,6 +220,10 @@ Options parse_args(int argc, char** argv) {
       o.ttft_tokens = parse_int(a, v, 0);
     } else if (a == "--max-step-tokens") {
       o.max_step_tokens = parse_int(a, v, 1);
+    } else if (a == "--kv") {
+      if (v == "int8") o.kv = KVPrecision::Int8;
+      else if (v == "model") o.kv = KVPrecision::Model;
+      else throw Error(ErrorCode::InvalidArgument, fmt::format("--kv must be model or int8, got '{}'", v));
     } else if (a == "--gpu-weights") {
       if (v == "native") o.gpu_quantized = true;
       else if (v == "convert") o.gpu_quantized = false;
@@ -548,7 +554,7 @@ Roofline measure(const Options& o) {
 // ---- the model runs ----------------------------------------------------------------------
 
 struct Result {
-  std::string model, device, dtype, weights, kind;
+  std::string model, device, dtype, weights, kind, kv = "model";
   int batch = 0;
   std::int64_t context = 0;  ///< cached tokens per sequence before the step (decode)
   std::int64_t tokens = 0;   ///< prompt tokens (prefill / ttft); tokens per step (decode)
@@ -618,6 +624,7 @@ class ModelBench {
     KVCacheOptions ko;
     ko.block_size = 16;
     ko.prefix_caching = false;
+    ko.precision = o_.kv;
     ko.num_blocks = std::int64_t(Bmax) * ((decode_len + 15) / 16) + (Lmax + 15) / 16 + 1;
     cache_.emplace(*model_, ko);
     kv_bytes_per_token_ = cache_->bytes_per_token();
@@ -707,6 +714,7 @@ class ModelBench {
     r.dtype = to_string(o_.dtype);
     r.weights = weights_label_;
     r.kind = kind;
+    r.kv = o_.kv == KVPrecision::Int8 ? "int8" : "model";
     return r;
   }
 
@@ -930,7 +938,7 @@ std::string to_json(const Options& o, const Roofline& roof, const std::vector<Re
     const Result& r = rs[i];
     j += i ? ",\n    " : "\n    ";
     j += "{\"model\": " + jstr(r.model) + ", \"device\": " + jstr(r.device) + ", \"dtype\": " + jstr(r.dtype) +
-         ", \"weights\": " + jstr(r.weights) + ", \"kind\": " + jstr(r.kind);
+         ", \"weights\": " + jstr(r.weights) + ", \"kv\": " + jstr(r.kv) + ", \"kind\": " + jstr(r.kind);
     j += fmt::format(", \"batch\": {}, \"context\": {}, \"tokens\": {}", r.batch, r.context, r.tokens);
     j += ", \"tok_s\": " + jnum(r.tok_s) + ", \"step_ms\": " + jnum(r.step_ms) + ", \"floor_ms\": " +
          (r.floor_ms > 0 ? jnum(r.floor_ms) : std::string("null")) +

@@ -194,10 +194,37 @@ void quantize_kv_row(const float* x, int n, std::int8_t* q, float* scale) noexce
 }
 
 namespace {
+/// sum a[i] * b[i] over an int8 row (the row's scale is applied by the caller).
 float dot_i8(const float* a, const std::int8_t* b, int n) noexcept {
+  int i = 0;
   float s = 0.0f;
-  for (int i = 0; i < n; ++i) s += a[i] * float(b[i]);
+#if defined(__AVX2__) && defined(__FMA__)
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (; i + 16 <= n; i += 16) {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i));
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8))),
+                           acc1);
+  }
+  s = hsum(_mm256_add_ps(acc0, acc1));
+#endif
+  for (; i < n; ++i) s += a[i] * float(b[i]);
   return s;
+}
+
+/// acc[i] += w * b[i] over an int8 row.
+void axpy_i8(float* acc, float w, const std::int8_t* b, int n) noexcept {
+  int i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  const __m256 wv = _mm256_set1_ps(w);
+  for (; i + 16 <= n; i += 16) {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i));
+    _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(wv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_loadu_ps(acc + i)));
+    _mm256_storeu_ps(acc + i + 8, _mm256_fmadd_ps(wv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8))),
+                                                  _mm256_loadu_ps(acc + i + 8)));
+  }
+#endif
+  for (; i < n; ++i) acc[i] += w * float(b[i]);
 }
 }  // namespace
 
@@ -237,9 +264,7 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
         std::int64_t slot = std::int64_t(table[p / a.block_size]) * a.block_size + p % a.block_size;
         if (a.v8) {
           const std::int64_t row = slot * a.n_kv_heads + g;
-          const float ev = e * a.v_scale[row];
-          const std::int8_t* v = a.v8 + row * hd;
-          for (int i = 0; i < hd; ++i) acc[i] += ev * float(v[i]);
+          axpy_i8(acc.data(), e * a.v_scale[row], a.v8 + row * hd, hd);
         } else {
           const float* v = a.v_cache + slot * kv_stride + std::int64_t(g) * hd;
           for (int i = 0; i < hd; ++i) acc[i] += e * v[i];
