@@ -65,6 +65,7 @@ struct ServeOptions {
   int system_tokens = 160, user_min = 8, user_max = 48;
   int block_size = 8;
   std::int64_t kv_tokens = 2048;  // pool size in tokens
+  KVPrecision kv = KVPrecision::Model;  // --kv model|int8
   int max_batch_tokens = 256;
   int max_running = 16;
   int repeats = 2;
@@ -88,6 +89,7 @@ const char* kServeUsage =
     "  --user MIN,MAX       shared-mix user prompt lengths (default 8,48)\n"
     "  --block-size N       KV block size (default 8)\n"
     "  --kv-tokens N        KV pool size in tokens (default 2048)\n"
+    "  --kv model|int8      K/V storage (KVCacheOptions::precision; int8: CPU only)\n"
     "  --max-batch-tokens N per-step token budget (default 256)\n"
     "  --max-running N      running sequences; the static batch size (default 16)\n"
     "  --repeats N          run every policy N times, interleaved; ratios use each one's best (default 2)\n"
@@ -146,6 +148,11 @@ ServeOptions parse_serve(int argc, char** argv) {
     else if (a == "--user") std::tie(o.user_min, o.user_max) = parse_range(a, v);
     else if (a == "--block-size") o.block_size = int(parse_num(a, v, 1));
     else if (a == "--kv-tokens") o.kv_tokens = parse_num(a, v, 1);
+    else if (a == "--kv") {
+      if (v != "model" && v != "int8")
+        throw Error(ErrorCode::InvalidArgument, fmt::format("--kv must be model or int8, got '{}'", v));
+      o.kv = v == "int8" ? KVPrecision::Int8 : KVPrecision::Model;
+    }
     else if (a == "--max-batch-tokens") o.max_batch_tokens = int(parse_num(a, v, 1));
     else if (a == "--max-running") o.max_running = int(parse_num(a, v, 1));
     else if (a == "--repeats") o.repeats = int(parse_num(a, v, 1));
@@ -253,6 +260,7 @@ RunResult replay(const Model& model, const Trace& trace, const std::string& name
   co.block_size = o.block_size;
   co.num_blocks = (o.kv_tokens + o.block_size - 1) / o.block_size;
   co.prefix_caching = prefix;
+  co.precision = o.kv;
   KVCache cache(model, co);
   Metrics metrics;
   metrics.set_label("policy", name);
@@ -424,10 +432,11 @@ int run_serve(int argc, char** argv) {
     j += fmt::format(
         "  \"model\": {},\n  \"config\": {{\"block_size\": {}, \"kv_pool_tokens\": {}, \"max_batch_tokens\": {}, "
         "\"max_running\": {}, \"static_batch_size\": {}, \"preemption\": {}, \"threads\": {}, \"repeats\": {}, "
-        "\"sampling\": \"greedy\"}},\n",
+        "\"kv\": {}, \"sampling\": \"greedy\"}},\n",
         jstr(o.random.empty() ? o.model : "random:" + o.random), o.block_size,
         ((o.kv_tokens + o.block_size - 1) / o.block_size) * o.block_size, o.max_batch_tokens, o.max_running,
-        o.max_running, jstr(o.preemption == PreemptionMode::Swap ? "swap" : "recompute"), o.threads, o.repeats);
+        o.max_running, jstr(o.preemption == PreemptionMode::Swap ? "swap" : "recompute"), o.threads, o.repeats,
+        jstr(o.kv == KVPrecision::Int8 ? "int8" : "model"));
     if (!o.note.empty()) j += fmt::format("  \"note\": {},\n", jstr(o.note));
     j += "  \"traces\": [\n";
     for (std::size_t ti = 0; ti < kinds.size(); ++ti) {
