@@ -8,7 +8,8 @@
 // Unreferenced cached blocks stay resident and are evicted least-recently-used first, only
 // when a new block is needed. Sequences can be swapped to host memory and back (preemption).
 //
-// Footprint (the seed's formula): bytes_per_token = 2 * layers * kv_heads * head_dim * bytes.
+// Footprint (the seed's formula): bytes_per_token = 2 * layers * kv_heads * head_dim * bytes;
+// with KVPrecision::Int8, 2 * layers * kv_heads * (head_dim + 4) (int8 values + an fp32 scale).
 // Every operation either succeeds or throws vireo::Error leaving the cache as it was: a full
 // cache throws ErrorCode::CacheFull. One KVCache is used by one thread at a time.
 #pragma once

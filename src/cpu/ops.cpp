@@ -4,9 +4,9 @@
 // softmax(q.k / sqrt(d)) . v, parallel over (token, KV head, 256-position chunk) items that
 // serve a whole GQA group per K / V row read, with the chunks of a (token, KV head) merged
 // by the item that finishes last (see attention()). Measured against the per-(token, head)
-// loop it replaced (2-core EPYC VM, 32 heads / 8 KV heads, hd 64, BM_attention): decode at
-// 2048 positions 0.72-0.84 vs 0.98-1.27 ms, prefill of 64 tokens at 2048 42-52 vs 63-93 ms,
-// at 512 ~15% faster; decode at 128 positions 45-52 vs 38 us (slower).
+// loop it replaced (2-core EPYC VM, 32 heads / 8 KV heads, hd 64, BM_attention, interleaved
+// runs): decode at 2048 positions 0.67-0.84 vs 0.75-1.27 ms, prefill of 64 tokens at 2048
+// 42-52 vs 47-93 ms; decode at 128 positions within noise (36-52 vs 38-75 us).
 #include "cpu/ops.hpp"
 
 #include "cpu/quant_dot.hpp"
@@ -193,8 +193,13 @@ void quantize_kv_row(const float* x, int n, std::int8_t* q, float* scale) noexce
     std::fill(q, q + n, std::int8_t(0));
     return;
   }
+  if (!(amax >= 1e-30f)) {  // zero (or so tiny that 127 / amax would overflow): all zeros
+    *scale = 0.0f;
+    std::fill(q, q + n, std::int8_t(0));
+    return;
+  }
   *scale = amax / 127.0f;
-  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  const float inv = 127.0f / amax;
   for (int i = 0; i < n; ++i) q[i] = std::int8_t(std::lrintf(std::clamp(x[i] * inv, -127.0f, 127.0f)));
 }
 
@@ -233,28 +238,27 @@ void axpy_i8(float* acc, float w, const std::int8_t* b, int n) noexcept {
 }
 }  // namespace
 
-void attention(const AttentionArgs& a, ThreadPool& pool) {
-  // Work items are (token, KV head, chunk of kAttnChunk context positions), so a single
-  // long sequence still spreads over every thread. An item reads each K and V row of its
-  // chunk once for the whole GQA group of query heads (the rows stay in L1 across the group)
-  // and leaves, per query head, the chunk's max, exp-sum and weighted V sum; the item that
-  // finishes a (token, KV head) last merges its chunks in order (flash-decoding's combine,
-  // without a second pass over the pool). A token within one chunk writes its output directly.
+namespace {
+
+/// attention() for the tokens [tb, te) of the step (see attention()).
+void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, std::int64_t te) {
   constexpr std::int64_t kAttnChunk = 256;
   const int hd = a.head_dim, nkv = a.n_kv_heads, group = a.n_heads / nkv;
   const std::int64_t part_len = hd + 2;
   const float scale = 1.0f / std::sqrt(float(hd));
   // chunk_start[t]: index of token t's first chunk; its chunks are numbered consecutively.
-  std::vector<std::int64_t> chunk_start(static_cast<std::size_t>(a.T) + 1, 0);
-  for (std::int64_t t = 0; t < a.T; ++t)
-    chunk_start[std::size_t(t) + 1] = chunk_start[std::size_t(t)] + (std::int64_t(a.pos[t]) + kAttnChunk) / kAttnChunk;
-  const std::int64_t n_items = chunk_start[std::size_t(a.T)] * nkv;
-  const bool direct = chunk_start[std::size_t(a.T)] == a.T;  // every token within one chunk
+  // Token tb + i is local token i here.
+  const std::int64_t T = te - tb;
+  std::vector<std::int64_t> chunk_start(static_cast<std::size_t>(T) + 1, 0);
+  for (std::int64_t i = 0; i < T; ++i)
+    chunk_start[std::size_t(i) + 1] = chunk_start[std::size_t(i)] + (std::int64_t(a.pos[tb + i]) + kAttnChunk) / kAttnChunk;
+  const std::int64_t n_items = chunk_start[std::size_t(T)] * nkv;
+  const bool direct = chunk_start[std::size_t(T)] == T;  // every token within one chunk
   // Per item and query head of its group: {max, exp-sum, acc[hd]}; per (token, KV head) the
   // number of its chunks still running.
   std::vector<float> parts(static_cast<std::size_t>(direct ? 0 : n_items * group * part_len));
-  std::vector<std::atomic<int>> pending(static_cast<std::size_t>(direct ? 0 : a.T * nkv));
-  for (std::int64_t t = 0; !direct && t < a.T; ++t)
+  std::vector<std::atomic<int>> pending(static_cast<std::size_t>(direct ? 0 : T * nkv));
+  for (std::int64_t t = 0; !direct && t < T; ++t)
     for (int g = 0; g < nkv; ++g)
       pending[std::size_t(t * nkv + g)].store(int(chunk_start[std::size_t(t) + 1] - chunk_start[std::size_t(t)]),
                                               std::memory_order_relaxed);
@@ -265,11 +269,12 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
       auto part = [&](std::int64_t c) { return parts.data() + ((c * nkv + g) * group + j) * part_len; };
       float M = -INFINITY;
       for (std::int64_t c = c0; c < c1; ++c) M = std::max(M, part(c)[0]);
-      float* o = a.out + (t * a.n_heads + std::int64_t(g) * group + j) * hd;
+      float* o = a.out + ((tb + t) * a.n_heads + std::int64_t(g) * group + j) * hd;
       std::fill_n(o, hd, 0.0f);
       float denom = 0.0f;
       for (std::int64_t c = c0; c < c1; ++c) {
         const float* pc = part(c);
+        if (pc[0] == -INFINITY) continue;  // a chunk of -inf scores only adds nothing
         const float f = std::exp(pc[0] - M);
         denom += f * pc[1];
         for (int i = 0; i < hd; ++i) o[i] += f * pc[2 + i];
@@ -285,10 +290,11 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
       const int g = int(it % nkv);
       const std::int64_t t =
           std::int64_t(std::upper_bound(chunk_start.begin(), chunk_start.end(), tc) - chunk_start.begin()) - 1;
+      const std::int64_t ta = tb + t;  // the token in the step
       const std::int64_t p0 = (tc - chunk_start[std::size_t(t)]) * kAttnChunk;
-      const std::int64_t p1 = std::min<std::int64_t>(std::int64_t(a.pos[t]) + 1, p0 + kAttnChunk), n = p1 - p0;
-      const std::int32_t* table = a.block_ids + a.block_indptr[a.seq_of[t]];
-      const float* q = a.q + (t * a.n_heads + std::int64_t(g) * group) * hd;  // the group's heads are consecutive
+      const std::int64_t p1 = std::min<std::int64_t>(std::int64_t(a.pos[ta]) + 1, p0 + kAttnChunk), n = p1 - p0;
+      const std::int32_t* table = a.block_ids + a.block_indptr[a.seq_of[ta]];
+      const float* q = a.q + (ta * a.n_heads + std::int64_t(g) * group) * hd;  // the group's heads are consecutive
       auto row_of = [&](std::int64_t p) {
         return (std::int64_t(table[p / a.block_size]) * a.block_size + p % a.block_size) * nkv + g;
       };
@@ -325,7 +331,7 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
       }
       if (direct) {
         for (int j = 0; j < group; ++j) {
-          float* o = a.out + (t * a.n_heads + std::int64_t(g) * group + j) * hd;
+          float* o = a.out + (ta * a.n_heads + std::int64_t(g) * group + j) * hd;
           const float* pj = part + j * part_len;
           for (int i = 0; i < hd; ++i) o[i] = pj[2 + i] / pj[1];
         }
@@ -334,6 +340,32 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
       }
     }
   });
+}
+
+}  // namespace
+
+void attention(const AttentionArgs& a, ThreadPool& pool) {
+  // Work items are (token, KV head, chunk of kAttnChunk = 256 context positions), so a single
+  // long sequence still spreads over every thread. An item reads each K and V row of its
+  // chunk once for the whole GQA group of query heads (the rows stay in L1 across the group)
+  // and leaves, per query head, the chunk's max, exp-sum and weighted V sum; the item that
+  // finishes a (token, KV head) last merges its chunks in order (flash-decoding's combine,
+  // without a second pass over the pool). A token within one chunk writes its output
+  // directly. The partials take (hd + 2) floats per chunk and query head: tokens go in
+  // ranges whose partials stay under ~16 MiB (a 4096-token prefill at Llama-8B's shape would
+  // need ~0.5 GB at once).
+  constexpr std::int64_t kPartsBudget = std::int64_t(16) << 20;  // bytes
+  const std::int64_t per_chunk = std::int64_t(a.n_heads) * (a.head_dim + 2) * std::int64_t(sizeof(float));
+  std::int64_t tb = 0;
+  while (tb < a.T) {
+    std::int64_t te = tb, bytes = 0;
+    do {
+      bytes += ((std::int64_t(a.pos[te]) + 256) / 256) * per_chunk;
+      ++te;
+    } while (te < a.T && bytes + ((std::int64_t(a.pos[te]) + 256) / 256) * per_chunk <= kPartsBudget);
+    attention_range(a, pool, tb, te);
+    tb = te;
+  }
 }
 
 }  // namespace vireo::cpu

@@ -29,7 +29,8 @@ void silu_mul(float* g, const float* u, std::int64_t n) noexcept;
 
 /// Symmetric int8 quantization of one K / V row of n values (KVPrecision::Int8): scale =
 /// max |x| / 127 (0 for an all-zero row), q = round(x / scale) in [-127, 127]; x ~ q * scale.
-/// Non-finite inputs give scale NaN / inf, so they stay visible in the attention output.
+/// A row with a non-finite value gets scale NaN (visible in the attention output); a row whose
+/// largest magnitude is below 1e-30 is stored as zeros.
 void quantize_kv_row(const float* x, int n, std::int8_t* q, float* scale) noexcept;
 
 /// Causal attention of the step's queries over the paged cache.

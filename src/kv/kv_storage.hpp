@@ -60,10 +60,11 @@ class CpuKVStorage final : public KVStorage {
   float* k(int layer) noexcept { return k_.empty() ? nullptr : k_.data() + std::size_t(layer) * layer_elems_; }
   float* v(int layer) noexcept { return v_.empty() ? nullptr : v_.data() + std::size_t(layer) * layer_elems_; }
   /// int8 storage: K / V values of a layer and their row scales (one per slot and KV head).
-  std::int8_t* k8(int layer) noexcept { return k8_.data() + std::size_t(layer) * layer_elems_; }
-  std::int8_t* v8(int layer) noexcept { return v8_.data() + std::size_t(layer) * layer_elems_; }
-  float* k_scale(int layer) noexcept { return ks_.data() + std::size_t(layer) * layer_rows_; }
-  float* v_scale(int layer) noexcept { return vs_.data() + std::size_t(layer) * layer_rows_; }
+  /// (nullptr with fp32 storage.)
+  std::int8_t* k8(int layer) noexcept { return k8_.empty() ? nullptr : k8_.data() + std::size_t(layer) * layer_elems_; }
+  std::int8_t* v8(int layer) noexcept { return v8_.empty() ? nullptr : v8_.data() + std::size_t(layer) * layer_elems_; }
+  float* k_scale(int layer) noexcept { return ks_.empty() ? nullptr : ks_.data() + std::size_t(layer) * layer_rows_; }
+  float* v_scale(int layer) noexcept { return vs_.empty() ? nullptr : vs_.data() + std::size_t(layer) * layer_rows_; }
   void copy_block(std::int32_t src, std::int32_t dst) override;
   void read_block(std::int32_t block, void* host_dst) override;
   void write_block(std::int32_t block, const void* host_src) override;
