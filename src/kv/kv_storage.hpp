@@ -71,6 +71,15 @@ class CpuKVStorage final : public KVStorage {
   std::shared_ptr<void> alloc_host(std::size_t bytes) override;
 
  private:
+  /// One array of a layer that holds a run per block: its start and a block's run in bytes.
+  struct BlockRuns {
+    unsigned char* base;
+    std::size_t bytes;
+  };
+  /// The arrays of layer l in the order of the host copy of a block (fp32: K, V; int8:
+  /// K values, K scales, V values, V scales); returns how many of out[] it filled.
+  int block_runs(int layer, BlockRuns (&out)[4]) noexcept;
+
   std::size_t layer_elems_;
   std::size_t layer_rows_ = 0;  ///< int8: scales per layer (slots x KV heads)
   std::vector<float> k_, v_;

@@ -65,72 +65,52 @@ void check_block(const KVGeometry& g, std::int32_t b, const char* what) {
 }
 }  // namespace
 
-namespace {
-/// The n-element run of block b in an array of such runs (n elements per block).
-template <typename U>
-U* run(U* base, std::int32_t b, std::size_t n) {
-  return base + std::size_t(b) * n;
+int CpuKVStorage::block_runs(int l, BlockRuns (&out)[4]) noexcept {
+  const std::size_t n = geo_.block_elems(), r = std::size_t(geo_.block_size) * std::size_t(geo_.n_kv_heads);
+  auto bytes = [](auto* p) { return reinterpret_cast<unsigned char*>(p); };
+  if (!geo_.int8) {
+    out[0] = {bytes(k(l)), n * sizeof(float)};
+    out[1] = {bytes(v(l)), n * sizeof(float)};
+    return 2;
+  }
+  out[0] = {bytes(k8(l)), n};
+  out[1] = {bytes(k_scale(l)), r * sizeof(float)};
+  out[2] = {bytes(v8(l)), n};
+  out[3] = {bytes(v_scale(l)), r * sizeof(float)};
+  return 4;
 }
-}  // namespace
 
 void CpuKVStorage::copy_block(std::int32_t src, std::int32_t dst) {
   check_block(geo_, src, "copy_block");
   check_block(geo_, dst, "copy_block");
   if (src == dst) return;
-  const std::size_t n = geo_.block_elems(), r = std::size_t(geo_.block_size) * std::size_t(geo_.n_kv_heads);
-  for (int l = 0; l < geo_.n_layers; ++l) {
-    if (geo_.int8) {
-      std::memcpy(run(k8(l), dst, n), run(k8(l), src, n), n);
-      std::memcpy(run(v8(l), dst, n), run(v8(l), src, n), n);
-      std::memcpy(run(k_scale(l), dst, r), run(k_scale(l), src, r), r * sizeof(float));
-      std::memcpy(run(v_scale(l), dst, r), run(v_scale(l), src, r), r * sizeof(float));
-    } else {
-      std::memcpy(run(k(l), dst, n), run(k(l), src, n), n * sizeof(float));
-      std::memcpy(run(v(l), dst, n), run(v(l), src, n), n * sizeof(float));
-    }
-  }
+  BlockRuns runs[4];
+  for (int l = 0; l < geo_.n_layers; ++l)
+    for (int i = 0, m = block_runs(l, runs); i < m; ++i)
+      std::memcpy(runs[i].base + std::size_t(dst) * runs[i].bytes, runs[i].base + std::size_t(src) * runs[i].bytes,
+                  runs[i].bytes);
 }
 
 void CpuKVStorage::read_block(std::int32_t block, void* host_dst) {
   check_block(geo_, block, "read_block");
-  const std::size_t n = geo_.block_elems(), r = std::size_t(geo_.block_size) * std::size_t(geo_.n_kv_heads);
   auto* out = static_cast<unsigned char*>(host_dst);
-  auto put = [&](const void* p, std::size_t bytes) {
-    std::memcpy(out, p, bytes);
-    out += bytes;
-  };
-  for (int l = 0; l < geo_.n_layers; ++l) {
-    if (geo_.int8) {
-      put(run(k8(l), block, n), n);
-      put(run(k_scale(l), block, r), r * sizeof(float));
-      put(run(v8(l), block, n), n);
-      put(run(v_scale(l), block, r), r * sizeof(float));
-    } else {
-      put(run(k(l), block, n), n * sizeof(float));
-      put(run(v(l), block, n), n * sizeof(float));
+  BlockRuns runs[4];
+  for (int l = 0; l < geo_.n_layers; ++l)
+    for (int i = 0, m = block_runs(l, runs); i < m; ++i) {
+      std::memcpy(out, runs[i].base + std::size_t(block) * runs[i].bytes, runs[i].bytes);
+      out += runs[i].bytes;
     }
-  }
 }
 
 void CpuKVStorage::write_block(std::int32_t block, const void* host_src) {
   check_block(geo_, block, "write_block");
-  const std::size_t n = geo_.block_elems(), r = std::size_t(geo_.block_size) * std::size_t(geo_.n_kv_heads);
   const auto* in = static_cast<const unsigned char*>(host_src);
-  auto get = [&](void* p, std::size_t bytes) {
-    std::memcpy(p, in, bytes);
-    in += bytes;
-  };
-  for (int l = 0; l < geo_.n_layers; ++l) {
-    if (geo_.int8) {
-      get(run(k8(l), block, n), n);
-      get(run(k_scale(l), block, r), r * sizeof(float));
-      get(run(v8(l), block, n), n);
-      get(run(v_scale(l), block, r), r * sizeof(float));
-    } else {
-      get(run(k(l), block, n), n * sizeof(float));
-      get(run(v(l), block, n), n * sizeof(float));
+  BlockRuns runs[4];
+  for (int l = 0; l < geo_.n_layers; ++l)
+    for (int i = 0, m = block_runs(l, runs); i < m; ++i) {
+      std::memcpy(runs[i].base + std::size_t(block) * runs[i].bytes, in, runs[i].bytes);
+      in += runs[i].bytes;
     }
-  }
 }
 
 std::shared_ptr<void> CpuKVStorage::alloc_host(std::size_t bytes) {
