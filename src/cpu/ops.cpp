@@ -240,9 +240,13 @@ void axpy_i8(float* acc, float w, const std::int8_t* b, int n) noexcept {
 
 namespace {
 
+constexpr std::int64_t kAttnChunk = 256;  // context positions per attention work item
+
+/// Chunks of the context of a token at position pos (it sees positions 0..pos).
+std::int64_t attn_chunks(std::int32_t pos) noexcept { return (std::int64_t(pos) + kAttnChunk) / kAttnChunk; }
+
 /// attention() for the tokens [tb, te) of the step (see attention()).
 void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, std::int64_t te) {
-  constexpr std::int64_t kAttnChunk = 256;
   const int hd = a.head_dim, nkv = a.n_kv_heads, group = a.n_heads / nkv;
   const std::int64_t part_len = hd + 2;
   const float scale = 1.0f / std::sqrt(float(hd));
@@ -251,7 +255,7 @@ void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, 
   const std::int64_t T = te - tb;
   std::vector<std::int64_t> chunk_start(static_cast<std::size_t>(T) + 1, 0);
   for (std::int64_t i = 0; i < T; ++i)
-    chunk_start[std::size_t(i) + 1] = chunk_start[std::size_t(i)] + (std::int64_t(a.pos[tb + i]) + kAttnChunk) / kAttnChunk;
+    chunk_start[std::size_t(i) + 1] = chunk_start[std::size_t(i)] + attn_chunks(a.pos[tb + i]);
   const std::int64_t n_items = chunk_start[std::size_t(T)] * nkv;
   const bool direct = chunk_start[std::size_t(T)] == T;  // every token within one chunk
   // Per item and query head of its group: {max, exp-sum, acc[hd]}; per (token, KV head) the
@@ -345,7 +349,7 @@ void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, 
 }  // namespace
 
 void attention(const AttentionArgs& a, ThreadPool& pool) {
-  // Work items are (token, KV head, chunk of kAttnChunk = 256 context positions), so a single
+  // Work items are (token, KV head, chunk of kAttnChunk context positions), so a single
   // long sequence still spreads over every thread. An item reads each K and V row of its
   // chunk once for the whole GQA group of query heads (the rows stay in L1 across the group)
   // and leaves, per query head, the chunk's max, exp-sum and weighted V sum; the item that
@@ -358,11 +362,12 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
   const std::int64_t per_chunk = std::int64_t(a.n_heads) * (a.head_dim + 2) * std::int64_t(sizeof(float));
   std::int64_t tb = 0;
   while (tb < a.T) {
-    std::int64_t te = tb, bytes = 0;
-    do {
-      bytes += ((std::int64_t(a.pos[te]) + 256) / 256) * per_chunk;
-      ++te;
-    } while (te < a.T && bytes + ((std::int64_t(a.pos[te]) + 256) / 256) * per_chunk <= kPartsBudget);
+    std::int64_t te = tb + 1, bytes = attn_chunks(a.pos[tb]) * per_chunk;  // at least one token
+    for (; te < a.T; ++te) {
+      const std::int64_t next = attn_chunks(a.pos[te]) * per_chunk;
+      if (bytes + next > kPartsBudget) break;
+      bytes += next;
+    }
     attention_range(a, pool, tb, te);
     tb = te;
   }
