@@ -53,20 +53,7 @@ std::vector<std::vector<float>> run(const Model& m, const std::vector<Token>& pr
   return rows;
 }
 
-/// max |a - b| / max |b| over all rows.
-double rel_err(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
-  REQUIRE(a.size() == b.size());
-  double num = 0, den = 0;
-  for (std::size_t r = 0; r < a.size(); ++r) {
-    REQUIRE(a[r].size() == b[r].size());
-    for (std::size_t i = 0; i < a[r].size(); ++i) {
-      REQUIRE(!std::isnan(a[r][i]));
-      num = std::max(num, std::fabs(double(a[r][i]) - b[r][i]));
-      den = std::max(den, std::fabs(double(b[r][i])));
-    }
-  }
-  return num / std::max(den, 1e-30);
-}
+using test::rel_err;
 
 const std::vector<Token> kPrompt = {1, 5, 9, 200, 17, 17, 3, 99, 100, 101, 250, 7, 8, 9, 10, 11, 12, 13, 14, 15,
                                     16, 330, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36};

@@ -208,17 +208,7 @@ TEST_CASE("cuda model with quantized weights kept quantized matches converted we
     }
     return rows;
   };
-  auto rel_err = [](const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& r) {
-    REQUIRE(a.size() == r.size());
-    double num = 0, den = 0;
-    for (std::size_t i = 0; i < a.size(); ++i)
-      for (std::size_t j = 0; j < a[i].size(); ++j) {
-        REQUIRE(!std::isnan(a[i][j]));
-        num = std::max(num, std::fabs(double(a[i][j]) - r[i][j]));
-        den = std::max(den, std::fabs(double(r[i][j])));
-      }
-    return num / std::max(den, 1e-30);
-  };
+  using test::rel_err;
   for (bool tied : {true, false})
     for (TensorType t : kQuantTypes) {
       cfg.tied_embeddings = tied;

@@ -52,26 +52,8 @@ std::vector<std::vector<float>> run(const Model& m, const std::vector<Token>& pr
   return rows;
 }
 
-/// max |a - b| over two rows.
-double max_diff(std::span<const float> a, std::span<const float> b) {
-  REQUIRE(a.size() == b.size());
-  double e = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) e = std::max(e, double(std::fabs(a[i] - b[i])));
-  return e;
-}
-
-/// max |a - b| / max |b| over all rows.
-double rel_err(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
-  REQUIRE(a.size() == b.size());
-  double num = 0, den = 0;
-  for (std::size_t r = 0; r < a.size(); ++r)
-    for (std::size_t i = 0; i < a[r].size(); ++i) {
-      REQUIRE(std::isfinite(a[r][i]));
-      num = std::max(num, std::fabs(double(a[r][i]) - b[r][i]));
-      den = std::max(den, std::fabs(double(b[r][i])));
-    }
-  return num / den;
-}
+using test::max_abs_diff;
+using test::rel_err;
 
 const std::vector<Token> kPrompt = {1, 5, 9, 200, 17, 17, 3, 99, 100, 101, 250, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 const std::vector<Token> kNext = {42, 7, 300, 3, 3, 150, 99, 1};
@@ -191,7 +173,7 @@ TEST_CASE("int8 KV against the fp32 path on a random model", "[cpu][kv][model]")
     Batch bb;
     bb.add(one.add_sequence(), std::vector<Token>(kPrompt.begin(), kPrompt.begin() + std::ptrdiff_t(len)), Last);
     Logits alone = m.forward(bb, one);
-    CHECK(max_diff(alone.row(0), both.row(std::size_t(row))) < 1e-2);
+    CHECK(max_abs_diff(alone.row(0), both.row(std::size_t(row))) < 1e-2);
   }
 
   // Fork (shared blocks, copy on write) and swap out / in keep the int8 state exactly.
@@ -203,7 +185,7 @@ TEST_CASE("int8 KV against the fp32 path on a random model", "[cpu][kv][model]")
   step.add(f, Token(42), true);
   step.add(b, Token(43), true);
   Logits lg = m.forward(step, c);
-  CHECK(max_diff(lg.row(0), lg.row(1)) < 1e-4);  // the fork's copied int8 blocks and scales
+  CHECK(max_abs_diff(lg.row(0), lg.row(1)) < 1e-4);  // the fork's copied int8 blocks and scales
   KVCache fresh(m, {.num_blocks = 64, .block_size = 8, .precision = KVPrecision::Int8});
   const SeqId nb = fresh.add_sequence();
   Batch pb;
@@ -212,7 +194,7 @@ TEST_CASE("int8 KV against the fp32 path on a random model", "[cpu][kv][model]")
   Batch sb;
   sb.add(nb, Token(43), true);
   Logits lf = m.forward(sb, fresh);
-  CHECK(max_diff(lf.row(0), lg.row(2)) < 1e-2);  // swapped out and in, against a fresh cache
+  CHECK(max_abs_diff(lf.row(0), lg.row(2)) < 1e-2);  // swapped out and in, against a fresh cache
 }
 
 TEST_CASE("int8 KV on the real SmolLM2 stays close to the fp32 path", "[golden][kv]") {

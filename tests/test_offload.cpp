@@ -47,12 +47,7 @@ std::vector<Token> prompt_of(int n, int salt, int vocab) {
   return p;
 }
 
-double max_abs_diff(std::span<const float> a, std::span<const float> b) {
-  REQUIRE(a.size() == b.size());
-  double e = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) e = std::max(e, double(std::abs(a[i] - b[i])));
-  return e;
-}
+using test::max_abs_diff;
 
 enum class Preempt { Swap, Recompute };
 

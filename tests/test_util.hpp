@@ -1,8 +1,15 @@
-// Helpers shared by the tests: where the default model and the fixtures live.
+// Helpers shared by the tests: where the default model and the fixtures live, and the
+// distances between logits rows that the model-level tests bound.
 #pragma once
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "vireo/device.hpp"
 #include "vireo/model.hpp"
@@ -44,6 +51,29 @@ inline std::filesystem::path model_path() {
 
 inline std::filesystem::path fixture(const std::string& name) {
   return std::filesystem::path(VIREO_FIXTURES_DIR) / name;
+}
+
+/// max |a[i] - b[i]| over two rows of the same length.
+inline double max_abs_diff(std::span<const float> a, std::span<const float> b) {
+  REQUIRE(a.size() == b.size());
+  double e = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) e = std::max(e, double(std::abs(a[i] - b[i])));
+  return e;
+}
+
+/// max |a - b| / max |b| over all rows (every value of a must be finite).
+inline double rel_err(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+  REQUIRE(a.size() == b.size());
+  double num = 0, den = 0;
+  for (std::size_t r = 0; r < a.size(); ++r) {
+    REQUIRE(a[r].size() == b[r].size());
+    for (std::size_t i = 0; i < a[r].size(); ++i) {
+      REQUIRE(std::isfinite(a[r][i]));
+      num = std::max(num, std::fabs(double(a[r][i]) - b[r][i]));
+      den = std::max(den, std::fabs(double(b[r][i])));
+    }
+  }
+  return num / std::max(den, 1e-30);
 }
 
 }  // namespace vireo::test
