@@ -687,8 +687,12 @@ class ModelBench {
     if (o_.device.kind == DeviceKind::CUDA) {
       weights_label_ = to_string(o_.dtype);
       embd_bytes_ = double(c.vocab_size) * c.d_model * double(dtype_size(o_.dtype));
+      // The types ModelOptions::gpu_quantized keeps quantized on the GPU.
+      auto native = [](gguf::TensorType t) {
+        return t == gguf::TensorType::Q8_0 || t == gguf::TensorType::Q4_0 || t == gguf::TensorType::Q4_1;
+      };
       const gguf::TensorType lt = w.layers.empty() ? w.tok_embd.type : w.layers[0].w_gate.type;
-      const bool quant = lt == gguf::TensorType::Q8_0 || lt == gguf::TensorType::Q4_0 || lt == gguf::TensorType::Q4_1;
+      const bool quant = native(lt);
       if (o_.gpu_quantized && !quant)
         std::fprintf(stderr, "note: --gpu-weights native keeps only Q8_0/Q4_0/Q4_1 matrices quantized; these are %s "
                              "(pass --weights q4_0, q4_1 or q8_0)\n", gguf::to_string(lt));
@@ -697,9 +701,7 @@ class ModelBench {
       if (o_.gpu_quantized && quant && o_.dtype != DType::F32) {
         // Matrices stay in their GGUF blocks (the embedding table too, when it is quantized).
         weights_label_ = lower(gguf::to_string(lt)) + " (native)";
-        const gguf::TensorType et = w.tok_embd.type;
-        if (et == gguf::TensorType::Q8_0 || et == gguf::TensorType::Q4_0 || et == gguf::TensorType::Q4_1)
-          embd_bytes_ = double(w.tok_embd.bytes());
+        if (native(w.tok_embd.type)) embd_bytes_ = double(w.tok_embd.bytes());
       }
     } else {
       weights_label_ = lower(gguf::to_string(w.layers.empty() ? w.tok_embd.type : w.layers[0].w_gate.type));

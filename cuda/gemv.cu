@@ -541,6 +541,13 @@ cudaError_t fused_args_ok(DType dt, GemvEpilogue epi, bool norm, const void* x, 
   return cudaSuccess;
 }
 
+/// Arguments gemv_q / gemv_swiglu_q accept: 16-bit compute, 1..GEMV_MAX_TOKENS tokens, whole
+/// 32-weight blocks per row, a usable view, 16-byte aligned x.
+bool quant_gemv_args_ok(DType dt, const QuantView& w, const void* x, int n, int rows, int cols) {
+  return dt != DType::F32 && n > 0 && n <= GEMV_MAX_TOKENS && rows >= 0 && cols > 0 && cols % 32 == 0 &&
+         quant_view_ok(w) && aligned16(x);
+}
+
 /// Run go(T{}, epilogue constant) for the 16-bit type of dt and the epilogue epi.
 template <typename Go>
 cudaError_t dispatch_fused(DType dt, GemvEpilogue epi, Go&& go) {
@@ -615,9 +622,7 @@ Status gemv_fused(DType dt, GemvEpilogue epi, bool norm, const QuantView& w, con
 Status gemv_q(DType dt, const QuantView& w, const void* x, void* y, bool y_f32, int n, int rows, int cols,
               void* stream) {
   if (n == 0 || rows == 0) return cudaSuccess;
-  if (dt == DType::F32 || n < 0 || n > GEMV_MAX_TOKENS || rows < 0 || cols <= 0 || cols % 32 || !quant_view_ok(w) ||
-      !aligned16(x))
-    return cudaErrorInvalidValue;
+  if (!quant_gemv_args_ok(dt, w, x, n, rows, cols)) return cudaErrorInvalidValue;
   auto s = static_cast<cudaStream_t>(stream);
   return dispatch_fused(dt, GemvEpilogue::Store, [&](auto tag, auto) -> cudaError_t {
     using T = decltype(tag);
@@ -631,9 +636,7 @@ Status gemv_q(DType dt, const QuantView& w, const void* x, void* y, bool y_f32, 
 
 Status gemv_swiglu_q(DType dt, const QuantView& w, const void* x, void* h, int n, int ff, int cols, void* stream) {
   if (n == 0 || ff == 0) return cudaSuccess;
-  if (dt == DType::F32 || n < 0 || n > GEMV_MAX_TOKENS || ff < 0 || cols <= 0 || cols % 32 || !quant_view_ok(w) ||
-      !aligned16(x))
-    return cudaErrorInvalidValue;
+  if (!quant_gemv_args_ok(dt, w, x, n, ff, cols)) return cudaErrorInvalidValue;
   auto s = static_cast<cudaStream_t>(stream);
   return dispatch_fused(dt, GemvEpilogue::SwiGLU, [&](auto tag, auto) -> cudaError_t {
     using T = decltype(tag);
