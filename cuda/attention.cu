@@ -27,6 +27,7 @@
 
 #include "common.cuh"
 #include "cuda_api.hpp"
+#include "l2_prefetch.cuh"
 #include "launch.cuh"
 #include "mma.cuh"
 
@@ -89,6 +90,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
                             float* __restrict__ ws) {
   pdl_wait();
   pdl_trigger();
+  l2_prefetch_share(p.l2);
   constexpr int E = HD / 32;
   __shared__ float sm_m[DEC_WARPS][MAXG], sm_l[DEC_WARPS][MAXG];
   __shared__ float sm_acc[DEC_WARPS][MAXG][HD];
@@ -192,6 +194,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
                                float* __restrict__ ws, float scale_log2) {
   pdl_wait();
   pdl_trigger();
+  l2_prefetch_share(p.l2);
   constexpr int CH = HD / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   T* sQ = reinterpret_cast<T*>(smem);

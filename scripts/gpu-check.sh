@@ -126,7 +126,7 @@ tail -40 "$OUT/tests-cuda.log"
 if [ -f "$BUILD/bench/vireo-kernel-bench" ]; then
   say "== kernel benchmarks"
   # Google Benchmark 1.7 (Debian) takes --benchmark_min_time in plain seconds, no 's' suffix.
-  timeout 50 "$BUILD/bench/vireo-kernel-bench" --benchmark_filter='BM_(gemv|gemm|rmsnorm|decode_attention|prefill_attention|pdl_probe)' \
+  timeout 60 "$BUILD/bench/vireo-kernel-bench" --benchmark_filter='BM_(gemv|gemm|rmsnorm|decode_attention|prefill_attention|pdl_probe|l2_prefetch)' \
     --benchmark_min_time=0.05 --benchmark_out="$OUT/bench-cuda-kernels.json" --benchmark_out_format=json \
     > "$OUT/bench-cuda-kernels.log" 2>&1
   rc=$?
@@ -168,29 +168,31 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   # Experimental switches against the default, same machine: the [cuda][model] tests (whole
   # forward passes through the switched kernels; the kernel tests call the variants directly
   # and ran above), then the 8B steps the switch can change (JSON to the log):
-  #   VIREO_GEMV_PIPELINE=auto  two-stage register pipeline in decode GEMVs whose grid has
-  #                             <= 2 CTAs per SM (=1, everywhere, lost at batch 1 on 2026-11-26)
   #   VIREO_DECODE_FUSION=1     RMSNorm, RoPE + KV write and residual adds folded into the
   #                             decode GEMVs (5 kernels per layer instead of 8)
   #   VIREO_DECODE_FUSION=2     the same, with the FFN RMSNorm kept separate (the gate/up GEMV's
   #                             1792 CTAs would each re-read the residual)
+  #   VIREO_L2_PREFETCH_MB=24   decode attention pulls 24 MiB of Wo into L2, the attention
+  #                             RMSNorm 24 MiB of QKV (BM_l2_prefetch_gemv above: per GEMV)
+  #   both of the above (fusion 1 + prefetch: attention is the only HBM-idle kernel left)
   #   VIREO_PREFILL_MT=2        two m-tiles per warp in prefill attention (128-token tiles)
-  #   VIREO_GEMV_PREFETCH=4     4 chunks per warp into L2 before waiting on the previous kernel
-  #                             (only worth it if BM_pdl_probe shows launches overlapping)
+  # (Not run: VIREO_GEMV_PIPELINE=auto, and VIREO_GEMV_PREFETCH=k, which only helps if
+  # BM_pdl_probe shows dependent launches starting early.)
   # Each variant generates the 8B weights again (~20 s): the whole loop takes ~3.5 min.
-  for spec in "VIREO_GEMV_PIPELINE=auto|1|none|1" "VIREO_DECODE_FUSION=1|1,8,64|none|1" \
-              "VIREO_DECODE_FUSION=2|1|none|1" "VIREO_PREFILL_MT=2|none|2048|1" "VIREO_GEMV_PREFETCH=4|1|none|0"; do
+  for spec in "VIREO_DECODE_FUSION=1|1,8,64|none|1" "VIREO_DECODE_FUSION=2|1|none|1" \
+              "VIREO_L2_PREFETCH_MB=24|1,8|none|1" "VIREO_DECODE_FUSION=1 VIREO_L2_PREFETCH_MB=24|1|none|1" \
+              "VIREO_PREFILL_MT=2|none|2048|1"; do
     IFS='|' read -r variant batches prefills tests <<< "$spec"
     say "== $variant: llama-3.1-8b decode batch $batches, prefill $prefills"
     if [ "$tests" = 1 ]; then
-      env "$variant" timeout 60 "$BUILD/tests/vireo-tests" "[cuda][model]" > "$OUT/tests-cuda-variant.log" 2>&1
+      env $variant timeout 60 "$BUILD/tests/vireo-tests" "[cuda][model]" > "$OUT/tests-cuda-variant.log" 2>&1
       rc=$?
       say "vireo-tests [cuda][model] ($variant) exit $rc $(tail -2 "$OUT/tests-cuda-variant.log" | tr '\n' ' ')"
       { echo "==== $variant"; cat "$OUT/tests-cuda-variant.log"; } >> "$OUT/tests-cuda.log"
       rm -f "$OUT/tests-cuda-variant.log"
       [ $rc -ne 0 ] && status=1
     fi
-    env "$variant" timeout 80 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
+    env $variant timeout 80 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
       --weights bf16 --batch "$batches" --prefill "$prefills" --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
       > "$OUT/variant.log" 2>&1
     say "vireo-bench model 8b ($variant) exit $?"
