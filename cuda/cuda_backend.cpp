@@ -244,7 +244,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     }
     inv_freq_ = cuda::DeviceBuffer(inv.size() * 4);
     inv_freq_.upload(inv.data(), inv.size() * 4);
-    // Steps of more than GEMV_MAX_TOKENS tokens dequantize a layer matrix here for cuBLAS.
+    // Steps of more than qgemv_max_tokens() tokens dequantize a layer matrix here for cuBLAS.
     std::size_t deq = 0;
     for (const Layer& D : layers_)
       for (const Mat* m : {&D.wqkv, &D.wo, &D.wgu, &D.wdown})
@@ -514,13 +514,13 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   void matmul(const void* x, const Mat& w, void* y, bool y_f32, int n) {
     if (w.quant) {
       void* s = stream_->get();
-      if (n > cuda::GEMV_MAX_TOKENS && std::size_t(w.rows) * std::size_t(w.cols) * dtype_size(dt_) <= deq_.size()) {
+      if (n > qgemv_max_tokens(w.fmt) && std::size_t(w.rows) * std::size_t(w.cols) * dtype_size(dt_) <= deq_.size()) {
         ck(cuda::dequantize_q(dt_, w.qview(), deq_.get(), w.rows, w.cols, s), "dequantize");
         blas_->gemm(dt_, x, deq_.get(), y, y_f32, n, w.rows, w.cols);
         return;
       }
-      // Decode, and the embedding-sized LM head (not worth a scratch copy): GEMVs of up to
-      // GEMV_MAX_TOKENS tokens each.
+      // Decode, small batches, and the embedding-sized LM head (not worth a scratch copy):
+      // GEMVs of up to GEMV_MAX_TOKENS tokens each.
       const std::size_t xs = std::size_t(w.cols) * dtype_size(dt_), ys = std::size_t(w.rows) * (y_f32 ? 4 : dtype_size(dt_));
       for (int t0 = 0; t0 < n; t0 += cuda::GEMV_MAX_TOKENS)
         ck(cuda::gemv_q(dt_, w.qview(), static_cast<const char*>(x) + std::size_t(t0) * xs,
@@ -533,6 +533,18 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       ck(cuda::gemv(dt_, w.ptr(), x, y, y_f32, n, w.rows, w.cols, stream_->get()), "gemv");
     else
       blas_->gemm(dt_, x, w.ptr(), y, y_f32, n, w.rows, w.cols);
+  }
+
+  /// Up to how many tokens a quantized matmul runs as GEMVs of GEMV_MAX_TOKENS tokens, each
+  /// reading the quantized matrix once, rather than dequantizing it into deq_ for cuBLAS
+  /// (which reads the quantized bytes, writes and reads 2 bytes per weight: ~4.6 bytes per
+  /// weight for Q4, ~5.1 for Q8_0). k GEMV groups read k * 0.56 (Q4) or k * 1.06 (Q8_0)
+  /// bytes per weight, so groups win in bytes up to ~64 (Q4) / ~32 (Q8_0) tokens; the
+  /// defaults, 32 and 16, leave room for the GEMV's dequantization instructions.
+  /// VIREO_QGEMV_MAX_TOKENS overrides both (8: dequantize for every step above the GEMV's).
+  int qgemv_max_tokens(cuda::QFormat f) const noexcept {
+    if (qgemv_max_env_ > 0) return qgemv_max_env_;
+    return f == cuda::QFormat::Q8_0 ? 16 : 32;
   }
 
   /// Final norm of logit rows [c0, c0 + rows) (adding the last layer's FFN output) and the
@@ -844,6 +856,10 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   bool graphs_on_ = true;
   bool profile_on_ = false;  ///< VIREO_CUDA_PROFILE=1 (see mark())
   int fuse_ = 0;             ///< VIREO_DECODE_FUSION=1 or 2 (see fused_step()); 0 = off
+  int qgemv_max_env_ = [] {  ///< VIREO_QGEMV_MAX_TOKENS (0: per-format default)
+    const char* e = std::getenv("VIREO_QGEMV_MAX_TOKENS");
+    return e ? std::max(0, std::atoi(e)) : 0;
+  }();
   std::size_t l2_budget_ = cuda::l2_prefetch_budget();  ///< VIREO_L2_PREFETCH_MB (see l2_ahead())
   bool keep_quant_ = false;  ///< ModelOptions::gpu_quantized (16-bit compute types only)
   bool layer_quant_ = false; ///< a layer matrix stayed quantized (needs cols % 32 to fuse)

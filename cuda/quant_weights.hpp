@@ -2,8 +2,9 @@
 // gpu_quantized): Q8_0, Q4_0 and Q4_1 matrices stay 8.5 / 4.5 / 5 bits per weight in device
 // memory instead of being converted to 16 bits at load. Decode reads them directly (gemv.cu's
 // GEMV, fused variants included, dequantizes each 32-weight block in registers), so a batch-1
-// step moves ~3.5x fewer bytes for Q4; larger steps dequantize one matrix at a time into a
-// scratch buffer (dequant.cu) and use cuBLAS.
+// step moves ~3.5x fewer bytes for Q4; steps of up to 32 tokens (Q8_0: 16) run it 8 tokens at
+// a time, larger ones dequantize one matrix at a time into a scratch buffer (dequant.cu) and
+// use cuBLAS.
 //
 // Every weight is dequantized with gguf::dequantize's fp32 arithmetic and rounded to the
 // compute type, so the weights the tensor cores see are the ones the converting path uploads.

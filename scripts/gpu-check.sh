@@ -3,7 +3,7 @@
 # benchmarks, vireo-bench model and serve on CUDA; logs and JSON under $OUT (8 files, the most
 # the device tool returns: summary.txt, tests-cuda.log, vireo-bench-model.log and 5 JSON). On an
 # H100 the run of 2026-11-26 (no variants) took 126 s; with the five experimental variants and
-# the quantized 8B runs expect ~7 min: give the device tool timeout_s 540.
+# the quantized 8B runs expect ~7.5 min: give the device tool timeout_s 570.
 #
 # Two steps, because the lent machine has nvcc and the CUDA libraries but no libfmt, no
 # Google Benchmark and no package registry:
@@ -202,15 +202,24 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   done
   # Quantized weights kept quantized on the GPU (ModelOptions::gpu_quantized; written without
   # a GPU on 2026-11-26): the 8B shape in Q4_0, batch 1 (the design's target: >= 3x the bf16
-  # batch-1 token rate above), batch 8 (the largest GEMV step) and 64 (dequantize + cuBLAS).
+  # batch-1 token rate above), batch 8 (the largest single GEMV), 16 and 32 (GEMV groups of
+  # 8 tokens) and 64 (dequantize + cuBLAS).
   say "== vireo-bench model, llama-3.1-8b Q4_0 kept quantized (--gpu-weights native)"
   timeout 120 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights q4_0 \
-    --gpu-weights native --batch 1,8,64 --prefill 512 --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
+    --gpu-weights native --batch 1,8,16,32,64 --prefill 512 --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
     --json "$OUT/vireo-bench-8b-q4_0.json" >> "$OUT/vireo-bench-model.log" 2>&1
   rc=$?
   say "vireo-bench model 8b q4_0 native exit $rc"
-  grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -4 | tee -a "$SUMMARY"
+  grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -6 | tee -a "$SUMMARY"
   [ $rc -ne 0 ] && status=1
+  # Batches 16 and 32 through dequantize + cuBLAS instead, for the GEMV-group threshold.
+  VIREO_QGEMV_MAX_TOKENS=8 timeout 80 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
+    --weights q4_0 --gpu-weights native --batch 16,32 --prefill none --decode-steps 16 --context 512 --ttft 0 \
+    --repeats 2 > "$OUT/variant.log" 2>&1
+  say "vireo-bench model 8b q4_0 native, VIREO_QGEMV_MAX_TOKENS=8 exit $?"
+  { echo "==== q4_0 native, VIREO_QGEMV_MAX_TOKENS=8"; cat "$OUT/variant.log"; } >> "$OUT/vireo-bench-model.log"
+  grep -E "^  decode" "$OUT/variant.log" | tee -a "$SUMMARY"
+  rm -f "$OUT/variant.log"
   # The same with the fused decode path over the quantized matrices (batch 1 only).
   VIREO_DECODE_FUSION=1 timeout 80 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
     --weights q4_0 --gpu-weights native --batch 1 --prefill none --decode-steps 16 --context 512 --ttft 0 --repeats 2 \

@@ -192,7 +192,8 @@ TEST_CASE("cuda model with quantized weights kept quantized matches converted we
       keep();
     }
     // 12 sequences, 3 tokens each, then 3 decode steps of 12 tokens: the 16-token graph
-    // bucket (eager, captured, replayed) over dequantized matrices and cuBLAS.
+    // bucket (eager, captured, replayed) over GEMVs of 8 tokens (or, with
+    // VIREO_QGEMV_MAX_TOKENS=8, over dequantized matrices and cuBLAS).
     std::vector<SeqId> seqs;
     b.clear();
     for (int i = 0; i < 12; ++i) {
@@ -225,8 +226,14 @@ TEST_CASE("cuda model with quantized weights kept quantized matches converted we
       const Model fused =
           Model::random(cfg, 31, {.device = Device::cuda(), .dtype = DType::BF16, .gpu_quantized = true}, t);
       ::unsetenv("VIREO_DECODE_FUSION");
-      const auto ref = run(cpu), c = run(conv), nq = run(native), fq = run(fused);
+      // Every step above 8 tokens dequantized for cuBLAS instead of GEMV groups.
+      ::setenv("VIREO_QGEMV_MAX_TOKENS", "8", 1);
+      const Model deq =
+          Model::random(cfg, 31, {.device = Device::cuda(), .dtype = DType::BF16, .gpu_quantized = true}, t);
+      ::unsetenv("VIREO_QGEMV_MAX_TOKENS");
+      const auto ref = run(cpu), c = run(conv), nq = run(native), fq = run(fused), dq = run(deq);
       CHECK(rel_err(fq, c) < 2e-2);
+      CHECK(rel_err(dq, c) < 2e-2);
       // The same bf16 weights: only the GEMVs' summation order (and so a rare rounding of an
       // activation) differs from the converted model.
       CHECK(rel_err(nq, c) < 2e-2);

@@ -61,9 +61,10 @@ struct ModelOptions {
   void* cuda_stream = nullptr;
   /// CUDA only (bf16 / fp16): keep Q8_0, Q4_0 and Q4_1 weight matrices in their GGUF
   /// precision on the GPU instead of converting them to `dtype` at load: ~3.5x less weight
-  /// memory for Q4, and decode GEMVs that read 4.5-5 bits per weight. Steps of more than 8
-  /// tokens dequantize one matrix at a time into a scratch buffer for cuBLAS, so prefill and
-  /// large batches are slower than with converted weights. The weights the GPU multiplies are
+  /// memory for Q4, and decode GEMVs that read 4.5-5 bits per weight. Steps of up to 32
+  /// tokens (16 for Q8_0) run those GEMVs 8 tokens at a time; larger ones dequantize one
+  /// matrix at a time into a scratch buffer for cuBLAS, so prefill and large batches are
+  /// slower than with converted weights. The weights the GPU multiplies are
   /// the same either way (dequantized in fp32, rounded to `dtype`). Experimental: written
   /// without a GPU, not yet measured on one.
   bool gpu_quantized = false;
