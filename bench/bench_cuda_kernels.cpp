@@ -236,10 +236,13 @@ struct PagedCache {
   }
 };
 
-// Split-KV decode attention, Llama-3-8B heads (32 q / 8 kv, hd 128): args (batch, context).
+// Split-KV decode attention, Llama-3-8B heads (32 q / 8 kv, hd 128): args (batch, context,
+// int8 K/V). int8 (KVPrecision::Int8): the bf16 pool's first half read as int8 rows, one
+// fp32 scale per row; bytes are hd + 4 per row instead of 2 hd.
 void BM_decode_attention(benchmark::State& state) {
   if (!gpu_or_skip(state)) return;
   const int batch = int(state.range(0)), ctx = int(state.range(1)), nh = 32, nkv = 8, hd = 128;
+  const bool kv8 = state.range(2) != 0;
   vc::Stream stream;
   PagedCache cache(batch, ctx, nkv, hd, 1);
   auto q = random_bf16(std::size_t(batch) * nh * hd, 7);
@@ -248,17 +251,21 @@ void BM_decode_attention(benchmark::State& state) {
   const int splits = vc::decode_attention_splits(batch, nkv, sms, ctx);
   vc::DeviceBuffer ws(std::max<std::size_t>(vc::decode_attention_workspace_floats(batch, nh, hd, splits), 1) * 4);
   ws.fill_bytes(0);
-  const auto p = cache.params(q.get(), out.get(), nh, nkv, hd);
+  auto p = cache.params(q.get(), out.get(), nh, nkv, hd);
+  const std::size_t rows = cache.k.size() / 2 / hd;  // slots x KV heads
+  const vc::DeviceBuffer scales = upload(std::vector<float>(rows, 1.0f / 64));
+  if (kv8) p.k_scale = p.v_scale = scales.as<float>();
   time_loop(state, stream, [&] {
     vc::check(vc::decode_attention(DType::BF16, p, cache.list.as<std::int32_t>(), batch, splits, ws.as<float>(), stream.get()),
               "decode attention");
   });
   // K and V of every context token, each KV head read once for its GQA group.
-  state.SetBytesProcessed(state.iterations() * std::int64_t(batch) * ctx * nkv * hd * 2 * 2);
+  const std::int64_t row_bytes = kv8 ? hd + 4 : hd * 2;
+  state.SetBytesProcessed(state.iterations() * std::int64_t(batch) * ctx * nkv * row_bytes * 2);
   state.counters["splits"] = splits;
 }
-BENCHMARK(BM_decode_attention)->Args({1, 4096})->Args({1, 32768})->Args({16, 4096})->Args({64, 2048})
-    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_decode_attention)->Args({1, 4096, 0})->Args({1, 32768, 0})->Args({16, 4096, 0})->Args({64, 2048, 0})
+    ->Args({1, 32768, 1})->Args({16, 4096, 1})->Args({64, 2048, 1})->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // Tensor-core prefill attention, one causal sequence of `len` tokens, 32 q / 8 kv heads, hd 128.
 void BM_prefill_attention(benchmark::State& state) {

@@ -128,7 +128,7 @@ const char* kUsage =
     "  --device cpu|cuda    default cpu\n"
     "  --dtype bf16|f16|f32 activations/weights on CUDA (default bf16); the CPU always computes in f32\n"
     "  --weights q4_0|q4_1|q8_0|f32|bf16   storage of random models (default q4_1; on CUDA bf16)\n"
-    "  --kv model|int8      K/V storage (KVCacheOptions::precision; int8: CPU only)\n"
+    "  --kv model|int8      K/V storage (KVCacheOptions::precision)\n"
     "  --gpu-weights convert|native   CUDA: convert weights to --dtype at load (default), or keep\n"
     "                       Q8_0/Q4_0/Q4_1 matrices quantized on the GPU (ModelOptions::gpu_quantized)\n"
     "  --batch LIST         decode batch sizes (cpu default 1,4,8; cuda 1,8,32,64; none: no decode)\n"

@@ -89,7 +89,7 @@ const char* kServeUsage =
     "  --user MIN,MAX       shared-mix user prompt lengths (default 8,48)\n"
     "  --block-size N       KV block size (default 8)\n"
     "  --kv-tokens N        KV pool size in tokens (default 2048)\n"
-    "  --kv model|int8      K/V storage (KVCacheOptions::precision; int8: CPU only)\n"
+    "  --kv model|int8      K/V storage (KVCacheOptions::precision)\n"
     "  --max-batch-tokens N per-step token budget (default 256)\n"
     "  --max-running N      running sequences; the static batch size (default 16)\n"
     "  --repeats N          run every policy N times, interleaved; ratios use each one's best (default 2)\n"

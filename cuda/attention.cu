@@ -18,6 +18,10 @@
 // end. Scores use exp2 with log2(e) folded into the scale; partial maxima are written to
 // the workspace in the natural-log domain the combine kernel uses.
 //
+// int8 K/V (KVPrecision::Int8, AttentionParams::k_scale set): the tiles arrive as int8 rows
+// plus row scales (half the bytes) in a staging buffer and are dequantized into the same
+// shared-memory tiles before the MMAs (mma.cuh: load_kv_tile_i8, dequant_kv_tile).
+//
 // fp32 (the test mode, decode_attention_kernel): warp w takes keys w, w+4, ...; the lanes
 // split head_dim (HD/32 elements each), a shuffle reduction gives the score, and each warp
 // keeps an online softmax (running max m, sum l, acc[HD]) per query head; the warps are
@@ -84,7 +88,14 @@ __device__ __forceinline__ void merge_warps_store(const AttentionParams& p, cons
   }
 }
 
-template <typename T, int HD>
+/// E elements of an int8 K/V row at p (one row of scale sc), widened to fp32.
+template <int E>
+__device__ __forceinline__ void load_small_i8(const std::int8_t* p, float sc, float (&out)[E]) {
+#pragma unroll
+  for (int i = 0; i < E; ++i) out[i] = float(p[i]) * sc;
+}
+
+template <typename T, int HD, bool KV8>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     decode_attention_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list, int splits,
                             float* __restrict__ ws) {
@@ -119,13 +130,20 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
 
   const std::int32_t* table = p.block_ids + p.bt_off[t];
   const std::size_t kv_stride = std::size_t(p.n_kv_heads) * HD;
-  const T* kc = static_cast<const T*>(p.k_cache) + std::size_t(kvh) * HD + lane * E;
-  const T* vc = static_cast<const T*>(p.v_cache) + std::size_t(kvh) * HD + lane * E;
+  const std::size_t head_off = std::size_t(kvh) * HD + lane * E;
   for (int j = k0 + warp; j < k1; j += DEC_WARPS) {
     const std::int64_t slot = std::int64_t(table[j / p.block_size]) * p.block_size + j % p.block_size;
     float kv[E], vv[E];
-    load_small<T, E>(kc + std::size_t(slot) * kv_stride, kv);
-    load_small<T, E>(vc + std::size_t(slot) * kv_stride, vv);
+    if constexpr (KV8) {
+      const std::size_t row = std::size_t(slot) * p.n_kv_heads + kvh;
+      load_small_i8<E>(static_cast<const std::int8_t*>(p.k_cache) + std::size_t(slot) * kv_stride + head_off,
+                       p.k_scale[row], kv);
+      load_small_i8<E>(static_cast<const std::int8_t*>(p.v_cache) + std::size_t(slot) * kv_stride + head_off,
+                       p.v_scale[row], vv);
+    } else {
+      load_small<T, E>(static_cast<const T*>(p.k_cache) + std::size_t(slot) * kv_stride + head_off, kv);
+      load_small<T, E>(static_cast<const T*>(p.v_cache) + std::size_t(slot) * kv_stride + head_off, vv);
+    }
 #pragma unroll
     for (int g = 0; g < MAXG; ++g) {
       if (g >= G) break;
@@ -183,12 +201,13 @@ __global__ void decode_combine_kernel(AttentionParams p, const std::int32_t* __r
 
 constexpr int TC_BK = 64;  // keys per shared-memory tile; warp w takes keys 16w .. 16w+15 of it
 
-template <typename T, int HD>
+/// Q (16 rows), K[2], V[2] in T; with int8 K/V (KV8) two int8 stages after them.
+template <typename T, int HD, bool KV8>
 constexpr std::size_t decode_tc_smem_bytes() {
-  return sizeof(T) * std::size_t(16 * HD + 4 * TC_BK * HD);  // Q (16 rows), K[2], V[2]
+  return sizeof(T) * std::size_t(16 * HD + 4 * TC_BK * HD) + (KV8 ? 2 * kKV8StageBytes<HD, TC_BK> : 0);
 }
 
-template <typename T, int HD>
+template <typename T, int HD, bool KV8>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     decode_attention_tc_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list, int splits,
                                float* __restrict__ ws, float scale_log2) {
@@ -200,6 +219,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
   T* sQ = reinterpret_cast<T*>(smem);
   T* sK0 = sQ + 16 * HD;
   T* sV0 = sK0 + 2 * TC_BK * HD;
+  unsigned char* stage0 = reinterpret_cast<unsigned char*>(sV0 + 2 * TC_BK * HD);  // KV8 only
   __shared__ float sm_m[DEC_WARPS][MAXG], sm_l[DEC_WARPS][MAXG];
 
   const int split = blockIdx.x, kvh = blockIdx.y, i = blockIdx.z;
@@ -211,8 +231,6 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
   const int k0 = min(L, split * chunk), k1 = min(L, k0 + chunk);
   const std::int32_t* table = p.block_ids + p.bt_off[t];
   const std::size_t kv_stride = std::size_t(p.n_kv_heads) * HD;
-  const T* kbase = static_cast<const T*>(p.k_cache) + std::size_t(kvh) * HD;
-  const T* vbase = static_cast<const T*>(p.v_cache) + std::size_t(kvh) * HD;
 
   // Q rows 0..G-1 are the group's query heads, the rest zero.
   for (int idx = tid; idx < 16 * CH; idx += DEC_WARPS * 32) {
@@ -221,8 +239,17 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     cp_async16(sQ + swz<HD>(r, c), src, r < G ? 16 : 0);
   }
   auto load_kv = [&](int j0, int buf) {
-    load_kv_tile<T, HD, TC_BK, DEC_WARPS * 32>(sK0 + buf * TC_BK * HD, sV0 + buf * TC_BK * HD, kbase, vbase, table,
-                                               p.block_size, kv_stride, j0, k1, tid);
+    if constexpr (KV8) {
+      load_kv_tile_i8<HD, TC_BK, DEC_WARPS * 32>(
+          stage0 + buf * kKV8StageBytes<HD, TC_BK>, static_cast<const std::int8_t*>(p.k_cache) + std::size_t(kvh) * HD,
+          static_cast<const std::int8_t*>(p.v_cache) + std::size_t(kvh) * HD, p.k_scale + kvh, p.v_scale + kvh, table,
+          p.block_size, kv_stride, p.n_kv_heads, j0, k1, tid);
+    } else {
+      load_kv_tile<T, HD, TC_BK, DEC_WARPS * 32>(sK0 + buf * TC_BK * HD, sV0 + buf * TC_BK * HD,
+                                                 static_cast<const T*>(p.k_cache) + std::size_t(kvh) * HD,
+                                                 static_cast<const T*>(p.v_cache) + std::size_t(kvh) * HD, table,
+                                                 p.block_size, kv_stride, j0, k1, tid);
+    }
   };
   const int n_kt = (k1 - k0 + TC_BK - 1) / TC_BK;
   if (n_kt > 0) load_kv(k0, 0);
@@ -245,6 +272,11 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
       cp_async_wait<0>();
     }
     __syncthreads();
+    if constexpr (KV8) {
+      dequant_kv_tile<T, HD, TC_BK, DEC_WARPS * 32>(stage0 + buf * kKV8StageBytes<HD, TC_BK>, sK0 + buf * TC_BK * HD,
+                                                     sV0 + buf * TC_BK * HD, tid);
+      __syncthreads();
+    }
     if (it == 0) {
 #pragma unroll
       for (int kk = 0; kk < HD / 16; ++kk) ldmatrix_x4(qf[kk], sQ + swz<HD>(lane & 15, kk * 2 + (lane >> 4)));
@@ -363,42 +395,44 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
   }
 }
 
-template <typename T, int HD>
+template <typename T, int HD, bool KV8>
 cudaError_t launch_decode_hd(const AttentionParams& p, const std::int32_t* tok_list, int n, int splits, float* ws,
                              cudaStream_t s) {
   const dim3 grid(splits, p.n_kv_heads, n), block(DEC_WARPS * 32);
   cudaError_t e;
-  if constexpr (sizeof(T) == 2)
-    e = cuda::launch(decode_attention_tc_kernel<T, HD>, grid, block, decode_tc_smem_bytes<T, HD>(), s, p, tok_list,
-                     splits, ws, p.scale * 1.4426950408889634f);
-  else
-    e = cuda::launch(decode_attention_kernel<T, HD>, grid, block, 0, s, p, tok_list, splits, ws);
+  if constexpr (sizeof(T) == 2) {
+    // > 48 KiB of dynamic shared memory needs an opt-in, per device: a host-side attribute,
+    // also legal while a CUDA graph is being captured.
+    constexpr std::size_t smem = decode_tc_smem_bytes<T, HD, KV8>();
+    e = cudaFuncSetAttribute(decode_attention_tc_kernel<T, HD, KV8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             int(smem));
+    if (e != cudaSuccess) return e;
+    e = cuda::launch(decode_attention_tc_kernel<T, HD, KV8>, grid, block, smem, s, p, tok_list, splits, ws,
+                     p.scale * 1.4426950408889634f);
+  } else {
+    e = cuda::launch(decode_attention_kernel<T, HD, KV8>, grid, block, 0, s, p, tok_list, splits, ws);
+  }
   if (e != cudaSuccess || splits == 1 || sizeof(T) == 2) return e;  // 16-bit: merged in the kernel
   return cuda::launch(decode_combine_kernel<T, HD>, dim3(p.n_heads, n), dim3(HD), 0, s, p, tok_list, n, splits, ws);
+}
+
+template <typename T, bool KV8>
+cudaError_t launch_decode_kv(const AttentionParams& p, const std::int32_t* tok_list, int n, int splits, float* ws,
+                             cudaStream_t s) {
+  return p.head_dim == 64 ? launch_decode_hd<T, 64, KV8>(p, tok_list, n, splits, ws, s)
+                          : launch_decode_hd<T, 128, KV8>(p, tok_list, n, splits, ws, s);
 }
 
 template <typename T>
 cudaError_t launch_decode(const AttentionParams& p, const std::int32_t* tok_list, int n, int splits, float* ws,
                           cudaStream_t s) {
-  if constexpr (sizeof(T) == 2) {
-    // > 48 KiB of dynamic shared memory needs an opt-in, per device: a host-side attribute,
-    // also legal while a CUDA graph is being captured.
-    const cudaError_t e = p.head_dim == 64
-                              ? cudaFuncSetAttribute(decode_attention_tc_kernel<T, 64>,
-                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                     int(decode_tc_smem_bytes<T, 64>()))
-                              : cudaFuncSetAttribute(decode_attention_tc_kernel<T, 128>,
-                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                     int(decode_tc_smem_bytes<T, 128>()));
-    if (e != cudaSuccess) return e;
-  }
-  return p.head_dim == 64 ? launch_decode_hd<T, 64>(p, tok_list, n, splits, ws, s)
-                          : launch_decode_hd<T, 128>(p, tok_list, n, splits, ws, s);
+  return p.k_scale ? launch_decode_kv<T, true>(p, tok_list, n, splits, ws, s)
+                   : launch_decode_kv<T, false>(p, tok_list, n, splits, ws, s);
 }
 
 bool valid(const AttentionParams& p) {
   return (p.head_dim == 64 || p.head_dim == 128) && p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 &&
-         p.n_heads / p.n_kv_heads <= MAXG && p.block_size > 0;
+         p.n_heads / p.n_kv_heads <= MAXG && p.block_size > 0 && !p.k_scale == !p.v_scale;
 }
 
 }  // namespace

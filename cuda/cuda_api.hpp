@@ -224,6 +224,12 @@ struct RopeKVParams {
   const std::int32_t* positions = nullptr;
   const std::int64_t* slots = nullptr;
   int n = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  /// int8 K/V (KVPrecision::Int8) when set: k_cache / v_cache are int8 [slots, nkv, hd] and
+  /// each roped K row / V row of a KV head is quantized on its own as the CPU reference does
+  /// (cpu::quantize_kv_row: scale max|x| / 127, round to nearest even; NaN scale and zeros for
+  /// a non-finite row), scales to k_scale / v_scale [slots, nkv]. head_dim 64 or 128.
+  float* k_scale = nullptr;
+  float* v_scale = nullptr;
 };
 Status rope_kv(DType dt, const RopeKVParams& p, void* stream);
 
@@ -258,7 +264,7 @@ Status gemv_fused(DType dt, GemvEpilogue epi, bool norm, const void* w, const vo
 /// keys 0..kv_len[t]-1 once for the whole group of nh/nkv query heads; with splits > 1 the
 /// partial (max, sum, acc) go to the workspace and a second kernel merges them.
 /// q [T, nh, hd], out [T, nh, hd] (rows of unlisted tokens untouched), in T; head_dim 64 or 128,
-/// group size nh/nkv <= 8. Workspace: decode_attention_workspace_floats(n, nh, hd, splits)
+/// group size nh/nkv <= 8. K/V in T, or int8 with row scales (AttentionParams::k_scale). Workspace: decode_attention_workspace_floats(n, nh, hd, splits)
 /// floats, zero-filled once before the first call (its split counters are left at zero by
 /// every call; with 16-bit types the last split of each head merges the others in-kernel).
 struct AttentionParams {
@@ -271,6 +277,10 @@ struct AttentionParams {
   const std::int32_t* block_ids = nullptr;  ///< concatenated block tables
   int n_heads = 0, n_kv_heads = 0, head_dim = 0, block_size = 16;
   float scale = 0.0f;
+  /// int8 K/V (KVPrecision::Int8) when set: k_cache / v_cache hold int8 [slots, nkv, hd] and
+  /// these the fp32 row scales [slots, nkv] (element = q * scale). Both or neither.
+  const float* k_scale = nullptr;
+  const float* v_scale = nullptr;
   L2Prefetch l2;  ///< decode: the next GEMV's weights, pulled into L2 while the kernel runs
 };
 std::size_t decode_attention_workspace_floats(int n, int n_heads, int head_dim, int splits) noexcept;

@@ -68,38 +68,50 @@ void ck(cuda::Status s, const char* what) { cuda::check(s, what); }
 
 class CudaKVStorage final : public KVStorage {
  public:
+  // Per layer, one run of the pool each: K and V ([num_blocks * block_size, nkv, hd] in the
+  // backend dtype, or int8 with KVPrecision::Int8), then (int8) the K and V row scales
+  // ([num_blocks * block_size, nkv] fp32).
   CudaKVStorage(const KVGeometry& g, std::shared_ptr<cuda::Stream> stream)
       : KVStorage(g), stream_(std::move(stream)) {
-    block_bytes_ = g.block_elems() * dtype_size(g.dtype);
-    layer_bytes_ = block_bytes_ * std::size_t(g.num_blocks);
-    buf_ = cuda::DeviceBuffer(2 * layer_bytes_ * std::size_t(g.n_layers));
+    block_bytes_ = g.block_elems() * (g.int8 ? 1 : dtype_size(g.dtype));
+    scale_block_bytes_ = g.int8 ? std::size_t(g.block_size) * g.n_kv_heads * sizeof(float) : 0;
+    layer_bytes_ = 2 * (block_bytes_ + scale_block_bytes_) * std::size_t(g.num_blocks);
+    buf_ = cuda::DeviceBuffer(layer_bytes_ * std::size_t(g.n_layers));
     buf_.fill_bytes(0);
   }
-  void* k(int layer) const noexcept { return static_cast<char*>(buf_.get()) + 2 * std::size_t(layer) * layer_bytes_; }
-  void* v(int layer) const noexcept { return static_cast<char*>(k(layer)) + layer_bytes_; }
+  void* k(int layer) const noexcept { return static_cast<char*>(buf_.get()) + std::size_t(layer) * layer_bytes_; }
+  void* v(int layer) const noexcept { return static_cast<char*>(k(layer)) + block_bytes_ * std::size_t(geo_.num_blocks); }
+  /// int8 storage: the fp32 row scales of layer `layer` (nullptr otherwise).
+  float* k_scale(int layer) const noexcept {
+    if (!geo_.int8) return nullptr;
+    return reinterpret_cast<float*>(static_cast<char*>(k(layer)) + 2 * block_bytes_ * std::size_t(geo_.num_blocks));
+  }
+  float* v_scale(int layer) const noexcept {
+    return geo_.int8 ? k_scale(layer) + std::size_t(geo_.num_blocks) * geo_.block_size * geo_.n_kv_heads : nullptr;
+  }
 
   void copy_block(std::int32_t src, std::int32_t dst) override {
     check_block(src);
     check_block(dst);
     auto s = static_cast<cudaStream_t>(stream_->get());
     for (int l = 0; l < geo_.n_layers; ++l)
-      for (void* base : {k(l), v(l)})
-        cu(cudaMemcpyAsync(static_cast<char*>(base) + std::size_t(dst) * block_bytes_,
-                           static_cast<char*>(base) + std::size_t(src) * block_bytes_, block_bytes_,
+      for (const Run& r : runs(l))
+        cu(cudaMemcpyAsync(r.base + std::size_t(dst) * r.bytes, r.base + std::size_t(src) * r.bytes, r.bytes,
                            cudaMemcpyDeviceToDevice, s),
            "KV copy_block");
   }
-  // Host image of a block: per layer, K then V, block_bytes_ each.
+  // Host image of a block: per layer, its runs in runs() order (K then V; int8: K values, K
+  // scales, V values, V scales), geometry().bytes_per_block() bytes in all.
   void read_block(std::int32_t block, void* host_dst) override {
     check_block(block);
     auto s = static_cast<cudaStream_t>(stream_->get());
     auto* h = static_cast<char*>(host_dst);
     for (int l = 0; l < geo_.n_layers; ++l)
-      for (int kv = 0; kv < 2; ++kv)
-        cu(cudaMemcpyAsync(h + (2 * std::size_t(l) + kv) * block_bytes_,
-                           static_cast<char*>(kv ? v(l) : k(l)) + std::size_t(block) * block_bytes_, block_bytes_,
-                           cudaMemcpyDeviceToHost, s),
+      for (const Run& r : runs(l)) {
+        cu(cudaMemcpyAsync(h, r.base + std::size_t(block) * r.bytes, r.bytes, cudaMemcpyDeviceToHost, s),
            "KV read_block");
+        h += r.bytes;
+      }
     stream_->synchronize();
   }
   void write_block(std::int32_t block, const void* host_src) override {
@@ -107,10 +119,11 @@ class CudaKVStorage final : public KVStorage {
     auto s = static_cast<cudaStream_t>(stream_->get());
     auto* h = static_cast<const char*>(host_src);
     for (int l = 0; l < geo_.n_layers; ++l)
-      for (int kv = 0; kv < 2; ++kv)
-        cu(cudaMemcpyAsync(static_cast<char*>(kv ? v(l) : k(l)) + std::size_t(block) * block_bytes_,
-                           h + (2 * std::size_t(l) + kv) * block_bytes_, block_bytes_, cudaMemcpyHostToDevice, s),
+      for (const Run& r : runs(l)) {
+        cu(cudaMemcpyAsync(r.base + std::size_t(block) * r.bytes, h, r.bytes, cudaMemcpyHostToDevice, s),
            "KV write_block");
+        h += r.bytes;
+      }
     stream_->synchronize();
   }
   std::shared_ptr<void> alloc_host(std::size_t bytes) override {
@@ -125,12 +138,24 @@ class CudaKVStorage final : public KVStorage {
   }
 
  private:
+  /// One array of a layer with a run per block: its start and one block's run in bytes.
+  struct Run {
+    char* base;
+    std::size_t bytes;
+  };
+  std::vector<Run> runs(int l) const {
+    if (!geo_.int8) return {{static_cast<char*>(k(l)), block_bytes_}, {static_cast<char*>(v(l)), block_bytes_}};
+    return {{static_cast<char*>(k(l)), block_bytes_},
+            {reinterpret_cast<char*>(k_scale(l)), scale_block_bytes_},
+            {static_cast<char*>(v(l)), block_bytes_},
+            {reinterpret_cast<char*>(v_scale(l)), scale_block_bytes_}};
+  }
   void check_block(std::int32_t b) const {
     if (b < 0 || b >= geo_.num_blocks)
       throw Error(ErrorCode::InvalidArgument, fmt::format("KV block {} outside [0, {})", b, geo_.num_blocks));
   }
   std::shared_ptr<cuda::Stream> stream_;
-  std::size_t block_bytes_ = 0, layer_bytes_ = 0;
+  std::size_t block_bytes_ = 0, scale_block_bytes_ = 0, layer_bytes_ = 0;
   cuda::DeviceBuffer buf_;
 };
 
@@ -306,11 +331,10 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   int max_tokens() const noexcept override { return kMaxTokens; }
 
   std::unique_ptr<KVStorage> make_kv_storage(const KVGeometry& g) override {
-    if (g.int8)
+    if (g.int8 && g.head_dim != 64 && g.head_dim != 128)
       throw Error(ErrorCode::Unsupported,
-                  fmt::format("int8 KV storage (KVPrecision::Int8) is implemented on the CPU backend only; the CUDA "
-                              "backend stores K/V in {}",
-                              to_string(dt_)));
+                  fmt::format("int8 KV storage (KVPrecision::Int8) on the CUDA backend needs head_dim 64 or 128, not {}",
+                              g.head_dim));
     if (g.dtype != dt_ || g.n_layers != cfg_.n_layers || g.n_kv_heads != cfg_.n_kv_heads || g.head_dim != cfg_.head_dim)
       throw Error(ErrorCode::InvalidArgument,
                   fmt::format("KV geometry ({} layers, {} KV heads, head_dim {}, {}) does not match the CUDA backend "
@@ -467,7 +491,8 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     st.block_ids = d32(lay.block_ids);
     st.slots = reinterpret_cast<const std::int64_t*>(d + lay.slots);
     st.block_size = plan.block_size;
-    st.fused = fused_step(st.n);
+    // int8 K/V are written by rope_kv (the fused QKV epilogue writes 16-bit K/V only).
+    st.fused = fused_step(st.n) && !kv.geometry().int8;
 
     const auto key = std::make_tuple(n, kv.k(0), kv.geometry().num_blocks, plan.block_size, st.splits);
     if (graph && !graphs_.count(key) && warmed_.insert(key).second) {
@@ -606,6 +631,8 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       rp.q_out = q_.get();
       rp.k_cache = kv.k(l);
       rp.v_cache = kv.v(l);
+      rp.k_scale = kv.k_scale(l);  // int8 K/V: quantized per row as they are written
+      rp.v_scale = kv.v_scale(l);
       rp.positions = st.positions;
       rp.slots = st.slots;
       rp.n = st.n;
@@ -637,6 +664,8 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       ap.q = q_.get();
       ap.k_cache = kv.k(l);
       ap.v_cache = kv.v(l);
+      ap.k_scale = kv.k_scale(l);
+      ap.v_scale = kv.v_scale(l);
       ap.out = attn_.get();
       ap.kv_len = st.kv_len;
       ap.bt_off = st.bt_off;

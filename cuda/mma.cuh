@@ -107,4 +107,69 @@ __device__ __forceinline__ void load_kv_tile(T* sK, T* sV, const T* kbase, const
   }
 }
 
+/// 4-byte global -> shared copy (L1-cached); src_bytes 0 writes zeros.
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
+}
+
+// ---- int8 K/V (KVPrecision::Int8) ----------------------------------------------------------
+// The cache holds int8 rows [slots, n_kv_heads, HD] and one fp32 scale per row [slots,
+// n_kv_heads]; element = q * scale. The attention kernels stage a tile's int8 rows and scales
+// in shared memory with cp.async (half the bytes of a 16-bit tile), then dequantize them into
+// the swizzled T tiles the MMAs read, so everything after the load is the 16-bit code.
+
+/// Bytes of one stage of an int8 K+V tile of ROWS rows: values [2][ROWS][HD], scales [2][ROWS].
+template <int HD, int ROWS>
+inline constexpr int kKV8StageBytes = 2 * ROWS * HD + 2 * ROWS * 4;
+
+/// Gather positions j0 .. j0 + ROWS - 1 of one KV head (as load_kv_tile) into stage: K values
+/// [ROWS][HD], V values [ROWS][HD], K scales [ROWS], V scales [ROWS]; positions >= j_end get
+/// zero values and scales. kbase / vbase: the head's first int8 element; ksbase / vsbase: the
+/// head's first scale; rows kv_stride bytes and scale_stride floats apart.
+template <int HD, int ROWS, int NT>
+__device__ __forceinline__ void load_kv_tile_i8(unsigned char* stage, const std::int8_t* kbase,
+                                                const std::int8_t* vbase, const float* ksbase, const float* vsbase,
+                                                const std::int32_t* table, int block_size, std::size_t kv_stride,
+                                                int scale_stride, int j0, int j_end, int tid) {
+  constexpr int CH = HD / 16;  // 16-byte chunks per int8 row
+  unsigned char* sK8 = stage;
+  unsigned char* sV8 = stage + ROWS * HD;
+  float* sKs = reinterpret_cast<float*>(stage + 2 * ROWS * HD);
+  float* sVs = sKs + ROWS;
+  for (int idx = tid; idx < ROWS * (CH + 1); idx += NT) {
+    const int kr = idx < ROWS * CH ? idx / CH : idx - ROWS * CH, j = j0 + kr;
+    const bool ok = j < j_end;
+    const std::int64_t slot = ok ? std::int64_t(table[j / block_size]) * block_size + j % block_size : 0;
+    if (idx < ROWS * CH) {
+      const int c = idx % CH;
+      const std::size_t a = std::size_t(slot) * kv_stride + std::size_t(c) * 16;
+      cp_async16(sK8 + kr * HD + c * 16, kbase + a, ok ? 16 : 0);
+      cp_async16(sV8 + kr * HD + c * 16, vbase + a, ok ? 16 : 0);
+    } else {
+      const std::size_t a = std::size_t(slot) * std::size_t(scale_stride);
+      cp_async4(sKs + kr, ksbase + a, ok ? 4 : 0);
+      cp_async4(sVs + kr, vsbase + a, ok ? 4 : 0);
+    }
+  }
+}
+
+/// Dequantize a landed stage into the swizzled [ROWS][HD] T tiles sK / sV (8 elements per
+/// thread step: one 16-byte T chunk). The caller synchronizes before and after.
+template <typename T, int HD, int ROWS, int NT>
+__device__ __forceinline__ void dequant_kv_tile(const unsigned char* stage, T* sK, T* sV, int tid) {
+  constexpr int CH = HD / 8;
+  const float* sKs = reinterpret_cast<const float*>(stage + 2 * ROWS * HD);
+  for (int idx = tid; idx < 2 * ROWS * CH; idx += NT) {
+    const int kv = idx / (ROWS * CH), rem = idx % (ROWS * CH), kr = rem / CH, c = rem % CH;
+    const uint2 raw = *reinterpret_cast<const uint2*>(stage + (kv * ROWS + kr) * HD + c * 8);
+    const float sc = sKs[kv * ROWS + kr];
+    const std::int8_t* q = reinterpret_cast<const std::int8_t*>(&raw);
+    uint4 out;
+    std::uint32_t* o = reinterpret_cast<std::uint32_t*>(&out);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) o[i] = pack2<T>(float(q[2 * i]) * sc, float(q[2 * i + 1]) * sc);
+    *reinterpret_cast<uint4*>((kv ? sV : sK) + swz<HD>(kr, c)) = out;
+  }
+}
+
 }  // namespace vireo::cuda

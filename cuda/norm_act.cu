@@ -169,7 +169,10 @@ __global__ void __launch_bounds__(128) rope_kv_kernel(RopeKVParams p) {
   }
   __syncthreads();
   const int h0 = blockIdx.y * ROPE_HEADS, h1 = min(nh + 2 * nkv, h0 + ROPE_HEADS);
-  for (int j = threadIdx.x; j < (h1 - h0) * half; j += blockDim.x) {
+  const bool kv8 = p.k_scale != nullptr;
+  // int8 K/V: the pair loop does the q heads only; the K / V rows are quantized below.
+  const int h1_pairs = kv8 ? min(h1, nh) : h1;
+  for (int j = threadIdx.x; j < (h1_pairs - h0) * half; j += blockDim.x) {
     const int head = h0 + j / half, i = j % half;
     const int col = head * hd + 2 * i;  // q heads, then k heads, then v heads: contiguous in qkv
     float x0 = to_f32(row[col]), x1 = to_f32(row[col + 1]);
@@ -195,6 +198,55 @@ __global__ void __launch_bounds__(128) rope_kv_kernel(RopeKVParams p) {
     }
     out[0] = from_f32<T>(x0);
     out[1] = from_f32<T>(x1);
+  }
+  if (!kv8 || slot < 0) return;
+  // One warp per K / V head row of this CTA: lane l holds elements E l .. E l + E - 1 (E = hd
+  // / 32, whole rotation pairs), the row's max |x| is a warp reduction.
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, E = hd / 32;
+  for (int head = max(h0, nh) + warp; head < h1; head += int(blockDim.x >> 5)) {
+    const bool is_v = head >= nh + nkv;
+    const int kvh = head - (is_v ? nh + nkv : nh), c0 = lane * E;
+    float x[4];
+    bool finite = true;
+    float amax = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 4; e += 2) {
+      if (e >= E) break;
+      const int col = head * hd + c0 + e;
+      float x0 = to_f32(row[col]), x1 = to_f32(row[col + 1]);
+      if (p.bias) {
+        x0 += p.bias[col];
+        x1 += p.bias[col + 1];
+      }
+      if (!is_v) {
+        const int i = (c0 + e) / 2;
+        const float cf = s_cos[i], sf = s_sin[i];
+        const float y0 = x0 * cf - x1 * sf, y1 = x0 * sf + x1 * cf;
+        x0 = y0;
+        x1 = y1;
+      }
+      x[e] = x0;
+      x[e + 1] = x1;
+      finite = finite && isfinite(x0) && isfinite(x1);
+      amax = fmaxf(amax, fmaxf(fabsf(x0), fabsf(x1)));
+    }
+    finite = __all_sync(0xffffffffu, finite);
+    amax = warp_max(amax);
+    const std::size_t r = std::size_t(slot) * nkv + kvh;
+    std::int8_t* q = static_cast<std::int8_t*>(is_v ? p.v_cache : p.k_cache) + r * hd + c0;
+    float scale = 0.0f, inv = 0.0f;
+    if (!finite) {
+      scale = __int_as_float(0x7fc00000);  // NaN: keep the damage visible
+    } else if (amax >= 1e-30f) {
+      scale = amax / 127.0f;
+      inv = 127.0f / amax;
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (e >= E) break;
+      q[e] = std::int8_t(inv == 0.0f ? 0 : __float2int_rn(fminf(fmaxf(x[e] * inv, -127.0f), 127.0f)));
+    }
+    if (lane == 0) (is_v ? p.v_scale : p.k_scale)[r] = scale;
   }
 }
 
@@ -245,6 +297,8 @@ Status rope_kv(DType dt, const RopeKVParams& p, void* stream) {
   if (p.n <= 0) return cudaSuccess;
   if (p.head_dim <= 0 || p.head_dim % 2 || p.head_dim > 2048 || p.n_heads <= 0 || p.n_kv_heads <= 0)
     return cudaErrorInvalidValue;
+  if ((p.k_scale || p.v_scale) && (!p.k_scale || !p.v_scale || (p.head_dim != 64 && p.head_dim != 128)))
+    return cudaErrorInvalidValue;  // int8 K/V: whole rotation pairs per lane, <= 4 elements
   return VIREO_DISPATCH_DTYPE(dt, [&] {
     const int groups = (p.n_heads + 2 * p.n_kv_heads + ROPE_HEADS - 1) / ROPE_HEADS;
     return cuda::launch(rope_kv_kernel<T>, dim3(p.n, groups), dim3(128), 0, static_cast<cudaStream_t>(stream), p);

@@ -31,7 +31,8 @@
 // poorly hidden; VIREO_PREFILL_MT=2 gives each warp two m-tiles (128-token tiles, 255
 // registers, no spills), FlashAttention-2's arrangement, as an experiment for the next GPU run.
 // K/V tiles are re-read once per query head of a GQA group, from L2 (1 MiB per KV head at
-// 2048 tokens).
+// 2048 tokens). int8 K/V (AttentionParams::k_scale) are staged as int8 rows + row scales and
+// dequantized into the same tiles before the MMAs (mma.cuh), as in decode.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -56,9 +57,10 @@ constexpr int MAX_BQ = 128;  // query rows of an MT = 2 CTA
 template <int MT>
 inline constexpr int kBQ = 16 * WARPS * MT;
 
-template <typename T, int HD, int MT>
+/// Q, K[2], V[2] in T; with int8 K/V (KV8) two int8 stages after them.
+template <typename T, int HD, int MT, bool KV8>
 constexpr std::size_t smem_bytes() {
-  return sizeof(T) * std::size_t(kBQ<MT> * HD + 4 * BK * HD);  // Q, K[2], V[2]
+  return sizeof(T) * std::size_t(kBQ<MT> * HD + 4 * BK * HD) + (KV8 ? 2 * kKV8StageBytes<HD, BK> : 0);
 }
 
 // ---- the kernel ---------------------------------------------------------------------------
@@ -67,7 +69,7 @@ constexpr std::size_t smem_bytes() {
 /// MT = 2 (VIREO_PREFILL_MT=2, an experiment): warp w owns rows 32w .. 32w+31 as two m-tiles;
 /// every K / V fragment loaded feeds two MMAs (twice the independent MMA chains per warp), Q
 /// fragments are re-read from shared memory per key tile (register budget: O is 128 fp32).
-template <typename T, int HD, int MT>
+template <typename T, int HD, int MT, bool KV8>
 __global__ void __launch_bounds__(THREADS)
     prefill_attention_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list,
                              const std::int32_t* __restrict__ tiles, float scale_log2) {
@@ -79,6 +81,7 @@ __global__ void __launch_bounds__(THREADS)
   T* sQ = reinterpret_cast<T*>(smem);
   T* sK0 = sQ + BQ * HD;  // K buffers [2][BK][HD], then V buffers [2][BK][HD]
   T* sV0 = sK0 + 2 * BK * HD;
+  unsigned char* stage0 = reinterpret_cast<unsigned char*>(sV0 + 2 * BK * HD);  // KV8 only
   __shared__ int s_tok[MAX_BQ], s_len[MAX_BQ];
   __shared__ int s_kv_total, s_min_len;
 
@@ -103,8 +106,6 @@ __global__ void __launch_bounds__(THREADS)
   const int kv_total = s_kv_total, min_len = s_min_len;
   const std::int32_t* table = p.block_ids + p.bt_off[s_tok[0]];
   const std::size_t kv_stride = std::size_t(nkv) * HD;
-  const T* kbase = static_cast<const T*>(p.k_cache) + std::size_t(kvh) * HD;
-  const T* vbase = static_cast<const T*>(p.v_cache) + std::size_t(kvh) * HD;
 
   // Q tile (padding rows zero).
   for (int idx = tid; idx < BQ * CH; idx += THREADS) {
@@ -113,8 +114,17 @@ __global__ void __launch_bounds__(THREADS)
     cp_async16(sQ + swz<HD>(r, c), src, t >= 0 ? 16 : 0);
   }
   auto load_kv = [&](int k0, int buf) {
-    load_kv_tile<T, HD, BK, THREADS>(sK0 + buf * BK * HD, sV0 + buf * BK * HD, kbase, vbase, table, p.block_size,
-                                     kv_stride, k0, kv_total, tid);
+    if constexpr (KV8) {
+      load_kv_tile_i8<HD, BK, THREADS>(
+          stage0 + buf * kKV8StageBytes<HD, BK>, static_cast<const std::int8_t*>(p.k_cache) + std::size_t(kvh) * HD,
+          static_cast<const std::int8_t*>(p.v_cache) + std::size_t(kvh) * HD, p.k_scale + kvh, p.v_scale + kvh, table,
+          p.block_size, kv_stride, nkv, k0, kv_total, tid);
+    } else {
+      load_kv_tile<T, HD, BK, THREADS>(sK0 + buf * BK * HD, sV0 + buf * BK * HD,
+                                       static_cast<const T*>(p.k_cache) + std::size_t(kvh) * HD,
+                                       static_cast<const T*>(p.v_cache) + std::size_t(kvh) * HD, table, p.block_size,
+                                       kv_stride, k0, kv_total, tid);
+    }
   };
   load_kv(0, 0);
   cp_async_commit();
@@ -146,6 +156,11 @@ __global__ void __launch_bounds__(THREADS)
       cp_async_wait<0>();
     }
     __syncthreads();
+    if constexpr (KV8) {
+      dequant_kv_tile<T, HD, BK, THREADS>(stage0 + buf * kKV8StageBytes<HD, BK>, sK0 + buf * BK * HD,
+                                          sV0 + buf * BK * HD, tid);
+      __syncthreads();
+    }
     if constexpr (MT == 1) {
       if (it == 0) {
 #pragma unroll
@@ -267,23 +282,30 @@ __global__ void __launch_bounds__(THREADS)
     }
 }
 
-template <typename T, int HD, int MT>
+template <typename T, int HD, int MT, bool KV8>
 cudaError_t launch(const AttentionParams& p, const std::int32_t* tok_list, const std::int32_t* tiles, int n_tiles,
                    cudaStream_t s) {
-  constexpr std::size_t smem = smem_bytes<T, HD, MT>();
-  cudaError_t e = cudaFuncSetAttribute(prefill_attention_kernel<T, HD, MT>,
+  constexpr std::size_t smem = smem_bytes<T, HD, MT, KV8>();
+  cudaError_t e = cudaFuncSetAttribute(prefill_attention_kernel<T, HD, MT, KV8>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (e != cudaSuccess) return e;
   const float scale_log2 = p.scale * 1.4426950408889634f;
-  return cuda::launch(prefill_attention_kernel<T, HD, MT>, dim3(n_tiles, p.n_heads), dim3(THREADS), smem, s, p,
+  return cuda::launch(prefill_attention_kernel<T, HD, MT, KV8>, dim3(n_tiles, p.n_heads), dim3(THREADS), smem, s, p,
                       tok_list, tiles, scale_log2);
 }
 
-template <typename T, int HD>
+template <typename T, int HD, bool KV8>
 cudaError_t launch_mt(const AttentionParams& p, const std::int32_t* tok_list, const std::int32_t* tiles, int n_tiles,
                       cudaStream_t s) {
-  return prefill_tile() == 128 ? launch<T, HD, 2>(p, tok_list, tiles, n_tiles, s)
-                               : launch<T, HD, 1>(p, tok_list, tiles, n_tiles, s);
+  return prefill_tile() == 128 ? launch<T, HD, 2, KV8>(p, tok_list, tiles, n_tiles, s)
+                               : launch<T, HD, 1, KV8>(p, tok_list, tiles, n_tiles, s);
+}
+
+template <typename T, int HD>
+cudaError_t launch_kv(const AttentionParams& p, const std::int32_t* tok_list, const std::int32_t* tiles, int n_tiles,
+                      cudaStream_t s) {
+  return p.k_scale ? launch_mt<T, HD, true>(p, tok_list, tiles, n_tiles, s)
+                   : launch_mt<T, HD, false>(p, tok_list, tiles, n_tiles, s);
 }
 
 }  // namespace
@@ -295,16 +317,16 @@ Status prefill_attention(DType dt, const AttentionParams& p, const std::int32_t*
   if (n_tiles <= 0) return cudaSuccess;
   const bool ok = (p.head_dim == 64 || p.head_dim == 128) && p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 &&
                   p.block_size > 0;
-  if (!ok || dt == DType::F32) return cudaErrorInvalidValue;  // tensor cores: 16-bit only
+  if (!ok || dt == DType::F32 || !p.k_scale != !p.v_scale) return cudaErrorInvalidValue;  // tensor cores: 16-bit only
   // Q and the K/V rows are copied as 16-byte chunks (rows are HD * 2 bytes, a multiple of 16).
   if (!aligned16(p.q) || !aligned16(p.k_cache) || !aligned16(p.v_cache) || !aligned16(p.out))
     return cudaErrorMisalignedAddress;
   auto s = static_cast<cudaStream_t>(stream);
   if (dt == DType::BF16)
-    return p.head_dim == 64 ? launch_mt<__nv_bfloat16, 64>(p, tok_list, tiles, n_tiles, s)
-                            : launch_mt<__nv_bfloat16, 128>(p, tok_list, tiles, n_tiles, s);
-  return p.head_dim == 64 ? launch_mt<__half, 64>(p, tok_list, tiles, n_tiles, s)
-                          : launch_mt<__half, 128>(p, tok_list, tiles, n_tiles, s);
+    return p.head_dim == 64 ? launch_kv<__nv_bfloat16, 64>(p, tok_list, tiles, n_tiles, s)
+                            : launch_kv<__nv_bfloat16, 128>(p, tok_list, tiles, n_tiles, s);
+  return p.head_dim == 64 ? launch_kv<__half, 64>(p, tok_list, tiles, n_tiles, s)
+                          : launch_kv<__half, 128>(p, tok_list, tiles, n_tiles, s);
 }
 
 int prefill_tile() noexcept {

@@ -3,7 +3,7 @@
 # benchmarks, vireo-bench model and serve on CUDA; logs and JSON under $OUT (8 files, the most
 # the device tool returns: summary.txt, tests-cuda.log, vireo-bench-model.log and 5 JSON). On an
 # H100 the run of 2026-11-26 (no variants) took 126 s; with the five experimental variants and
-# the quantized 8B runs expect ~7.5 min: give the device tool timeout_s 570.
+# the quantized 8B runs expect ~8 min: give the device tool timeout_s 580.
 #
 # Two steps, because the lent machine has nvcc and the CUDA libraries but no libfmt, no
 # Google Benchmark and no package registry:
@@ -117,7 +117,7 @@ fi
 [ -f "$MODEL" ] && export VIREO_MODEL="$PWD/$MODEL"
 
 say "== [cuda] tests"
-timeout 120 "$BUILD/tests/vireo-tests" "[cuda]" --durations yes > "$OUT/tests-cuda.log" 2>&1
+timeout 150 "$BUILD/tests/vireo-tests" "[cuda]" --durations yes > "$OUT/tests-cuda.log" 2>&1
 rc=$?
 say "vireo-tests [cuda] exit $rc"
 tail -40 "$OUT/tests-cuda.log"
@@ -249,6 +249,22 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "vireo-bench serve exit $rc"
   tail -25 "$OUT/vireo-bench-model.log"
   [ $rc -ne 0 ] && status=1
+fi
+
+if [ -f "$BUILD/bench/vireo-bench" ]; then
+  # int8 K/V on the GPU (KVPrecision::Int8, written without a GPU on 2026-11-26) against the
+  # 16-bit cache at a long context, Llama-3.2-1B shape: decode reads ~half the KV bytes.
+  for kv in model int8; do
+    say "== vireo-bench model llama-3.2-1b, --kv $kv, context 8192"
+    timeout 60 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.2-1b --kv "$kv" \
+      --batch 1,32 --prefill 2048 --decode-steps 16 --context 8192 --ttft 0 --repeats 2 > "$OUT/variant.log" 2>&1
+    rc=$?
+    say "vireo-bench model 1b --kv $kv exit $rc"
+    { echo "==== llama-3.2-1b --kv $kv, context 8192"; cat "$OUT/variant.log"; } >> "$OUT/vireo-bench-model.log"
+    grep -E "^  (decode|prefill)" "$OUT/variant.log" | tee -a "$SUMMARY"
+    rm -f "$OUT/variant.log"
+    [ $rc -ne 0 ] && status=1
+  done
 fi
 
 say "== done, status $status, files in $OUT"

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../cuda/cuda_api.hpp"
+#include "cuda_attn_case.hpp"
 #include "cuda_test_util.hpp"
 #include "test_util.hpp"
 #include "cpu/ops.hpp"
@@ -217,6 +218,11 @@ TEST_CASE("cuda bias + RoPE + KV write matches cpu::rope and the slot layout", "
         auto b = random_vec(std::size_t(width), DType::F32, rng);
         std::vector<std::int32_t> pos = {0, 1, 17, 1000, 4095};
         std::vector<std::int64_t> slots = {3, 39, -1, 16, 0};  // -1: padding, no write
+        // Token 3's V row of KV head 1 is all zeros (the int8 scale 0 case below).
+        for (int c = 0; c < hd; ++c) {
+          const std::size_t col = std::size_t(nh + nkv + 1) * hd + c;
+          qkv[std::size_t(3) * width + col] = bias ? -b[col] : 0.0f;
+        }
         std::vector<float> inv(static_cast<std::size_t>(hd / 2));
         for (int i = 0; i < hd / 2; ++i) inv[std::size_t(i)] = float(std::pow(10000.0, -2.0 * i / hd));
         auto dqkv = to_device(dt, qkv), db = to_device(DType::F32, b), dinv = to_device(DType::F32, inv);
@@ -259,82 +265,62 @@ TEST_CASE("cuda bias + RoPE + KV write matches cpu::rope and the slot layout", "
         check_close(from_device(dt, dq, q.size()), q, tol_for(dt), what + " q");
         check_close(from_device(dt, dk, kc.size()), kc, tol_for(dt), what + " k cache");
         check_close(from_device(dt, dv, vcache.size()), vcache, tol_for(dt), what + " v cache");
+
+        // int8 K/V (KVPrecision::Int8): each roped K row and V row of a KV head quantized on
+        // its own, as cpu::quantize_kv_row does: the same scale (fp32 arithmetic on the same
+        // inputs, 1e-5 relative), every value within one step of the CPU's (a value on a
+        // rounding boundary may go either way); padding and other slots untouched.
+        const std::size_t rows = std::size_t(n_slots) * nkv;
+        const std::vector<std::int8_t> fill8(rows * hd, std::int8_t(0x55));
+        const std::vector<float> fills(rows, -7.0f);
+        auto dk8 = to_device_raw(fill8), dv8 = to_device_raw(fill8), dks = to_device_raw(fills), dvs = to_device_raw(fills);
+        vc::RopeKVParams p8 = p;
+        p8.k_cache = dk8.get();
+        p8.v_cache = dv8.get();
+        p8.k_scale = dks.as<float>();
+        p8.v_scale = dvs.as<float>();
+        dq.fill_bytes(0xFF);
+        REQUIRE(vc::rope_kv(dt, p8, nullptr) == 0);
+        check_close(from_device(dt, dq, q.size()), q, tol_for(dt), what + " q (int8 K/V)");
+        std::vector<std::int8_t> gk(fill8.size()), gv(fill8.size());
+        std::vector<float> gks(rows), gvs(rows);
+        dk8.download(gk.data(), gk.size());
+        dv8.download(gv.data(), gv.size());
+        dks.download(gks.data(), rows * 4);
+        dvs.download(gvs.data(), rows * 4);
+        std::vector<bool> written(rows, false);
+        for (int t = 0; t < n; ++t) {
+          if (slots[std::size_t(t)] < 0) continue;
+          for (int h = 0; h < nkv; ++h) {
+            const std::size_t r = std::size_t(slots[std::size_t(t)]) * nkv + h, src = (std::size_t(t) * nkv + h) * hd;
+            written[r] = true;
+            for (int kv = 0; kv < 2; ++kv) {
+              std::vector<std::int8_t> ref(static_cast<std::size_t>(hd));
+              float rs = 0.0f;
+              vireo::cpu::quantize_kv_row((kv ? v : k).data() + src, hd, ref.data(), &rs);
+              const float gs = (kv ? gvs : gks)[r];
+              INFO(what << " int8, token " << t << " head " << h << (kv ? " V" : " K"));
+              CHECK(std::fabs(gs - rs) <= 1e-5f * std::fabs(rs));
+              if (kv && t == 3 && h == 1) CHECK(gs == 0.0f);
+              int off = 0;
+              for (int c = 0; c < hd; ++c)
+                off = std::max(off, std::abs(int((kv ? gv : gk)[r * hd + c]) - int(ref[std::size_t(c)])));
+              CHECK(off <= 1);
+            }
+          }
+        }
+        for (std::size_t r = 0; r < rows; ++r) {
+          if (written[r]) continue;
+          INFO(what << " int8, untouched row " << r);
+          REQUIRE(gks[r] == -7.0f);
+          REQUIRE(gvs[r] == -7.0f);
+          for (int c = 0; c < hd; ++c) REQUIRE((gk[r * hd + c] == 0x55 && gv[r * hd + c] == 0x55));
+        }
+        p8.v_scale = nullptr;  // K and V scales come together
+        CHECK(vc::rope_kv(dt, p8, nullptr) != 0);
       }
 }
 
-namespace {
-
-/// A paged cache with shuffled block tables for sequences of the given lengths, and a batch
-/// of query tokens: for each sequence, its last `q_per_seq[s]` positions.
-struct AttnCase {
-  AttnCase(int nh_, int nkv_, int hd_, int bs_, std::vector<int> len, std::vector<int> nq)
-      : nh(nh_), nkv(nkv_), hd(hd_), bs(bs_), seq_len(std::move(len)), q_per_seq(std::move(nq)) {}
-  int nh, nkv, hd, bs;
-  std::vector<int> seq_len, q_per_seq;
-  // filled by build()
-  int n_slots = 0;
-  std::vector<float> q, k, v;
-  std::vector<std::int32_t> pos, seq_of, indptr, block_ids, kv_len, bt_off;
-
-  /// Kernel parameters over device copies of this case (q/k/v/out and the int tables).
-  vc::AttentionParams params(const vc::DeviceBuffer& dq, const vc::DeviceBuffer& dk, const vc::DeviceBuffer& dv,
-                             vc::DeviceBuffer& dout, const vc::DeviceBuffer& dkv, const vc::DeviceBuffer& dbt,
-                             const vc::DeviceBuffer& dids) const {
-    vc::AttentionParams p;
-    p.q = dq.get();
-    p.k_cache = dk.get();
-    p.v_cache = dv.get();
-    p.out = dout.get();
-    p.kv_len = dkv.as<std::int32_t>();
-    p.bt_off = dbt.as<std::int32_t>();
-    p.block_ids = dids.as<std::int32_t>();
-    p.n_heads = nh;
-    p.n_kv_heads = nkv;
-    p.head_dim = hd;
-    p.block_size = bs;
-    p.scale = 1.0f / std::sqrt(float(hd));
-    return p;
-  }
-
-  void build(DType dt, std::mt19937& rng) {
-    int n_blocks = 0;
-    for (int L : seq_len) n_blocks += (L + bs - 1) / bs;
-    n_blocks += 3;  // unused blocks in the pool
-    std::vector<std::int32_t> perm(static_cast<std::size_t>(n_blocks));
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng);
-    indptr = {0};
-    std::size_t next = 0;
-    for (std::size_t s = 0; s < seq_len.size(); ++s) {
-      for (int b = 0; b < (seq_len[s] + bs - 1) / bs; ++b) block_ids.push_back(perm[next++]);
-      indptr.push_back(std::int32_t(block_ids.size()));
-      for (int i = seq_len[s] - q_per_seq[s]; i < seq_len[s]; ++i) {
-        pos.push_back(i);
-        seq_of.push_back(std::int32_t(s));
-        kv_len.push_back(i + 1);
-        bt_off.push_back(indptr[s]);
-      }
-    }
-    n_slots = n_blocks * bs;
-    // q in [-8, 8]: scores q.k / sqrt(hd) with a standard deviation of ~2.7, so softmax is
-    // peaked and the outputs are O(0.1..1). With q in [-1, 1] the weights were nearly uniform,
-    // every output an average of ~1000 values ~0.02 in size, and a wrong mask, block table or
-    // split merge moved them by less than the bf16 atol (0.01).
-    q = random_vec(pos.size() * std::size_t(nh) * hd, dt, rng, 8.0f);
-    k = random_vec(std::size_t(n_slots) * nkv * hd, dt, rng);
-    v = random_vec(k.size(), dt, rng);
-  }
-  std::vector<float> reference() const {
-    std::vector<float> out(q.size());
-    vireo::cpu::ThreadPool pool(1);
-    vireo::cpu::attention({q.data(), k.data(), v.data(), out.data(), std::int64_t(pos.size()), nh, nkv, hd, bs,
-                           pos.data(), seq_of.data(), indptr.data(), block_ids.data()},
-                          pool);
-    return out;
-  }
-};
-
-}  // namespace
 
 TEST_CASE("cuda split-KV decode attention matches cpu::attention", "[cuda]") {
   VIREO_REQUIRE_GPU();

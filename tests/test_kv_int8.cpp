@@ -8,7 +8,7 @@
 //   stay close, a batched forward still equals the separate ones bit for bit, swap and fork
 //   leave the logits bit-identical, and on the real SmolLM2 the greedy continuation and the
 //   logits stay within bounds justified below.
-// * A CUDA model refuses an int8 cache with Unsupported.
+// (The CUDA backend's int8 path is checked against this one in test_cuda_kv_int8.cpp.)
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -21,6 +21,7 @@
 
 #include "cpu/ops.hpp"
 #include "kv/kv_storage.hpp"
+#include "kv_int8_checks.hpp"
 #include "test_util.hpp"
 #include "vireo/batch.hpp"
 #include "vireo/error.hpp"
@@ -32,31 +33,12 @@ using namespace vireo;
 
 namespace {
 
-/// The logits rows of: a prefill of `prompt` (every row), then one decode step per token of
-/// `next` (fixed tokens, so both precisions see the same inputs whatever their argmax).
-std::vector<std::vector<float>> run(const Model& m, const std::vector<Token>& prompt, const std::vector<Token>& next,
-                                    KVPrecision p) {
-  KVCache cache(m, {.num_blocks = 64, .block_size = 8, .precision = p});
-  const SeqId s = cache.add_sequence();
-  Batch b;
-  b.add(s, prompt, All);
-  std::vector<std::vector<float>> rows;
-  Logits lg;
-  for (std::size_t i = 0; i <= next.size(); ++i) {
-    m.forward(b, cache, lg);
-    for (std::size_t r = 0; r < lg.rows(); ++r) rows.emplace_back(lg.row(r).begin(), lg.row(r).end());
-    if (i == next.size()) break;
-    b.clear();
-    b.add(s, next[i], true);
-  }
-  return rows;
-}
-
+using test::kv_logit_rows;
 using test::max_abs_diff;
 using test::rel_err;
 
-const std::vector<Token> kPrompt = {1, 5, 9, 200, 17, 17, 3, 99, 100, 101, 250, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-const std::vector<Token> kNext = {42, 7, 300, 3, 3, 150, 99, 1};
+const std::vector<Token>& kPrompt = test::kInt8Prompt;
+const std::vector<Token>& kNext = test::kInt8Next;
 
 }  // namespace
 
@@ -148,7 +130,7 @@ TEST_CASE("an int8 KV cache holds ~3.8x the tokens of an fp32 one in the same me
 TEST_CASE("int8 KV against the fp32 path on a random model", "[cpu][kv][model]") {
   const ModelConfig cfg = test::model_shape(3, 128, 4, 2, 32, 256, 400, 512);
   const Model m = Model::random(cfg, 21, {.n_threads = 2});
-  const auto ref = run(m, kPrompt, kNext, KVPrecision::Model), q8 = run(m, kPrompt, kNext, KVPrecision::Int8);
+  const auto ref = kv_logit_rows(m, kPrompt, kNext, KVPrecision::Model), q8 = kv_logit_rows(m, kPrompt, kNext, KVPrecision::Int8);
   // Each K / V value moves by at most half a step, max|row| / 254 (0.4% of the row's
   // largest value); through 3 layers of random weights the logits move by a similar
   // fraction (measured 1.2% here on x86-64). 3% of the largest logit leaves room and still
@@ -161,40 +143,9 @@ TEST_CASE("int8 KV against the fp32 path on a random model", "[cpu][kv][model]")
 
   // Batched = separate: a row's quantization depends on that row alone. (The fp32 path
   // matches to 1e-4 there, from the matmul's thread split; a K / V value that lands on the
-  // other side of a rounding boundary moves by one int8 step, hence the looser bound.)
-  KVCache c(m, {.num_blocks = 64, .block_size = 8, .precision = KVPrecision::Int8});
-  const SeqId a = c.add_sequence(), b = c.add_sequence();
-  Batch batch;
-  batch.add(a, kPrompt, Last);
-  batch.add(b, std::vector<Token>(kPrompt.begin(), kPrompt.begin() + 7), Last);
-  Logits both = m.forward(batch, c);
-  for (auto [len, row] : {std::pair{kPrompt.size(), 0}, std::pair{std::size_t(7), 1}}) {
-    KVCache one(m, {.num_blocks = 64, .block_size = 8, .precision = KVPrecision::Int8});
-    Batch bb;
-    bb.add(one.add_sequence(), std::vector<Token>(kPrompt.begin(), kPrompt.begin() + std::ptrdiff_t(len)), Last);
-    Logits alone = m.forward(bb, one);
-    CHECK(max_abs_diff(alone.row(0), both.row(std::size_t(row))) < 1e-2);
-  }
-
-  // Fork (shared blocks, copy on write) and swap out / in keep the int8 state exactly.
-  const SeqId f = c.fork(a);
-  c.swap_out(b);
-  c.swap_in(b);
-  Batch step;
-  step.add(a, Token(42), true);
-  step.add(f, Token(42), true);
-  step.add(b, Token(43), true);
-  Logits lg = m.forward(step, c);
-  CHECK(max_abs_diff(lg.row(0), lg.row(1)) < 1e-4);  // the fork's copied int8 blocks and scales
-  KVCache fresh(m, {.num_blocks = 64, .block_size = 8, .precision = KVPrecision::Int8});
-  const SeqId nb = fresh.add_sequence();
-  Batch pb;
-  pb.add(nb, std::vector<Token>(kPrompt.begin(), kPrompt.begin() + 7), Want::None);
-  m.forward(pb, fresh);
-  Batch sb;
-  sb.add(nb, Token(43), true);
-  Logits lf = m.forward(sb, fresh);
-  CHECK(max_abs_diff(lf.row(0), lg.row(2)) < 1e-2);  // swapped out and in, against a fresh cache
+  // other side of a rounding boundary moves by one int8 step, hence the looser bound.) Fork
+  // and swap out / in keep the int8 state exactly.
+  test::check_int8_cache_ops(m, 1e-2f, 1e-4f, 1e-2f);
 }
 
 TEST_CASE("int8 KV on the real SmolLM2 stays close to the fp32 path", "[golden][kv]") {
@@ -219,7 +170,7 @@ TEST_CASE("int8 KV on the real SmolLM2 stays close to the fp32 path", "[golden][
       b.add(s, next.back(), true);
     }
   }
-  const auto ref = run(m, prompt, next, KVPrecision::Model), q8 = run(m, prompt, next, KVPrecision::Int8);
+  const auto ref = kv_logit_rows(m, prompt, next, KVPrecision::Model), q8 = kv_logit_rows(m, prompt, next, KVPrecision::Int8);
   // The int8 cache's greedy choices along that continuation.
   std::size_t same = 0;
   for (std::size_t i = 0; i < next.size(); ++i) {
@@ -238,18 +189,3 @@ TEST_CASE("int8 KV on the real SmolLM2 stays close to the fp32 path", "[golden][
   CHECK(e < 5e-2);
 }
 
-#ifdef VIREO_WITH_CUDA
-TEST_CASE("a CUDA model refuses an int8 KV cache", "[cuda][kv]") {
-  VIREO_REQUIRE_GPU();
-  const Model m = Model::random(test::model_shape(2, 128, 4, 2, 64, 256, 101, 512), 5,
-                                {.device = Device::cuda(), .dtype = DType::BF16});
-  try {
-    KVCache c(m, {.num_blocks = 8, .precision = KVPrecision::Int8});
-    FAIL("an int8 KV cache was made for a CUDA model");
-  } catch (const Error& e) {
-    CHECK(e.code() == ErrorCode::Unsupported);
-  }
-  KVCache ok(m, {.num_blocks = 8});  // the model stays usable
-  CHECK(ok.num_blocks() == 8);
-}
-#endif

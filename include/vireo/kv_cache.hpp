@@ -29,9 +29,10 @@ namespace detail { struct KVCacheImpl; }
 enum class KVPrecision {
   Model,  ///< the model's KV type: fp32 on the CPU, the activation type (bf16 / fp16) on a GPU
   /// int8 with one fp32 scale per token, KV head and K / V row (symmetric: absmax / 127,
-  /// round to nearest). (head_dim + 4) bytes per row instead of 4 * head_dim on the CPU:
-  /// ~3.8x the tokens in the same memory, for a small attention error. CPU backend only for
-  /// now; the CUDA backend refuses it with ErrorCode::Unsupported.
+  /// round to nearest). (head_dim + 4) bytes per row instead of 4 * head_dim on the CPU
+  /// (~3.8x the tokens in the same memory) or 2 * head_dim on a GPU (~1.9x), for a small
+  /// attention error. The CUDA backend needs head_dim 64 or 128 (ErrorCode::Unsupported
+  /// otherwise).
   Int8,
 };
 
