@@ -201,10 +201,10 @@ __global__ void decode_combine_kernel(AttentionParams p, const std::int32_t* __r
 
 constexpr int TC_BK = 64;  // keys per shared-memory tile; warp w takes keys 16w .. 16w+15 of it
 
-/// Q (16 rows), K[2], V[2] in T; with int8 K/V (KV8) two int8 stages after them.
+/// Q (16 rows), K[2], V[2] in T; with int8 K/V (KV8) one K and one V tile and two int8 stages.
 template <typename T, int HD, bool KV8>
 constexpr std::size_t decode_tc_smem_bytes() {
-  return sizeof(T) * std::size_t(16 * HD + 4 * TC_BK * HD) + (KV8 ? 2 * kKV8StageBytes<HD, TC_BK> : 0);
+  return sizeof(T) * std::size_t(16 * HD + (KV8 ? 2 : 4) * TC_BK * HD) + (KV8 ? 2 * kKV8StageBytes<HD, TC_BK> : 0);
 }
 
 template <typename T, int HD, bool KV8>
@@ -217,9 +217,12 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
   constexpr int CH = HD / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   T* sQ = reinterpret_cast<T*>(smem);
+  // 16-bit K/V: K[2], V[2] tiles (cp.async double buffer). int8: one K and one V tile, the
+  // int8 stages double-buffer the loads and each tile is dequantized right before its MMAs.
+  constexpr int NBUF = KV8 ? 1 : 2;
   T* sK0 = sQ + 16 * HD;
-  T* sV0 = sK0 + 2 * TC_BK * HD;
-  unsigned char* stage0 = reinterpret_cast<unsigned char*>(sV0 + 2 * TC_BK * HD);  // KV8 only
+  T* sV0 = sK0 + NBUF * TC_BK * HD;
+  unsigned char* stage0 = reinterpret_cast<unsigned char*>(sV0 + NBUF * TC_BK * HD);  // KV8 only
   __shared__ float sm_m[DEC_WARPS][MAXG], sm_l[DEC_WARPS][MAXG];
 
   const int split = blockIdx.x, kvh = blockIdx.y, i = blockIdx.z;
@@ -273,16 +276,15 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     }
     __syncthreads();
     if constexpr (KV8) {
-      dequant_kv_tile<T, HD, TC_BK, DEC_WARPS * 32>(stage0 + buf * kKV8StageBytes<HD, TC_BK>, sK0 + buf * TC_BK * HD,
-                                                     sV0 + buf * TC_BK * HD, tid);
+      dequant_kv_tile<T, HD, TC_BK, DEC_WARPS * 32>(stage0 + buf * kKV8StageBytes<HD, TC_BK>, sK0, sV0, tid);
       __syncthreads();
     }
     if (it == 0) {
 #pragma unroll
       for (int kk = 0; kk < HD / 16; ++kk) ldmatrix_x4(qf[kk], sQ + swz<HD>(lane & 15, kk * 2 + (lane >> 4)));
     }
-    const T* sK = sK0 + buf * TC_BK * HD;
-    const T* sV = sV0 + buf * TC_BK * HD;
+    const T* sK = sK0 + (KV8 ? 0 : buf) * TC_BK * HD;
+    const T* sV = sV0 + (KV8 ? 0 : buf) * TC_BK * HD;
 
     float s[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
@@ -328,7 +330,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
   cp_async_wait<0>();  // nothing may still be landing in shared memory reused below
   __syncthreads();
 
-  // Merge the warps (their keys are disjoint) through shared memory; the K buffers are free now.
+  // Merge the warps (their keys are disjoint) through shared memory; the K/V tiles are free now
+  // (int8: one K and one V tile, 256 HD bytes, still more than the 128 HD bytes needed).
   l += __shfl_xor_sync(0xffffffffu, l, 1);
   l += __shfl_xor_sync(0xffffffffu, l, 2);
   float* sm_acc = reinterpret_cast<float*>(sK0);  // [DEC_WARPS][MAXG][HD]

@@ -71,23 +71,27 @@ class CudaKVStorage final : public KVStorage {
   // Per layer, one run of the pool each: K and V ([num_blocks * block_size, nkv, hd] in the
   // backend dtype, or int8 with KVPrecision::Int8), then (int8) the K and V row scales
   // ([num_blocks * block_size, nkv] fp32).
+  // Every array starts 256-byte aligned (int8 values of an odd block count and block size
+  // would otherwise leave the next array off the 16-byte alignment cp.async needs).
   CudaKVStorage(const KVGeometry& g, std::shared_ptr<cuda::Stream> stream)
       : KVStorage(g), stream_(std::move(stream)) {
+    auto round256 = [](std::size_t b) { return (b + 255) / 256 * 256; };
     block_bytes_ = g.block_elems() * (g.int8 ? 1 : dtype_size(g.dtype));
     scale_block_bytes_ = g.int8 ? std::size_t(g.block_size) * g.n_kv_heads * sizeof(float) : 0;
-    layer_bytes_ = 2 * (block_bytes_ + scale_block_bytes_) * std::size_t(g.num_blocks);
+    vals_bytes_ = round256(block_bytes_ * std::size_t(g.num_blocks));
+    scales_bytes_ = round256(scale_block_bytes_ * std::size_t(g.num_blocks));
+    layer_bytes_ = 2 * (vals_bytes_ + scales_bytes_);
     buf_ = cuda::DeviceBuffer(layer_bytes_ * std::size_t(g.n_layers));
     buf_.fill_bytes(0);
   }
   void* k(int layer) const noexcept { return static_cast<char*>(buf_.get()) + std::size_t(layer) * layer_bytes_; }
-  void* v(int layer) const noexcept { return static_cast<char*>(k(layer)) + block_bytes_ * std::size_t(geo_.num_blocks); }
+  void* v(int layer) const noexcept { return static_cast<char*>(k(layer)) + vals_bytes_; }
   /// int8 storage: the fp32 row scales of layer `layer` (nullptr otherwise).
   float* k_scale(int layer) const noexcept {
-    if (!geo_.int8) return nullptr;
-    return reinterpret_cast<float*>(static_cast<char*>(k(layer)) + 2 * block_bytes_ * std::size_t(geo_.num_blocks));
+    return geo_.int8 ? reinterpret_cast<float*>(static_cast<char*>(k(layer)) + 2 * vals_bytes_) : nullptr;
   }
   float* v_scale(int layer) const noexcept {
-    return geo_.int8 ? k_scale(layer) + std::size_t(geo_.num_blocks) * geo_.block_size * geo_.n_kv_heads : nullptr;
+    return geo_.int8 ? reinterpret_cast<float*>(reinterpret_cast<char*>(k_scale(layer)) + scales_bytes_) : nullptr;
   }
 
   void copy_block(std::int32_t src, std::int32_t dst) override {
@@ -155,7 +159,8 @@ class CudaKVStorage final : public KVStorage {
       throw Error(ErrorCode::InvalidArgument, fmt::format("KV block {} outside [0, {})", b, geo_.num_blocks));
   }
   std::shared_ptr<cuda::Stream> stream_;
-  std::size_t block_bytes_ = 0, scale_block_bytes_ = 0, layer_bytes_ = 0;
+  std::size_t block_bytes_ = 0, scale_block_bytes_ = 0;  ///< one block's run of values / scales
+  std::size_t vals_bytes_ = 0, scales_bytes_ = 0, layer_bytes_ = 0;  ///< whole arrays, 256-aligned
   cuda::DeviceBuffer buf_;
 };
 
@@ -494,7 +499,10 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     // int8 K/V are written by rope_kv (the fused QKV epilogue writes 16-bit K/V only).
     st.fused = fused_step(st.n) && !kv.geometry().int8;
 
-    const auto key = std::make_tuple(n, kv.k(0), kv.geometry().num_blocks, plan.block_size, st.splits);
+    // The pool's address and layout (int8 pools lay out, and run, differently: a freed pool's
+    // address may come back as a pool of the other precision).
+    const auto key =
+        std::make_tuple(n, kv.k(0), kv.geometry().num_blocks, plan.block_size, st.splits, kv.geometry().int8);
     if (graph && !graphs_.count(key) && warmed_.insert(key).second) {
       // The first step of a bucket runs eagerly (same padded plan, same results): kernels are
       // loaded lazily and cuBLAS picks and sets up its kernels on first use, and none of that
@@ -605,7 +613,8 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// next (VIREO_L2_PREFETCH_MB bytes as a prefix of every row; nothing for steps that go to
   /// cuBLAS). Only for row-tiled GEMVs (QKV, Wo): gate/up tiles pair gate and up rows.
   cuda::L2Prefetch l2_ahead(const Mat& w, int n) const noexcept {
-    if (l2_budget_ == 0 || n > cuda::GEMV_MAX_TOKENS) return {};
+    const bool gemv = n <= cuda::GEMV_MAX_TOKENS || (w.quant && n <= qgemv_max_tokens(w.fmt));
+    if (l2_budget_ == 0 || !gemv) return {};
     const std::size_t stride = w.quant ? std::size_t(w.cols / 32) * std::size_t(cuda::quant_block_bytes(w.fmt))
                                        : std::size_t(w.cols) * dtype_size(dt_);
     return cuda::l2_prefetch_rows(w.ptr(), w.rows, stride, l2_budget_);
@@ -900,7 +909,8 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     int steps = 0;
   };
   std::map<int, Profile> prof_;  ///< by tokens per step (padded to the graph bucket)
-  using GraphKey = std::tuple<int, void*, std::int64_t, int, int>;  ///< bucket, KV pool, blocks, block size, splits
+  /// bucket, KV pool, blocks, block size, splits, int8 K/V
+  using GraphKey = std::tuple<int, void*, std::int64_t, int, int, bool>;
   std::map<GraphKey, cudaGraphExec_t> graphs_;
   std::set<GraphKey> warmed_;  ///< buckets run once eagerly
 };

@@ -32,8 +32,10 @@ __device__ __forceinline__ void l2_prefetch_share(const L2Prefetch& pf) {
   const auto* base = static_cast<const unsigned char*>(pf.base);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // One row per thread: rows cta * threads + tid, then strided by the whole grid's threads.
+  // The .global operand gets a global-space address (cvta), not the generic pointer.
+  const std::size_t gbase = __cvta_generic_to_global(base);
   for (std::size_t r = std::size_t(cta) * threads + tid; r < std::size_t(pf.rows); r += std::size_t(ctas) * threads)
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(base + r * pf.row_stride), "r"(pf.row_bytes)
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(gbase + r * pf.row_stride), "r"(pf.row_bytes)
                  : "memory");
 #else
   const unsigned lines = (pf.row_bytes + 127) / 128;

@@ -57,10 +57,10 @@ constexpr int MAX_BQ = 128;  // query rows of an MT = 2 CTA
 template <int MT>
 inline constexpr int kBQ = 16 * WARPS * MT;
 
-/// Q, K[2], V[2] in T; with int8 K/V (KV8) two int8 stages after them.
+/// Q, K[2], V[2] in T; with int8 K/V (KV8) one K and one V tile and two int8 stages.
 template <typename T, int HD, int MT, bool KV8>
 constexpr std::size_t smem_bytes() {
-  return sizeof(T) * std::size_t(kBQ<MT> * HD + 4 * BK * HD) + (KV8 ? 2 * kKV8StageBytes<HD, BK> : 0);
+  return sizeof(T) * std::size_t(kBQ<MT> * HD + (KV8 ? 2 : 4) * BK * HD) + (KV8 ? 2 * kKV8StageBytes<HD, BK> : 0);
 }
 
 // ---- the kernel ---------------------------------------------------------------------------
@@ -79,9 +79,12 @@ __global__ void __launch_bounds__(THREADS)
   constexpr int CH = HD / 8;  // 16-byte chunks per row
   extern __shared__ __align__(128) unsigned char smem[];
   T* sQ = reinterpret_cast<T*>(smem);
-  T* sK0 = sQ + BQ * HD;  // K buffers [2][BK][HD], then V buffers [2][BK][HD]
-  T* sV0 = sK0 + 2 * BK * HD;
-  unsigned char* stage0 = reinterpret_cast<unsigned char*>(sV0 + 2 * BK * HD);  // KV8 only
+  // 16-bit K/V: K buffers [2][BK][HD], then V buffers [2][BK][HD]. int8: one K and one V
+  // tile; the int8 stages double-buffer the loads, each tile is dequantized before its MMAs.
+  constexpr int NBUF = KV8 ? 1 : 2;
+  T* sK0 = sQ + BQ * HD;
+  T* sV0 = sK0 + NBUF * BK * HD;
+  unsigned char* stage0 = reinterpret_cast<unsigned char*>(sV0 + NBUF * BK * HD);  // KV8 only
   __shared__ int s_tok[MAX_BQ], s_len[MAX_BQ];
   __shared__ int s_kv_total, s_min_len;
 
@@ -157,8 +160,7 @@ __global__ void __launch_bounds__(THREADS)
     }
     __syncthreads();
     if constexpr (KV8) {
-      dequant_kv_tile<T, HD, BK, THREADS>(stage0 + buf * kKV8StageBytes<HD, BK>, sK0 + buf * BK * HD,
-                                          sV0 + buf * BK * HD, tid);
+      dequant_kv_tile<T, HD, BK, THREADS>(stage0 + buf * kKV8StageBytes<HD, BK>, sK0, sV0, tid);
       __syncthreads();
     }
     if constexpr (MT == 1) {
@@ -168,8 +170,8 @@ __global__ void __launch_bounds__(THREADS)
           ldmatrix_x4(qf[kk], sQ + swz<HD>(row0 + (lane & 15), kk * 2 + (lane >> 4)));
       }
     }
-    const T* sK = sK0 + buf * BK * HD;
-    const T* sV = sV0 + buf * BK * HD;
+    const T* sK = sK0 + (KV8 ? 0 : buf) * BK * HD;
+    const T* sV = sV0 + (KV8 ? 0 : buf) * BK * HD;
 
     // S = Q K^T: per m-tile 8 n-tiles of 8 keys.
     float s[MT][BK / 8][4];

@@ -218,10 +218,12 @@ TEST_CASE("cuda bias + RoPE + KV write matches cpu::rope and the slot layout", "
         auto b = random_vec(std::size_t(width), DType::F32, rng);
         std::vector<std::int32_t> pos = {0, 1, 17, 1000, 4095};
         std::vector<std::int64_t> slots = {3, 39, -1, 16, 0};  // -1: padding, no write
-        // Token 3's V row of KV head 1 is all zeros (the int8 scale 0 case below).
+        // Token 3's V row of KV head 1 is all zeros, bias included (the int8 scale 0 case
+        // below). Every token shares the bias, so that head's bias is zero for all of them.
         for (int c = 0; c < hd; ++c) {
           const std::size_t col = std::size_t(nh + nkv + 1) * hd + c;
-          qkv[std::size_t(3) * width + col] = bias ? -b[col] : 0.0f;
+          qkv[std::size_t(3) * width + col] = 0.0f;
+          b[col] = 0.0f;
         }
         std::vector<float> inv(static_cast<std::size_t>(hd / 2));
         for (int i = 0; i < hd / 2; ++i) inv[std::size_t(i)] = float(std::pow(10000.0, -2.0 * i / hd));
