@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -21,8 +22,9 @@ inline const std::vector<Token> kInt8Next = {42, 7, 300, 3, 3, 150, 99, 1};
 /// The logits rows of: a prefill of `prompt` (every row), then one decode step per token of
 /// `next` (fixed tokens, so both precisions see the same inputs whatever their argmax).
 inline std::vector<std::vector<float>> kv_logit_rows(const Model& m, const std::vector<Token>& prompt,
-                                                     const std::vector<Token>& next, KVPrecision p) {
-  KVCache cache(m, {.num_blocks = 64, .block_size = 8, .precision = p});
+                                                     const std::vector<Token>& next, KVPrecision p,
+                                                     std::int64_t num_blocks = 64, int block_size = 8) {
+  KVCache cache(m, {.num_blocks = num_blocks, .block_size = block_size, .precision = p});
   const SeqId s = cache.add_sequence();
   Batch b;
   b.add(s, prompt, All);

@@ -127,6 +127,18 @@ TEST_CASE("cuda model with an int8 KV cache matches the CPU's int8 path and the 
   CHECK(e_q < 3e-2);
   CHECK(e_c < 3e-2);
 
+  // SmolLM2's head layout (3 KV heads) with an odd block size and block count: the int8
+  // arrays of a layer are not multiples of 16 bytes, and each must still start aligned.
+  {
+    const ModelConfig c3 = test::model_shape(2, 576, 9, 3, 64, 512, 300, 512);
+    const Model cpu3 = Model::random(c3, 22, {.n_threads = 2});
+    const Model gpu3 = Model::random(c3, 22, {.device = Device::cuda(), .dtype = DType::BF16});
+    const double e3 = rel_err(test::kv_logit_rows(gpu3, kP, kN, KVPrecision::Int8, 13, 5),
+                              test::kv_logit_rows(cpu3, kP, kN, KVPrecision::Int8, 13, 5));
+    INFO("GPU bf16 int8 vs CPU int8, block size 5, 13 blocks: " << e3);
+    CHECK(e3 < 3e-2);
+  }
+
   // Batched = separate, fork and swap out / in on the GPU's int8 pool (the copied blocks
   // hold the same int8 values and scales: identical logits).
   test::check_int8_cache_ops(bf, 2e-2f, 0.0f, 2e-2f);
