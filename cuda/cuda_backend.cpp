@@ -1,6 +1,6 @@
 // The CUDA backend: the Llama forward pass of the CPU reference (src/cpu/cpu_backend.cpp) on
 // one GPU, with weights and activations in bf16 / fp16 (fp32 accumulation everywhere) or fp32
-// for testing, and CudaKVStorage, the device-resident paged K/V pool.
+// for testing. The device-resident paged K/V pool, CudaKVStorage, is in kv_storage_cuda.cpp.
 //
 // Load: every matrix is dequantized row by row (gguf::dequantize) and converted to the
 // backend dtype once; Q/K/V are stacked into one [(nh + 2 nkv) hd, d] matrix and gate/up into
@@ -47,6 +47,7 @@
 #include "cpu/thread_pool.hpp"
 #include "cuda_api.hpp"
 #include "cuda_backend.hpp"
+#include "kv_storage_cuda.hpp"
 #include "model/backend.hpp"
 #include "quant_weights.hpp"
 #include "vireo/error.hpp"
@@ -63,106 +64,6 @@ constexpr int kMaxGraphTokens = 64;
 
 void cu(cudaError_t e, const char* what) { cuda::check(int(e), what); }
 void ck(cuda::Status s, const char* what) { cuda::check(s, what); }
-
-// ---- KV storage ---------------------------------------------------------------------------
-
-class CudaKVStorage final : public KVStorage {
- public:
-  // Per layer, one run of the pool each: K and V ([num_blocks * block_size, nkv, hd] in the
-  // backend dtype, or int8 with KVPrecision::Int8), then (int8) the K and V row scales
-  // ([num_blocks * block_size, nkv] fp32).
-  // Every array starts 256-byte aligned (int8 values of an odd block count and block size
-  // would otherwise leave the next array off the 16-byte alignment cp.async needs).
-  CudaKVStorage(const KVGeometry& g, std::shared_ptr<cuda::Stream> stream)
-      : KVStorage(g), stream_(std::move(stream)) {
-    auto round256 = [](std::size_t b) { return (b + 255) / 256 * 256; };
-    block_bytes_ = g.block_elems() * (g.int8 ? 1 : dtype_size(g.dtype));
-    scale_block_bytes_ = g.int8 ? std::size_t(g.block_size) * g.n_kv_heads * sizeof(float) : 0;
-    vals_bytes_ = round256(block_bytes_ * std::size_t(g.num_blocks));
-    scales_bytes_ = round256(scale_block_bytes_ * std::size_t(g.num_blocks));
-    layer_bytes_ = 2 * (vals_bytes_ + scales_bytes_);
-    buf_ = cuda::DeviceBuffer(layer_bytes_ * std::size_t(g.n_layers));
-    buf_.fill_bytes(0);
-  }
-  void* k(int layer) const noexcept { return static_cast<char*>(buf_.get()) + std::size_t(layer) * layer_bytes_; }
-  void* v(int layer) const noexcept { return static_cast<char*>(k(layer)) + vals_bytes_; }
-  /// int8 storage: the fp32 row scales of layer `layer` (nullptr otherwise).
-  float* k_scale(int layer) const noexcept {
-    return geo_.int8 ? reinterpret_cast<float*>(static_cast<char*>(k(layer)) + 2 * vals_bytes_) : nullptr;
-  }
-  float* v_scale(int layer) const noexcept {
-    return geo_.int8 ? reinterpret_cast<float*>(reinterpret_cast<char*>(k_scale(layer)) + scales_bytes_) : nullptr;
-  }
-
-  void copy_block(std::int32_t src, std::int32_t dst) override {
-    check_block(src);
-    check_block(dst);
-    auto s = static_cast<cudaStream_t>(stream_->get());
-    for (int l = 0; l < geo_.n_layers; ++l)
-      for (const Run& r : runs(l))
-        cu(cudaMemcpyAsync(r.base + std::size_t(dst) * r.bytes, r.base + std::size_t(src) * r.bytes, r.bytes,
-                           cudaMemcpyDeviceToDevice, s),
-           "KV copy_block");
-  }
-  // Host image of a block: per layer, its runs in runs() order (K then V; int8: K values, K
-  // scales, V values, V scales), geometry().bytes_per_block() bytes in all.
-  void read_block(std::int32_t block, void* host_dst) override {
-    check_block(block);
-    auto s = static_cast<cudaStream_t>(stream_->get());
-    auto* h = static_cast<char*>(host_dst);
-    for (int l = 0; l < geo_.n_layers; ++l)
-      for (const Run& r : runs(l)) {
-        cu(cudaMemcpyAsync(h, r.base + std::size_t(block) * r.bytes, r.bytes, cudaMemcpyDeviceToHost, s),
-           "KV read_block");
-        h += r.bytes;
-      }
-    stream_->synchronize();
-  }
-  void write_block(std::int32_t block, const void* host_src) override {
-    check_block(block);
-    auto s = static_cast<cudaStream_t>(stream_->get());
-    auto* h = static_cast<const char*>(host_src);
-    for (int l = 0; l < geo_.n_layers; ++l)
-      for (const Run& r : runs(l)) {
-        cu(cudaMemcpyAsync(r.base + std::size_t(block) * r.bytes, h, r.bytes, cudaMemcpyHostToDevice, s),
-           "KV write_block");
-        h += r.bytes;
-      }
-    stream_->synchronize();
-  }
-  std::shared_ptr<void> alloc_host(std::size_t bytes) override {
-    void* p = nullptr;
-    cudaError_t e = cudaMallocHost(&p, std::max<std::size_t>(bytes, 1));
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      throw Error(ErrorCode::OutOfMemory,
-                  fmt::format("cudaMallocHost of {} bytes for swapped KV blocks failed: {}", bytes, cudaGetErrorString(e)));
-    }
-    return std::shared_ptr<void>(p, [](void* q) { cudaFreeHost(q); });
-  }
-
- private:
-  /// One array of a layer with a run per block: its start and one block's run in bytes.
-  struct Run {
-    char* base;
-    std::size_t bytes;
-  };
-  std::vector<Run> runs(int l) const {
-    if (!geo_.int8) return {{static_cast<char*>(k(l)), block_bytes_}, {static_cast<char*>(v(l)), block_bytes_}};
-    return {{static_cast<char*>(k(l)), block_bytes_},
-            {reinterpret_cast<char*>(k_scale(l)), scale_block_bytes_},
-            {static_cast<char*>(v(l)), block_bytes_},
-            {reinterpret_cast<char*>(v_scale(l)), scale_block_bytes_}};
-  }
-  void check_block(std::int32_t b) const {
-    if (b < 0 || b >= geo_.num_blocks)
-      throw Error(ErrorCode::InvalidArgument, fmt::format("KV block {} outside [0, {})", b, geo_.num_blocks));
-  }
-  std::shared_ptr<cuda::Stream> stream_;
-  std::size_t block_bytes_ = 0, scale_block_bytes_ = 0;  ///< one block's run of values / scales
-  std::size_t vals_bytes_ = 0, scales_bytes_ = 0, layer_bytes_ = 0;  ///< whole arrays, 256-aligned
-  cuda::DeviceBuffer buf_;
-};
 
 // ---- the plan on the device ------------------------------------------------------------------
 
