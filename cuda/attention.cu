@@ -19,8 +19,9 @@
 // the workspace in the natural-log domain the combine kernel uses.
 //
 // int8 K/V (KVPrecision::Int8, AttentionParams::k_scale set): the tiles arrive as int8 rows
-// plus row scales (half the bytes) in a staging buffer and are dequantized into the same
-// shared-memory tiles before the MMAs (mma.cuh: load_kv_tile_i8, dequant_kv_tile).
+// plus row scales (half the bytes) in double-buffered staging buffers, and each is
+// dequantized into a single K and V tile right before its MMAs (mma.cuh: load_kv_tile_i8,
+// dequant_kv_tile).
 //
 // fp32 (the test mode, decode_attention_kernel): warp w takes keys w, w+4, ...; the lanes
 // split head_dim (HD/32 elements each), a shuffle reduction gives the score, and each warp
@@ -325,7 +326,10 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
       mma16816<T>(o[2 * dp], pf, b[0], b[1]);
       mma16816<T>(o[2 * dp + 1], pf, b[2], b[3]);
     }
-    __syncthreads();  // every warp is done with this buffer before it is refilled
+    // 16-bit: every warp is done with this buffer before it is refilled. (int8: the barrier
+    // after the next tile's dequantization already orders it; the stage refilled next was
+    // read before this tile's second barrier.)
+    if constexpr (!KV8) __syncthreads();
   }
   cp_async_wait<0>();  // nothing may still be landing in shared memory reused below
   __syncthreads();

@@ -31,8 +31,9 @@
 // poorly hidden; VIREO_PREFILL_MT=2 gives each warp two m-tiles (128-token tiles, 255
 // registers, no spills), FlashAttention-2's arrangement, as an experiment for the next GPU run.
 // K/V tiles are re-read once per query head of a GQA group, from L2 (1 MiB per KV head at
-// 2048 tokens). int8 K/V (AttentionParams::k_scale) are staged as int8 rows + row scales and
-// dequantized into the same tiles before the MMAs (mma.cuh), as in decode.
+// 2048 tokens). int8 K/V (AttentionParams::k_scale) are staged as int8 rows + row scales
+// (double-buffered) and dequantized into a single K and V tile before the MMAs (mma.cuh),
+// as in decode.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -262,7 +263,10 @@ __global__ void __launch_bounds__(THREADS)
         }
       }
     }
-    __syncthreads();  // every warp is done with this buffer before it is refilled
+    // 16-bit: every warp is done with this buffer before it is refilled. (int8: the barrier
+    // after the next tile's dequantization already orders it; the stage refilled next was
+    // read before this tile's second barrier.)
+    if constexpr (!KV8) __syncthreads();
   }
 
   // Row sums over the quad, normalize, write.

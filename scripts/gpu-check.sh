@@ -117,8 +117,10 @@ fi
 [ -f "$MODEL" ] && export VIREO_MODEL="$PWD/$MODEL"
 
 say "== [cuda] tests"
-# The tests of code never run on a GPU yet (int8 K/V, L2 prefetch: session 8) in a process of
-# their own, after the others: a sticky CUDA error there cannot take the others down with it.
+# The tests that run code never run on a GPU yet (int8 K/V, L2 prefetch: session 8; tagged
+# [kv] / [l2], including the RMSNorm, RoPE and decode attention kernel tests, which carry
+# int8 / prefetch sections) in a process of their own, after the others: a sticky CUDA error
+# there cannot take the others down with it.
 timeout 150 "$BUILD/tests/vireo-tests" "[cuda]~[kv]~[l2]" --durations yes > "$OUT/tests-cuda.log" 2>&1
 rc=$?
 say "vireo-tests [cuda]~[kv]~[l2] exit $rc"

@@ -141,7 +141,7 @@ TEST_CASE("cuda embed gathers rows", "[cuda]") {
   }
 }
 
-TEST_CASE("cuda fused residual add + RMSNorm matches cpu::rms_norm", "[cuda]") {
+TEST_CASE("cuda fused residual add + RMSNorm matches cpu::rms_norm", "[cuda][l2]") {
   VIREO_REQUIRE_GPU();
   std::mt19937 rng(4);
   const float eps = 1e-5f;
@@ -206,7 +206,7 @@ TEST_CASE("cuda SwiGLU matches cpu::silu_mul", "[cuda]") {
     }
 }
 
-TEST_CASE("cuda bias + RoPE + KV write matches cpu::rope and the slot layout", "[cuda]") {
+TEST_CASE("cuda bias + RoPE + KV write matches cpu::rope and the slot layout", "[cuda][kv]") {
   VIREO_REQUIRE_GPU();
   std::mt19937 rng(6);
   for (DType dt : kDtypes)
@@ -324,7 +324,7 @@ TEST_CASE("cuda bias + RoPE + KV write matches cpu::rope and the slot layout", "
 }
 
 
-TEST_CASE("cuda split-KV decode attention matches cpu::attention", "[cuda]") {
+TEST_CASE("cuda split-KV decode attention matches cpu::attention", "[cuda][l2]") {
   VIREO_REQUIRE_GPU();
   std::mt19937 rng(7);
   struct Cfg { int nh, nkv, hd, bs; };

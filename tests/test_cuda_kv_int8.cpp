@@ -127,8 +127,9 @@ TEST_CASE("cuda model with an int8 KV cache matches the CPU's int8 path and the 
   CHECK(e_q < 3e-2);
   CHECK(e_c < 3e-2);
 
-  // SmolLM2's head layout (3 KV heads) with an odd block size and block count: the int8
-  // arrays of a layer are not multiples of 16 bytes, and each must still start aligned.
+  // SmolLM2's head layout (3 KV heads) with an odd block size and block count: a layer's
+  // scale arrays (13 x 5 x 3 floats = 780 bytes) are not a multiple of 16 bytes, and every
+  // array after them must still start aligned.
   {
     const ModelConfig c3 = test::model_shape(2, 576, 9, 3, 64, 512, 300, 512);
     const Model cpu3 = Model::random(c3, 22, {.n_threads = 2});

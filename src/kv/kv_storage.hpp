@@ -2,8 +2,9 @@
 //
 // Layout (both backends): per layer, K and V each [num_blocks, block_size, n_kv_heads,
 // head_dim] in the backend's KV dtype. A token's slot is block * block_size + offset, so
-// slot s of layer l lives at k(l) + s * n_kv_heads * head_dim. With int8 storage (CPU only)
-// K and V hold int8 in that layout plus fp32 scales [num_blocks, block_size, n_kv_heads].
+// slot s of layer l lives at k(l) + s * n_kv_heads * head_dim. With int8 storage
+// (KVPrecision::Int8) K and V hold int8 in that layout plus fp32 scales [num_blocks,
+// block_size, n_kv_heads]. The CUDA storage is in cuda/kv_storage_cuda.hpp.
 #pragma once
 #include <cstddef>
 #include <cstdint>
