@@ -97,6 +97,18 @@ void BM_matmul_prefill(benchmark::State& state) {
   run_matmul(state, TensorType(state.range(0)), 2048, 2048, 64);
 }
 
+// A decode step of a continuous batch: T tokens through the same [8192, 2048] matrix. The
+// weights are read once per step whatever T, so time / T is what batching buys on the CPU.
+void BM_matmul_decode_batch(benchmark::State& state) {
+  run_matmul(state, TensorType(state.range(0)), 8192, 2048, state.range(1));
+  state.counters["tokens/s"] = benchmark::Counter(double(state.range(1)), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_matmul_decode_batch)
+    ->ArgsProduct({{std::int64_t(TensorType::Q8_0), std::int64_t(TensorType::Q4_1)}, {1, 2, 4, 8, 16}})
+    ->ArgNames({"type", "T"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
 void weight_types(benchmark::internal::Benchmark* b) {
   for (TensorType t : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
                        TensorType::Q4_1})

@@ -57,7 +57,7 @@ TEST_CASE("matmul: decode (fused) and prefill (dequantize) paths agree with the 
       gguf::quantize(type, wf.data() + r * cols, wq.data() + std::size_t(r) * gguf::row_bytes(type, std::uint64_t(cols)),
                      std::size_t(cols));
     detail::WeightView w{type, wq.data(), rows, cols};
-    for (std::int64_t T : {1, 2, 3, 4, 5, 8, 9}) {
+    for (std::int64_t T : {1, 2, 3, 4, 5, 6, 7, 8, 9}) {
       auto x = random_vec(std::size_t(T * cols), rng);
       std::vector<float> y(std::size_t(T * rows), NAN);
       cpu::matmul(w, x.data(), T, y.data(), pool);

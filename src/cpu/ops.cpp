@@ -95,22 +95,22 @@ void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* 
   const std::size_t stride = w.row_stride();
   // Decode-sized steps read each quantized row once: one token uses the fused dot (the
   // x-sum trick saves the zero-point FMAs), a few tokens dequantize each block into
-  // registers once and reuse it for up to 4 tokens at a time. Larger steps dequantize a
+  // registers once and reuse it for up to 8 tokens at a time. Larger steps dequantize a
   // row into a buffer and run the register-tiled kernel below.
   constexpr std::int64_t kFusedMaxTokens = 8;
   if (T <= kFusedMaxTokens && has_quant_dot(w.type)) {
     std::vector<float> sums(static_cast<std::size_t>(cols / 32));
     if (T == 1) block_sums(x, cols, sums.data());
     pool.parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
-      float out[4];
+      float out[8];
       for (std::int64_t r = r0; r < r1; ++r) {
         const std::byte* wr = w.data + std::size_t(r) * stride;
         if (T == 1) {
           y[r] = quant_dot(w.type, wr, x, sums.data(), cols);
           continue;
         }
-        for (std::int64_t t0 = 0; t0 < T; t0 += 4) {
-          const int nt = int(std::min<std::int64_t>(4, T - t0));
+        for (std::int64_t t0 = 0; t0 < T; t0 += 8) {
+          const int nt = int(std::min<std::int64_t>(8, T - t0));
           quant_dot_tokens(w.type, wr, x + t0 * cols, cols, nt, cols, out);
           for (int k = 0; k < nt; ++k) y[(t0 + k) * rows + r] = out[k];
         }

@@ -22,7 +22,7 @@ void block_sums(const float* x, std::int64_t n, float* sums) noexcept;
 float quant_dot(gguf::TensorType t, const std::byte* row, const float* x, const float* x_block_sums,
                 std::int64_t n) noexcept;
 
-/// Dots of one quantized row with T <= 4 activation rows x + t * x_stride, into out[t]. Each
+/// Dots of one quantized row with T <= 8 activation rows x + t * x_stride, into out[t]. Each
 /// block is dequantized once into registers and reused for every token, so a small decode
 /// batch costs one dequantization per weight instead of one per token.
 void quant_dot_tokens(gguf::TensorType t, const std::byte* row, const float* x, std::int64_t x_stride, int T,
