@@ -910,6 +910,41 @@ std::string jstr(const std::string& s) {
 }
 std::string jnum(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : "null"; }
 
+/// The CUDA issue's three bars, per model measured on a GPU with the steps they need (decode
+/// at batch 1 and 64, prefill of 2048 tokens), as JSON objects (empty when none applies), and
+/// one line each on stderr:
+///  - batch-1 decode within 1/0.85 of (weights + KV bytes) / copy bandwidth: fraction of the
+///    copy floor >= 0.85 (the read-bandwidth fraction alongside, the stricter view);
+///  - prefill of 2048 tokens at >= 60% of the measured bf16 GEMM rate;
+///  - decode at batch 64 >= 25x the batch-1 token rate.
+std::string bars_json(const std::vector<Result>& rs) {
+  std::string j;
+  std::vector<std::string> models;
+  for (const Result& r : rs)
+    if (r.device != "cpu" && std::find(models.begin(), models.end(), r.model) == models.end()) models.push_back(r.model);
+  for (const std::string& m : models) {
+    const Result *b1 = nullptr, *b64 = nullptr, *p2k = nullptr;
+    for (const Result& r : rs) {
+      if (r.model != m || r.device == "cpu") continue;
+      if (r.kind == "decode" && r.batch == 1) b1 = &r;
+      if (r.kind == "decode" && r.batch == 64) b64 = &r;
+      if (r.kind == "prefill" && r.tokens == 2048) p2k = &r;
+    }
+    auto add = [&](const std::string& bar, double value, double target, const std::string& extra) {
+      j += j.empty() ? "\n    " : ",\n    ";
+      j += "{\"model\": " + jstr(m) + ", \"bar\": " + jstr(bar) + ", \"value\": " + jnum(value) +
+           ", \"target\": " + jnum(target) + ", \"met\": " + (value >= target ? "true" : "false") + extra + "}";
+      std::fprintf(stderr, "bar %-34s %-22s %.3f (target %.2f): %s\n", m.c_str(), bar.c_str(), value, target,
+                   value >= target ? "met" : "NOT met");
+    };
+    if (b1 && b1->copy_floor_ms > 0)
+      add("decode_b1_copy_floor", b1->copy_fraction, 0.85, ", \"fraction_of_read_floor\": " + jnum(b1->fraction));
+    if (p2k && p2k->floor_ms > 0) add("prefill_2048_gemm_rate", p2k->fraction, 0.60, "");
+    if (b1 && b64 && b1->tok_s > 0) add("decode_b64_over_b1", b64->tok_s / b1->tok_s, 25.0, "");
+  }
+  return j;
+}
+
 std::string to_json(const Options& o, const Roofline& roof, const std::vector<Result>& rs, const std::string& load_before,
                     const std::string& load_after, const std::string& device_name, double wall_s) {
   std::string j = "{\n  \"machine\": {";
@@ -954,7 +989,10 @@ std::string to_json(const Options& o, const Roofline& roof, const std::vector<Re
     if (r.floor_flops > 0) j += ", \"floor_flops\": " + jnum(r.floor_flops);
     j += "}";
   }
-  j += "\n  ]\n}\n";
+  j += "\n  ]";
+  const std::string bars = bars_json(rs);
+  if (!bars.empty()) j += ",\n  \"bars\": [" + bars + "\n  ]";
+  j += "\n}\n";
   return j;
 }
 

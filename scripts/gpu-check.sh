@@ -184,6 +184,7 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   rc=$?
   say "vireo-bench model 8b exit $rc"
   tail -12 "$OUT/vireo-bench-model.log"
+  grep -E "^bar " "$OUT/vireo-bench-model.log" | tail -3 >> "$SUMMARY"
   [ $rc -ne 0 ] && status=1
   # Experimental switches against the default, same machine: the [cuda][model] tests (whole
   # forward passes through the switched kernels; the kernel tests call the variants directly
