@@ -218,7 +218,7 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
       > "$OUT/variant.log" 2>&1
     say "vireo-bench model 8b ($variant) exit $?"
     { echo "==== $variant"; cat "$OUT/variant.log"; } >> "$OUT/vireo-bench-model.log"
-    grep -E "^  (decode|prefill)|copy-bandwidth" "$OUT/variant.log" | tee -a "$SUMMARY"
+    grep -E "^  (decode|prefill)|copy-bandwidth|^bar " "$OUT/variant.log" | tee -a "$SUMMARY"
     rm -f "$OUT/variant.log"
   done
   # Quantized weights kept quantized on the GPU (ModelOptions::gpu_quantized; written without
