@@ -6,7 +6,11 @@
 // by the item that finishes last (see attention()). Measured against the per-(token, head)
 // loop it replaced (2-core EPYC VM, 32 heads / 8 KV heads, hd 64, BM_attention, interleaved
 // runs): decode at 2048 positions 0.67-0.84 vs 0.75-1.27 ms, prefill of 64 tokens at 2048
-// 42-52 vs 47-93 ms; decode at 128 positions within noise (36-52 vs 38-75 us).
+// 42-52 vs 47-93 ms; decode at 128 positions within noise (36-52 vs 38-75 us). Then (stop
+// 8): a vector exp (cpu/simd.hpp exp_ps) for the softmax, V accumulated with a 32-column
+// slice of the output in registers over all keys, and K / V rows prefetched 6 keys ahead:
+// decode at 2048 positions 653 -> 412-425 us, prefill of 64 tokens at 2048 41-42 -> 25-31 ms,
+// decode at 128 positions 37 -> 27 us.
 #include "cpu/ops.hpp"
 
 #include "cpu/quant_dot.hpp"
@@ -223,6 +227,59 @@ float dot_i8(const float* a, const std::int8_t* b, int n) noexcept {
 }
 
 /// acc[i] += w * b[i] over an int8 row.
+}  // namespace
+
+float exp_shift_sum(float* s, std::int64_t n, float mx) noexcept {
+  std::int64_t p = 0;
+  float sum = 0.0f;
+#if defined(__AVX2__) && defined(__FMA__)
+  const __m256 m = _mm256_set1_ps(mx);
+  __m256 acc = _mm256_setzero_ps();
+  for (; p + 8 <= n; p += 8) {
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + p), m));
+    _mm256_storeu_ps(s + p, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  sum = hsum(acc);
+#endif
+  for (; p < n; ++p) sum += (s[p] = std::exp(s[p] - mx));
+  return sum;
+}
+
+namespace {
+
+/// acc[0..hd) += sum over p < n of e[p] * v[rows[p] * hd ..] (fp32 V rows), keys in order.
+/// With AVX2 and hd % 32 == 0 a 32-column slice of acc stays in registers over all keys
+/// (the per-key load / store of acc was half the memory traffic of the loop).
+void accumulate_v(float* acc, const float* e, const float* v, const std::int64_t* rows, std::int64_t n,
+                  int hd) noexcept {
+#if defined(__AVX2__) && defined(__FMA__)
+  if (hd % 32 == 0) {
+    for (int c = 0; c < hd; c += 32) {
+      __m256 a0 = _mm256_loadu_ps(acc + c), a1 = _mm256_loadu_ps(acc + c + 8);
+      __m256 a2 = _mm256_loadu_ps(acc + c + 16), a3 = _mm256_loadu_ps(acc + c + 24);
+      for (std::int64_t p = 0; p < n; ++p) {
+        const __m256 w = _mm256_set1_ps(e[p]);
+        const float* vr = v + rows[p] * hd + c;
+        a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr), a0);
+        a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 8), a1);
+        a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 16), a2);
+        a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 24), a3);
+      }
+      _mm256_storeu_ps(acc + c, a0);
+      _mm256_storeu_ps(acc + c + 8, a1);
+      _mm256_storeu_ps(acc + c + 16, a2);
+      _mm256_storeu_ps(acc + c + 24, a3);
+    }
+    return;
+  }
+#endif
+  for (std::int64_t p = 0; p < n; ++p) {
+    const float* vr = v + rows[p] * hd;
+    for (int i = 0; i < hd; ++i) acc[i] += e[p] * vr[i];
+  }
+}
+
 void axpy_i8(float* acc, float w, const std::int8_t* b, int n) noexcept {
   int i = 0;
 #if defined(__AVX2__) && defined(__FMA__)
@@ -288,6 +345,7 @@ void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, 
   };
   pool.parallel_for(n_items, [&](std::int64_t i0, std::int64_t i1) {
     std::vector<float> sc(static_cast<std::size_t>(group * kAttnChunk));
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(kAttnChunk));  // cache row of each key of the item
     std::vector<float> own(static_cast<std::size_t>(direct ? group * part_len : 0));
     for (std::int64_t it = i0; it < i1; ++it) {
       const std::int64_t tc = it / nkv;
@@ -302,8 +360,22 @@ void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, 
       auto row_of = [&](std::int64_t p) {
         return (std::int64_t(table[p / a.block_size]) * a.block_size + p % a.block_size) * nkv + g;
       };
+      for (std::int64_t p = p0; p < p1; ++p) rows[std::size_t(p - p0)] = row_of(p);
+      // Keys sit in scattered blocks: prefetch the K and V rows a few keys ahead (V is read
+      // by the accumulation pass below, from L2 then).
+      const std::size_t kv_row_bytes = std::size_t(hd) * (a.k8 ? 1 : sizeof(float));
+      const char* kbase = a.k8 ? reinterpret_cast<const char*>(a.k8) : reinterpret_cast<const char*>(a.k_cache);
+      const char* vbase = a.v8 ? reinterpret_cast<const char*>(a.v8) : reinterpret_cast<const char*>(a.v_cache);
+      constexpr std::int64_t kAhead = 6;
       for (std::int64_t p = p0; p < p1; ++p) {
-        const std::int64_t row = row_of(p);
+        if (p + kAhead < p1) {
+          const std::size_t off = std::size_t(rows[std::size_t(p + kAhead - p0)]) * kv_row_bytes;
+          for (std::size_t b = 0; b < kv_row_bytes; b += 64) {
+            __builtin_prefetch(kbase + off + b);
+            __builtin_prefetch(vbase + off + b);
+          }
+        }
+        const std::int64_t row = rows[std::size_t(p - p0)];
         for (int j = 0; j < group; ++j)
           sc[std::size_t(j * kAttnChunk + (p - p0))] =
               (a.k8 ? dot_i8(q + j * hd, a.k8 + row * hd, hd) * a.k_scale[row]
@@ -313,24 +385,22 @@ void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, 
       float* part = direct ? own.data() : parts.data() + it * group * part_len;
       for (int j = 0; j < group; ++j) {
         float* s = sc.data() + j * kAttnChunk;
-        float mx = -INFINITY, sum = 0.0f;
+        float mx = -INFINITY;
         for (std::int64_t p = 0; p < n; ++p) mx = std::max(mx, s[p]);
-        for (std::int64_t p = 0; p < n; ++p) sum += (s[p] = std::exp(s[p] - mx));
         part[j * part_len] = mx;
-        part[j * part_len + 1] = sum;
+        part[j * part_len + 1] = exp_shift_sum(s, n, mx);
         std::fill_n(part + j * part_len + 2, hd, 0.0f);
       }
-      for (std::int64_t p = p0; p < p1; ++p) {
-        const std::int64_t row = row_of(p);
-        for (int j = 0; j < group; ++j) {
-          float* acc = part + j * part_len + 2;
-          const float e = sc[std::size_t(j * kAttnChunk + (p - p0))];
-          if (a.v8) {
-            axpy_i8(acc, e * a.v_scale[row], a.v8 + row * hd, hd);
-          } else {
-            const float* v = a.v_cache + row * hd;
-            for (int i = 0; i < hd; ++i) acc[i] += e * v[i];
+      for (int j = 0; j < group; ++j) {
+        float* acc = part + j * part_len + 2;
+        const float* e = sc.data() + j * kAttnChunk;
+        if (a.v8) {
+          for (std::int64_t p = 0; p < n; ++p) {
+            const std::int64_t row = rows[std::size_t(p)];
+            axpy_i8(acc, e[p] * a.v_scale[row], a.v8 + row * hd, hd);
           }
+        } else {
+          accumulate_v(acc, e, a.v_cache, rows.data(), n, hd);
         }
       }
       if (direct) {

@@ -56,4 +56,8 @@ struct AttentionArgs {
 };
 void attention(const AttentionArgs& a, ThreadPool& pool);
 
+/// s[p] = exp(s[p] - mx) for p < n (AVX2: exp_ps of cpu/simd.hpp, within 2 ulp of std::exp;
+/// below -87.3 the result may flush to 0); returns the sum. The softmax of attention().
+float exp_shift_sum(float* s, std::int64_t n, float mx) noexcept;
+
 }  // namespace vireo::cpu
