@@ -13,17 +13,19 @@
 #      builds vireo-tests, vireo-kernel-bench and vireo-bench in build-cuda (sm_90) and copies
 #      the shared libraries they need that are not CUDA or libc (libfmt, libbenchmark) into
 #      build-cuda/devlibs.
-#   2. on the GPU machine, from the repository root, with build-cuda carried along:
+#      It also packs the three binaries and devlibs into build-cuda/gpu-bins.tar.gz (~12 MB;
+#      each binary holds its own ~14 MB fatbin, ~47 MB unpacked).
+#   2. on the GPU machine, from the repository root, with the archive carried along:
 #        OUT=/some/dir scripts/gpu-check.sh          # default OUT: ./gpu-check-out
-#      Device tool: command "bash scripts/gpu-check.sh", timeout_s 600, and carry only what
-#      runs there (the whole build-cuda is ~50 MB of objects, near the tool's 64 MiB limit):
-#      ["build-cuda/tests/vireo-tests", "build-cuda/bench/vireo-kernel-bench",
-#       "build-cuda/bench/vireo-bench", "build-cuda/devlibs"]   (~16 MB)
+#      Device tool: command "bash scripts/gpu-check.sh", timeout_s 580, carry
+#      ["build-cuda/gpu-bins.tar.gz"] (unpacked here when the binaries are not there), plus
+#      models/part-01 after --split-model (below). Carrying the unpacked binaries works too.
 #
 # libcudart / libcublas / libcublasLt (CUDA 13) are taken from the machine: when the loader
 # cannot find them, the usual CUDA folders and pip's nvidia-* wheels are searched. The
-# SmolLM2 test needs models/SmolLM2-135M-Instruct.Q4_1.gguf (98 MB, too large to carry): without
-# it that test WARNs and passes; set VIREO_MODEL to a copy if the machine has one.
+# SmolLM2 test needs models/SmolLM2-135M-Instruct.Q4_1.gguf (98 MB, too large to carry in one
+# call; see --split-model): without it that test WARNs and passes; set VIREO_MODEL to a copy
+# if the machine has one.
 # If build-cuda is missing the script configures and builds it (needs cmake, a CUDA
 # toolkit, fmt, Catch2 v2 and Google Benchmark: apt-get install cmake libfmt-dev catch2
 # libbenchmark-dev), which the lent machines cannot do.
@@ -46,23 +48,26 @@ if [ "${1:-}" = "--prepare" ]; then
       grep -Ev '/(libcuda|libcudart|libcublas|libcublasLt|libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s)\.so' |
       while read -r lib; do cp -Lv "$lib" "$BUILD/devlibs/"; done || true
   done
-  du -sh "$BUILD"
+  # One archive to carry: the binaries embed the same fatbin three times, gzip halves it.
+  tar -czf "$BUILD/gpu-bins.tar.gz" "${BINS[@]}" "$BUILD/devlibs"
+  ls -la "$BUILD/gpu-bins.tar.gz"
   exit 0
 fi
 
 if [ "${1:-}" = "--split-model" ]; then
-  # The real SmolLM2 file (98 MB) is larger than what one device call may carry (64 MiB with
-  # the binaries). Split it into three ~33 MB parts, models/part-00..02 (git-ignored), and
-  # carry one part per call while the lent machine stays warm (it keeps carried files between
-  # calls for 30 s of idleness): call 1 `true` carrying models/part-00, call 2 `true` carrying
-  # models/part-01, call 3 `bash scripts/gpu-check.sh` carrying the binaries and models/part-02.
+  # The real SmolLM2 file (98 MB) is larger than what one device call may carry (64 MiB, the
+  # working tree included). Split it into two parts, models/part-00 (49 MiB) and part-01
+  # (~47 MB; git-ignored), and carry one per call while the lent machine stays warm (it keeps
+  # carried files between calls while it is held): call 1 `true` carrying models/part-00,
+  # call 2 `bash scripts/gpu-check.sh` carrying build-cuda/gpu-bins.tar.gz and models/part-01
+  # (~60 MB with the ~1.3 MB tree).
   # gpu-check joins the parts, checks the hash from fetch-model.sh, and the [cuda] SmolLM2 test
   # (fp32 greedy identical to the CPU, bf16 logits within tolerance) runs on the real weights.
   set -e
   m=models/SmolLM2-135M-Instruct.Q4_1.gguf
   [ -f "$m" ] || scripts/fetch-model.sh
   rm -f models/part-*
-  split -b 33M -d "$m" models/part-
+  split -b 49M -d "$m" models/part-
   ls -la models/part-*
   exit 0
 fi
@@ -76,6 +81,10 @@ say() { echo "$*" | tee -a "$SUMMARY"; }
 
 say "== nvidia-smi"
 nvidia-smi 2>&1 | tee -a "$SUMMARY"
+
+if [ ! -f "$BUILD/tests/vireo-tests" ] && [ -f "$BUILD/gpu-bins.tar.gz" ]; then
+  tar -xzf "$BUILD/gpu-bins.tar.gz" && say "binaries unpacked from $BUILD/gpu-bins.tar.gz"
+fi
 
 if [ ! -f "$BUILD/tests/vireo-tests" ]; then
   say "== configure + build ($BUILD/tests/vireo-tests missing)"
