@@ -18,7 +18,7 @@
 #   2. on the GPU machine, from the repository root, with the archive carried along:
 #        OUT=/some/dir scripts/gpu-check.sh          # default OUT: ./gpu-check-out
 #      Device tool: command "bash scripts/gpu-check.sh", timeout_s 580, carry
-#      ["build-cuda/gpu-bins.tar.gz"] (unpacked over any binaries already there), plus
+#      ["build-cuda/gpu-bins.tar.gz"] (unpacked over older binaries already there), plus
 #      models/part-01 after --split-model (below). Carrying the unpacked binaries works too.
 #
 # libcudart / libcublas / libcublasLt (CUDA 13) are taken from the machine: when the loader
@@ -82,9 +82,9 @@ say() { echo "$*" | tee -a "$SUMMARY"; }
 say "== nvidia-smi"
 nvidia-smi 2>&1 | tee -a "$SUMMARY"
 
-# The carried archive wins over binaries a warm machine may keep from an earlier call. (On
-# the build machine, where --prepare just made both, unpacking rewrites the same files.)
-if [ -f "$BUILD/gpu-bins.tar.gz" ]; then
+# The carried archive wins over older binaries (a warm machine may keep some from an earlier
+# call); binaries rebuilt after the last --prepare are left alone.
+if [ -f "$BUILD/gpu-bins.tar.gz" ] && { [ ! -f "$BUILD/tests/vireo-tests" ] || [ "$BUILD/gpu-bins.tar.gz" -nt "$BUILD/tests/vireo-tests" ]; }; then
   tar -xzf "$BUILD/gpu-bins.tar.gz" && say "binaries unpacked from $BUILD/gpu-bins.tar.gz"
 fi
 
