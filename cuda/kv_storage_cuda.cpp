@@ -25,53 +25,27 @@ CudaKVStorage::CudaKVStorage(const KVGeometry& g, std::shared_ptr<cuda::Stream> 
   buf_.fill_bytes(0);
 }
 
-std::vector<CudaKVStorage::Run> CudaKVStorage::runs(int l) const {
-  if (!geo_.int8) return {{static_cast<char*>(k(l)), block_bytes_}, {static_cast<char*>(v(l)), block_bytes_}};
-  return {{static_cast<char*>(k(l)), block_bytes_},
-          {reinterpret_cast<char*>(k_scale(l)), scale_block_bytes_},
-          {static_cast<char*>(v(l)), block_bytes_},
-          {reinterpret_cast<char*>(v_scale(l)), scale_block_bytes_}};
+int CudaKVStorage::block_runs(int l, BlockRun (&out)[4]) noexcept {
+  auto bytes = [](auto* p) { return reinterpret_cast<unsigned char*>(p); };
+  out[0] = {bytes(k(l)), block_bytes_};
+  if (!geo_.int8) {
+    out[1] = {bytes(v(l)), block_bytes_};
+    return 2;
+  }
+  out[1] = {bytes(k_scale(l)), scale_block_bytes_};
+  out[2] = {bytes(v(l)), block_bytes_};
+  out[3] = {bytes(v_scale(l)), scale_block_bytes_};
+  return 4;
 }
 
-void CudaKVStorage::check_block(std::int32_t b) const {
-  if (b < 0 || b >= geo_.num_blocks)
-    throw Error(ErrorCode::InvalidArgument, fmt::format("KV block {} outside [0, {})", b, geo_.num_blocks));
+void CudaKVStorage::copy_bytes(void* dst, const void* src, std::size_t bytes, CopyKind kind) {
+  const cudaMemcpyKind k = kind == CopyKind::Within   ? cudaMemcpyDeviceToDevice
+                           : kind == CopyKind::ToHost ? cudaMemcpyDeviceToHost
+                                                      : cudaMemcpyHostToDevice;
+  cu(cudaMemcpyAsync(dst, src, bytes, k, static_cast<cudaStream_t>(stream_->get())), "KV block copy");
 }
 
-void CudaKVStorage::copy_block(std::int32_t src, std::int32_t dst) {
-  check_block(src);
-  check_block(dst);
-  auto s = static_cast<cudaStream_t>(stream_->get());
-  for (int l = 0; l < geo_.n_layers; ++l)
-    for (const Run& r : runs(l))
-      cu(cudaMemcpyAsync(r.base + std::size_t(dst) * r.bytes, r.base + std::size_t(src) * r.bytes, r.bytes,
-                         cudaMemcpyDeviceToDevice, s),
-         "KV copy_block");
-}
-
-void CudaKVStorage::read_block(std::int32_t block, void* host_dst) {
-  check_block(block);
-  auto s = static_cast<cudaStream_t>(stream_->get());
-  auto* h = static_cast<char*>(host_dst);
-  for (int l = 0; l < geo_.n_layers; ++l)
-    for (const Run& r : runs(l)) {
-      cu(cudaMemcpyAsync(h, r.base + std::size_t(block) * r.bytes, r.bytes, cudaMemcpyDeviceToHost, s), "KV read_block");
-      h += r.bytes;
-    }
-  stream_->synchronize();
-}
-
-void CudaKVStorage::write_block(std::int32_t block, const void* host_src) {
-  check_block(block);
-  auto s = static_cast<cudaStream_t>(stream_->get());
-  auto* h = static_cast<const char*>(host_src);
-  for (int l = 0; l < geo_.n_layers; ++l)
-    for (const Run& r : runs(l)) {
-      cu(cudaMemcpyAsync(r.base + std::size_t(block) * r.bytes, h, r.bytes, cudaMemcpyHostToDevice, s), "KV write_block");
-      h += r.bytes;
-    }
-  stream_->synchronize();
-}
+void CudaKVStorage::host_copies_done() { stream_->synchronize(); }
 
 std::shared_ptr<void> CudaKVStorage::alloc_host(std::size_t bytes) {
   void* p = nullptr;

@@ -14,7 +14,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <vector>
 
 #include "cuda_api.hpp"
 #include "kv/kv_storage.hpp"
@@ -36,21 +35,15 @@ class CudaKVStorage final : public KVStorage {
     return geo_.int8 ? reinterpret_cast<float*>(reinterpret_cast<char*>(k_scale(layer)) + scales_bytes_) : nullptr;
   }
 
-  void copy_block(std::int32_t src, std::int32_t dst) override;
-  void read_block(std::int32_t block, void* host_dst) override;
-  void write_block(std::int32_t block, const void* host_src) override;
   /// Pinned host memory (cudaMallocHost); throws Error(OutOfMemory) on failure.
   std::shared_ptr<void> alloc_host(std::size_t bytes) override;
 
  private:
-  /// One array of a layer with a run per block: its start and one block's run in bytes.
-  struct Run {
-    char* base;
-    std::size_t bytes;
-  };
-  /// The arrays of layer l in host-image order.
-  std::vector<Run> runs(int l) const;
-  void check_block(std::int32_t b) const;
+  int block_runs(int layer, BlockRun (&out)[4]) noexcept override;
+  /// cudaMemcpyAsync on the storage's stream.
+  void copy_bytes(void* dst, const void* src, std::size_t bytes, CopyKind kind) override;
+  /// Synchronizes the stream.
+  void host_copies_done() override;
 
   std::shared_ptr<cuda::Stream> stream_;
   std::size_t block_bytes_ = 0, scale_block_bytes_ = 0;  ///< one block's run of values / scales

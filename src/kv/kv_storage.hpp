@@ -36,21 +36,41 @@ struct KVGeometry {
   std::size_t block_elems() const noexcept { return std::size_t(block_size) * n_kv_heads * head_dim; }
 };
 
+/// The block copies (prefix sharing, fork, swap) are written once here over the arrays a
+/// backend names (block_runs()) and its copy primitive (copy_bytes()).
 class KVStorage {
  public:
   virtual ~KVStorage() = default;
   const KVGeometry& geometry() const noexcept { return geo_; }
-  /// Copy one block (all layers, K and V) from src to dst.
-  virtual void copy_block(std::int32_t src, std::int32_t dst) = 0;
-  /// Copy one block to / from host memory of geometry().bytes_per_block() bytes.
-  virtual void read_block(std::int32_t block, void* host_dst) = 0;
-  virtual void write_block(std::int32_t block, const void* host_src) = 0;
+  /// Copy one block (all layers, K and V, int8 scales included) from src to dst.
+  void copy_block(std::int32_t src, std::int32_t dst);
+  /// Copy one block to / from host memory of geometry().bytes_per_block() bytes: per layer,
+  /// the block's run of each array in block_runs() order. Complete when they return.
+  void read_block(std::int32_t block, void* host_dst);
+  void write_block(std::int32_t block, const void* host_src);
   /// Host memory for swapped blocks (pinned on CUDA).
   virtual std::shared_ptr<void> alloc_host(std::size_t bytes) = 0;
 
  protected:
   explicit KVStorage(const KVGeometry& g) : geo_(g) {}
+  /// One array of a layer that holds a run per block: its start and one block's run in bytes.
+  struct BlockRun {
+    unsigned char* base;
+    std::size_t bytes;
+  };
+  /// The arrays of layer l in the order of the host copy of a block (K, V; int8: K values,
+  /// K scales, V values, V scales); returns how many of out[] it filled.
+  virtual int block_runs(int layer, BlockRun (&out)[4]) noexcept = 0;
+  /// Where copy_bytes() moves bytes: within the storage's memory, or to / from host memory.
+  enum class CopyKind { Within, ToHost, FromHost };
+  /// Copy bytes (the CUDA storage: asynchronously on its stream).
+  virtual void copy_bytes(void* dst, const void* src, std::size_t bytes, CopyKind kind) = 0;
+  /// After the copy_bytes() calls of read_block / write_block: returns once they are done.
+  virtual void host_copies_done() {}
   KVGeometry geo_;
+
+ private:
+  void check_block(std::int32_t b, const char* what) const;
 };
 
 /// fp32 (or int8 + fp32 row scales) storage in host memory, for the CPU backend.
@@ -66,20 +86,11 @@ class CpuKVStorage final : public KVStorage {
   std::int8_t* v8(int layer) noexcept { return v8_.empty() ? nullptr : v8_.data() + std::size_t(layer) * layer_elems_; }
   float* k_scale(int layer) noexcept { return ks_.empty() ? nullptr : ks_.data() + std::size_t(layer) * layer_rows_; }
   float* v_scale(int layer) noexcept { return vs_.empty() ? nullptr : vs_.data() + std::size_t(layer) * layer_rows_; }
-  void copy_block(std::int32_t src, std::int32_t dst) override;
-  void read_block(std::int32_t block, void* host_dst) override;
-  void write_block(std::int32_t block, const void* host_src) override;
   std::shared_ptr<void> alloc_host(std::size_t bytes) override;
 
  private:
-  /// One array of a layer that holds a run per block: its start and a block's run in bytes.
-  struct BlockRuns {
-    unsigned char* base;
-    std::size_t bytes;
-  };
-  /// The arrays of layer l in the order of the host copy of a block (fp32: K, V; int8:
-  /// K values, K scales, V values, V scales); returns how many of out[] it filled.
-  int block_runs(int layer, BlockRuns (&out)[4]) noexcept;
+  int block_runs(int layer, BlockRun (&out)[4]) noexcept override;
+  void copy_bytes(void* dst, const void* src, std::size_t bytes, CopyKind) override;
 
   std::size_t layer_elems_;
   std::size_t layer_rows_ = 0;  ///< int8: scales per layer (slots x KV heads)

@@ -58,14 +58,7 @@ CpuKVStorage::CpuKVStorage(const KVGeometry& g) : KVStorage(g), layer_elems_(0) 
   }
 }
 
-namespace {
-void check_block(const KVGeometry& g, std::int32_t b, const char* what) {
-  if (b < 0 || b >= g.num_blocks)
-    throw Error(ErrorCode::InvalidArgument, fmt::format("{}: block {} outside [0, {})", what, b, g.num_blocks));
-}
-}  // namespace
-
-int CpuKVStorage::block_runs(int l, BlockRuns (&out)[4]) noexcept {
+int CpuKVStorage::block_runs(int l, BlockRun (&out)[4]) noexcept {
   const std::size_t n = geo_.block_elems(), r = std::size_t(geo_.block_size) * std::size_t(geo_.n_kv_heads);
   auto bytes = [](auto* p) { return reinterpret_cast<unsigned char*>(p); };
   if (!geo_.int8) {
@@ -80,37 +73,8 @@ int CpuKVStorage::block_runs(int l, BlockRuns (&out)[4]) noexcept {
   return 4;
 }
 
-void CpuKVStorage::copy_block(std::int32_t src, std::int32_t dst) {
-  check_block(geo_, src, "copy_block");
-  check_block(geo_, dst, "copy_block");
-  if (src == dst) return;
-  BlockRuns runs[4];
-  for (int l = 0; l < geo_.n_layers; ++l)
-    for (int i = 0, m = block_runs(l, runs); i < m; ++i)
-      std::memcpy(runs[i].base + std::size_t(dst) * runs[i].bytes, runs[i].base + std::size_t(src) * runs[i].bytes,
-                  runs[i].bytes);
-}
-
-void CpuKVStorage::read_block(std::int32_t block, void* host_dst) {
-  check_block(geo_, block, "read_block");
-  auto* out = static_cast<unsigned char*>(host_dst);
-  BlockRuns runs[4];
-  for (int l = 0; l < geo_.n_layers; ++l)
-    for (int i = 0, m = block_runs(l, runs); i < m; ++i) {
-      std::memcpy(out, runs[i].base + std::size_t(block) * runs[i].bytes, runs[i].bytes);
-      out += runs[i].bytes;
-    }
-}
-
-void CpuKVStorage::write_block(std::int32_t block, const void* host_src) {
-  check_block(geo_, block, "write_block");
-  const auto* in = static_cast<const unsigned char*>(host_src);
-  BlockRuns runs[4];
-  for (int l = 0; l < geo_.n_layers; ++l)
-    for (int i = 0, m = block_runs(l, runs); i < m; ++i) {
-      std::memcpy(runs[i].base + std::size_t(block) * runs[i].bytes, in, runs[i].bytes);
-      in += runs[i].bytes;
-    }
+void CpuKVStorage::copy_bytes(void* dst, const void* src, std::size_t bytes, CopyKind) {
+  std::memcpy(dst, src, bytes);
 }
 
 std::shared_ptr<void> CpuKVStorage::alloc_host(std::size_t bytes) {
