@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "common.cuh"
 #include "cuda_api.hpp"
 #include "l2_prefetch.cuh"
 #include "launch.cuh"
@@ -13,18 +14,12 @@
 namespace vireo::cuda {
 namespace {
 
-__device__ __forceinline__ std::uint64_t now_ns() {
-  std::uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-
 __global__ void l2_prefetch_idle_kernel(L2Prefetch pf, long long spin_ns) {
   pdl_wait();
   pdl_trigger();
-  const std::uint64_t t0 = now_ns();
+  const std::uint64_t t0 = global_ns();
   l2_prefetch_share(pf);
-  while (now_ns() - t0 < std::uint64_t(spin_ns)) {
+  while (global_ns() - t0 < std::uint64_t(spin_ns)) {
   }
 }
 

@@ -11,17 +11,12 @@
 
 #include <cstdint>
 
+#include "common.cuh"
 #include "cuda_api.hpp"
 #include "launch.cuh"
 
 namespace vireo::cuda {
 namespace {
-
-__device__ __forceinline__ std::uint64_t global_ns() {
-  std::uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
 
 __global__ void probe_primary(std::uint64_t* t, long long spin_ns) {
   pdl_wait();
