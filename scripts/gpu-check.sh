@@ -77,6 +77,21 @@ mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 status=0
 say() { echo "$*" | tee -a "$SUMMARY"; }
+# bench_variant LABEL ENV LIMIT ARGS...: one `vireo-bench model --device cuda --dtype bf16 ARGS`
+# run under the environment assignments ENV ("" for none) and `timeout LIMIT`; its log goes to
+# vireo-bench-model.log under "==== LABEL", its step, copy-floor and bar lines to the summary.
+# Returns its exit status.
+bench_variant() {
+  local label="$1" envs="$2" limit="$3" rc
+  shift 3
+  env $envs timeout "$limit" "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 "$@" > "$OUT/variant.log" 2>&1
+  rc=$?
+  say "vireo-bench model $label exit $rc"
+  { echo "==== $label"; cat "$OUT/variant.log"; } >> "$OUT/vireo-bench-model.log"
+  grep -E "^  (decode|prefill)|copy-bandwidth|^bar " "$OUT/variant.log" | tee -a "$SUMMARY"
+  rm -f "$OUT/variant.log"
+  return $rc
+}
 : > "$SUMMARY"
 
 say "== nvidia-smi"
@@ -224,13 +239,8 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
       rm -f "$OUT/tests-cuda-variant.log"
       [ $rc -ne 0 ] && status=1
     fi
-    env $variant timeout 80 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
-      --weights bf16 --batch "$batches" --prefill "$prefills" --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
-      > "$OUT/variant.log" 2>&1
-    say "vireo-bench model 8b ($variant) exit $?"
-    { echo "==== $variant"; cat "$OUT/variant.log"; } >> "$OUT/vireo-bench-model.log"
-    grep -E "^  (decode|prefill)|copy-bandwidth|^bar " "$OUT/variant.log" | tee -a "$SUMMARY"
-    rm -f "$OUT/variant.log"
+    bench_variant "8b ($variant)" "$variant" 80 --model llama-3.1-8b --weights bf16 --batch "$batches" \
+      --prefill "$prefills" --decode-steps 16 --context 512 --ttft 0 --repeats 2
   done
   # Quantized weights kept quantized on the GPU (ModelOptions::gpu_quantized; written without
   # a GPU on 2026-11-26): the 8B shape in Q4_0, batch 1 (the design's target: >= 3x the bf16
@@ -245,21 +255,11 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -6 | tee -a "$SUMMARY"
   [ $rc -ne 0 ] && status=1
   # Batches 16 and 32 through dequantize + cuBLAS instead, for the GEMV-group threshold.
-  VIREO_QGEMV_MAX_TOKENS=8 timeout 80 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
-    --weights q4_0 --gpu-weights native --batch 16,32 --prefill none --decode-steps 16 --context 512 --ttft 0 \
-    --repeats 2 > "$OUT/variant.log" 2>&1
-  say "vireo-bench model 8b q4_0 native, VIREO_QGEMV_MAX_TOKENS=8 exit $?"
-  { echo "==== q4_0 native, VIREO_QGEMV_MAX_TOKENS=8"; cat "$OUT/variant.log"; } >> "$OUT/vireo-bench-model.log"
-  grep -E "^  decode" "$OUT/variant.log" | tee -a "$SUMMARY"
-  rm -f "$OUT/variant.log"
+  bench_variant "8b q4_0 native, VIREO_QGEMV_MAX_TOKENS=8" VIREO_QGEMV_MAX_TOKENS=8 80 --model llama-3.1-8b \
+    --weights q4_0 --gpu-weights native --batch 16,32 --prefill none --decode-steps 16 --context 512 --ttft 0 --repeats 2
   # The same with the fused decode path over the quantized matrices (batch 1 only).
-  VIREO_DECODE_FUSION=1 timeout 80 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
-    --weights q4_0 --gpu-weights native --batch 1 --prefill none --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
-    > "$OUT/variant.log" 2>&1
-  say "vireo-bench model 8b q4_0 native, VIREO_DECODE_FUSION=1 exit $?"
-  { echo "==== q4_0 native, VIREO_DECODE_FUSION=1"; cat "$OUT/variant.log"; } >> "$OUT/vireo-bench-model.log"
-  grep -E "^  decode" "$OUT/variant.log" | tee -a "$SUMMARY"
-  rm -f "$OUT/variant.log"
+  bench_variant "8b q4_0 native, VIREO_DECODE_FUSION=1" VIREO_DECODE_FUSION=1 80 --model llama-3.1-8b \
+    --weights q4_0 --gpu-weights native --batch 1 --prefill none --decode-steps 16 --context 512 --ttft 0 --repeats 2
   # Where a batch-1 / batch-8 decode step and the 2048-token prefill spend their GPU time
   # (VIREO_CUDA_PROFILE=1: eager steps with an event after every stage; JSON to the log).
   say "== vireo-bench model, llama-3.1-8b with VIREO_CUDA_PROFILE=1"
@@ -288,14 +288,8 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   # 16-bit cache at a long context, Llama-3.2-1B shape: decode reads ~half the KV bytes.
   for kv in model int8; do
     say "== vireo-bench model llama-3.2-1b, --kv $kv, context 8192"
-    timeout 60 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.2-1b --kv "$kv" \
-      --batch 1,32 --prefill 2048 --decode-steps 16 --context 8192 --ttft 0 --repeats 2 > "$OUT/variant.log" 2>&1
-    rc=$?
-    say "vireo-bench model 1b --kv $kv exit $rc"
-    { echo "==== llama-3.2-1b --kv $kv, context 8192"; cat "$OUT/variant.log"; } >> "$OUT/vireo-bench-model.log"
-    grep -E "^  (decode|prefill)" "$OUT/variant.log" | tee -a "$SUMMARY"
-    rm -f "$OUT/variant.log"
-    [ $rc -ne 0 ] && status=1
+    bench_variant "llama-3.2-1b --kv $kv, context 8192" "" 60 --model llama-3.2-1b --kv "$kv" --batch 1,32 \
+      --prefill 2048 --decode-steps 16 --context 8192 --ttft 0 --repeats 2 || status=1
   done
 fi
 
