@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # One command for a lent GPU machine: print the GPU, run the [cuda] tests, the CUDA kernel
-# benchmarks, vireo-bench model and serve on CUDA; logs and JSON under $OUT (8 files, the most
-# the device tool returns: summary.txt, tests-cuda.log, vireo-bench-model.log and 5 JSON). On an
-# H100 the run of 2026-11-26 (no variants) took 126 s; with the five experimental variants and
-# the quantized 8B runs expect ~8 min: give the device tool timeout_s 580.
+# benchmarks, vireo-bench model (the issue's bars on the Llama-3.1-8B shape, Q4_0 kept
+# quantized, int8 K/V) and serve on CUDA; logs and JSON under $OUT (8 files, the most the device
+# tool returns: summary.txt, tests-cuda.log, vireo-bench-model.log and 5 JSON).
+#   scripts/gpu-check.sh                 the check: ~4-5 min on an H100 by estimate (the run of
+#                                        2026-11-26, without the Q4_0 and int8 K/V steps, took 126 s)
+#   scripts/gpu-check.sh --experiments   the check, then the A/B runs of the switches still
+#                                        undecided (decode fusion, L2 prefetch, prefill m-tiles,
+#                                        GEMV pipeline, the quantized-GEMV threshold) and the
+#                                        per-stage profile: ~8-9 min, give the device tool
+#                                        timeout_s 580. Everything important comes first, so a
+#                                        timeout in the experiments loses only experiments.
 #
 # Two steps, because the lent machine has nvcc and the CUDA libraries but no libfmt, no
 # Google Benchmark and no package registry:
@@ -71,6 +78,13 @@ if [ "${1:-}" = "--split-model" ]; then
   ls -la models/part-*
   exit 0
 fi
+
+EXPERIMENTS=0
+case "${1:-}" in
+  "") ;;
+  --experiments) EXPERIMENTS=1 ;;
+  *) echo "usage: scripts/gpu-check.sh [--prepare | --split-model | --experiments]" >&2; exit 2 ;;
+esac
 
 OUT="${OUT:-$PWD/gpu-check-out}"
 mkdir -p "$OUT"
@@ -179,11 +193,13 @@ if [ -f "$BUILD/bench/vireo-kernel-bench" ]; then
   say "vireo-kernel-bench (L2 prefetch, int8 K/V) exit $rc"
   grep -E "^BM_(l2|decode_attention)" "$OUT/bench-cuda-kernels.log" | tail -16
   [ $rc -ne 0 ] && status=1
-  # The GEMVs again with the two-stage pipeline everywhere, per shape (log only).
-  echo "==== VIREO_GEMV_PIPELINE=1" >> "$OUT/bench-cuda-kernels.log"
-  VIREO_GEMV_PIPELINE=1 timeout 30 "$BUILD/bench/vireo-kernel-bench" --benchmark_filter='BM_gemv' \
-    --benchmark_min_time=0.05 >> "$OUT/bench-cuda-kernels.log" 2>&1
-  grep -E "^BM_gemv" "$OUT/bench-cuda-kernels.log" | tail -14
+  if [ "$EXPERIMENTS" = 1 ]; then
+    # The GEMVs again with the two-stage pipeline everywhere, per shape (log only).
+    echo "==== VIREO_GEMV_PIPELINE=1" >> "$OUT/bench-cuda-kernels.log"
+    VIREO_GEMV_PIPELINE=1 timeout 30 "$BUILD/bench/vireo-kernel-bench" --benchmark_filter='BM_gemv' \
+      --benchmark_min_time=0.05 >> "$OUT/bench-cuda-kernels.log" 2>&1
+    grep -E "^BM_gemv" "$OUT/bench-cuda-kernels.log" | tail -14
+  fi
   # The device tool returns at most 8 files: the console log joins the summary.
   { echo "== kernel benchmark console log"; cat "$OUT/bench-cuda-kernels.log"; } >> "$SUMMARY"
   rm -f "$OUT/bench-cuda-kernels.log"
@@ -212,9 +228,44 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   tail -12 "$OUT/vireo-bench-model.log"
   grep -E "^bar " "$OUT/vireo-bench-model.log" | tail -3 >> "$SUMMARY"
   [ $rc -ne 0 ] && status=1
-  # Experimental switches against the default, same machine: the [cuda][model] tests (whole
-  # forward passes through the switched kernels; the kernel tests call the variants directly
-  # and ran above), then the 8B steps the switch can change (JSON to the log):
+  # Quantized weights kept quantized on the GPU (ModelOptions::gpu_quantized; written without
+  # a GPU on 2026-11-26): the 8B shape in Q4_0, batch 1 (the design's target: >= 3x the bf16
+  # batch-1 token rate above), batch 8 (the largest single GEMV), 16 and 32 (GEMV groups of
+  # 8 tokens) and 64 (dequantize + cuBLAS).
+  say "== vireo-bench model, llama-3.1-8b Q4_0 kept quantized (--gpu-weights native)"
+  timeout 120 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights q4_0 \
+    --gpu-weights native --batch 1,8,16,32,64 --prefill 512 --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
+    --json "$OUT/vireo-bench-8b-q4_0.json" >> "$OUT/vireo-bench-model.log" 2>&1
+  rc=$?
+  say "vireo-bench model 8b q4_0 native exit $rc"
+  grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -6 | tee -a "$SUMMARY"
+  [ $rc -ne 0 ] && status=1
+
+  # Continuous batching on the GPU (issue 4's serving numbers were CPU-only): Llama-3.2-1B
+  # shape, random weights, 96 requests at 48/s through the Scheduler.
+  say "== vireo-bench serve (cuda, llama-3.2-1b)"
+  timeout 100 "$BUILD/bench/vireo-bench" serve --device cuda --random llama-3.2-1b --requests 96 --rate 48 \
+    --prompt 64,512 --output 32,160 --block-size 16 --kv-tokens 65536 --max-batch-tokens 2048 --max-running 64 \
+    --repeats 1 --json "$OUT/vireo-bench-serve-cuda.json" >> "$OUT/vireo-bench-model.log" 2>&1
+  rc=$?
+  say "vireo-bench serve exit $rc"
+  tail -25 "$OUT/vireo-bench-model.log"
+  [ $rc -ne 0 ] && status=1
+
+  # int8 K/V on the GPU (KVPrecision::Int8, written without a GPU on 2026-11-26) against the
+  # 16-bit cache at a long context, Llama-3.2-1B shape: decode reads ~half the KV bytes.
+  for kv in model int8; do
+    say "== vireo-bench model llama-3.2-1b, --kv $kv, context 8192"
+    bench_variant "llama-3.2-1b --kv $kv, context 8192" "" 60 --model llama-3.2-1b --kv "$kv" --batch 1,32 \
+      --prefill 2048 --decode-steps 16 --context 8192 --ttft 0 --repeats 2 || status=1
+  done
+fi
+
+if [ "$EXPERIMENTS" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then
+  say "== experiments (--experiments): switches not yet decided, against the default above"
+  # Each variant: the [cuda][model] tests (whole forward passes through the switched kernels;
+  # the kernel tests call the variants directly and ran above), then the 8B steps the switch
+  # can change (JSON to the log):
   #   VIREO_DECODE_FUSION=1     RMSNorm, RoPE + KV write and residual adds folded into the
   #                             decode GEMVs (5 kernels per layer instead of 8)
   #   VIREO_DECODE_FUSION=2     the same, with the FFN RMSNorm kept separate (the gate/up GEMV's
@@ -242,19 +293,7 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
     bench_variant "8b ($variant)" "$variant" 80 --model llama-3.1-8b --weights bf16 --batch "$batches" \
       --prefill "$prefills" --decode-steps 16 --context 512 --ttft 0 --repeats 2
   done
-  # Quantized weights kept quantized on the GPU (ModelOptions::gpu_quantized; written without
-  # a GPU on 2026-11-26): the 8B shape in Q4_0, batch 1 (the design's target: >= 3x the bf16
-  # batch-1 token rate above), batch 8 (the largest single GEMV), 16 and 32 (GEMV groups of
-  # 8 tokens) and 64 (dequantize + cuBLAS).
-  say "== vireo-bench model, llama-3.1-8b Q4_0 kept quantized (--gpu-weights native)"
-  timeout 120 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights q4_0 \
-    --gpu-weights native --batch 1,8,16,32,64 --prefill 512 --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
-    --json "$OUT/vireo-bench-8b-q4_0.json" >> "$OUT/vireo-bench-model.log" 2>&1
-  rc=$?
-  say "vireo-bench model 8b q4_0 native exit $rc"
-  grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -6 | tee -a "$SUMMARY"
-  [ $rc -ne 0 ] && status=1
-  # Batches 16 and 32 through dequantize + cuBLAS instead, for the GEMV-group threshold.
+  # Q4_0 batches 16 and 32 through dequantize + cuBLAS instead, for the GEMV-group threshold.
   bench_variant "8b q4_0 native, VIREO_QGEMV_MAX_TOKENS=8" VIREO_QGEMV_MAX_TOKENS=8 80 --model llama-3.1-8b \
     --weights q4_0 --gpu-weights native --batch 16,32 --prefill none --decode-steps 16 --context 512 --ttft 0 --repeats 2
   # The same with the fused decode path over the quantized matrices (batch 1 only).
@@ -268,29 +307,6 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
     >> "$OUT/vireo-bench-model.log" 2>&1
   say "vireo-bench model 8b (profile) exit $?"
   grep -A11 "vireo cuda profile" "$OUT/vireo-bench-model.log" | tee -a "$SUMMARY"
-fi
-
-if [ -f "$BUILD/bench/vireo-bench" ]; then
-  # Continuous batching on the GPU (issue 4's serving numbers were CPU-only): Llama-3.2-1B
-  # shape, random weights, 96 requests at 48/s through the Scheduler.
-  say "== vireo-bench serve (cuda, llama-3.2-1b)"
-  timeout 100 "$BUILD/bench/vireo-bench" serve --device cuda --random llama-3.2-1b --requests 96 --rate 48 \
-    --prompt 64,512 --output 32,160 --block-size 16 --kv-tokens 65536 --max-batch-tokens 2048 --max-running 64 \
-    --repeats 1 --json "$OUT/vireo-bench-serve-cuda.json" >> "$OUT/vireo-bench-model.log" 2>&1
-  rc=$?
-  say "vireo-bench serve exit $rc"
-  tail -25 "$OUT/vireo-bench-model.log"
-  [ $rc -ne 0 ] && status=1
-fi
-
-if [ -f "$BUILD/bench/vireo-bench" ]; then
-  # int8 K/V on the GPU (KVPrecision::Int8, written without a GPU on 2026-11-26) against the
-  # 16-bit cache at a long context, Llama-3.2-1B shape: decode reads ~half the KV bytes.
-  for kv in model int8; do
-    say "== vireo-bench model llama-3.2-1b, --kv $kv, context 8192"
-    bench_variant "llama-3.2-1b --kv $kv, context 8192" "" 60 --model llama-3.2-1b --kv "$kv" --batch 1,32 \
-      --prefill 2048 --decode-steps 16 --context 8192 --ttft 0 --repeats 2 || status=1
-  done
 fi
 
 say "== done, status $status, files in $OUT"
