@@ -1,6 +1,7 @@
 // Google Benchmark of the CPU backend's hot ops (src/cpu/ops.hpp, src/cpu/quant_dot.hpp):
 //   BM_matmul_decode   cpu::matmul, T = 1, W [8192, 2048] (Llama-3.2-1B gate/up) per weight type
 //   BM_matmul_prefill  cpu::matmul, T = 64, W [2048, 2048] (Llama-3.2-1B q/o) per weight type
+//   BM_matmul_prefill_long  cpu::matmul, T = 512, W [576, 1536] (SmolLM2-135M down projection)
 //   BM_quant_dot       cpu::quant_dot over every row of W [8192, 2048], one thread (the fused
 //                      decode kernel alone, no thread pool)
 //   BM_attention_decode   cpu::attention, one query token over ctx cached positions
@@ -116,6 +117,19 @@ void weight_types(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_matmul_decode)->Apply(weight_types)->ArgName("type")->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_matmul_prefill)->Apply(weight_types)->ArgName("type")->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// A long prompt through SmolLM2-135M's FFN down projection [576, 1536]: T = 512, where the
+// per-panel dequantization is amortized over many tokens (the prefill of vireo-bench).
+void BM_matmul_prefill_long(benchmark::State& state) {
+  run_matmul(state, TensorType(state.range(0)), 576, 1536, 512);
+}
+BENCHMARK(BM_matmul_prefill_long)
+    ->Arg(std::int64_t(TensorType::F32))
+    ->Arg(std::int64_t(TensorType::Q8_0))
+    ->Arg(std::int64_t(TensorType::Q4_1))
+    ->ArgName("type")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // The fused quantized dot alone on one thread: its per-core streaming rate.
 void BM_quant_dot(benchmark::State& state) {

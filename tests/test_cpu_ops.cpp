@@ -50,16 +50,25 @@ TEST_CASE("quant_dot equals dequantize-then-dot for Q8_0, Q4_0, Q4_1", "[cpu][op
 TEST_CASE("matmul: decode (fused) and prefill (dequantize) paths agree with the reference", "[cpu][ops]") {
   std::mt19937 rng(5);
   cpu::ThreadPool pool(2);
-  const std::int64_t rows = 37, cols = 96;
+  // rows: two full 16-row panels and a partial one; T: the fused decode path (<= 8), the
+  // row-dot path (16-bit / fp32 weights, < 4) and the panels with every 6-token remainder.
+  // The larger shape runs several token ranges per panel (T / 48 of them at most).
+  struct Shape {
+    std::int64_t rows, cols;
+    std::vector<std::int64_t> Ts;
+  };
+  const Shape shapes[] = {{37, 96, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 20}}, {20, 320, {97}}};
+  for (const Shape& sh : shapes)
   for (auto type : {gguf::TensorType::F32, gguf::TensorType::F16, gguf::TensorType::BF16, gguf::TensorType::Q8_0,
                     gguf::TensorType::Q4_0, gguf::TensorType::Q4_1}) {
+    const std::int64_t rows = sh.rows, cols = sh.cols;
     auto wf = random_vec(std::size_t(rows * cols), rng);
     std::vector<std::byte> wq(gguf::row_bytes(type, std::uint64_t(cols)) * std::size_t(rows));
     for (std::int64_t r = 0; r < rows; ++r)
       gguf::quantize(type, wf.data() + r * cols, wq.data() + std::size_t(r) * gguf::row_bytes(type, std::uint64_t(cols)),
                      std::size_t(cols));
     detail::WeightView w{type, wq.data(), rows, cols};
-    for (std::int64_t T : {1, 2, 3, 4, 5, 6, 7, 8, 9}) {
+    for (std::int64_t T : sh.Ts) {
       auto x = random_vec(std::size_t(T * cols), rng);
       std::vector<float> y(std::size_t(T * rows), NAN);
       cpu::matmul(w, x.data(), T, y.data(), pool);

@@ -1,6 +1,7 @@
-// CPU reference ops. matmul dequantizes one weight row at a time into a per-thread buffer
-// and dots it with every token of the step, so a quantized weight is read from memory once
-// per step (decode is bandwidth-bound: the Q4_1 bytes are ~1/6 of fp32). Attention is
+// CPU reference ops. matmul reads each quantized weight from memory once per step (decode
+// is bandwidth-bound: the Q4_1 bytes are ~1/6 of fp32): decode steps dot the quantized rows
+// directly (cpu/quant_dot.hpp), prefill steps dequantize 16 rows at a time into a panel for
+// a register-tiled kernel (cpu/gemm.hpp). Attention is
 // softmax(q.k / sqrt(d)) . v, parallel over (token, KV head, 256-position chunk) items that
 // serve a whole GQA group per K / V row read, with the chunks of a (token, KV head) merged
 // by the item that finishes last (see attention()). Measured against the per-(token, head)
@@ -13,6 +14,7 @@
 // decode at 128 positions 37 -> 27 us.
 #include "cpu/ops.hpp"
 
+#include "cpu/gemm.hpp"
 #include "cpu/quant_dot.hpp"
 #include "cpu/simd.hpp"
 
@@ -52,55 +54,15 @@ float dot(const float* a, const float* b, std::int64_t n) noexcept {
   return sum;
 }
 
-namespace {
-
-constexpr std::int64_t kTileRows = 4;
-
-// y[0][i] = w[i] . x0, y[rows + i] = w[i] . x1 for the 4 rows w[0..3].
-void tile_4x2(const float* const* w, const float* x0, const float* x1, std::int64_t n, float* y,
-              std::int64_t rows) noexcept {
-  std::int64_t k = 0;
-  float acc0[4] = {}, acc1[4] = {};
-#if defined(__AVX2__) && defined(__FMA__)
-  __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
-  __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-  for (; k + 8 <= n; k += 8) {
-    const __m256 u = _mm256_loadu_ps(x0 + k), v = _mm256_loadu_ps(x1 + k);
-    __m256 w0 = _mm256_loadu_ps(w[0] + k), w1 = _mm256_loadu_ps(w[1] + k);
-    a00 = _mm256_fmadd_ps(w0, u, a00);
-    a10 = _mm256_fmadd_ps(w0, v, a10);
-    a01 = _mm256_fmadd_ps(w1, u, a01);
-    a11 = _mm256_fmadd_ps(w1, v, a11);
-    __m256 w2 = _mm256_loadu_ps(w[2] + k), w3 = _mm256_loadu_ps(w[3] + k);
-    a02 = _mm256_fmadd_ps(w2, u, a02);
-    a12 = _mm256_fmadd_ps(w2, v, a12);
-    a03 = _mm256_fmadd_ps(w3, u, a03);
-    a13 = _mm256_fmadd_ps(w3, v, a13);
-  }
-  acc0[0] = hsum(a00), acc0[1] = hsum(a01), acc0[2] = hsum(a02), acc0[3] = hsum(a03);
-  acc1[0] = hsum(a10), acc1[1] = hsum(a11), acc1[2] = hsum(a12), acc1[3] = hsum(a13);
-#endif
-  for (; k < n; ++k)
-    for (int i = 0; i < 4; ++i) {
-      acc0[i] += w[i][k] * x0[k];
-      acc1[i] += w[i][k] * x1[k];
-    }
-  for (int i = 0; i < 4; ++i) {
-    y[i] = acc0[i];
-    y[rows + i] = acc1[i];
-  }
-}
-
-}  // namespace
-
 void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* y, ThreadPool& pool) {
   const std::int64_t rows = w.rows, cols = w.cols;
   const bool is_f32 = w.type == gguf::TensorType::F32;
   const std::size_t stride = w.row_stride();
   // Decode-sized steps read each quantized row once: one token uses the fused dot (the
   // x-sum trick saves the zero-point FMAs), a few tokens dequantize each block into
-  // registers once and reuse it for up to 8 tokens at a time. Larger steps dequantize a
-  // row into a buffer and run the register-tiled kernel below.
+  // registers once and reuse it for up to 8 tokens at a time. Larger steps (and 16-bit /
+  // fp32 weights from 4 tokens on) go through 16-row panels (cpu/gemm.hpp); 1-3 tokens of
+  // 16-bit / fp32 weights dot each row (converted into a buffer) with every token.
   constexpr std::int64_t kFusedMaxTokens = 8;
   if (T <= kFusedMaxTokens && has_quant_dot(w.type)) {
     std::vector<float> sums(static_cast<std::size_t>(cols / 32));
@@ -122,30 +84,22 @@ void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* 
     });
     return;
   }
-  // Prefill: rows in groups of kTileRows, dequantized once into a buffer; each group is
-  // multiplied with all T tokens by a 4-row x 2-token register tile (8 accumulators), so
-  // every activation load feeds 4 FMAs instead of 1.
-  pool.parallel_for((rows + kTileRows - 1) / kTileRows, [&](std::int64_t g0, std::int64_t g1) {
-    std::vector<float> buf(static_cast<std::size_t>(kTileRows * cols));
-    for (std::int64_t g = g0; g < g1; ++g) {
-      const std::int64_t r0 = g * kTileRows, nr = std::min<std::int64_t>(kTileRows, rows - r0);
-      const float* wr[kTileRows];
-      for (std::int64_t i = 0; i < nr; ++i) {
-        const std::byte* src = w.data + std::size_t(r0 + i) * stride;
-        if (is_f32) {
-          wr[i] = reinterpret_cast<const float*>(src);
-        } else {
-          gguf::dequantize(w.type, src, buf.data() + i * cols, std::size_t(cols));
-          wr[i] = buf.data() + i * cols;
+  if (T < 4 && !has_quant_dot(w.type)) {
+    pool.parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
+      std::vector<float> buf(is_f32 ? 0 : static_cast<std::size_t>(cols));
+      for (std::int64_t r = r0; r < r1; ++r) {
+        const std::byte* src = w.data + std::size_t(r) * stride;
+        const float* wr = reinterpret_cast<const float*>(src);
+        if (!is_f32) {
+          gguf::dequantize(w.type, src, buf.data(), std::size_t(cols));
+          wr = buf.data();
         }
+        for (std::int64_t t = 0; t < T; ++t) y[t * rows + r] = dot(wr, x + t * cols, cols);
       }
-      std::int64_t t = 0;
-      if (nr == kTileRows)
-        for (; t + 2 <= T; t += 2) tile_4x2(wr, x + t * cols, x + (t + 1) * cols, cols, y + t * rows + r0, rows);
-      for (; t < T; ++t)
-        for (std::int64_t i = 0; i < nr; ++i) y[t * rows + r0 + i] = dot(wr[i], x + t * cols, cols);
-    }
-  });
+    });
+    return;
+  }
+  gemm_panels(w, x, T, y, pool);
 }
 
 void rms_norm(const float* x, const float* g, std::int64_t T, std::int64_t d, float eps, float* y) {

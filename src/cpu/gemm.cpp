@@ -1,0 +1,151 @@
+// Prefill matmul over 16-row panels (see gemm.hpp).
+#include "cpu/gemm.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "vireo/gguf.hpp"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define VIREO_GEMM_AVX2 1
+#endif
+
+namespace vireo::cpu {
+namespace {
+
+constexpr int kNR = 16;  // rows of W per panel (two 8-lane vectors)
+constexpr int kMR = 6;   // tokens per register tile (6 x 2 accumulators + 2 panel vectors)
+
+constexpr std::int64_t kKC = 256;  // k per block: a 16 KiB slice of the panel stays in L1
+
+// out[i * ldo + j] (+)= sum_k x[i * ldx + k] * panel[k * 16 + j] for i < MR, j < 16, k < K;
+// with `acc` the sums continue from out's values (the same FMA chain across k blocks).
+template <int MR>
+void tile(const float* x, std::int64_t ldx, const float* panel, std::int64_t K, float* out, std::int64_t ldo,
+          bool acc) noexcept {
+#ifdef VIREO_GEMM_AVX2
+  // Named accumulators: with arrays GCC 12 stored all twelve to the stack on every k (twice
+  // the instructions of the FMAs themselves). Rows past MR compile away.
+  __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0;
+  __m256 a3 = a0, b3 = a0, a4 = a0, b4 = a0, a5 = a0, b5 = a0;
+  if (acc) {
+#define VIREO_LOAD(i)                               \
+  if constexpr (MR > i) {                           \
+    a##i = _mm256_loadu_ps(out + i * ldo);          \
+    b##i = _mm256_loadu_ps(out + i * ldo + 8);      \
+  }
+    VIREO_LOAD(0) VIREO_LOAD(1) VIREO_LOAD(2) VIREO_LOAD(3) VIREO_LOAD(4) VIREO_LOAD(5)
+#undef VIREO_LOAD
+  }
+  for (std::int64_t k = 0; k < K; ++k) {
+    const __m256 p0 = _mm256_loadu_ps(panel + k * kNR), p1 = _mm256_loadu_ps(panel + k * kNR + 8);
+#define VIREO_ROW(i)                                               \
+  if constexpr (MR > i) {                                          \
+    const __m256 v = _mm256_broadcast_ss(x + i * ldx + k);         \
+    a##i = _mm256_fmadd_ps(v, p0, a##i);                           \
+    b##i = _mm256_fmadd_ps(v, p1, b##i);                           \
+  }
+    VIREO_ROW(0) VIREO_ROW(1) VIREO_ROW(2) VIREO_ROW(3) VIREO_ROW(4) VIREO_ROW(5)
+#undef VIREO_ROW
+  }
+#define VIREO_STORE(i)                              \
+  if constexpr (MR > i) {                           \
+    _mm256_storeu_ps(out + i * ldo, a##i);          \
+    _mm256_storeu_ps(out + i * ldo + 8, b##i);      \
+  }
+  VIREO_STORE(0) VIREO_STORE(1) VIREO_STORE(2) VIREO_STORE(3) VIREO_STORE(4) VIREO_STORE(5)
+#undef VIREO_STORE
+#else
+  float c[MR][kNR] = {};
+  if (acc)
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < kNR; ++j) c[i][j] = out[i * ldo + j];
+  for (std::int64_t k = 0; k < K; ++k)
+    for (int i = 0; i < MR; ++i) {
+      const float a = x[i * ldx + k];
+      for (int j = 0; j < kNR; ++j) c[i][j] += a * panel[k * kNR + j];
+    }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < kNR; ++j) out[i * ldo + j] = c[i][j];
+#endif
+}
+
+using TileFn = void (*)(const float*, std::int64_t, const float*, std::int64_t, float*, std::int64_t, bool) noexcept;
+constexpr TileFn kTiles[kMR + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
+
+// panel[k * 16 + j] = W[r0 + j][k] (0 for j >= nr), 32 columns at a time: the 16 rows'
+// blocks are dequantized into an L1-resident tile and transposed from there.
+void build_panel(const detail::WeightView& w, std::int64_t r0, std::int64_t nr, float* panel) {
+  const std::int64_t K = w.cols;
+  const bool is_f32 = w.type == gguf::TensorType::F32;
+  const std::size_t eb = gguf::block_elements(w.type), bb = gguf::block_bytes(w.type);  // eb: 1 or 32
+  float tmp[kNR][32];
+  const float* src[kNR];
+  for (std::int64_t k0 = 0; k0 < K; k0 += 32) {
+    const std::int64_t kn = std::min<std::int64_t>(32, K - k0);
+    const std::size_t off = std::size_t(k0) / eb * bb;
+    for (std::int64_t j = 0; j < nr; ++j) {
+      const std::byte* row = w.row(r0 + j) + off;
+      if (is_f32) {
+        src[j] = reinterpret_cast<const float*>(row);
+      } else {
+        gguf::dequantize(w.type, row, tmp[j], std::size_t(kn));
+        src[j] = tmp[j];
+      }
+    }
+    for (std::int64_t e = 0; e < kn; ++e) {
+      float* col = panel + (k0 + e) * kNR;
+      for (std::int64_t j = 0; j < nr; ++j) col[j] = src[j][e];
+      for (std::int64_t j = nr; j < kNR; ++j) col[j] = 0.0f;
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_panels(const detail::WeightView& w, const float* x, std::int64_t T, float* y, ThreadPool& pool) {
+  const std::int64_t N = w.rows, K = w.cols;
+  const std::int64_t n_panels = (N + kNR - 1) / kNR;
+  // Enough items for every thread when the panels alone are few (small N, many cores): the
+  // tokens are cut into ranges of at least 8 tiles; each range dequantizes its panel again.
+  const std::int64_t want = 4 * std::int64_t(pool.size());
+  const std::int64_t max_ranges = std::max<std::int64_t>(1, T / (8 * kMR));
+  const std::int64_t n_ranges = n_panels >= want ? 1 : std::min(max_ranges, (want + n_panels - 1) / n_panels);
+  const std::int64_t range = ((T + n_ranges - 1) / n_ranges + kMR - 1) / kMR * kMR;
+
+  pool.parallel_for(n_panels * n_ranges, [&](std::int64_t i0, std::int64_t i1) {
+    std::vector<float> panel(static_cast<std::size_t>(K * kNR));
+    std::vector<float> edge;  // a partial panel's outputs, [range][16]
+    std::int64_t built = -1;  // the panel now in `panel`
+    for (std::int64_t item = i0; item < i1; ++item) {
+      const std::int64_t p = item / n_ranges, r0 = p * kNR, nr = std::min<std::int64_t>(kNR, N - r0);
+      const std::int64_t t_begin = (item % n_ranges) * range, t_end = std::min(T, t_begin + range);
+      if (t_begin >= t_end) continue;
+      if (built != p) {
+        build_panel(w, r0, nr, panel.data());
+        built = p;
+      }
+      // A full panel writes y directly; a partial one sums into `edge`, copied out at the end.
+      float* out = y + t_begin * N + r0;
+      std::int64_t ldo = N;
+      if (nr < kNR) {
+        edge.resize(static_cast<std::size_t>((t_end - t_begin) * kNR));
+        out = edge.data();
+        ldo = kNR;
+      }
+      for (std::int64_t k0 = 0; k0 < K; k0 += kKC) {
+        const std::int64_t kl = std::min(kKC, K - k0);
+        for (std::int64_t t = t_begin; t < t_end; t += kMR) {
+          const int mr = int(std::min<std::int64_t>(kMR, t_end - t));
+          kTiles[mr](x + t * K + k0, K, panel.data() + k0 * kNR, kl, out + (t - t_begin) * ldo, ldo, k0 > 0);
+        }
+      }
+      if (nr < kNR)
+        for (std::int64_t t = t_begin; t < t_end; ++t)
+          std::copy_n(edge.data() + (t - t_begin) * kNR, nr, y + t * N + r0);
+    }
+  });
+}
+
+}  // namespace vireo::cpu
