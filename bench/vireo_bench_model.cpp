@@ -113,6 +113,7 @@ struct Options {
   gguf::TensorType weights = gguf::TensorType::Q4_1;
   bool weights_given = false;
   bool gpu_quantized = false;  ///< --gpu-weights native
+  bool cpu_q8 = false;         ///< --cpu-activations q8
   bool batches_none = false, prefills_none = false;  ///< --batch none / --prefill none
   KVPrecision kv = KVPrecision::Model;                ///< --kv model|int8
   std::vector<int> batches, prefills;
@@ -131,6 +132,8 @@ const char* kUsage =
     "  --kv model|int8      K/V storage (KVCacheOptions::precision)\n"
     "  --gpu-weights convert|native   CUDA: convert weights to --dtype at load (default), or keep\n"
     "                       Q8_0/Q4_0/Q4_1 matrices quantized on the GPU (ModelOptions::gpu_quantized)\n"
+    "  --cpu-activations f32|q8   CPU: decode steps over 8-bit activations\n"
+    "                       (ModelOptions::cpu_quantize_activations; dtype 'f32+q8act' in the JSON)\n"
     "  --batch LIST         decode batch sizes (cpu default 1,4,8; cuda 1,8,32,64; none: no decode)\n"
     "  --prefill LIST       prefill lengths (cpu default 128,512; cuda 512,2048; none: no prefill)\n"
     "  --decode-steps N     timed decode steps per batch size (cpu default 8; cuda 32)\n"
@@ -228,6 +231,10 @@ Options parse_args(int argc, char** argv) {
       if (v == "native") o.gpu_quantized = true;
       else if (v == "convert") o.gpu_quantized = false;
       else throw Error(ErrorCode::InvalidArgument, fmt::format("--gpu-weights must be convert or native, got '{}'", v));
+    } else if (a == "--cpu-activations") {
+      if (v == "q8") o.cpu_q8 = true;
+      else if (v == "f32") o.cpu_q8 = false;
+      else throw Error(ErrorCode::InvalidArgument, fmt::format("--cpu-activations must be f32 or q8, got '{}'", v));
     } else if (a == "--repeats") {
       o.repeats = parse_int(a, v, 1);
     } else if (a == "--threads") {
@@ -657,6 +664,7 @@ class ModelBench {
     mo.dtype = o_.dtype;
     mo.n_threads = o_.threads;
     mo.gpu_quantized = o_.gpu_quantized;
+    mo.cpu_quantize_activations = o_.cpu_q8;
     auto t0 = Clock::now();
     if (spec_.shape) {
       const ModelConfig& c = *spec_.shape;
@@ -713,7 +721,7 @@ class ModelBench {
     Result r;
     r.model = spec_.label;
     r.device = o_.device.kind == DeviceKind::CUDA ? "cuda" : "cpu";
-    r.dtype = to_string(o_.dtype);
+    r.dtype = o_.device.kind == DeviceKind::CUDA ? to_string(o_.dtype) : o_.cpu_q8 ? "f32+q8act" : "f32";
     r.weights = weights_label_;
     r.kind = kind;
     r.kv = o_.kv == KVPrecision::Int8 ? "int8" : "model";

@@ -28,6 +28,8 @@ void usage() {
       "      --device cpu|cuda|best  (default best)\n"
       "      --gpu-weights convert|native  CUDA: convert quantized weights to bf16 at load (default)\n"
       "                          or keep them quantized on the GPU (experimental)\n"
+      "      --cpu-activations f32|q8  CPU: decode over 8-bit activations (q8: faster, not the\n"
+      "                          fp32 reference arithmetic; default f32)\n"
       "      --ignore-eos        keep generating past end-of-generation tokens\n",
       stderr);
 }
@@ -39,7 +41,7 @@ int main(int argc, char** argv) {
   std::string prompt = "The capital of France is";
   std::string device = "best";
   int n_tokens = 64, threads = 0;
-  bool chat = false, ignore_eos = false, gpu_quantized = false;
+  bool chat = false, ignore_eos = false, gpu_quantized = false, cpu_q8 = false;
   vireo::SamplerParams sp;
   sp.temperature = 0.0f;
   sp.seed = 42;
@@ -69,6 +71,12 @@ int main(int argc, char** argv) {
           throw vireo::Error(vireo::ErrorCode::InvalidArgument, "--gpu-weights must be convert or native, got '" + v + "'");
         gpu_quantized = v == "native";
       }
+      else if (a == "--cpu-activations") {
+        const std::string v = next();
+        if (v != "f32" && v != "q8")
+          throw vireo::Error(vireo::ErrorCode::InvalidArgument, "--cpu-activations must be f32 or q8, got '" + v + "'");
+        cpu_q8 = v == "q8";
+      }
       else if (a == "-h" || a == "--help") { usage(); return 0; }
       else if (!a.empty() && a[0] == '-') { usage(); return 2; }
       else prompt = a;
@@ -78,6 +86,7 @@ int main(int argc, char** argv) {
     vireo::ModelOptions mo;
     mo.n_threads = threads;
     mo.gpu_quantized = gpu_quantized;
+    mo.cpu_quantize_activations = cpu_q8;
     mo.device = device == "cpu" ? vireo::Device::cpu() : device == "cuda" ? vireo::Device::cuda() : vireo::Device::best();
     auto model = vireo::Model::load(model_path, mo);
     const auto& tok = model.tokenizer();

@@ -19,10 +19,12 @@
 #             vireo-bench --prefill 512 (one forward of 512 tokens, best of the repeats).
 #   decode    llama-bench tg128: 128 tokens one at a time from an empty cache (positions
 #             0..127), tokens / s; vireo-bench --batch 1 --decode-steps 128 at --context 64,
-#             the mean position of tg128.
+#             the mean position of tg128, with fp32 activations (the reference) and with
+#             --cpu-activations q8 (ModelOptions::cpu_quantize_activations).
 # Both compute the logits of every decoded token. What differs, and is reported, not hidden:
-# llama.cpp quantizes the activations to 8 bits and uses integer dot products on Q4_1
-# weights; vireo's CPU reference keeps fp32 activations (its numerics are the golden path).
+# llama.cpp quantizes the activations to 8 bits and uses integer dot products (AVX-512 VNNI
+# where the CPU has it); vireo's CPU reference keeps fp32 activations (its numerics are the
+# golden path), its q8 option uses AVX2 integer dots.
 #
 # Writes a JSON (default bench/results/cpu-DATE-peer-llamacpp.json) with both tools' numbers,
 # the ratios, the machine and both versions, and prints a table.
@@ -77,6 +79,10 @@ for f in "$model" "$q4_0"; do
     --prefill 512 --decode-steps 128 --context 64 --ttft 0 --repeats 3 --json "$tmp/vireo-$n.json" \
     --note "peer run against llama.cpp llama-bench (scripts/peer-llamacpp.sh)" > "$tmp/vireo.log" 2>&1 ||
     { cat "$tmp/vireo.log" >&2; exit 1; }
+  echo "peer-llamacpp: $f: vireo-bench decode with --cpu-activations q8"
+  build/bench/vireo-bench model --device cpu --model "file:$f" --threads "$threads" --batch 1 \
+    --prefill none --decode-steps 128 --context 64 --ttft 0 --cpu-activations q8 --json "$tmp/vireo-q8-$n.json" \
+    > "$tmp/vireo.log" 2>&1 || { cat "$tmp/vireo.log" >&2; exit 1; }
   n=$((n + 1))
 done
 
@@ -99,14 +105,19 @@ for i in range(n):
     rows = vireo["results"]
     v_pp = next(r for r in rows if r["kind"] == "prefill" and r["tokens"] == 512)
     v_tg = next(r for r in rows if r["kind"] == "decode" and r["batch"] == 1)
+    q8 = json.load(open(f"{tmp}/vireo-q8-{i}.json"))
+    v_q8 = next(r for r in q8["results"] if r["kind"] == "decode" and r["batch"] == 1)
     runs.append({
         "model": pp["model_filename"], "model_type": pp.get("model_type"),
         "llama_cpp": {"pp512_tokens_per_s": pp["avg_ts"], "pp512_stddev": pp["stddev_ts"],
                       "tg128_tokens_per_s": tg["avg_ts"], "tg128_stddev": tg["stddev_ts"]},
         "vireo": {"prefill_512_tokens_per_s": v_pp["tok_s"], "prefill_512": v_pp,
-                  "decode_b1_ctx64_tokens_per_s": v_tg["tok_s"], "decode_b1_ctx64": v_tg},
+                  "decode_b1_ctx64_tokens_per_s": v_tg["tok_s"], "decode_b1_ctx64": v_tg,
+                  "decode_b1_ctx64_q8_activations_tokens_per_s": v_q8["tok_s"],
+                  "decode_b1_ctx64_q8_activations": v_q8},
         "vireo_over_llama_cpp": {"prefill_512": v_pp["tok_s"] / pp["avg_ts"],
-                                 "decode_b1": v_tg["tok_s"] / tg["avg_ts"]},
+                                 "decode_b1": v_tg["tok_s"] / tg["avg_ts"],
+                                 "decode_b1_q8_activations": v_q8["tok_s"] / tg["avg_ts"]},
     })
 res = {
     "benchmark": "peer: llama.cpp llama-bench vs vireo-bench, same GGUF, same CPU, same threads",
@@ -120,7 +131,9 @@ res = {
                   "type_k": first_llama.get("type_k"), "flash_attn": first_llama.get("flash_attn")},
     "runs": runs,
     "notes": "llama.cpp: 8-bit quantized activations, integer dot products (AVX-512/VNNI where the "
-             "CPU has them); vireo CPU: fp32 activations over dequantized blocks (AVX2). tg128 runs "
+             "CPU has them); vireo CPU: fp32 activations over dequantized blocks (AVX2), and with "
+             "--cpu-activations q8 (ModelOptions::cpu_quantize_activations) 8-bit activations and "
+             "AVX2 integer dot products in decode steps. tg128 runs "
              "positions 0..127; vireo decodes at context 64, their mean. The Q4_0 file is "
              "requantized from the Q4_1 one by llama-quantize, the same file for both tools.",
 }
@@ -131,7 +144,9 @@ print(f"{'SmolLM2-135M-Instruct':40}{'llama.cpp':>11}{'vireo':>11}{'vireo/llama.
 for r in runs:
     name = (r["model_type"] or r["model"]).split()[-1]  # the weight format, e.g. Q4_1
     for label, a, b in (("prefill 512 tok/s", r["llama_cpp"]["pp512_tokens_per_s"], r["vireo"]["prefill_512_tokens_per_s"]),
-                        ("decode b1 tok/s", r["llama_cpp"]["tg128_tokens_per_s"], r["vireo"]["decode_b1_ctx64_tokens_per_s"])):
+                        ("decode b1 tok/s", r["llama_cpp"]["tg128_tokens_per_s"], r["vireo"]["decode_b1_ctx64_tokens_per_s"]),
+                        ("decode b1 tok/s, vireo q8 act.", r["llama_cpp"]["tg128_tokens_per_s"],
+                         r["vireo"]["decode_b1_ctx64_q8_activations_tokens_per_s"])):
         print(f"{name + ' ' + label:40}{a:11.1f}{b:11.1f}{b / a:17.2f}")
 print(f"peer-llamacpp: {out}")
 PY

@@ -4,6 +4,7 @@
 #pragma once
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -38,6 +39,35 @@ inline std::vector<std::vector<float>> kv_logit_rows(const Model& m, const std::
     b.add(s, next[i], true);
   }
   return rows;
+}
+
+/// The model's own greedy continuation of `prompt`, n tokens (the reference path's choices
+/// that the int8-KV and 8-bit-activation tests feed to both paths).
+inline std::vector<Token> greedy_continuation(const Model& m, const std::vector<Token>& prompt, int n) {
+  std::vector<Token> next;
+  KVCache c(m, {.num_blocks = 64, .block_size = 8});
+  const SeqId s = c.add_sequence();
+  Batch b;
+  b.add(s, prompt, Last);
+  for (int i = 0; i < n; ++i) {
+    Logits lg = m.forward(b, c);
+    next.push_back(Token(std::max_element(lg.row(0).begin(), lg.row(0).end()) - lg.row(0).begin()));
+    b.clear();
+    b.add(s, next.back(), true);
+  }
+  return next;
+}
+
+/// How many of `next` are the argmax of their row of `rows` (the kv_logit_rows of prompt and
+/// next: row prompt_len - 1 + i predicts next[i]).
+inline std::size_t greedy_agreement(const std::vector<std::vector<float>>& rows, std::size_t prompt_len,
+                                    const std::vector<Token>& next) {
+  std::size_t same = 0;
+  for (std::size_t i = 0; i < next.size(); ++i) {
+    const auto& r = rows[prompt_len - 1 + i];
+    same += Token(std::max_element(r.begin(), r.end()) - r.begin()) == next[i];
+  }
+  return same;
 }
 
 /// With an int8 cache: a batched forward equals the separate ones (a row's quantization

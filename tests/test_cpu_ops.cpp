@@ -10,25 +10,21 @@
 
 #include "cpu/ops.hpp"
 #include "cpu/quant_dot.hpp"
+#include "test_util.hpp"
 #include "vireo/gguf.hpp"
 
 using namespace vireo;
 
 namespace {
-std::vector<float> random_vec(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using test::normal_vec;
 }  // namespace
 
 TEST_CASE("quant_dot equals dequantize-then-dot for Q8_0, Q4_0, Q4_1", "[cpu][ops]") {
   std::mt19937 rng(11);
   for (auto type : {gguf::TensorType::Q8_0, gguf::TensorType::Q4_0, gguf::TensorType::Q4_1}) {
     for (std::int64_t n : {32, 64, 576, 1536}) {
-      auto w = random_vec(std::size_t(n), rng);
-      auto x = random_vec(std::size_t(n), rng);
+      auto w = normal_vec(std::size_t(n), rng);
+      auto x = normal_vec(std::size_t(n), rng);
       std::vector<std::byte> q(gguf::row_bytes(type, std::uint64_t(n)));
       gguf::quantize(type, w.data(), q.data(), std::size_t(n));
       std::vector<float> deq(static_cast<std::size_t>(n));
@@ -62,14 +58,14 @@ TEST_CASE("matmul: decode (fused) and prefill (dequantize) paths agree with the 
   for (auto type : {gguf::TensorType::F32, gguf::TensorType::F16, gguf::TensorType::BF16, gguf::TensorType::Q8_0,
                     gguf::TensorType::Q4_0, gguf::TensorType::Q4_1}) {
     const std::int64_t rows = sh.rows, cols = sh.cols;
-    auto wf = random_vec(std::size_t(rows * cols), rng);
+    auto wf = normal_vec(std::size_t(rows * cols), rng);
     std::vector<std::byte> wq(gguf::row_bytes(type, std::uint64_t(cols)) * std::size_t(rows));
     for (std::int64_t r = 0; r < rows; ++r)
       gguf::quantize(type, wf.data() + r * cols, wq.data() + std::size_t(r) * gguf::row_bytes(type, std::uint64_t(cols)),
                      std::size_t(cols));
     detail::WeightView w{type, wq.data(), rows, cols};
     for (std::int64_t T : sh.Ts) {
-      auto x = random_vec(std::size_t(T * cols), rng);
+      auto x = normal_vec(std::size_t(T * cols), rng);
       std::vector<float> y(std::size_t(T * rows), NAN);
       cpu::matmul(w, x.data(), T, y.data(), pool);
       std::vector<float> deq(static_cast<std::size_t>(cols));
@@ -91,7 +87,7 @@ TEST_CASE("rope rotates adjacent pairs by pos * theta^(-2i/d)", "[cpu][ops]") {
   std::mt19937 rng(2);
   const int heads = 3, hd = 8;
   const std::int32_t pos[2] = {0, 7};
-  auto x = random_vec(std::size_t(2 * heads * hd), rng);
+  auto x = normal_vec(std::size_t(2 * heads * hd), rng);
   auto y = x;
   cpu::rope(y.data(), 2, heads, hd, pos, 10000.0f, nullptr);
   for (int t = 0; t < 2; ++t)

@@ -156,27 +156,11 @@ TEST_CASE("int8 KV on the real SmolLM2 stays close to the fp32 path", "[golden][
   const Model m = Model::load(test::model_path(), {.n_threads = 2});
   const std::vector<Token> prompt =
       m.tokenizer().encode("The capital of France is Paris. The capital of Italy is Rome. The capital of Spain is");
-  // The fp32 path's own greedy continuation, fed to both.
-  std::vector<Token> next;
-  {
-    KVCache c(m, {.num_blocks = 64, .block_size = 8});
-    const SeqId s = c.add_sequence();
-    Batch b;
-    b.add(s, prompt, Last);
-    for (int i = 0; i < 16; ++i) {
-      Logits lg = m.forward(b, c);
-      next.push_back(Token(std::max_element(lg.row(0).begin(), lg.row(0).end()) - lg.row(0).begin()));
-      b.clear();
-      b.add(s, next.back(), true);
-    }
-  }
+  // The fp32 path's own greedy continuation, fed to both; the int8 cache's greedy choices
+  // along it.
+  const std::vector<Token> next = test::greedy_continuation(m, prompt, 16);
   const auto ref = kv_logit_rows(m, prompt, next, KVPrecision::Model), q8 = kv_logit_rows(m, prompt, next, KVPrecision::Int8);
-  // The int8 cache's greedy choices along that continuation.
-  std::size_t same = 0;
-  for (std::size_t i = 0; i < next.size(); ++i) {
-    const auto& r = q8[prompt.size() - 1 + i];
-    same += Token(std::max_element(r.begin(), r.end()) - r.begin()) == next[i];
-  }
+  const std::size_t same = test::greedy_agreement(q8, prompt.size(), next);
   INFO("int8 KV picks the fp32 path's greedy token at " << same << " of " << next.size() << " steps");
   CHECK(same == next.size());
   // Logits: each stored K / V value is within max|row| / 254 of its fp32 value; attention

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <span>
 #include <string>
 #include <vector>
@@ -74,6 +75,14 @@ inline double rel_err(const std::vector<std::vector<float>>& a, const std::vecto
     }
   }
   return num / std::max(den, 1e-30);
+}
+
+/// n values drawn from N(0, scale^2).
+inline std::vector<float> normal_vec(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
 }
 
 }  // namespace vireo::test

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "cpu/ops.hpp"
+#include "cpu/q8_dot.hpp"
+#include "cpu/quant_dot.hpp"
 #include "cpu/thread_pool.hpp"
 #include "model/backend.hpp"
 #include "vireo/error.hpp"
@@ -18,8 +20,11 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(const ModelConfig& cfg, const Weights& w, int n_threads)
-      : cfg_(cfg), w_(w), pool_(n_threads > 0 ? n_threads : int(std::max(1u, std::thread::hardware_concurrency()))) {}
+  CpuBackend(const ModelConfig& cfg, const Weights& w, int n_threads, bool quantize_acts)
+      : cfg_(cfg),
+        w_(w),
+        pool_(n_threads > 0 ? n_threads : int(std::max(1u, std::thread::hardware_concurrency()))),
+        quantize_acts_(quantize_acts) {}
 
   DType kv_dtype() const noexcept override { return DType::F32; }
   std::unique_ptr<KVStorage> make_kv_storage(const KVGeometry& g) override {
@@ -43,14 +48,24 @@ class CpuBackend final : public Backend {
       gguf::dequantize(e.type, e.row(plan.tokens[t]), x.data() + t * d, std::size_t(d));
     }
     const float* freq = w_.rope_freqs.empty() ? nullptr : w_.rope_freqs.data();
+    // ModelOptions::cpu_quantize_activations: a decode step quantizes each activation matrix
+    // once for all the weights that read it (xn: Q, K, V and gate, up).
+    const bool q8 = quantize_acts_ && T <= kQ8MaxTokens;
+    cpu::Q8Acts qa;
+    auto quantized = [&](const float* src, std::int64_t n) -> const cpu::Q8Acts* {
+      if (!q8 || n % 32 != 0) return nullptr;
+      cpu::quantize_acts(src, T, n, qa);
+      return &qa;
+    };
 
     for (int l = 0; l < cfg_.n_layers; ++l) {
       if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::Cancelled, "forward cancelled");
       const LayerWeights& L = w_.layers[std::size_t(l)];
       rms(L.attn_norm, x.data(), T, xn.data());
-      cpu::matmul(L.wq, xn.data(), T, q.data(), pool_);
-      cpu::matmul(L.wk, xn.data(), T, k.data(), pool_);
-      cpu::matmul(L.wv, xn.data(), T, v.data(), pool_);
+      const cpu::Q8Acts* xq = quantized(xn.data(), d);
+      matmul(L.wq, xn.data(), xq, T, q.data());
+      matmul(L.wk, xn.data(), xq, T, k.data());
+      matmul(L.wv, xn.data(), xq, T, v.data());
       if (L.bq) add_bias(q.data(), L.bq, T);
       if (L.bk) add_bias(k.data(), L.bk, T);
       if (L.bv) add_bias(v.data(), L.bv, T);
@@ -81,14 +96,15 @@ class CpuBackend final : public Backend {
         }
       }
       cpu::attention(aa, pool_);
-      cpu::matmul(L.wo, att.data(), T, proj.data(), pool_);
+      matmul(L.wo, att.data(), quantized(att.data(), qd), T, proj.data());
       for (std::size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
 
       rms(L.ffn_norm, x.data(), T, xn.data());
-      cpu::matmul(L.w_gate, xn.data(), T, gate.data(), pool_);
-      cpu::matmul(L.w_up, xn.data(), T, up.data(), pool_);
+      const cpu::Q8Acts* fq = quantized(xn.data(), d);
+      matmul(L.w_gate, xn.data(), fq, T, gate.data());
+      matmul(L.w_up, xn.data(), fq, T, up.data());
       cpu::silu_mul(gate.data(), up.data(), std::int64_t(gate.size()));
-      cpu::matmul(L.w_down, gate.data(), T, proj.data(), pool_);
+      matmul(L.w_down, gate.data(), quantized(gate.data(), cfg_.d_ff), T, proj.data());
       for (std::size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
     }
 
@@ -99,10 +115,22 @@ class CpuBackend final : public Backend {
       std::memcpy(sel.data() + r * d, x.data() + std::int64_t(plan.logit_rows[r]) * d, sizeof(float) * std::size_t(d));
     std::vector<float> seln(sel.size());
     rms(w_.output_norm, sel.data(), R, seln.data());
-    cpu::matmul(w_.output, seln.data(), R, out.mutable_data(), pool_);
+    const bool q8_out = quantize_acts_ && R <= kQ8MaxTokens && d % 32 == 0;
+    if (q8_out) cpu::quantize_acts(seln.data(), R, d, qa);
+    matmul(w_.output, seln.data(), q8_out ? &qa : nullptr, R, out.mutable_data());
   }
 
  private:
+  static constexpr std::int64_t kQ8MaxTokens = 8;  // steps up to this many tokens (decode)
+
+  // y = x . W^T: through the 8-bit activations qa when given and W is Q8_0 / Q4_0 / Q4_1.
+  void matmul(const WeightView& w, const float* x, const cpu::Q8Acts* qa, std::int64_t T, float* y) {
+    if (qa && cpu::has_quant_dot(w.type))
+      cpu::q8_matmul(w, *qa, y, pool_);
+    else
+      cpu::matmul(w, x, T, y, pool_);
+  }
+
   void rms(const WeightView& g, const float* x, std::int64_t T, float* y) const {
     cpu::rms_norm(x, reinterpret_cast<const float*>(g.data), T, cfg_.d_model, cfg_.rms_eps, y);
   }
@@ -115,12 +143,14 @@ class CpuBackend final : public Backend {
   ModelConfig cfg_;
   const Weights& w_;
   cpu::ThreadPool pool_;
+  bool quantize_acts_ = false;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& cfg, const Weights& w, int n_threads) {
-  return std::make_unique<CpuBackend>(cfg, w, n_threads);
+std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& cfg, const Weights& w, int n_threads,
+                                          bool quantize_acts) {
+  return std::make_unique<CpuBackend>(cfg, w, n_threads, quantize_acts);
 }
 
 }  // namespace vireo::detail

@@ -21,16 +21,6 @@ namespace {
 
 constexpr int QK = 32;
 
-inline float half_at(const std::byte* p) noexcept {
-  std::uint16_t h;
-  std::memcpy(&h, p, 2);
-#if defined(__F16C__)
-  return _cvtsh_ss(h);  // one vcvtph2ps instead of the portable bit manipulation
-#else
-  return detail::fp16_to_fp32(h);
-#endif
-}
-
 #ifdef VIREO_AVX2
 // sum_j q_j x_j for the 32 nibbles of a Q4 block (low nibbles -> x[0..15], high -> x[16..31]).
 inline __m256 nibble_dot(const std::byte* qs, const float* x) noexcept {

@@ -9,10 +9,27 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
+#include "gguf/fp16.hpp"
 #include "vireo/gguf.hpp"
 
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
 namespace vireo::cpu {
+
+/// The fp16 value at p (a block's d or m; any alignment).
+inline float half_at(const std::byte* p) noexcept {
+  std::uint16_t h;
+  std::memcpy(&h, p, 2);
+#if defined(__F16C__)
+  return _cvtsh_ss(h);  // one vcvtph2ps instead of the portable bit manipulation
+#else
+  return detail::fp16_to_fp32(h);
+#endif
+}
 
 /// True for the types quant_dot handles (Q8_0, Q4_0, Q4_1).
 bool has_quant_dot(gguf::TensorType t) noexcept;

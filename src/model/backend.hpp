@@ -60,7 +60,9 @@ class Backend {
 };
 
 /// The fp32, multithreaded CPU reference backend.
-std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& cfg, const Weights& w, int n_threads);
+/// quantize_acts: ModelOptions::cpu_quantize_activations.
+std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& cfg, const Weights& w, int n_threads,
+                                          bool quantize_acts = false);
 #ifdef VIREO_WITH_CUDA
 /// The CUDA backend (cuda/): converts weights to `dtype` on device `index` at creation.
 /// `stream`: the caller's cudaStream_t, or nullptr for a stream of the backend's own;

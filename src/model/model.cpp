@@ -55,7 +55,7 @@ void attach_backend(ModelImpl& m) {
     throw Error(ErrorCode::Unsupported, "this build of vireo has no CUDA backend (configure with the CUDA toolkit)");
 #endif
   }
-  m.backend = make_cpu_backend(m.cfg, m.weights, m.opts.n_threads);
+  m.backend = make_cpu_backend(m.cfg, m.weights, m.opts.n_threads, m.opts.cpu_quantize_activations);
   m.device = Device::cpu();
 }
 

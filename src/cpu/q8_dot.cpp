@@ -1,0 +1,224 @@
+// Integer dot products of quantized weights with 8-bit activations (see q8_dot.hpp).
+#include "cpu/q8_dot.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "cpu/quant_dot.hpp"
+#include "cpu/simd.hpp"
+#include "vireo/error.hpp"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define VIREO_Q8_AVX2 1
+#endif
+
+namespace vireo::cpu {
+namespace {
+
+constexpr int QK = 32;
+constexpr std::int64_t kPrefetchRows = 4;
+using TT = gguf::TensorType;
+
+template <TT TY>
+constexpr std::size_t kBlockBytes = TY == TT::Q8_0 ? 34 : TY == TT::Q4_0 ? 18 : 20;
+
+// The weight of the offset term: x's block sum multiplies it (Q4_0: -8 d, Q4_1: m, Q8_0: none).
+template <TT TY>
+inline float block_offset(const std::byte* blk, float d) noexcept {
+  if constexpr (TY == TT::Q4_0) return -8.0f * d;
+  if constexpr (TY == TT::Q4_1) return half_at(blk + 2);
+  return 0.0f;
+}
+
+#ifdef VIREO_Q8_AVX2
+// The 32 nibbles of a Q4 block in element order: low nibbles (elements 0-15), then high.
+inline __m256i nibbles(const std::byte* qs) noexcept {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), mask), _mm_and_si128(raw, mask));
+}
+
+// The block's 32 weights as bytes: signed for Q8_0, the unsigned nibbles for Q4_0 and Q4_1
+// (Q4_0's -8 goes into the offset term, like Q4_1's m: no sign fix-up per token).
+template <TT TY>
+inline __m256i block_weights(const std::byte* blk) noexcept {
+  if constexpr (TY == TT::Q8_0) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+  if constexpr (TY == TT::Q4_0) return nibbles(blk + 2);
+  return nibbles(blk + 4);
+}
+
+// sum_j w_j x_j of one block as 8 partial int32 sums, converted to float. maddubs multiplies
+// unsigned by signed bytes: signed weights go in as |w| with x's sign flipped where w < 0.
+// Pair sums stay within int16: |w| <= 128, |x| <= 127.
+template <TT TY>
+inline __m256 block_dot(__m256i w, const std::int8_t* xq) noexcept {
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+  __m256i p16;
+  if constexpr (TY != TT::Q8_0)
+    p16 = _mm256_maddubs_epi16(w, x);
+  else
+    p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+#else
+template <TT TY>
+inline int block_dot_scalar(const std::byte* blk, const std::int8_t* xq) noexcept {
+  int s = 0;
+  if constexpr (TY == TT::Q8_0) {
+    for (int j = 0; j < QK; ++j) s += int(std::int8_t(blk[2 + j])) * xq[j];
+  } else {
+    const std::byte* qs = blk + (TY == TT::Q4_0 ? 2 : 4);
+    for (int j = 0; j < QK / 2; ++j) {
+      const unsigned b = unsigned(qs[j]);
+      s += int(b & 15u) * xq[j] + int(b >> 4) * xq[j + QK / 2];
+    }
+  }
+  return s;
+}
+#endif
+
+// out[t] = W_row . x[t0 + t] for t < NT.
+template <TT TY, int NT>
+void row_dot(const std::byte* row, const Q8Acts& a, std::int64_t t0, std::int64_t nb, float* out) noexcept {
+  constexpr std::size_t BB = kBlockBytes<TY>;
+  const std::int8_t* xq[NT];
+  const float* xd[NT];
+  const float* xs[NT];
+  for (int t = 0; t < NT; ++t) {
+    xq[t] = a.q.data() + (t0 + t) * a.n;
+    xd[t] = a.d.data() + (t0 + t) * nb;
+    xs[t] = a.s.data() + (t0 + t) * nb;
+  }
+  float off[NT] = {};  // Q4_0 / Q4_1: sum over blocks of m_w * s_x (Q4_0: m_w = -8 d_w)
+#ifdef VIREO_Q8_AVX2
+  // Blocks in pairs: the two products meet in a mul + FMA off the accumulator's chain, so
+  // each token's chain is one add per two blocks (named accumulators: see gemm.cpp).
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+  std::int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const std::byte* b0 = row + std::size_t(b) * BB;
+    const std::byte* b1 = b0 + BB;
+    const __m256i w0 = block_weights<TY>(b0), w1 = block_weights<TY>(b1);
+    const float d0 = half_at(b0), d1 = half_at(b1);
+    const float m0 = block_offset<TY>(b0, d0), m1 = block_offset<TY>(b1, d1);
+#define VIREO_TOKEN(t)                                                                             \
+  if constexpr (NT > t) {                                                                          \
+    const __m256 p = _mm256_fmadd_ps(block_dot<TY>(w1, xq[t] + (b + 1) * QK), _mm256_set1_ps(d1 * xd[t][b + 1]), \
+                                     _mm256_mul_ps(block_dot<TY>(w0, xq[t] + b * QK), _mm256_set1_ps(d0 * xd[t][b]))); \
+    acc##t = _mm256_add_ps(acc##t, p);                                                             \
+    if constexpr (TY != TT::Q8_0) off[t] += m0 * xs[t][b] + m1 * xs[t][b + 1];                      \
+  }
+    VIREO_TOKEN(0) VIREO_TOKEN(1) VIREO_TOKEN(2) VIREO_TOKEN(3)
+#undef VIREO_TOKEN
+  }
+  if (b < nb) {
+    const std::byte* b0 = row + std::size_t(b) * BB;
+    const __m256i w0 = block_weights<TY>(b0);
+    const float d0 = half_at(b0), m0 = block_offset<TY>(b0, d0);
+#define VIREO_TOKEN(t)                                                                                          \
+  if constexpr (NT > t) {                                                                                       \
+    acc##t = _mm256_fmadd_ps(block_dot<TY>(w0, xq[t] + b * QK), _mm256_set1_ps(d0 * xd[t][b]), acc##t);        \
+    if constexpr (TY != TT::Q8_0) off[t] += m0 * xs[t][b];                                                     \
+  }
+    VIREO_TOKEN(0) VIREO_TOKEN(1) VIREO_TOKEN(2) VIREO_TOKEN(3)
+#undef VIREO_TOKEN
+  }
+  if constexpr (NT > 0) out[0] = hsum(acc0) + off[0];
+  if constexpr (NT > 1) out[1] = hsum(acc1) + off[1];
+  if constexpr (NT > 2) out[2] = hsum(acc2) + off[2];
+  if constexpr (NT > 3) out[3] = hsum(acc3) + off[3];
+#else
+  float acc[NT] = {};
+  for (std::int64_t b = 0; b < nb; ++b) {
+    const std::byte* blk = row + std::size_t(b) * BB;
+    const float dw = half_at(blk), mw = block_offset<TY>(blk, dw);
+    for (int t = 0; t < NT; ++t) {
+      acc[t] += dw * xd[t][b] * float(block_dot_scalar<TY>(blk, xq[t] + b * QK));
+      if constexpr (TY != TT::Q8_0) off[t] += mw * xs[t][b];
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = acc[t] + off[t];
+#endif
+}
+
+template <TT TY>
+void row_tokens(const std::byte* row, const Q8Acts& a, std::int64_t t0, int nt, std::int64_t nb, float* out) noexcept {
+  switch (nt) {
+    case 1: row_dot<TY, 1>(row, a, t0, nb, out); break;
+    case 2: row_dot<TY, 2>(row, a, t0, nb, out); break;
+    case 3: row_dot<TY, 3>(row, a, t0, nb, out); break;
+    default: row_dot<TY, 4>(row, a, t0, nb, out); break;
+  }
+}
+
+}  // namespace
+
+void quantize_acts(const float* x, std::int64_t T, std::int64_t n, Q8Acts& a) {
+  const std::int64_t nb = n / QK;
+  a.T = T;
+  a.n = n;
+  a.q.resize(std::size_t(T * n));
+  a.d.resize(std::size_t(T * nb));
+  a.s.resize(std::size_t(T * nb));
+  for (std::int64_t i = 0; i < T * nb; ++i) {
+    const float* v = x + i * QK;
+    std::int8_t* q = a.q.data() + i * QK;
+    float amax = 0.0f, sum = 0.0f;
+    for (int j = 0; j < QK; ++j) {
+      amax = std::max(amax, std::fabs(v[j]));
+      sum += v[j];  // NaN / Inf anywhere in the block makes it non-finite (max drops NaN)
+    }
+    if (!std::isfinite(sum) || !std::isfinite(amax)) {
+      std::fill_n(q, QK, std::int8_t(0));
+      a.d[std::size_t(i)] = a.s[std::size_t(i)] = std::numeric_limits<float>::quiet_NaN();
+      continue;
+    }
+    if (amax < 1e-30f) {  // all zero (or too small to have a normal 1 / d)
+      std::fill_n(q, QK, std::int8_t(0));
+      a.d[std::size_t(i)] = a.s[std::size_t(i)] = 0.0f;
+      continue;
+    }
+    const float d = amax / 127.0f, id = 127.0f / amax;
+    int qsum = 0;
+    for (int j = 0; j < QK; ++j) {
+      const int qi = std::clamp(int(std::nearbyint(v[j] * id)), -127, 127);
+      q[j] = std::int8_t(qi);
+      qsum += qi;
+    }
+    a.d[std::size_t(i)] = d;
+    a.s[std::size_t(i)] = d * float(qsum);
+  }
+}
+
+void q8_matmul(const detail::WeightView& w, const Q8Acts& a, float* y, ThreadPool& pool) {
+  if (!has_quant_dot(w.type) || a.n != w.cols)
+    throw Error(ErrorCode::InvalidArgument, "q8_matmul: needs Q8_0 / Q4_0 / Q4_1 weights with as many columns as the activations");
+  const std::int64_t rows = w.rows, nb = w.cols / QK, T = a.T;
+  const std::size_t stride = w.row_stride();
+  pool.parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
+    float out[4];
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const std::byte* row = w.data + std::size_t(r) * stride;
+#ifdef VIREO_Q8_AVX2
+      // The integer dots outrun the hardware prefetcher: ask for the row kPrefetchRows ahead.
+      if (r + kPrefetchRows < r1) {
+        const char* ahead = reinterpret_cast<const char*>(row + kPrefetchRows * stride);
+        for (std::size_t off = 0; off < stride; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
+      }
+#endif
+      for (std::int64_t t0 = 0; t0 < T; t0 += 4) {
+        const int nt = int(std::min<std::int64_t>(4, T - t0));
+        switch (w.type) {
+          case TT::Q8_0: row_tokens<TT::Q8_0>(row, a, t0, nt, nb, out); break;
+          case TT::Q4_0: row_tokens<TT::Q4_0>(row, a, t0, nt, nb, out); break;
+          default: row_tokens<TT::Q4_1>(row, a, t0, nt, nb, out); break;
+        }
+        for (int k = 0; k < nt; ++k) y[(t0 + k) * rows + r] = out[k];
+      }
+    }
+  });
+}
+
+}  // namespace vireo::cpu
