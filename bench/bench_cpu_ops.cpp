@@ -2,6 +2,7 @@
 //   BM_matmul_decode   cpu::matmul, T = 1, W [8192, 2048] (Llama-3.2-1B gate/up) per weight type
 //   BM_matmul_prefill  cpu::matmul, T = 64, W [2048, 2048] (Llama-3.2-1B q/o) per weight type
 //   BM_matmul_prefill_long  cpu::matmul, T = 512, W [576, 1536] (SmolLM2-135M down projection)
+//   BM_q8_matmul_decode_batch  cpu::q8_matmul (8-bit activations), T = 1-8, W [8192, 2048]
 //   BM_quant_dot       cpu::quant_dot over every row of W [8192, 2048], one thread (the fused
 //                      decode kernel alone, no thread pool)
 //   BM_attention_decode   cpu::attention, one query token over ctx cached positions
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "cpu/ops.hpp"
+#include "cpu/q8_dot.hpp"
 #include "cpu/quant_dot.hpp"
 #include "cpu/thread_pool.hpp"
 #include "model/weights.hpp"
@@ -72,13 +74,22 @@ struct Matrices {
   }
 };
 
-void run_matmul(benchmark::State& state, TensorType type, std::int64_t rows, std::int64_t cols, std::int64_t T) {
+// q8: the activations quantized to 8 bits (inside the timed loop, as a decode step does once
+// per activation matrix) and cpu::q8_matmul instead of cpu::matmul.
+void run_matmul(benchmark::State& state, TensorType type, std::int64_t rows, std::int64_t cols, std::int64_t T,
+                bool q8 = false) {
   Matrices w(type, rows, cols);
   const auto x = random_floats(std::size_t(T * cols), 5);
   std::vector<float> y(static_cast<std::size_t>(T * rows));
+  vireo::cpu::Q8Acts qa;
   std::size_t i = 0;
   for (auto _ : state) {
-    vireo::cpu::matmul(w.views[i], x.data(), T, y.data(), pool());
+    if (q8) {
+      vireo::cpu::quantize_acts(x.data(), T, cols, qa);
+      vireo::cpu::q8_matmul(w.views[i], qa, y.data(), pool());
+    } else {
+      vireo::cpu::matmul(w.views[i], x.data(), T, y.data(), pool());
+    }
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
     i = (i + 1) % w.views.size();
@@ -105,7 +116,19 @@ void BM_matmul_decode_batch(benchmark::State& state) {
   state.counters["tokens/s"] = benchmark::Counter(double(state.range(1)), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_matmul_decode_batch)
-    ->ArgsProduct({{std::int64_t(TensorType::Q8_0), std::int64_t(TensorType::Q4_1)}, {1, 2, 4, 8, 16}})
+    ->ArgsProduct({{std::int64_t(TensorType::Q8_0), std::int64_t(TensorType::Q4_1)}, {1, 2, 4, 8, 16, 32}})
+    ->ArgNames({"type", "T"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// The same steps over 8-bit activations (ModelOptions::cpu_quantize_activations).
+void BM_q8_matmul_decode_batch(benchmark::State& state) {
+  run_matmul(state, TensorType(state.range(0)), 8192, 2048, state.range(1), true);
+  state.counters["tokens/s"] = benchmark::Counter(double(state.range(1)), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_q8_matmul_decode_batch)
+    ->ArgsProduct({{std::int64_t(TensorType::Q8_0), std::int64_t(TensorType::Q4_0), std::int64_t(TensorType::Q4_1)},
+                   {1, 2, 4, 8}})
     ->ArgNames({"type", "T"})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);

@@ -46,14 +46,14 @@ TEST_CASE("quant_dot equals dequantize-then-dot for Q8_0, Q4_0, Q4_1", "[cpu][op
 TEST_CASE("matmul: decode (fused) and prefill (dequantize) paths agree with the reference", "[cpu][ops]") {
   std::mt19937 rng(5);
   cpu::ThreadPool pool(2);
-  // rows: two full 16-row panels and a partial one; T: the fused decode path (<= 8), the
-  // row-dot path (16-bit / fp32 weights, < 4) and the panels with every 6-token remainder.
-  // The larger shape runs several token ranges per panel (T / 48 of them at most).
+  // rows: two full 16-row panels and a partial one (and a partial 4-row group); T: the fused
+  // decode path (<= 8), the dot-product tiles (< 24, odd and even) and the panels with every
+  // 6-token remainder. The larger shape runs several token ranges per panel.
   struct Shape {
     std::int64_t rows, cols;
     std::vector<std::int64_t> Ts;
   };
-  const Shape shapes[] = {{37, 96, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 20}}, {20, 320, {97}}};
+  const Shape shapes[] = {{37, 96, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 20, 23, 24, 25, 26, 27, 28, 29}}, {20, 320, {97}}};
   for (const Shape& sh : shapes)
   for (auto type : {gguf::TensorType::F32, gguf::TensorType::F16, gguf::TensorType::BF16, gguf::TensorType::Q8_0,
                     gguf::TensorType::Q4_0, gguf::TensorType::Q4_1}) {

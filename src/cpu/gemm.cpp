@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu/ops.hpp"
+#include "cpu/simd.hpp"
 #include "vireo/gguf.hpp"
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -104,7 +106,69 @@ void build_panel(const detail::WeightView& w, std::int64_t r0, std::int64_t nr, 
   }
 }
 
+// y[0][i] = w[i] . x0, y[rows + i] = w[i] . x1 for the 4 rows w[0..3].
+void tile_4x2(const float* const* w, const float* x0, const float* x1, std::int64_t n, float* y,
+              std::int64_t rows) noexcept {
+  std::int64_t k = 0;
+  float acc0[4] = {}, acc1[4] = {};
+#if defined(__AVX2__) && defined(__FMA__)
+  __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+  __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+  for (; k + 8 <= n; k += 8) {
+    const __m256 u = _mm256_loadu_ps(x0 + k), v = _mm256_loadu_ps(x1 + k);
+    __m256 w0 = _mm256_loadu_ps(w[0] + k), w1 = _mm256_loadu_ps(w[1] + k);
+    a00 = _mm256_fmadd_ps(w0, u, a00);
+    a10 = _mm256_fmadd_ps(w0, v, a10);
+    a01 = _mm256_fmadd_ps(w1, u, a01);
+    a11 = _mm256_fmadd_ps(w1, v, a11);
+    __m256 w2 = _mm256_loadu_ps(w[2] + k), w3 = _mm256_loadu_ps(w[3] + k);
+    a02 = _mm256_fmadd_ps(w2, u, a02);
+    a12 = _mm256_fmadd_ps(w2, v, a12);
+    a03 = _mm256_fmadd_ps(w3, u, a03);
+    a13 = _mm256_fmadd_ps(w3, v, a13);
+  }
+  acc0[0] = hsum(a00), acc0[1] = hsum(a01), acc0[2] = hsum(a02), acc0[3] = hsum(a03);
+  acc1[0] = hsum(a10), acc1[1] = hsum(a11), acc1[2] = hsum(a12), acc1[3] = hsum(a13);
+#endif
+  for (; k < n; ++k)
+    for (int i = 0; i < 4; ++i) {
+      acc0[i] += w[i][k] * x0[k];
+      acc1[i] += w[i][k] * x1[k];
+    }
+  for (int i = 0; i < 4; ++i) {
+    y[i] = acc0[i];
+    y[rows + i] = acc1[i];
+  }
+}
+
 }  // namespace
+
+void gemm_rows(const detail::WeightView& w, const float* x, std::int64_t T, float* y, ThreadPool& pool) {
+  const std::int64_t rows = w.rows, cols = w.cols;
+  const bool is_f32 = w.type == gguf::TensorType::F32;
+  constexpr std::int64_t kTileRows = 4;
+  pool.parallel_for((rows + kTileRows - 1) / kTileRows, [&](std::int64_t g0, std::int64_t g1) {
+    std::vector<float> buf(static_cast<std::size_t>(kTileRows * cols));
+    for (std::int64_t g = g0; g < g1; ++g) {
+      const std::int64_t r0 = g * kTileRows, nr = std::min<std::int64_t>(kTileRows, rows - r0);
+      const float* wr[kTileRows];
+      for (std::int64_t i = 0; i < nr; ++i) {
+        const std::byte* src = w.row(r0 + i);
+        if (is_f32) {
+          wr[i] = reinterpret_cast<const float*>(src);
+        } else {
+          gguf::dequantize(w.type, src, buf.data() + i * cols, std::size_t(cols));
+          wr[i] = buf.data() + i * cols;
+        }
+      }
+      std::int64_t t = 0;
+      if (nr == kTileRows)
+        for (; t + 2 <= T; t += 2) tile_4x2(wr, x + t * cols, x + (t + 1) * cols, cols, y + t * rows + r0, rows);
+      for (; t < T; ++t)
+        for (std::int64_t i = 0; i < nr; ++i) y[t * rows + r0 + i] = dot(wr[i], x + t * cols, cols);
+    }
+  });
+}
 
 void gemm_panels(const detail::WeightView& w, const float* x, std::int64_t T, float* y, ThreadPool& pool) {
   const std::int64_t N = w.rows, K = w.cols;

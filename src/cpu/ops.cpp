@@ -56,13 +56,12 @@ float dot(const float* a, const float* b, std::int64_t n) noexcept {
 
 void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* y, ThreadPool& pool) {
   const std::int64_t rows = w.rows, cols = w.cols;
-  const bool is_f32 = w.type == gguf::TensorType::F32;
   const std::size_t stride = w.row_stride();
   // Decode-sized steps read each quantized row once: one token uses the fused dot (the
   // x-sum trick saves the zero-point FMAs), a few tokens dequantize each block into
-  // registers once and reuse it for up to 8 tokens at a time. Larger steps (and 16-bit /
-  // fp32 weights from 4 tokens on) go through 16-row panels (cpu/gemm.hpp); 1-3 tokens of
-  // 16-bit / fp32 weights dot each row (converted into a buffer) with every token.
+  // registers once and reuse it for up to 8 tokens at a time. Larger steps, and 16-bit /
+  // fp32 weights, go through cpu/gemm.hpp: dot-product tiles up to 23 tokens, 16-row
+  // panels from 24.
   constexpr std::int64_t kFusedMaxTokens = 8;
   if (T <= kFusedMaxTokens && has_quant_dot(w.type)) {
     std::vector<float> sums(static_cast<std::size_t>(cols / 32));
@@ -84,22 +83,14 @@ void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* 
     });
     return;
   }
-  if (T < 4 && !has_quant_dot(w.type)) {
-    pool.parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
-      std::vector<float> buf(is_f32 ? 0 : static_cast<std::size_t>(cols));
-      for (std::int64_t r = r0; r < r1; ++r) {
-        const std::byte* src = w.data + std::size_t(r) * stride;
-        const float* wr = reinterpret_cast<const float*>(src);
-        if (!is_f32) {
-          gguf::dequantize(w.type, src, buf.data(), std::size_t(cols));
-          wr = buf.data();
-        }
-        for (std::int64_t t = 0; t < T; ++t) y[t * rows + r] = dot(wr, x + t * cols, cols);
-      }
-    });
-    return;
-  }
-  gemm_panels(w, x, T, y, pool);
+  // Panels pay a transposition per 16 rows; below ~24 tokens the dot-product tiles win
+  // (BM_matmul_decode_batch Q4_1 [8192, 2048]: T = 16 rows 6.8 vs panels 8.8 ms, T = 32 13.4
+  // vs 11.6 ms; BM_matmul_prefill T = 64: panels 4.1-5.2 vs rows 5.2-6.1 ms).
+  constexpr std::int64_t kPanelMinTokens = 24;
+  if (T < kPanelMinTokens)
+    gemm_rows(w, x, T, y, pool);
+  else
+    gemm_panels(w, x, T, y, pool);
 }
 
 void rms_norm(const float* x, const float* g, std::int64_t T, std::int64_t d, float eps, float* y) {
