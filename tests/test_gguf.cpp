@@ -567,6 +567,9 @@ TEST_CASE("hostile: unknown types", "[cpu][gguf]") {
   Img f;  // ne[0] = 48 is not a multiple of Q4_0's 32
   f.header(3, 1, 0).tensor("q", {48, 2}, 2, 0).pad().zeros(64);
   expect_error(f.b, ErrorCode::InvalidModel, {"'q'", "ne[0] = 48", "32"});
+  Img g;  // a K-quant row must hold whole 256-element super-blocks (576 does not)
+  g.header(3, 1, 0).tensor("k", {576, 1}, 12, 0).pad().zeros(512);
+  expect_error(g.b, ErrorCode::InvalidModel, {"'k'", "ne[0] = 576", "Q4_K", "256"});
 }
 
 TEST_CASE("hostile: offsets", "[cpu][gguf]") {

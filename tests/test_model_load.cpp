@@ -9,6 +9,8 @@
 #include <functional>
 #include <random>
 
+#include "gguf/fp16.hpp"
+#include "test_util.hpp"
 #include "vireo/vireo.hpp"
 
 using namespace vireo;
@@ -44,7 +46,35 @@ struct TinySpec {
   std::function<bool(const std::string&)> skip = [](const std::string&) { return false; };
   std::function<std::vector<std::uint64_t>(const std::string&, std::vector<std::uint64_t>)> reshape =
       [](const std::string&, std::vector<std::uint64_t> s) { return s; };
+  // Matrices (2-D tensors) as random blocks of this type, fp16 scale fields in a realistic
+  // range; with as_f32 the same blocks are written dequantized, as F32.
+  TensorType mat_type = TensorType::F32;
+  bool as_f32 = false;
 };
+
+// n elements of random `t` blocks: random bytes, then every fp16 field (d, dmin / m) set to a
+// finite value in [0.002, 0.02].
+std::vector<std::byte> random_blocks(TensorType t, std::uint64_t n, std::mt19937& rng) {
+  const std::size_t bb = gguf::block_bytes(t), nb = std::size_t(n / gguf::block_elements(t));
+  std::vector<std::byte> b(bb * nb);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.002f, 0.02f);
+  std::vector<std::size_t> halves;  // byte offsets of the fp16 fields in a block
+  switch (t) {
+    case TensorType::Q6_K: halves = {208}; break;
+    case TensorType::Q5_0: halves = {0}; break;
+    default: halves = {0, 2}; break;  // Q5_1 d, m; Q4_K / Q5_K d, dmin
+  }
+  for (std::size_t i = 0; i < nb; ++i) {
+    std::byte* blk = b.data() + i * bb;
+    for (std::size_t j = 0; j < bb; ++j) blk[j] = std::byte(byte(rng));
+    for (std::size_t off : halves) {
+      const std::uint16_t h = detail::fp32_to_fp16(scale(rng));
+      std::memcpy(blk + off, &h, 2);
+    }
+  }
+  return b;
+}
 
 std::vector<std::byte> tiny_gguf(const TinySpec& s) {
   gguf::Writer w;
@@ -72,6 +102,17 @@ std::vector<std::byte> tiny_gguf(const TinySpec& s) {
     shape = s.reshape(name, shape);
     std::uint64_t n = 1;
     for (auto x : shape) n *= x;
+    if (s.mat_type != TensorType::F32 && shape.size() == 2) {
+      auto q = random_blocks(s.mat_type, n, rng);
+      if (!s.as_f32) {
+        w.add_tensor(name, s.mat_type, shape, q);
+        return;
+      }
+      std::vector<std::byte> f(n * 4);
+      gguf::dequantize(s.mat_type, q.data(), reinterpret_cast<float*>(f.data()), std::size_t(n));
+      w.add_tensor(name, TensorType::F32, shape, f);
+      return;
+    }
     std::vector<float> v(n);
     for (auto& x : v) x = ones ? 1.0f : nd(rng);
     std::vector<std::byte> bytes(n * 4);
@@ -143,6 +184,39 @@ TEST_CASE("a tiny Llama written in the test loads and runs", "[cpu][model]") {
   for (std::size_t r = 0; r < 3; ++r)
     for (float v : lg.row(r)) REQUIRE(std::isfinite(v));
   std::filesystem::remove(p);
+}
+
+TEST_CASE("models with Q5_0, Q5_1, Q4_K, Q5_K or Q6_K matrices load and run like their F32 twin", "[cpu][model]") {
+  // d = 256 and d_ff = 512: rows of whole 256-element super-blocks. The twin holds the same
+  // blocks dequantized (the dequantization itself is checked against gguf-py in
+  // test_quant.cpp); both take the same matmul path, so the logits agree to rounding.
+  for (TensorType t : {TensorType::Q5_0, TensorType::Q5_1, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
+    INFO(gguf::to_string(t));
+    TinySpec q{.layers = 2, .d = 256, .heads = 4, .kv = 2, .ff = 512};
+    q.mat_type = t;
+    TinySpec f = q;
+    f.as_f32 = true;
+    const auto pq = write_tmp(tiny_gguf(q), "kq"), pf = write_tmp(tiny_gguf(f), "kq-f32");
+    const Model mq = Model::load(pq, {.n_threads = 2}), mf = Model::load(pf, {.n_threads = 2});
+    CHECK(mq.weight_bytes() < mf.weight_bytes() / 4);
+    std::vector<std::vector<float>> rows_q, rows_f;
+    for (const Model* m : {&mq, &mf}) {
+      KVCache c(*m, {.num_blocks = 8});
+      const SeqId s = c.add_sequence();
+      Batch b;
+      b.add(s, std::vector<Token>{'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k'}, Last);  // prefill
+      auto& rows = m == &mq ? rows_q : rows_f;
+      for (Token next : {Token('x'), Token('y')}) {  // and two decode steps
+        const Logits lg = m->forward(b, c);
+        rows.emplace_back(lg.row(0).begin(), lg.row(0).end());
+        b.clear();
+        b.add(s, next, true);
+      }
+    }
+    CHECK(test::rel_err(rows_q, rows_f) < 1e-5);
+    std::filesystem::remove(pq);
+    std::filesystem::remove(pf);
+  }
 }
 
 TEST_CASE("an untied output projection is read from output.weight", "[cpu][model]") {

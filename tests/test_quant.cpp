@@ -70,7 +70,18 @@ TEST_CASE("block sizes and row_bytes", "[cpu][gguf]") {
   CHECK(gguf::row_bytes(TensorType::F16, 7) == 14);
   CHECK_THROWS_AS(gguf::row_bytes(TensorType::Q4_0, 33), Error);
   CHECK_THROWS_AS(gguf::row_bytes(TensorType::F32, ~std::uint64_t(0) / 2), Error);
-  CHECK_THROWS_AS(gguf::row_bytes(TensorType(7), 32), Error);
+  CHECK(gguf::block_elements(TensorType::Q5_0) == 32);
+  CHECK(gguf::block_elements(TensorType::Q6_K) == 256);
+  CHECK(gguf::block_bytes(TensorType::Q5_0) == 22);
+  CHECK(gguf::block_bytes(TensorType::Q5_1) == 24);
+  CHECK(gguf::block_bytes(TensorType::Q4_K) == 144);
+  CHECK(gguf::block_bytes(TensorType::Q5_K) == 176);
+  CHECK(gguf::block_bytes(TensorType::Q6_K) == 210);
+  CHECK(gguf::row_bytes(TensorType::Q4_K, 1536) == 6 * 144);
+  CHECK_THROWS_AS(gguf::row_bytes(TensorType::Q4_K, 576), Error);  // not a multiple of 256
+  CHECK(gguf::block_elements(TensorType(9)) == 0);                 // Q8_1 (ggml's, not read)
+  CHECK_THROWS_AS(gguf::row_bytes(TensorType(9), 32), Error);
+  CHECK_THROWS_AS(gguf::row_bytes(TensorType(10), 256), Error);    // Q2_K
   std::vector<float> out(32);
   std::vector<std::uint8_t> in(64);
   CHECK_THROWS_AS(gguf::dequantize(TensorType::Q8_0, in.data(), out.data(), 31), Error);
@@ -259,7 +270,15 @@ namespace {
 struct Golden {
   std::map<std::string, std::vector<float>> rows;
   std::map<std::string, std::string> quantized_hex;
+  /// @dequant lines: type -> (block bytes, gguf-py's values)
+  std::map<std::string, std::pair<std::vector<std::uint8_t>, std::vector<float>>> blocks;
 };
+
+std::vector<std::uint8_t> from_hex(const std::string& hex) {
+  std::vector<std::uint8_t> b;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) b.push_back(std::uint8_t(std::stoul(hex.substr(i, 2), nullptr, 16)));
+  return b;
+}
 
 Golden read_golden() {
   Golden g;
@@ -274,6 +293,14 @@ Golden read_golden() {
       std::string type, hex;
       in >> type >> hex;
       g.quantized_hex[type] = hex;
+      continue;
+    }
+    if (name == "@dequant") {
+      std::string type, hex, tok;
+      in >> type >> hex;
+      auto& [bytes, vals] = g.blocks[type];
+      bytes = from_hex(hex);
+      while (in >> tok) vals.push_back(std::strtof(tok.c_str(), nullptr));
       continue;
     }
     std::string tok;
@@ -355,5 +382,28 @@ TEST_CASE("dequantize throughput (prints GB/s of fp32 output)", "[.][bench][gguf
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     WARN(gguf::to_string(t) << ": " << double(n) * reps / s * 1e-9 << " G elements/s");
     CHECK(y[n / 2] == y[n / 2]);
+  }
+}
+
+TEST_CASE("dequantize of Q5_0, Q5_1, Q4_K, Q5_K and Q6_K blocks matches gguf-py", "[cpu][golden][gguf]") {
+  // Seeded random blocks from scripts/golden/make_quant_fixtures.py, dequantized there by
+  // gguf-py (numpy, float32 in ggml's order of operations; quant.cpp has contraction off).
+  const Golden g = read_golden();
+  for (TensorType t : {TensorType::Q5_0, TensorType::Q5_1, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
+    INFO(gguf::to_string(t));
+    REQUIRE(g.blocks.count(gguf::to_string(t)));
+    const auto& [bytes, want] = g.blocks.at(gguf::to_string(t));
+    REQUIRE(bytes.size() == want.size() / gguf::block_elements(t) * gguf::block_bytes(t));
+    CHECK(gguf::row_bytes(t, want.size()) == bytes.size());
+    std::vector<float> got(want.size(), -12345.0f);
+    gguf::dequantize(t, bytes.data(), got.data(), got.size());
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) bad += got[i] != want[i];
+    INFO("first element: got " << got[0] << " want " << want[0]);
+    CHECK(bad == 0);
+    // Read-only types: quantize refuses them with a message naming the type.
+    std::vector<float> x(gguf::block_elements(t), 0.5f);
+    std::vector<std::uint8_t> q(gguf::block_bytes(t));
+    CHECK_THROWS_WITH(gguf::quantize(t, x.data(), q.data(), x.size()), Catch::Contains(gguf::to_string(t)));
   }
 }

@@ -28,14 +28,22 @@ enum class ValueType : std::uint32_t {
   Bool = 7, String = 8, Array = 9, UInt64 = 10, Int64 = 11, Float64 = 12,
 };
 
-/// Tensor element types vireo reads (numbered as ggml's `ggml_type`).
-enum class TensorType : std::uint32_t { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, BF16 = 30 };
+/// Tensor element types vireo reads (numbered as ggml's `ggml_type`). Q5_0, Q5_1 and the
+/// K-quants Q4_K, Q5_K, Q6_K (the matrices of Q4_K_M / Q5_K_M / Q6_K files) are read and
+/// dequantized only: quantize() refuses them, and the CPU multiplies them through
+/// dequantized rows (no fused kernels yet).
+enum class TensorType : std::uint32_t {
+  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
+  Q4_K = 12, Q5_K = 13, Q6_K = 14, BF16 = 30
+};
 
 const char* to_string(ValueType t) noexcept;
 const char* to_string(TensorType t) noexcept;
-/// Elements per block (1 for float types, 32 for Q4_0/Q4_1/Q8_0).
+/// Elements per block (1 for float types, 32 for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, 256 for the
+/// K-quants; 0 for a type vireo does not know).
 std::size_t block_elements(TensorType t) noexcept;
-/// Bytes per block: F32 4, F16/BF16 2, Q4_0 18, Q4_1 20, Q8_0 34.
+/// Bytes per block: F32 4, F16/BF16 2, Q4_0 18, Q4_1 20, Q5_0 22, Q5_1 24, Q8_0 34,
+/// Q4_K 144, Q5_K 176, Q6_K 210.
 std::size_t block_bytes(TensorType t) noexcept;
 /// Bytes of `n` elements (n must be a multiple of block_elements); throws on overflow.
 std::uint64_t row_bytes(TensorType t, std::uint64_t n);
@@ -44,6 +52,7 @@ std::uint64_t row_bytes(TensorType t, std::uint64_t n);
 void dequantize(TensorType t, const void* src, float* dst, std::size_t n);
 /// Quantize fp32 to `t` (reference round-to-nearest, as ggml does); used for random models
 /// and tests. `n` must be a multiple of block_elements(t); dst holds row_bytes(t, n) bytes.
+/// F32, F16, BF16, Q8_0, Q4_0 and Q4_1 only (others throw Unsupported).
 void quantize(TensorType t, const float* src, void* dst, std::size_t n);
 
 /// One metadata value. Arrays of numbers or bools (UInt8..Float64, Bool) keep their elements

@@ -6,8 +6,12 @@ row 0 of a few tensors with gguf.quants.dequantize, and writes the first 64 valu
 to tests/fixtures/quant_golden.txt, one line per tensor: `<name> v0 ... v63` (%.9g, enough
 digits to round-trip an fp32). It also quantizes a fixed, exactly representable input with
 gguf.quants.quantize (gguf-py's port of ggml's quantize_row_*_ref) and writes one line per
-type: `@quantize <type> <hex bytes>`. tests/test_quant.cpp compares vireo's dequantize of the
-model's bytes and vireo's quantize of the same input against these lines.
+type: `@quantize <type> <hex bytes>`. For the types the model does not use (Q5_0, Q5_1 and
+the K-quants Q4_K, Q5_K, Q6_K) it builds blocks of seeded random bytes, with the fp16 scale
+fields set to finite values in a realistic range, dequantizes them with gguf-py and writes
+`@dequant <type> <hex bytes> v0 v1 ...`. tests/test_quant.cpp compares vireo's dequantize of
+the model's bytes and of those blocks, and vireo's quantize of the same input, against these
+lines.
 
 Needs: pip install gguf numpy
 Usage: python scripts/golden/make_quant_fixtures.py [model.gguf] [out.txt]
@@ -16,7 +20,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize, quantize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +48,26 @@ x = np.array([((i * 7919) % 2001 - 1000) / 256.0 for i in range(256)] + [0.0] * 
 for qt in (GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1):
     q = quantize(x.reshape(1, -1), qt)
     lines.append(f"@quantize {qt.name} {q.tobytes().hex()}")
+
+# Random blocks of the read-only types: (type, blocks, [(byte offset of an fp16 field, lo, hi)]).
+rng = np.random.default_rng(20261126)
+RANDOM_BLOCKS = [
+    (GGMLQuantizationType.Q5_0, 8, [(0, 1e-3, 5e-2)]),
+    (GGMLQuantizationType.Q5_1, 8, [(0, 1e-3, 5e-2), (2, -0.5, 0.5)]),
+    (GGMLQuantizationType.Q4_K, 2, [(0, 1e-3, 5e-2), (2, 1e-3, 5e-2)]),
+    (GGMLQuantizationType.Q5_K, 2, [(0, 1e-3, 5e-2), (2, 1e-3, 5e-2)]),
+    (GGMLQuantizationType.Q6_K, 2, [(208, 1e-3, 5e-2)]),
+]
+for qt, n_blocks, halves in RANDOM_BLOCKS:
+    block_elems, block_bytes = GGML_QUANT_SIZES[qt]
+    raw = rng.integers(0, 256, size=(n_blocks, block_bytes), dtype=np.uint8)
+    for off, lo, hi in halves:
+        vals = rng.uniform(lo, hi, size=n_blocks).astype(np.float16)
+        raw[:, off:off + 2] = vals.view(np.uint8).reshape(n_blocks, 2)
+    vals = dequantize(raw.reshape(1, -1), qt).reshape(-1).astype(np.float32)
+    assert vals.size == n_blocks * block_elems and np.all(np.isfinite(vals))
+    lines.append(f"@dequant {qt.name} {raw.tobytes().hex()} " + " ".join("%.9g" % float(v) for v in vals))
+    print(f"{qt.name}: {n_blocks} random blocks -> {vals[:4]}")
 
 OUT.write_text("\n".join(lines) + "\n")
 print(f"wrote {OUT}")

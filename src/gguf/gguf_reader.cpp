@@ -45,17 +45,7 @@ constexpr std::uint32_t MAX_DIMS = 4;
 
 bool known_value_type(std::uint32_t t) { return t <= std::uint32_t(ValueType::Float64); }
 
-bool known_tensor_type(std::uint32_t t) {
-  switch (TensorType(t)) {
-    case TensorType::F32:
-    case TensorType::F16:
-    case TensorType::Q4_0:
-    case TensorType::Q4_1:
-    case TensorType::Q8_0:
-    case TensorType::BF16: return true;
-  }
-  return false;
-}
+bool known_tensor_type(std::uint32_t t) { return block_elements(TensorType(t)) != 0; }
 
 /// Smallest number of bytes one value of type `t` occupies in the file: a scalar's size,
 /// the u64 length of an empty string, or the u32 type + u64 count of an empty array.

@@ -5,6 +5,17 @@
 //   Q4_0 (18 B): fp16 d, uint8 qs[16];           x[j] = ((qs[j] & 15) - 8) * d,
 //                                                x[j+16] = ((qs[j] >> 4) - 8) * d   (j < 16)
 //   Q4_1 (20 B): fp16 d, fp16 m, uint8 qs[16];   x[j] = (qs[j] & 15) * d + m, x[j+16] likewise
+//   Q5_0 (22 B): fp16 d, u32 qh, uint8 qs[16];   q[j] = Q4's nibble | bit j of qh << 4,
+//                                                x[j] = (q[j] - 16) * d
+//   Q5_1 (24 B): fp16 d, fp16 m, u32 qh, qs[16]; x[j] = q[j] * d + m
+// K-quants, super-blocks of 256 in 8 sub-blocks of 32 (Q6_K: 16 of 16):
+//   Q4_K (144 B): fp16 d, fp16 dmin, scales[12] (eight 6-bit scales and mins), qs[128];
+//                 sub-block s: x = (d * sc[s]) * q - dmin * m[s], q the low (even s) or high
+//                 (odd s) nibbles of qs[32 (s / 2) .. + 31]
+//   Q5_K (176 B): as Q4_K with qh[32] before qs; bit s of qh[l] is q's fifth bit
+//   Q6_K (210 B): ql[128], qh[64], int8 scales[16], fp16 d; element e of a 128-half h:
+//                 q = ql nibble | 2 bits of qh, minus 32, x = (d * scales[e / 16]) * q
+// (the layouts and arithmetic of ggml's dequantize_row_*, in gguf-py's order of operations).
 // F16/BF16 widen exactly (see fp16.hpp). Dequantization is on the CPU matmul's hot path, so
 // each block is a fixed-trip loop the compiler vectorizes; floating-point contraction is
 // turned off here so q*d+m rounds twice, exactly as ggml's C reference and gguf-py compute it
@@ -48,7 +59,12 @@ std::size_t block_elements(TensorType t) noexcept {
     case TensorType::BF16: return 1;
     case TensorType::Q4_0:
     case TensorType::Q4_1:
+    case TensorType::Q5_0:
+    case TensorType::Q5_1:
     case TensorType::Q8_0: return 32;
+    case TensorType::Q4_K:
+    case TensorType::Q5_K:
+    case TensorType::Q6_K: return 256;
   }
   return 0;
 }
@@ -60,7 +76,12 @@ std::size_t block_bytes(TensorType t) noexcept {
     case TensorType::BF16: return 2;
     case TensorType::Q4_0: return 18;
     case TensorType::Q4_1: return 20;
+    case TensorType::Q5_0: return 22;
+    case TensorType::Q5_1: return 24;
     case TensorType::Q8_0: return 34;
+    case TensorType::Q4_K: return 144;
+    case TensorType::Q5_K: return 176;
+    case TensorType::Q6_K: return 210;
   }
   return 0;
 }
@@ -143,6 +164,83 @@ void dequant_q4_1(const std::uint8_t* __restrict src, float* __restrict dst, std
   }
 }
 
+// Q5_0 / Q5_1: the fifth bit of element j is bit j of the little-endian u32 qh.
+void dequant_q5(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb, bool has_min) {
+  const std::size_t bytes = has_min ? 24 : 22;
+  for (std::size_t b = 0; b < nb; ++b) {
+    const std::uint8_t* blk = src + b * bytes;
+    const float d = fp16_to_fp32(load_u16(blk));
+    const float m = has_min ? fp16_to_fp32(load_u16(blk + 2)) : 0.0f;
+    const std::uint8_t* h = blk + (has_min ? 4 : 2);
+    const std::uint32_t qh = std::uint32_t(h[0]) | std::uint32_t(h[1]) << 8 | std::uint32_t(h[2]) << 16 |
+                             std::uint32_t(h[3]) << 24;
+    const std::uint8_t* qs = h + 4;
+    float* y = dst + b * QK;
+    for (std::size_t j = 0; j < QK; ++j) {
+      const unsigned nib = j < QK / 2 ? qs[j] & 0x0Fu : qs[j - QK / 2] >> 4;
+      const int q = int(nib | ((qh >> j) & 1u) << 4);
+      y[j] = has_min ? float(q) * d + m : float(q - 16) * d;
+    }
+  }
+}
+
+// The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block.
+inline void k_scale_min(const std::uint8_t* s, int j, unsigned* sc, unsigned* m) {
+  if (j < 4) {
+    *sc = s[j] & 63u;
+    *m = s[j + 4] & 63u;
+  } else {
+    *sc = (s[j + 4] & 0x0Fu) | (unsigned(s[j - 4] >> 6) << 4);
+    *m = (s[j + 4] >> 4) | (unsigned(s[j] >> 6) << 4);
+  }
+}
+
+// Q4_K (qh == false) and Q5_K (qh == true).
+void dequant_q45_k(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb, bool has_qh) {
+  const std::size_t bytes = has_qh ? 176 : 144;
+  for (std::size_t b = 0; b < nb; ++b) {
+    const std::uint8_t* blk = src + b * bytes;
+    const float d = fp16_to_fp32(load_u16(blk));
+    const float dmin = fp16_to_fp32(load_u16(blk + 2));
+    const std::uint8_t* scales = blk + 4;
+    const std::uint8_t* qh = blk + 16;
+    const std::uint8_t* qs = blk + (has_qh ? 48 : 16);
+    float* y = dst + b * 256;
+    for (int s = 0; s < 8; ++s) {
+      unsigned sc = 0, mn = 0;
+      k_scale_min(scales, s, &sc, &mn);
+      const float ds = d * float(sc), dm = dmin * float(mn);
+      const std::uint8_t* q = qs + 32 * (s / 2);
+      const int shift = (s & 1) * 4;
+      for (int l = 0; l < 32; ++l) {
+        unsigned v = (q[l] >> shift) & 0x0Fu;
+        if (has_qh) v |= ((qh[l] >> s) & 1u) << 4;
+        y[32 * s + l] = ds * float(v) - dm;
+      }
+    }
+  }
+}
+
+void dequant_q6_k(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb) {
+  for (std::size_t b = 0; b < nb; ++b) {
+    const std::uint8_t* blk = src + b * 210;
+    const std::uint8_t* ql = blk;
+    const std::uint8_t* qh = blk + 128;
+    const auto* scales = reinterpret_cast<const std::int8_t*>(blk + 192);
+    const float d = fp16_to_fp32(load_u16(blk + 208));
+    float* y = dst + b * 256;
+    for (int h = 0; h < 2; ++h)        // 128-element halves
+      for (int g = 0; g < 4; ++g)      // 32-element groups of a half
+        for (int l = 0; l < 32; ++l) {
+          const int e = 128 * h + 32 * g + l;
+          const unsigned lo = (ql[64 * h + 32 * (g & 1) + l] >> (4 * (g >> 1))) & 0x0Fu;
+          const unsigned hi = (qh[32 * h + l] >> (2 * g)) & 3u;
+          const int q = int(lo | hi << 4) - 32;
+          y[e] = (d * float(scales[e / 16])) * float(q);
+        }
+  }
+}
+
 // Clamp before converting so that NaN (fmaxf/fminf drop it) and Inf stay defined.
 inline int clamp_to_int(float v, float lo, float hi) { return int(std::fmin(std::fmax(v, lo), hi)); }
 
@@ -218,6 +316,11 @@ void dequantize(TensorType t, const void* src, float* dst, std::size_t n) {
     case TensorType::Q8_0: dequant_q8_0(s, dst, n / QK); return;
     case TensorType::Q4_0: dequant_q4_0(s, dst, n / QK); return;
     case TensorType::Q4_1: dequant_q4_1(s, dst, n / QK); return;
+    case TensorType::Q5_0: dequant_q5(s, dst, n / QK, false); return;
+    case TensorType::Q5_1: dequant_q5(s, dst, n / QK, true); return;
+    case TensorType::Q4_K: dequant_q45_k(s, dst, n / 256, false); return;
+    case TensorType::Q5_K: dequant_q45_k(s, dst, n / 256, true); return;
+    case TensorType::Q6_K: dequant_q6_k(s, dst, n / 256); return;
   }
 }
 
@@ -241,6 +344,13 @@ void quantize(TensorType t, const float* src, void* dst, std::size_t n) {
     case TensorType::Q8_0: quant_q8_0(src, d, n / QK); return;
     case TensorType::Q4_0: quant_q4_0(src, d, n / QK); return;
     case TensorType::Q4_1: quant_q4_1(src, d, n / QK); return;
+    case TensorType::Q5_0:
+    case TensorType::Q5_1:
+    case TensorType::Q4_K:
+    case TensorType::Q5_K:
+    case TensorType::Q6_K:
+      throw Error(ErrorCode::Unsupported,
+                  fmt::format("quantize: {} is read and dequantized only (quantize to Q8_0, Q4_0 or Q4_1)", to_string(t)));
   }
 }
 

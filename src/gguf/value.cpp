@@ -45,7 +45,12 @@ const char* to_string(TensorType t) noexcept {
     case TensorType::F16: return "F16";
     case TensorType::Q4_0: return "Q4_0";
     case TensorType::Q4_1: return "Q4_1";
+    case TensorType::Q5_0: return "Q5_0";
+    case TensorType::Q5_1: return "Q5_1";
     case TensorType::Q8_0: return "Q8_0";
+    case TensorType::Q4_K: return "Q4_K";
+    case TensorType::Q5_K: return "Q5_K";
+    case TensorType::Q6_K: return "Q6_K";
     case TensorType::BF16: return "BF16";
   }
   return "unknown";
