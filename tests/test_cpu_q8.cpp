@@ -84,39 +84,49 @@ TEST_CASE("quantize_acts: block scale max|x| / 127, values within half a step", 
 TEST_CASE("q8_matmul equals a double-precision dot of the dequantized weights and activations", "[cpu][ops]") {
   std::mt19937 rng(13);
   cpu::ThreadPool pool(2);
-  // 96 columns: 3 blocks (the unpaired last block); 320: 10. T up to 9: every token group.
-  for (std::int64_t cols : {96, 320})
-    for (auto type : {gguf::TensorType::Q8_0, gguf::TensorType::Q4_0, gguf::TensorType::Q4_1}) {
-      const std::int64_t rows = 37;
-      const std::size_t rb = gguf::row_bytes(type, std::uint64_t(cols));
-      auto wf = test::normal_vec(std::size_t(rows * cols), rng);
-      std::vector<std::byte> wq(rb * std::size_t(rows));
-      for (std::int64_t r = 0; r < rows; ++r)
-        gguf::quantize(type, wf.data() + r * cols, wq.data() + std::size_t(r) * rb, std::size_t(cols));
-      const detail::WeightView w{type, wq.data(), rows, cols};
-      for (std::int64_t T = 1; T <= 9; ++T) {
-        auto x = test::normal_vec(std::size_t(T * cols), rng);
-        cpu::Q8Acts a;
-        cpu::quantize_acts(x.data(), T, cols, a);
-        std::vector<float> y(std::size_t(T * rows), NAN);
-        cpu::q8_matmul(w, a, y.data(), pool);
-        std::vector<float> deq(static_cast<std::size_t>(cols));
-        for (std::int64_t r = 0; r < rows; ++r) {
-          gguf::dequantize(type, w.row(r), deq.data(), std::size_t(cols));
-          for (std::int64_t t = 0; t < T; ++t) {
-            double ref = 0, mag = 0;
-            for (std::int64_t i = 0; i < cols; ++i) {
-              const double xi = double(a.q[std::size_t(t * cols + i)]) * a.d[std::size_t((t * cols + i) / 32)];
-              ref += double(deq[std::size_t(i)]) * xi;
-              mag += std::fabs(double(deq[std::size_t(i)]) * xi);
-            }
-            INFO(gguf::to_string(type) << " cols=" << cols << " T=" << T << " r=" << r << " t=" << t);
-            REQUIRE(std::isfinite(y[std::size_t(t * rows + r)]));
-            CHECK(std::fabs(y[std::size_t(t * rows + r)] - ref) <= 1e-5 * mag + 1e-6);
+  // 96 columns: 3 blocks (the unpaired last block); 320: 10; the K-quants 256 and 512 (one
+  // and two super-blocks). T up to 9: every token group. Random blocks (scales in a
+  // realistic range), so the read-only types are covered and Q8_0 weights reach -128.
+  struct Case {
+    gguf::TensorType type;
+    std::int64_t cols;
+  };
+  std::vector<Case> cases;
+  for (auto t : {gguf::TensorType::Q8_0, gguf::TensorType::Q4_0, gguf::TensorType::Q4_1, gguf::TensorType::Q5_0,
+                 gguf::TensorType::Q5_1})
+    for (std::int64_t c : {96, 320}) cases.push_back({t, c});
+  for (auto t : {gguf::TensorType::Q4_K, gguf::TensorType::Q5_K, gguf::TensorType::Q6_K})
+    for (std::int64_t c : {256, 512}) cases.push_back({t, c});
+  for (const Case& cs : cases) {
+    const gguf::TensorType type = cs.type;
+    const std::int64_t cols = cs.cols, rows = 37;
+    const std::size_t rb = gguf::row_bytes(type, std::uint64_t(cols));
+    const std::vector<std::byte> wq = test::random_blocks(type, std::uint64_t(rows * cols), rng);
+    REQUIRE(wq.size() == rb * std::size_t(rows));
+    const detail::WeightView w{type, wq.data(), rows, cols};
+    for (std::int64_t T = 1; T <= 9; ++T) {
+      auto x = test::normal_vec(std::size_t(T * cols), rng);
+      cpu::Q8Acts a;
+      cpu::quantize_acts(x.data(), T, cols, a);
+      std::vector<float> y(std::size_t(T * rows), NAN);
+      cpu::q8_matmul(w, a, y.data(), pool);
+      std::vector<float> deq(static_cast<std::size_t>(cols));
+      for (std::int64_t r = 0; r < rows; ++r) {
+        gguf::dequantize(type, w.row(r), deq.data(), std::size_t(cols));
+        for (std::int64_t t = 0; t < T; ++t) {
+          double ref = 0, mag = 0;
+          for (std::int64_t i = 0; i < cols; ++i) {
+            const double xi = double(a.q[std::size_t(t * cols + i)]) * a.d[std::size_t((t * cols + i) / 32)];
+            ref += double(deq[std::size_t(i)]) * xi;
+            mag += std::fabs(double(deq[std::size_t(i)]) * xi);
           }
+          INFO(gguf::to_string(type) << " cols=" << cols << " T=" << T << " r=" << r << " t=" << t);
+          REQUIRE(std::isfinite(y[std::size_t(t * rows + r)]));
+          CHECK(std::fabs(y[std::size_t(t * rows + r)] - ref) <= 1e-5 * mag + 1e-6);
         }
       }
     }
+  }
   // Weights it has no integer kernel for, or activations of another width, are refused.
   std::vector<float> wf(64 * 4, 0.5f);
   const detail::WeightView wf32{gguf::TensorType::F32, reinterpret_cast<const std::byte*>(wf.data()), 4, 64};

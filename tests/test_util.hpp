@@ -6,13 +6,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "gguf/fp16.hpp"
 #include "vireo/device.hpp"
+#include "vireo/gguf.hpp"
 #include "vireo/model.hpp"
 
 /// In a Catch2 test: return early, with a WARN saying why, when no CUDA device is usable
@@ -83,6 +86,32 @@ inline std::vector<float> normal_vec(std::size_t n, std::mt19937& rng, float sca
   std::vector<float> v(n);
   for (auto& x : v) x = d(rng);
   return v;
+}
+
+/// n elements of random `t` blocks (the read-only types too, which cannot be quantized):
+/// random bytes, then every fp16 field (d, dmin / m) set to a finite value in [0.002, 0.02].
+inline std::vector<std::byte> random_blocks(gguf::TensorType t, std::uint64_t n, std::mt19937& rng) {
+  const std::size_t bb = gguf::block_bytes(t), nb = std::size_t(n / gguf::block_elements(t));
+  std::vector<std::byte> b(bb * nb);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.002f, 0.02f);
+  std::vector<std::size_t> halves;  // byte offsets of the fp16 fields in a block
+  switch (t) {
+    case gguf::TensorType::Q6_K: halves = {208}; break;
+    case gguf::TensorType::Q5_0:
+    case gguf::TensorType::Q4_0:
+    case gguf::TensorType::Q8_0: halves = {0}; break;
+    default: halves = {0, 2}; break;  // Q4_1 / Q5_1 d, m; Q4_K / Q5_K d, dmin
+  }
+  for (std::size_t i = 0; i < nb; ++i) {
+    std::byte* blk = b.data() + i * bb;
+    for (std::size_t j = 0; j < bb; ++j) blk[j] = std::byte(byte(rng));
+    for (std::size_t off : halves) {
+      const std::uint16_t h = detail::fp32_to_fp16(scale(rng));
+      std::memcpy(blk + off, &h, 2);
+    }
+  }
+  return b;
 }
 
 }  // namespace vireo::test

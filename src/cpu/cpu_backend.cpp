@@ -10,7 +10,6 @@
 
 #include "cpu/ops.hpp"
 #include "cpu/q8_dot.hpp"
-#include "cpu/quant_dot.hpp"
 #include "cpu/thread_pool.hpp"
 #include "model/backend.hpp"
 #include "vireo/error.hpp"
@@ -123,9 +122,9 @@ class CpuBackend final : public Backend {
  private:
   static constexpr std::int64_t kQ8MaxTokens = 8;  // steps up to this many tokens (decode)
 
-  // y = x . W^T: through the 8-bit activations qa when given and W is Q8_0 / Q4_0 / Q4_1.
+  // y = x . W^T: through the 8-bit activations qa when given and W is a quantized type.
   void matmul(const WeightView& w, const float* x, const cpu::Q8Acts* qa, std::int64_t T, float* y) {
-    if (qa && cpu::has_quant_dot(w.type))
+    if (qa && cpu::has_q8_dot(w.type))
       cpu::q8_matmul(w, *qa, y, pool_);
     else
       cpu::matmul(w, x, T, y, pool_);

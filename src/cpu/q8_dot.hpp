@@ -1,10 +1,12 @@
 // Decode matmuls over 8-bit activations (ModelOptions::cpu_quantize_activations): each
 // activation row is quantized per 32-element block, symmetric, scale max|x| / 127 (GGUF
-// Q8_0's scheme, the one llama.cpp multiplies its quantized weights with), and each weight
-// block meets it in an integer dot product:
+// Q8_0's scheme, the one llama.cpp multiplies its quantized weights with), and each 32-weight
+// (sub-)block meets it in an integer dot product:
 //   Q8_0: dw dx sum(qw qx)
-//   Q4_0: dw dx sum(qw qx) - 8 dw sx,  sx = dx sum(qx)
-//   Q4_1: dw dx sum(qw qx) + mw sx
+//   Q4_0: dw dx sum(qw qx) - 8 dw sx,  sx = dx sum(qx)    (Q5_0: -16 dw sx)
+//   Q4_1: dw dx sum(qw qx) + mw sx                          (Q5_1 alike)
+//   Q4_K / Q5_K sub-block s: (d sc_s) dx sum(qw qx) - (dmin min_s) sx
+//   Q6_K: per 16-weight half, (d sc) dx sum((qw - 32) qx)
 // AVX2: 32 products per block in one maddubs + madd (Q8_0's signed weights through the sign
 // trick), one int -> float conversion and one FMA per block, where the fp32 path
 // (quant_dot.hpp) widens and converts every weight. Not the reference arithmetic: the
@@ -15,6 +17,7 @@
 
 #include "cpu/thread_pool.hpp"
 #include "model/weights.hpp"
+#include "vireo/gguf.hpp"
 
 namespace vireo::cpu {
 
@@ -30,8 +33,11 @@ struct Q8Acts {
 /// scale NaN, so every output it feeds is NaN, as in the fp32 path.
 void quantize_acts(const float* x, std::int64_t T, std::int64_t n, Q8Acts& a);
 
+/// The weight types q8_matmul multiplies: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
+bool has_q8_dot(gguf::TensorType t) noexcept;
+
 /// y[t * w.rows + r] = W[r] . x[t] for the activations of `a` (a.n == w.cols), for the types
-/// has_quant_dot() accepts (others throw InvalidArgument). Parallel over rows; the tokens go
+/// has_q8_dot() accepts (others throw InvalidArgument). Parallel over rows; the tokens go
 /// 4 at a time through each row.
 void q8_matmul(const detail::WeightView& w, const Q8Acts& a, float* y, ThreadPool& pool);
 

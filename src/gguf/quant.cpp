@@ -164,22 +164,29 @@ void dequant_q4_1(const std::uint8_t* __restrict src, float* __restrict dst, std
   }
 }
 
-// Q5_0 / Q5_1: the fifth bit of element j is bit j of the little-endian u32 qh.
-void dequant_q5(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb, bool has_min) {
-  const std::size_t bytes = has_min ? 24 : 22;
+// Q5_0 / Q5_1: the fifth bit of element j is bit j of the little-endian u32 qh. Two
+// branch-free 16-element loops per block (low nibbles, then high) so they vectorize.
+template <bool kHasMin>
+void dequant_q5(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb) {
+  constexpr std::size_t bytes = kHasMin ? 24 : 22;
   for (std::size_t b = 0; b < nb; ++b) {
     const std::uint8_t* blk = src + b * bytes;
     const float d = fp16_to_fp32(load_u16(blk));
-    const float m = has_min ? fp16_to_fp32(load_u16(blk + 2)) : 0.0f;
-    const std::uint8_t* h = blk + (has_min ? 4 : 2);
+    const float m = kHasMin ? fp16_to_fp32(load_u16(blk + 2)) : 0.0f;
+    const std::uint8_t* h = blk + (kHasMin ? 4 : 2);
     const std::uint32_t qh = std::uint32_t(h[0]) | std::uint32_t(h[1]) << 8 | std::uint32_t(h[2]) << 16 |
                              std::uint32_t(h[3]) << 24;
     const std::uint8_t* qs = h + 4;
     float* y = dst + b * QK;
-    for (std::size_t j = 0; j < QK; ++j) {
-      const unsigned nib = j < QK / 2 ? qs[j] & 0x0Fu : qs[j - QK / 2] >> 4;
-      const int q = int(nib | ((qh >> j) & 1u) << 4);
-      y[j] = has_min ? float(q) * d + m : float(q - 16) * d;
+    VIREO_NO_UNROLL
+    for (std::size_t j = 0; j < QK / 2; ++j) {
+      const int q = int((qs[j] & 0x0Fu) | ((qh >> j) & 1u) << 4);
+      y[j] = kHasMin ? float(q) * d + m : float(q - 16) * d;
+    }
+    VIREO_NO_UNROLL
+    for (std::size_t j = 0; j < QK / 2; ++j) {
+      const int q = int((qs[j] >> 4) | ((qh >> (j + QK / 2)) & 1u) << 4);
+      y[j + QK / 2] = kHasMin ? float(q) * d + m : float(q - 16) * d;
     }
   }
 }
@@ -224,20 +231,24 @@ void dequant_q45_k(const std::uint8_t* __restrict src, float* __restrict dst, st
 void dequant_q6_k(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb) {
   for (std::size_t b = 0; b < nb; ++b) {
     const std::uint8_t* blk = src + b * 210;
-    const std::uint8_t* ql = blk;
-    const std::uint8_t* qh = blk + 128;
     const auto* scales = reinterpret_cast<const std::int8_t*>(blk + 192);
     const float d = fp16_to_fp32(load_u16(blk + 208));
     float* y = dst + b * 256;
-    for (int h = 0; h < 2; ++h)        // 128-element halves
-      for (int g = 0; g < 4; ++g)      // 32-element groups of a half
-        for (int l = 0; l < 32; ++l) {
-          const int e = 128 * h + 32 * g + l;
-          const unsigned lo = (ql[64 * h + 32 * (g & 1) + l] >> (4 * (g >> 1))) & 0x0Fu;
-          const unsigned hi = (qh[32 * h + l] >> (2 * g)) & 3u;
-          const int q = int(lo | hi << 4) - 32;
-          y[e] = (d * float(scales[e / 16])) * float(q);
+    for (int h = 0; h < 2; ++h)      // 128-element halves
+      for (int g = 0; g < 4; ++g) {  // 32-element groups: low nibbles of ql[0..31], ql[32..63], then high
+        const std::uint8_t* ql = blk + 64 * h + 32 * (g & 1);
+        const std::uint8_t* qh = blk + 128 + 32 * h;
+        const int lo_shift = 4 * (g >> 1), hi_shift = 2 * g;
+        float* out = y + 128 * h + 32 * g;
+        for (int half = 0; half < 2; ++half) {  // 16 elements share a scale
+          const float ds = d * float(scales[8 * h + 2 * g + half]);
+          VIREO_NO_UNROLL
+          for (int l = 16 * half; l < 16 * half + 16; ++l) {
+            const int q = int(((ql[l] >> lo_shift) & 0x0F) | ((qh[l] >> hi_shift) & 3) << 4) - 32;
+            out[l] = ds * float(q);
+          }
         }
+      }
   }
 }
 
@@ -316,8 +327,8 @@ void dequantize(TensorType t, const void* src, float* dst, std::size_t n) {
     case TensorType::Q8_0: dequant_q8_0(s, dst, n / QK); return;
     case TensorType::Q4_0: dequant_q4_0(s, dst, n / QK); return;
     case TensorType::Q4_1: dequant_q4_1(s, dst, n / QK); return;
-    case TensorType::Q5_0: dequant_q5(s, dst, n / QK, false); return;
-    case TensorType::Q5_1: dequant_q5(s, dst, n / QK, true); return;
+    case TensorType::Q5_0: dequant_q5<false>(s, dst, n / QK); return;
+    case TensorType::Q5_1: dequant_q5<true>(s, dst, n / QK); return;
     case TensorType::Q4_K: dequant_q45_k(s, dst, n / 256, false); return;
     case TensorType::Q5_K: dequant_q45_k(s, dst, n / 256, true); return;
     case TensorType::Q6_K: dequant_q6_k(s, dst, n / 256); return;
