@@ -370,22 +370,7 @@ TEST_CASE("dequantize of the real model matches gguf-py", "[cpu][golden][gguf]")
 
 TEST_CASE("dequantize throughput (prints GB/s of fp32 output)", "[.][bench][gguf]") {
   const std::size_t n = 32 * 1024 * 64;
-  const auto x = rand_floats(n, 1, 1.0f);
-  for (TensorType t : {TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
-                       TensorType::Q4_1}) {
-    std::vector<std::uint8_t> q(gguf::row_bytes(t, n));
-    gguf::quantize(t, x.data(), q.data(), n);
-    std::vector<float> y(n);
-    const int reps = 20;
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int r = 0; r < reps; ++r) gguf::dequantize(t, q.data(), y.data(), n);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    WARN(gguf::to_string(t) << ": " << double(n) * reps / s * 1e-9 << " G elements/s");
-    CHECK(y[n / 2] == y[n / 2]);
-  }
-  // The read-only types (no quantize): blocks of 0x11 bytes (fp16 0x1111 ~ 6.8e-4 scales).
-  for (TensorType t : {TensorType::Q5_0, TensorType::Q5_1, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
-    std::vector<std::uint8_t> q(gguf::row_bytes(t, n), 0x11);
+  auto time_it = [&](TensorType t, const std::vector<std::uint8_t>& q) {
     std::vector<float> y(n);
     const int reps = 20;
     const auto t0 = std::chrono::steady_clock::now();
@@ -393,7 +378,16 @@ TEST_CASE("dequantize throughput (prints GB/s of fp32 output)", "[.][bench][gguf
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     WARN(gguf::to_string(t) << ": " << double(n) * reps / s * 1e-9 << " G elements/s");
     CHECK(std::isfinite(y[n / 2]));
+  };
+  const auto x = rand_floats(n, 1, 1.0f);
+  for (TensorType t : {TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
+    std::vector<std::uint8_t> q(gguf::row_bytes(t, n));
+    gguf::quantize(t, x.data(), q.data(), n);
+    time_it(t, q);
   }
+  // The read-only types (no quantize): blocks of 0x11 bytes (fp16 0x1111 ~ 6.8e-4 scales).
+  for (TensorType t : {TensorType::Q5_0, TensorType::Q5_1, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K})
+    time_it(t, std::vector<std::uint8_t>(gguf::row_bytes(t, n), 0x11));
 }
 
 TEST_CASE("dequantize of Q5_0, Q5_1, Q4_K, Q5_K and Q6_K blocks matches gguf-py", "[cpu][golden][gguf]") {
