@@ -10,9 +10,10 @@
 # this project's 2-core AMD EPYC (Zen 4) VM llama.cpp gets AVX-512 and VNNI, vireo AVX2; a few
 # minutes on 2 cores the first time).
 #
-# Two files: the shipped Q4_1 GGUF, and a Q4_0 copy made from it by llama-quantize
-# (--allow-requantize; build-peer/, the same file for both tools), since Q4_0 is the format
-# llama.cpp's x86 CPU kernels optimise most (repacked weights).
+# Three files: the shipped Q4_1 GGUF, and Q4_0 and Q4_K_M copies made from it by
+# llama-quantize (--allow-requantize; build-peer/, the same files for both tools): Q4_0 is
+# the format llama.cpp's x86 CPU kernels optimise most (repacked weights), Q4_K_M the most
+# common download (Q4_K / Q6_K, with Q5_0 where SmolLM2's 576-wide rows rule out K-quants).
 #
 # The workloads, chosen to be the same work:
 #   prefill   llama-bench pp512: one 512-token prompt from an empty cache, tokens / s;
@@ -67,11 +68,13 @@ if [ ! -x "$bench_bin" ] || [ ! -x "$peer/build/bin/llama-quantize" ]; then
 fi
 q4_0="$peer/SmolLM2-135M-Instruct.Q4_0-requantized.gguf"
 [ -f "$q4_0" ] || "$peer/build/bin/llama-quantize" --allow-requantize "$model" "$q4_0" Q4_0 >/dev/null 2>&1
+q4_k_m="$peer/SmolLM2-135M-Instruct.Q4_K_M-requantized.gguf"
+[ -f "$q4_k_m" ] || "$peer/build/bin/llama-quantize" --allow-requantize "$model" "$q4_k_m" Q4_K_M >/dev/null 2>&1
 
 # ---- both benchmarks, back to back, per file -------------------------------------------------
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 n=0
-for f in "$model" "$q4_0"; do
+for f in "$model" "$q4_0" "$q4_k_m"; do
   echo "peer-llamacpp: $f: llama-bench pp512 / tg128, $threads threads"
   "$bench_bin" -m "$f" -t "$threads" -p 512 -n 128 -r 3 -o json > "$tmp/llama-$n.json"
   echo "peer-llamacpp: $f: vireo-bench prefill 512 / decode 128 steps at context 64, $threads threads"
@@ -134,15 +137,15 @@ res = {
              "CPU has them); vireo CPU: fp32 activations over dequantized blocks (AVX2), and with "
              "--cpu-activations q8 (ModelOptions::cpu_quantize_activations) 8-bit activations and "
              "AVX2 integer dot products in decode steps. tg128 runs "
-             "positions 0..127; vireo decodes at context 64, their mean. The Q4_0 file is "
-             "requantized from the Q4_1 one by llama-quantize, the same file for both tools.",
+             "positions 0..127; vireo decodes at context 64, their mean. The Q4_0 and Q4_K_M "
+             "files are requantized from the Q4_1 one by llama-quantize, the same files for both tools.",
 }
 with open(out, "w") as f:
     json.dump(res, f, indent=2)
     f.write("\n")
 print(f"{'SmolLM2-135M-Instruct':40}{'llama.cpp':>11}{'vireo':>11}{'vireo/llama.cpp':>17}")
 for r in runs:
-    name = (r["model_type"] or r["model"]).split()[-1]  # the weight format, e.g. Q4_1
+    name = (r["model_type"] or r["model"]).split(" ", 2)[-1]  # the weight format, e.g. Q4_1, Q4_K - Medium
     for label, a, b in (("prefill 512 tok/s", r["llama_cpp"]["pp512_tokens_per_s"], r["vireo"]["prefill_512_tokens_per_s"]),
                         ("decode b1 tok/s", r["llama_cpp"]["tg128_tokens_per_s"], r["vireo"]["decode_b1_ctx64_tokens_per_s"]),
                         ("decode b1 tok/s, vireo q8 act.", r["llama_cpp"]["tg128_tokens_per_s"],

@@ -78,24 +78,28 @@ void tile(const float* x, std::int64_t ldx, const float* panel, std::int64_t K, 
 using TileFn = void (*)(const float*, std::int64_t, const float*, std::int64_t, float*, std::int64_t, bool) noexcept;
 constexpr TileFn kTiles[kMR + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
 
-// panel[k * 16 + j] = W[r0 + j][k] (0 for j >= nr), 32 columns at a time: the 16 rows'
-// blocks are dequantized into an L1-resident tile and transposed from there.
+// panel[k * 16 + j] = W[r0 + j][k] (0 for j >= nr), a block of columns at a time (32, or
+// a K-quant's 256): the 16 rows' blocks are dequantized into a cache-resident tile and
+// transposed from there.
 void build_panel(const detail::WeightView& w, std::int64_t r0, std::int64_t nr, float* panel) {
+  constexpr std::int64_t kMaxChunk = 256;
   const std::int64_t K = w.cols;
   const bool is_f32 = w.type == gguf::TensorType::F32;
-  const std::size_t eb = gguf::block_elements(w.type), bb = gguf::block_bytes(w.type);  // eb: 1 or 32
-  float tmp[kNR][32];
+  const std::size_t eb = gguf::block_elements(w.type), bb = gguf::block_bytes(w.type);  // eb: 1, 32 or 256
+  const std::int64_t chunk = std::max<std::int64_t>(32, std::int64_t(eb));
+  static thread_local std::vector<float> tmp(std::size_t(kNR * kMaxChunk));
   const float* src[kNR];
-  for (std::int64_t k0 = 0; k0 < K; k0 += 32) {
-    const std::int64_t kn = std::min<std::int64_t>(32, K - k0);
+  for (std::int64_t k0 = 0; k0 < K; k0 += chunk) {
+    const std::int64_t kn = std::min<std::int64_t>(chunk, K - k0);
     const std::size_t off = std::size_t(k0) / eb * bb;
     for (std::int64_t j = 0; j < nr; ++j) {
       const std::byte* row = w.row(r0 + j) + off;
       if (is_f32) {
         src[j] = reinterpret_cast<const float*>(row);
       } else {
-        gguf::dequantize(w.type, row, tmp[j], std::size_t(kn));
-        src[j] = tmp[j];
+        float* t = tmp.data() + j * kMaxChunk;
+        gguf::dequantize(w.type, row, t, std::size_t(kn));
+        src[j] = t;
       }
     }
     for (std::int64_t e = 0; e < kn; ++e) {
