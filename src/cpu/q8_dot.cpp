@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 
+#include "cpu/quant_blocks.hpp"
 #include "cpu/quant_dot.hpp"
 #include "cpu/simd.hpp"
 #include "vireo/error.hpp"
@@ -18,117 +19,9 @@
 namespace vireo::cpu {
 namespace {
 
-constexpr int QK = 32;
-using TT = gguf::TensorType;
-
-// ---- one 32-weight sub-block of a row, decoded ------------------------------------------
-// Every type is read 32 weights at a time, the granularity of the activations' scales (the
-// K-quants' sub-blocks are 32 wide; Q6_K's scales cover 16, so its sub-block has two). What
-// a sub-block contributes to W_row . x:   sum over the two halves h of  d_h dx sum(q x)
-// + m sx, with q the integer weights (signed for Q8_0 and Q6_K, unsigned otherwise) and m the
-// multiplier of x's block sum (Q4_0: -8 d, Q5_0: -16 d, Q4_1 / Q5_1: m, Q4_K / Q5_K:
-// -dmin * min; none for the signed types).
-template <TT TY>
-constexpr bool kSigned = TY == TT::Q8_0 || TY == TT::Q6_K;
-
-template <TT TY>
-constexpr std::size_t kSuperBytes = TY == TT::Q4_K ? 144 : TY == TT::Q5_K ? 176 : 210;  // K-quants
-
-// The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block (gguf/quant.cpp
-// has the reference; this one feeds the integer kernel).
-inline void k_scale_min(const std::byte* s8, int j, float* sc, float* mn) noexcept {
-  const auto* s = reinterpret_cast<const std::uint8_t*>(s8);
-  if (j < 4) {
-    *sc = float(s[j] & 63u);
-    *mn = float(s[j + 4] & 63u);
-  } else {
-    *sc = float((s[j + 4] & 0x0Fu) | (unsigned(s[j - 4] >> 6) << 4));
-    *mn = float((s[j + 4] >> 4) | (unsigned(s[j] >> 6) << 4));
-  }
-}
-
-// Scales and offset of sub-block b (no weights): d[0] for elements 0-15, d[1] for 16-31.
-template <TT TY>
-inline void sub_scales(const std::byte* row, std::int64_t b, float* d, float* m) noexcept {
-  if constexpr (TY == TT::Q8_0 || TY == TT::Q4_0 || TY == TT::Q4_1 || TY == TT::Q5_0 || TY == TT::Q5_1) {
-    constexpr std::size_t BB = TY == TT::Q8_0 ? 34 : TY == TT::Q4_0 ? 18 : TY == TT::Q4_1 ? 20 : TY == TT::Q5_0 ? 22 : 24;
-    const std::byte* blk = row + std::size_t(b) * BB;
-    d[0] = d[1] = half_at(blk);
-    *m = TY == TT::Q4_0 ? -8.0f * d[0] : TY == TT::Q5_0 ? -16.0f * d[0] : TY == TT::Q8_0 ? 0.0f : half_at(blk + 2);
-  } else if constexpr (TY == TT::Q4_K || TY == TT::Q5_K) {
-    const std::byte* blk = row + std::size_t(b >> 3) * kSuperBytes<TY>;
-    float sc = 0, mn = 0;
-    k_scale_min(blk + 4, int(b & 7), &sc, &mn);
-    d[0] = d[1] = half_at(blk) * sc;
-    *m = -(half_at(blk + 2) * mn);
-  } else {  // Q6_K
-    const std::byte* blk = row + std::size_t(b >> 3) * 210;
-    const int s = int(b & 7);
-    const auto* scales = reinterpret_cast<const std::int8_t*>(blk + 192);
-    const float dd = half_at(blk + 208);
-    d[0] = dd * float(scales[2 * s]);
-    d[1] = dd * float(scales[2 * s + 1]);
-    *m = 0.0f;
-  }
-}
+using namespace qblock;
 
 #ifdef VIREO_Q8_AVX2
-// The 32 nibbles of a Q4 block in element order: low nibbles (elements 0-15), then high.
-inline __m256i nibbles(const std::byte* qs) noexcept {
-  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i mask = _mm_set1_epi8(0x0F);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), mask), _mm_and_si128(raw, mask));
-}
-
-// 0x10 in byte j where bit j of the little-endian u32 at p is set (Q5_0 / Q5_1's fifth bits).
-inline __m256i fifth_bits(const std::byte* p) noexcept {
-  std::uint32_t qh;
-  std::memcpy(&qh, p, 4);
-  // Byte j of each 128-bit lane takes byte j / 8 (+ 2 in the upper lane) of qh, then tests bit j % 8.
-  const __m256i spread = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(int(qh)), _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2,
-                                                   2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-  const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);
-  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-  return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
-}
-
-// (v >> shift) & mask in every byte (16-bit shifts: the bits that cross into a byte are masked off).
-inline __m256i byte_field(__m256i v, int shift, char mask) noexcept {
-  return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(mask));
-}
-
-inline __m256i load32(const std::byte* p) noexcept { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-
-// The integer weights of sub-block b as 32 bytes (signed for kSigned<TY>).
-template <TT TY>
-inline __m256i sub_weights(const std::byte* row, std::int64_t b) noexcept {
-  if constexpr (TY == TT::Q8_0) return load32(row + std::size_t(b) * 34 + 2);
-  if constexpr (TY == TT::Q4_0) return nibbles(row + std::size_t(b) * 18 + 2);
-  if constexpr (TY == TT::Q4_1) return nibbles(row + std::size_t(b) * 20 + 4);
-  if constexpr (TY == TT::Q5_0) {
-    const std::byte* blk = row + std::size_t(b) * 22;
-    return _mm256_or_si256(nibbles(blk + 6), fifth_bits(blk + 2));
-  }
-  if constexpr (TY == TT::Q5_1) {
-    const std::byte* blk = row + std::size_t(b) * 24;
-    return _mm256_or_si256(nibbles(blk + 8), fifth_bits(blk + 4));
-  }
-  if constexpr (TY == TT::Q4_K || TY == TT::Q5_K) {
-    const std::byte* blk = row + std::size_t(b >> 3) * kSuperBytes<TY>;
-    const int s = int(b & 7);
-    const __m256i q = byte_field(load32(blk + (TY == TT::Q4_K ? 16 : 48) + 32 * (s >> 1)), 4 * (s & 1), 0x0F);
-    if constexpr (TY == TT::Q4_K) return q;
-    return _mm256_or_si256(q, _mm256_slli_epi16(byte_field(load32(blk + 16), s, 0x01), 4));
-  }
-  // Q6_K: sub-block s = 4 h + g of the super-block; q - 32 in [-32, 31].
-  const std::byte* blk = row + std::size_t(b >> 3) * 210;
-  const int s = int(b & 7), h = s >> 2, g = s & 3;
-  const __m256i lo = byte_field(load32(blk + 64 * h + 32 * (g & 1)), 4 * (g >> 1), 0x0F);
-  const __m256i hi = _mm256_slli_epi16(byte_field(load32(blk + 128 + 32 * h), 2 * g, 0x03), 4);
-  return _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(32));
-}
-
 // sum_j w_j x_j of one sub-block as 8 partial int32 sums (lane k: elements 4k..4k+3),
 // converted to float. maddubs multiplies unsigned by signed bytes: signed weights go in as
 // |w| with x's sign flipped where w < 0. Pair sums stay within int16: |w| <= 128, |x| <= 127.
@@ -146,39 +39,6 @@ inline __m256 sub_dot(__m256i w, const std::int8_t* xq) noexcept {
 // The per-lane weight scale of a sub-block: lanes 0-3 cover elements 0-15 (d[0]), 4-7 the rest.
 inline __m256 lane_scales(const float* d) noexcept {
   return _mm256_setr_ps(d[0], d[0], d[0], d[0], d[1], d[1], d[1], d[1]);
-}
-#else
-// The integer weights of sub-block b (portable path; the same values as sub_weights).
-template <TT TY>
-inline void sub_weights_scalar(const std::byte* row, std::int64_t b, int* q) noexcept {
-  auto u8 = [](const std::byte* p, int i) { return unsigned(std::uint8_t(p[i])); };
-  if constexpr (TY == TT::Q8_0) {
-    for (int j = 0; j < QK; ++j) q[j] = int(std::int8_t(row[std::size_t(b) * 34 + 2 + j]));
-  } else if constexpr (TY == TT::Q4_0 || TY == TT::Q4_1 || TY == TT::Q5_0 || TY == TT::Q5_1) {
-    constexpr std::size_t BB = TY == TT::Q4_0 ? 18 : TY == TT::Q4_1 ? 20 : TY == TT::Q5_0 ? 22 : 24;
-    constexpr std::size_t QS = TY == TT::Q4_0 ? 2 : TY == TT::Q4_1 ? 4 : TY == TT::Q5_0 ? 6 : 8;
-    const std::byte* blk = row + std::size_t(b) * BB;
-    std::uint32_t qh = 0;
-    if constexpr (TY == TT::Q5_0 || TY == TT::Q5_1) std::memcpy(&qh, blk + QS - 4, 4);
-    for (int j = 0; j < QK / 2; ++j) {
-      q[j] = int((u8(blk + QS, j) & 15u) | ((qh >> j) & 1u) << 4);
-      q[j + QK / 2] = int((u8(blk + QS, j) >> 4) | ((qh >> (j + QK / 2)) & 1u) << 4);
-    }
-  } else if constexpr (TY == TT::Q4_K || TY == TT::Q5_K) {
-    const std::byte* blk = row + std::size_t(b >> 3) * kSuperBytes<TY>;
-    const int s = int(b & 7);
-    const std::byte* qs = blk + (TY == TT::Q4_K ? 16 : 48) + 32 * (s >> 1);
-    for (int l = 0; l < QK; ++l) {
-      q[l] = int((u8(qs, l) >> (4 * (s & 1))) & 15u);
-      if constexpr (TY == TT::Q5_K) q[l] |= int((u8(blk + 16, l) >> s) & 1u) << 4;
-    }
-  } else {  // Q6_K
-    const std::byte* blk = row + std::size_t(b >> 3) * 210;
-    const int s = int(b & 7), h = s >> 2, g = s & 3;
-    for (int l = 0; l < QK; ++l)
-      q[l] = int(((u8(blk + 64 * h + 32 * (g & 1), l) >> (4 * (g >> 1))) & 15u) |
-                 ((u8(blk + 128 + 32 * h, l) >> (2 * g)) & 3u) << 4) - 32;
-  }
 }
 #endif
 

@@ -1,11 +1,14 @@
 // Fused quantized dot products (see quant_dot.hpp). AVX2/FMA when the build has it: the
 // nibbles / int8 of 8 elements at a time are widened to int32, converted to float and
-// FMA'd with x; one vector accumulator per block is scaled by the block's d. A portable
-// scalar loop otherwise.
+// FMA'd with x; one vector accumulator per block is scaled by the block's d. The types
+// without a one-token kernel of their own (Q5_0, Q5_1, the K-quants) and every multi-token
+// step dequantize each 32-weight sub-block into registers (cpu/quant_blocks.hpp). A
+// portable scalar loop otherwise.
 #include "cpu/quant_dot.hpp"
 
 #include <cstring>
 
+#include "cpu/quant_blocks.hpp"
 #include "cpu/simd.hpp"
 #include "gguf/fp16.hpp"
 
@@ -61,7 +64,17 @@ inline float int8_dot(const std::byte* qs, const float* x) noexcept {
 }  // namespace
 
 bool has_quant_dot(gguf::TensorType t) noexcept {
-  return t == gguf::TensorType::Q8_0 || t == gguf::TensorType::Q4_0 || t == gguf::TensorType::Q4_1;
+  switch (t) {
+    case gguf::TensorType::Q8_0:
+    case gguf::TensorType::Q4_0:
+    case gguf::TensorType::Q4_1:
+    case gguf::TensorType::Q5_0:
+    case gguf::TensorType::Q5_1:
+    case gguf::TensorType::Q4_K:
+    case gguf::TensorType::Q5_K:
+    case gguf::TensorType::Q6_K: return true;
+    default: return false;
+  }
 }
 
 void block_sums(const float* x, std::int64_t n, float* sums) noexcept {
@@ -73,6 +86,11 @@ void block_sums(const float* x, std::int64_t n, float* sums) noexcept {
 }
 
 float quant_dot(gguf::TensorType t, const std::byte* row, const float* x, const float* xs, std::int64_t n) noexcept {
+  if (t != gguf::TensorType::Q8_0 && t != gguf::TensorType::Q4_0 && t != gguf::TensorType::Q4_1) {
+    float out = 0.0f;  // the read-only types: their sub-blocks dequantized in registers
+    quant_dot_tokens(t, row, x, 0, 1, n, &out);
+    return out;
+  }
   const std::int64_t nb = n / QK;
   float offset = 0.0f;  // sum of the per-block x-sum terms (Q4_0 / Q4_1)
 #ifdef VIREO_AVX2
@@ -112,29 +130,23 @@ float quant_dot(gguf::TensorType t, const std::byte* row, const float* x, const 
 
 namespace {
 
-// Per-block dequantization into 4 groups of 8 values: w[g][j] = value of element 8 g + j.
-// Q8_0: q d; Q4_0: (q - 8) d; Q4_1: q d + m.
 #ifdef VIREO_AVX2
-inline void block_values(gguf::TensorType t, const std::byte* blk, __m256 w[4]) noexcept {
-  if (t == gguf::TensorType::Q8_0) {
-    const __m256 d = _mm256_set1_ps(half_at(blk));
-    for (int g = 0; g < 4; ++g) {
-      const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + 8 * g));
-      w[g] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
-    }
-    return;
-  }
-  const bool q41 = t == gguf::TensorType::Q4_1;
-  const float df = half_at(blk);
-  const __m256 d = _mm256_set1_ps(df);
-  const __m256 m = _mm256_set1_ps(q41 ? half_at(blk + 2) : -8.0f * df);
-  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + (q41 ? 4 : 2)));
-  const __m128i mask = _mm_set1_epi8(0x0F);
-  const __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-  w[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), d, m);
-  w[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), d, m);
-  w[2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), d, m);
-  w[3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), d, m);
+// Sub-block b (32 weights) dequantized into 4 groups of 8 values: w[g][j] = value of element
+// 8 g + j, q * d + m with the scales of cpu/quant_blocks.hpp (Q6_K: d per 16 weights).
+template <gguf::TensorType TY>
+inline void sub_values(const std::byte* row, std::int64_t b, __m256 w[4]) noexcept {
+  float d[2], m = 0.0f;
+  qblock::sub_scales<TY>(row, b, d, &m);
+  const __m256i q = qblock::sub_weights<TY>(row, b);
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  auto widen = [](__m128i v) {
+    return _mm256_cvtepi32_ps(qblock::kSigned<TY> ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v));
+  };
+  const __m256 d0 = _mm256_set1_ps(d[0]), d1 = _mm256_set1_ps(d[1]), mm = _mm256_set1_ps(m);
+  w[0] = _mm256_fmadd_ps(widen(lo), d0, mm);
+  w[1] = _mm256_fmadd_ps(widen(_mm_srli_si128(lo, 8)), d0, mm);
+  w[2] = _mm256_fmadd_ps(widen(hi), d1, mm);
+  w[3] = _mm256_fmadd_ps(widen(_mm_srli_si128(hi, 8)), d1, mm);
 }
 
 // T tokens at once with NACC accumulators per token: T * NACC >= 8 independent FMA chains
@@ -143,17 +155,15 @@ inline void block_values(gguf::TensorType t, const std::byte* blk, __m256 w[4]) 
 // BM_matmul_decode_batch, [8192, 2048], 2-core EPYC VM, interleaved runs, ms per step:
 // T = 2: Q8_0 1.29 -> 0.96, Q4_1 1.22 -> 0.85; T = 4: Q8_0 1.74 -> 1.61-1.65, Q4_1 1.43 ->
 // 1.31; T = 8 (one pass of 8 instead of two of 4): Q8_0 3.40 -> 3.30, Q4_1 3.02 -> 2.90.)
-template <int T>
-void dot_tokens(gguf::TensorType t, const std::byte* row, const float* x, std::int64_t xs, std::int64_t n,
-                float* out) noexcept {
+template <gguf::TensorType TY, int T>
+void dot_tokens(const std::byte* row, const float* x, std::int64_t xs, std::int64_t n, float* out) noexcept {
   constexpr int NACC = T <= 2 ? 4 : T <= 4 ? 2 : 1;
-  const std::size_t bb = gguf::block_bytes(t);
   __m256 acc[T][NACC];
   for (int k = 0; k < T; ++k)
     for (int a = 0; a < NACC; ++a) acc[k][a] = _mm256_setzero_ps();
-  for (std::int64_t b = 0; b < n / QK; ++b, row += bb) {
+  for (std::int64_t b = 0; b < n / QK; ++b) {
     __m256 w[4];
-    block_values(t, row, w);
+    sub_values<TY>(row, b, w);
     for (int k = 0; k < T; ++k) {
       const float* xb = x + k * xs + b * QK;
       for (int g = 0; g < 4; ++g) acc[k][g % NACC] = _mm256_fmadd_ps(w[g], _mm256_loadu_ps(xb + 8 * g), acc[k][g % NACC]);
@@ -171,27 +181,31 @@ void dot_tokens(gguf::TensorType t, const std::byte* row, const float* x, std::i
 
 void quant_dot_tokens(gguf::TensorType t, const std::byte* row, const float* x, std::int64_t xs, int T,
                       std::int64_t n, float* out) noexcept {
+  qblock::dispatch(t, [&](auto type) {
+    constexpr gguf::TensorType TY = decltype(type)::value;
 #ifdef VIREO_AVX2
-  switch (T) {
-    case 1: return dot_tokens<1>(t, row, x, xs, n, out);
-    case 2: return dot_tokens<2>(t, row, x, xs, n, out);
-    case 3: return dot_tokens<3>(t, row, x, xs, n, out);
-    case 4: return dot_tokens<4>(t, row, x, xs, n, out);
-    case 5: return dot_tokens<5>(t, row, x, xs, n, out);
-    case 6: return dot_tokens<6>(t, row, x, xs, n, out);
-    case 7: return dot_tokens<7>(t, row, x, xs, n, out);
-    default: return dot_tokens<8>(t, row, x, xs, n, out);
-  }
+    switch (T) {
+      case 1: return dot_tokens<TY, 1>(row, x, xs, n, out);
+      case 2: return dot_tokens<TY, 2>(row, x, xs, n, out);
+      case 3: return dot_tokens<TY, 3>(row, x, xs, n, out);
+      case 4: return dot_tokens<TY, 4>(row, x, xs, n, out);
+      case 5: return dot_tokens<TY, 5>(row, x, xs, n, out);
+      case 6: return dot_tokens<TY, 6>(row, x, xs, n, out);
+      case 7: return dot_tokens<TY, 7>(row, x, xs, n, out);
+      default: return dot_tokens<TY, 8>(row, x, xs, n, out);
+    }
 #else
-  float vals[QK];
-  for (int k = 0; k < T; ++k) out[k] = 0.0f;
-  const std::size_t bb = gguf::block_bytes(t);
-  for (std::int64_t b = 0; b < n / QK; ++b, row += bb) {
-    gguf::dequantize(t, row, vals, QK);
-    for (int k = 0; k < T; ++k)
-      for (int j = 0; j < QK; ++j) out[k] += vals[j] * x[k * xs + b * QK + j];
-  }
+    int q[QK];
+    for (int k = 0; k < T; ++k) out[k] = 0.0f;
+    for (std::int64_t b = 0; b < n / QK; ++b) {
+      float d[2], m = 0.0f;
+      qblock::sub_scales<TY>(row, b, d, &m);
+      qblock::sub_weights_scalar<TY>(row, b, q);
+      for (int k = 0; k < T; ++k)
+        for (int j = 0; j < QK; ++j) out[k] += (float(q[j]) * d[j / 16] + m) * x[k * xs + b * QK + j];
+    }
 #endif
+  });
 }
 
 }  // namespace vireo::cpu
