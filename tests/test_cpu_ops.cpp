@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/ops.hpp"
+#include "cpu/q8_dot.hpp"
 #include "cpu/quant_dot.hpp"
 #include "test_util.hpp"
 #include "vireo/gguf.hpp"
@@ -155,4 +156,40 @@ TEST_CASE("exp_shift_sum (the attention softmax's exp) stays within 2 ulp of std
   double ref_sum = 0.0;
   for (float v : s) ref_sum += std::exp(double(v - mx));
   CHECK(double(cpu::exp_shift_sum(s.data(), std::int64_t(s.size()), mx)) == Approx(ref_sum).epsilon(1e-5));
+}
+
+TEST_CASE("matmul_many equals matmul per matrix, bit for bit", "[cpu][ops]") {
+  // Q, K and V of different heights and types (as in a Q4_K_M file), one token and several,
+  // and a prefill-sized step (which runs matmul per matrix); the same for 8-bit activations.
+  std::mt19937 rng(17);
+  cpu::ThreadPool pool(2);
+  const std::int64_t cols = 256;
+  const std::vector<std::byte> b0 = test::random_blocks(gguf::TensorType::Q4_K, 40 * cols, rng),
+                               b1 = test::random_blocks(gguf::TensorType::Q6_K, 9 * cols, rng),
+                               b2 = test::random_blocks(gguf::TensorType::Q4_0, 23 * cols, rng);
+  const detail::WeightView w0{gguf::TensorType::Q4_K, b0.data(), 40, cols},
+      w1{gguf::TensorType::Q6_K, b1.data(), 9, cols}, w2{gguf::TensorType::Q4_0, b2.data(), 23, cols};
+  for (std::int64_t T : {1, 3, 8, 30}) {
+    INFO("T=" << T);
+    const auto x = normal_vec(std::size_t(T * cols), rng);
+    std::vector<float> y0(std::size_t(T * 40)), y1(std::size_t(T * 9)), y2(std::size_t(T * 23));
+    cpu::matmul_many({{&w0, y0.data()}, {&w1, y1.data()}, {&w2, y2.data()}}, x.data(), T, pool);
+    std::vector<float> r0(y0.size()), r1(y1.size()), r2(y2.size());
+    cpu::matmul(w0, x.data(), T, r0.data(), pool);
+    cpu::matmul(w1, x.data(), T, r1.data(), pool);
+    cpu::matmul(w2, x.data(), T, r2.data(), pool);
+    CHECK(y0 == r0);
+    CHECK(y1 == r1);
+    CHECK(y2 == r2);
+    if (T > 8) continue;
+    cpu::Q8Acts a;
+    cpu::quantize_acts(x.data(), T, cols, a);
+    cpu::q8_matmul_many({{&w0, y0.data()}, {&w1, y1.data()}, {&w2, y2.data()}}, a, pool);
+    cpu::q8_matmul(w0, a, r0.data(), pool);
+    cpu::q8_matmul(w1, a, r1.data(), pool);
+    cpu::q8_matmul(w2, a, r2.data(), pool);
+    CHECK(y0 == r0);
+    CHECK(y1 == r1);
+    CHECK(y2 == r2);
+  }
 }

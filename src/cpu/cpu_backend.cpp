@@ -62,9 +62,7 @@ class CpuBackend final : public Backend {
       const LayerWeights& L = w_.layers[std::size_t(l)];
       rms(L.attn_norm, x.data(), T, xn.data());
       const cpu::Q8Acts* xq = quantized(xn.data(), d);
-      matmul(L.wq, xn.data(), xq, T, q.data());
-      matmul(L.wk, xn.data(), xq, T, k.data());
-      matmul(L.wv, xn.data(), xq, T, v.data());
+      matmul_many({{&L.wq, q.data()}, {&L.wk, k.data()}, {&L.wv, v.data()}}, xn.data(), xq, T);
       if (L.bq) add_bias(q.data(), L.bq, T);
       if (L.bk) add_bias(k.data(), L.bk, T);
       if (L.bv) add_bias(v.data(), L.bv, T);
@@ -100,8 +98,7 @@ class CpuBackend final : public Backend {
 
       rms(L.ffn_norm, x.data(), T, xn.data());
       const cpu::Q8Acts* fq = quantized(xn.data(), d);
-      matmul(L.w_gate, xn.data(), fq, T, gate.data());
-      matmul(L.w_up, xn.data(), fq, T, up.data());
+      matmul_many({{&L.w_gate, gate.data()}, {&L.w_up, up.data()}}, xn.data(), fq, T);
       cpu::silu_mul(gate.data(), up.data(), std::int64_t(gate.size()));
       matmul(L.w_down, gate.data(), quantized(gate.data(), cfg_.d_ff), T, proj.data());
       for (std::size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
@@ -128,6 +125,15 @@ class CpuBackend final : public Backend {
       cpu::q8_matmul(w, *qa, y, pool_);
     else
       cpu::matmul(w, x, T, y, pool_);
+  }
+  // The same for several matrices that read x (one fork / join for all in decode steps).
+  void matmul_many(std::initializer_list<cpu::MatmulOut> outs, const float* x, const cpu::Q8Acts* qa, std::int64_t T) {
+    bool q8 = qa != nullptr;
+    for (const cpu::MatmulOut& o : outs) q8 = q8 && cpu::has_q8_dot(o.w->type);
+    if (q8)
+      cpu::q8_matmul_many(outs, *qa, pool_);
+    else
+      cpu::matmul_many(outs, x, T, pool_);
   }
 
   void rms(const WeightView& g, const float* x, std::int64_t T, float* y) const {

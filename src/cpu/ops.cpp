@@ -54,33 +54,64 @@ float dot(const float* a, const float* b, std::int64_t n) noexcept {
   return sum;
 }
 
-void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* y, ThreadPool& pool) {
+namespace {
+
+constexpr std::int64_t kFusedMaxTokens = 8;
+
+// Rows [r0, r1) of a decode-sized step (T <= kFusedMaxTokens) over quantized weights: one
+// token uses the fused dot (the x-sum trick saves the zero-point FMAs; sums = x's block
+// sums), a few tokens dequantize each block into registers once and reuse it for up to 8
+// tokens at a time.
+void fused_rows(const detail::WeightView& w, const float* x, std::int64_t T, const float* sums, float* y,
+                std::int64_t r0, std::int64_t r1) noexcept {
   const std::int64_t rows = w.rows, cols = w.cols;
   const std::size_t stride = w.row_stride();
-  // Decode-sized steps read each quantized row once: one token uses the fused dot (the
-  // x-sum trick saves the zero-point FMAs), a few tokens dequantize each block into
-  // registers once and reuse it for up to 8 tokens at a time. Larger steps, and 16-bit /
-  // fp32 weights, go through cpu/gemm.hpp: dot-product tiles up to 23 tokens, 16-row
-  // panels from 24.
-  constexpr std::int64_t kFusedMaxTokens = 8;
-  if (T <= kFusedMaxTokens && has_quant_dot(w.type)) {
-    std::vector<float> sums(static_cast<std::size_t>(cols / 32));
-    if (T == 1) block_sums(x, cols, sums.data());
-    pool.parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
-      float out[8];
-      for (std::int64_t r = r0; r < r1; ++r) {
-        const std::byte* wr = w.data + std::size_t(r) * stride;
-        if (T == 1) {
-          y[r] = quant_dot(w.type, wr, x, sums.data(), cols);
-          continue;
-        }
-        for (std::int64_t t0 = 0; t0 < T; t0 += 8) {
-          const int nt = int(std::min<std::int64_t>(8, T - t0));
-          quant_dot_tokens(w.type, wr, x + t0 * cols, cols, nt, cols, out);
-          for (int k = 0; k < nt; ++k) y[(t0 + k) * rows + r] = out[k];
-        }
-      }
+  float out[8];
+  for (std::int64_t r = r0; r < r1; ++r) {
+    const std::byte* wr = w.data + std::size_t(r) * stride;
+    if (T == 1) {
+      y[r] = quant_dot(w.type, wr, x, sums, cols);
+      continue;
+    }
+    for (std::int64_t t0 = 0; t0 < T; t0 += 8) {
+      const int nt = int(std::min<std::int64_t>(8, T - t0));
+      quant_dot_tokens(w.type, wr, x + t0 * cols, cols, nt, cols, out);
+      for (int k = 0; k < nt; ++k) y[(t0 + k) * rows + r] = out[k];
+    }
+  }
+}
+
+}  // namespace
+
+void matmul_many(std::initializer_list<MatmulOut> outs, const float* x, std::int64_t T, ThreadPool& pool) {
+  bool fused = T <= kFusedMaxTokens && outs.size() > 0;
+  std::int64_t total = 0;
+  for (const MatmulOut& o : outs) {
+    fused = fused && has_quant_dot(o.w->type) && o.w->cols == outs.begin()->w->cols;
+    total += o.w->rows;
+  }
+  if (!fused) {
+    for (const MatmulOut& o : outs) matmul(*o.w, x, T, o.y, pool);
+    return;
+  }
+  const std::int64_t cols = outs.begin()->w->cols;
+  std::vector<float> sums(static_cast<std::size_t>(cols / 32));
+  if (T == 1) block_sums(x, cols, sums.data());
+  pool.parallel_for(total, [&](std::int64_t g0, std::int64_t g1) {
+    for_rows_of(outs, g0, g1, [&](const MatmulOut& o, std::int64_t r0, std::int64_t r1) {
+      fused_rows(*o.w, x, T, sums.data(), o.y, r0, r1);
     });
+  });
+}
+
+void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* y, ThreadPool& pool) {
+  // Decode-sized steps read each quantized row once (fused_rows). Larger steps, and 16-bit /
+  // fp32 weights, go through cpu/gemm.hpp: dot-product tiles up to 23 tokens, 16-row panels
+  // from 24.
+  if (T <= kFusedMaxTokens && has_quant_dot(w.type)) {
+    std::vector<float> sums(static_cast<std::size_t>(w.cols / 32));
+    if (T == 1) block_sums(x, w.cols, sums.data());
+    pool.parallel_for(w.rows, [&](std::int64_t r0, std::int64_t r1) { fused_rows(w, x, T, sums.data(), y, r0, r1); });
     return;
   }
   // Panels pay a transposition per 16 rows; below ~24 tokens the dot-product tiles win

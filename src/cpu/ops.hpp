@@ -2,7 +2,9 @@
 // intrinsics for the dot product when available) and parallelised over rows / heads.
 // Shapes are row-major; T is the number of tokens in the step.
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 
 #include "cpu/thread_pool.hpp"
@@ -15,6 +17,29 @@ float dot(const float* a, const float* b, std::int64_t n) noexcept;
 
 /// y[T, W.rows] = x[T, W.cols] . W^T for any weight type (rows dequantized on the fly).
 void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* y, ThreadPool& pool);
+
+/// One product of a matmul_many: y = x . w^T.
+struct MatmulOut {
+  const detail::WeightView* w;
+  float* y;
+};
+/// matmul() of the same activations with several matrices of the same width (a layer's Q, K
+/// and V; gate and up). Decode-sized steps over quantized weights run all their rows in one
+/// parallel_for (one fork / join instead of one per matrix); other steps run matmul() per
+/// matrix. The results are those of matmul().
+void matmul_many(std::initializer_list<MatmulOut> outs, const float* x, std::int64_t T, ThreadPool& pool);
+
+/// Rows [r0, r1) of every product in outs, as one range over their concatenated rows: calls
+/// fn(out, local r0, local r1) for the parts of [g0, g1) that fall in each.
+template <class Fn>
+void for_rows_of(std::initializer_list<MatmulOut> outs, std::int64_t g0, std::int64_t g1, Fn&& fn) {
+  std::int64_t base = 0;
+  for (const MatmulOut& o : outs) {
+    const std::int64_t lo = std::max(g0, base), hi = std::min(g1, base + o.w->rows);
+    if (lo < hi) fn(o, lo - base, hi - base);
+    base += o.w->rows;
+  }
+}
 
 /// y[T, d] = x * rsqrt(mean(x^2) + eps) * g, per row.
 void rms_norm(const float* x, const float* g, std::int64_t T, std::int64_t d, float eps, float* y);

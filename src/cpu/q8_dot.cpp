@@ -174,34 +174,47 @@ bool has_q8_dot(gguf::TensorType t) noexcept {
   }
 }
 
-void q8_matmul(const detail::WeightView& w, const Q8Acts& a, float* y, ThreadPool& pool) {
+namespace {
+
+void check_q8(const detail::WeightView& w, const Q8Acts& a) {
   if (!has_q8_dot(w.type) || a.n != w.cols)
     throw Error(ErrorCode::InvalidArgument,
                 "q8_matmul: needs quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) with as many "
                 "columns as the activations");
+}
+
+// Rows [r0, r1) of y = W . x for the activations of a.
+void q8_rows(const detail::WeightView& w, const Q8Acts& a, float* y, std::int64_t r0, std::int64_t r1) noexcept {
   const std::int64_t rows = w.rows, nb = w.cols / QK, T = a.T;
   const std::size_t stride = w.row_stride();
-  pool.parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
-    float out[4];
-    for (std::int64_t r = r0; r < r1; ++r) {
-      const std::byte* row = w.data + std::size_t(r) * stride;
-      // (Software prefetch of the row 4 ahead measured slower in BM_q8_matmul_decode_batch,
-      // Q8_0 at T = 1: 0.66-0.75 vs 0.55-0.58 ms, and the same on SmolLM2: left out.)
-      for (std::int64_t t0 = 0; t0 < T; t0 += 4) {
-        const int nt = int(std::min<std::int64_t>(4, T - t0));
-        switch (w.type) {
-          case TT::Q8_0: row_tokens<TT::Q8_0>(row, a, t0, nt, nb, out); break;
-          case TT::Q4_0: row_tokens<TT::Q4_0>(row, a, t0, nt, nb, out); break;
-          case TT::Q4_1: row_tokens<TT::Q4_1>(row, a, t0, nt, nb, out); break;
-          case TT::Q5_0: row_tokens<TT::Q5_0>(row, a, t0, nt, nb, out); break;
-          case TT::Q5_1: row_tokens<TT::Q5_1>(row, a, t0, nt, nb, out); break;
-          case TT::Q4_K: row_tokens<TT::Q4_K>(row, a, t0, nt, nb, out); break;
-          case TT::Q5_K: row_tokens<TT::Q5_K>(row, a, t0, nt, nb, out); break;
-          default: row_tokens<TT::Q6_K>(row, a, t0, nt, nb, out); break;
-        }
-        for (int k = 0; k < nt; ++k) y[(t0 + k) * rows + r] = out[k];
-      }
+  float out[4];
+  for (std::int64_t r = r0; r < r1; ++r) {
+    const std::byte* row = w.data + std::size_t(r) * stride;
+    // (Software prefetch of the row 4 ahead measured slower in BM_q8_matmul_decode_batch,
+    // Q8_0 at T = 1: 0.66-0.75 vs 0.55-0.58 ms, and the same on SmolLM2: left out.)
+    for (std::int64_t t0 = 0; t0 < T; t0 += 4) {
+      const int nt = int(std::min<std::int64_t>(4, T - t0));
+      dispatch(w.type, [&](auto type) { row_tokens<decltype(type)::value>(row, a, t0, nt, nb, out); });
+      for (int k = 0; k < nt; ++k) y[(t0 + k) * rows + r] = out[k];
     }
+  }
+}
+
+}  // namespace
+
+void q8_matmul(const detail::WeightView& w, const Q8Acts& a, float* y, ThreadPool& pool) {
+  check_q8(w, a);
+  pool.parallel_for(w.rows, [&](std::int64_t r0, std::int64_t r1) { q8_rows(w, a, y, r0, r1); });
+}
+
+void q8_matmul_many(std::initializer_list<MatmulOut> outs, const Q8Acts& a, ThreadPool& pool) {
+  std::int64_t total = 0;
+  for (const MatmulOut& o : outs) {
+    check_q8(*o.w, a);
+    total += o.w->rows;
+  }
+  pool.parallel_for(total, [&](std::int64_t g0, std::int64_t g1) {
+    for_rows_of(outs, g0, g1, [&](const MatmulOut& o, std::int64_t r0, std::int64_t r1) { q8_rows(*o.w, a, o.y, r0, r1); });
   });
 }
 

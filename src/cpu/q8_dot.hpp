@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu/ops.hpp"
 #include "cpu/thread_pool.hpp"
 #include "model/weights.hpp"
 #include "vireo/gguf.hpp"
@@ -40,5 +41,9 @@ bool has_q8_dot(gguf::TensorType t) noexcept;
 /// has_q8_dot() accepts (others throw InvalidArgument). Parallel over rows; the tokens go
 /// 4 at a time through each row.
 void q8_matmul(const detail::WeightView& w, const Q8Acts& a, float* y, ThreadPool& pool);
+
+/// q8_matmul of the same activations with several matrices (a layer's Q, K, V; gate and
+/// up) in one parallel_for over all their rows (see matmul_many).
+void q8_matmul_many(std::initializer_list<MatmulOut> outs, const Q8Acts& a, ThreadPool& pool);
 
 }  // namespace vireo::cpu
