@@ -68,8 +68,8 @@ struct ModelOptions {
   /// the same either way (dequantized in fp32, rounded to `dtype`). Experimental: written
   /// without a GPU, not yet measured on one.
   bool gpu_quantized = false;
-  /// CPU only: decode steps (up to 8 tokens) multiply Q8_0 / Q4_0 / Q4_1 weight matrices
-  /// with activations quantized to 8 bits per 32-element block (scale max|x| / 127, the
+  /// CPU only: decode steps (up to 8 tokens) multiply quantized weight matrices (Q8_0, Q4_0,
+  /// Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) with activations quantized to 8 bits per 32-element block (scale max|x| / 127, the
   /// scheme llama.cpp uses) through integer dot products, instead of the fp32 reference
   /// arithmetic: faster decode, logits that differ from the reference by the activations'
   /// rounding (see bench/README.md for the figures). Prefill steps are unchanged.

@@ -31,11 +31,12 @@ inline float half_at(const std::byte* p) noexcept {
 #endif
 }
 
-/// True for the types quant_dot handles (Q8_0, Q4_0, Q4_1).
+/// True for the types quant_dot handles: Q8_0, Q4_0, Q4_1 (one-token kernels of their own),
+/// Q5_0, Q5_1, Q4_K, Q5_K, Q6_K (through quant_dot_tokens).
 bool has_quant_dot(gguf::TensorType t) noexcept;
 /// sums[b] = sum of x[32 b .. 32 b + 31], for n / 32 blocks.
 void block_sums(const float* x, std::int64_t n, float* sums) noexcept;
-/// Dot of a quantized row of n elements (n a multiple of 32) with x.
+/// Dot of a quantized row of n elements (n a multiple of the type's block) with x.
 float quant_dot(gguf::TensorType t, const std::byte* row, const float* x, const float* x_block_sums,
                 std::int64_t n) noexcept;
 
