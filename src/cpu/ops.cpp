@@ -273,6 +273,38 @@ void axpy_i8(float* acc, float w, const std::int8_t* b, int n) noexcept {
 
 namespace {
 
+// out[j * stride] = q_j . k for the query rows q + j * hd of a GQA group (j < group): one pass
+// over k per 4 queries, their sums reduced together (the per-key dot() calls of the scores
+// loop cost a call and a horizontal sum each).
+inline void qk_group(const float* q, int group, const float* k, int hd, float* out, std::int64_t stride) noexcept {
+#if defined(__AVX2__) && defined(__FMA__)
+  if (hd % 8 == 0) {
+    for (int j = 0; j < group; j += 4) {
+      const int nj = std::min(4, group - j);
+      // Rows past the group repeat its last one (computed, not stored).
+      const float* q0 = q + std::int64_t(j) * hd;
+      const float* q1 = q + std::int64_t(std::min(j + 1, group - 1)) * hd;
+      const float* q2 = q + std::int64_t(std::min(j + 2, group - 1)) * hd;
+      const float* q3 = q + std::int64_t(std::min(j + 3, group - 1)) * hd;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int c = 0; c < hd; c += 8) {
+        const __m256 kv = _mm256_loadu_ps(k + c);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + c), kv, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + c), kv, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q2 + c), kv, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q3 + c), kv, a3);
+      }
+      const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+      alignas(16) float r[4];
+      _mm_store_ps(r, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+      for (int i = 0; i < nj; ++i) out[std::int64_t(j + i) * stride] = r[i];
+    }
+    return;
+  }
+#endif
+  for (int j = 0; j < group; ++j) out[std::int64_t(j) * stride] = dot(q + std::int64_t(j) * hd, k, hd);
+}
+
 constexpr std::int64_t kAttnChunk = 256;  // context positions per attention work item
 
 /// Chunks of the context of a token at position pos (it sees positions 0..pos).
@@ -352,11 +384,14 @@ void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, 
           }
         }
         const std::int64_t row = rows[std::size_t(p - p0)];
-        for (int j = 0; j < group; ++j)
-          sc[std::size_t(j * kAttnChunk + (p - p0))] =
-              (a.k8 ? dot_i8(q + j * hd, a.k8 + row * hd, hd) * a.k_scale[row]
-                    : dot(q + j * hd, a.k_cache + row * hd, hd)) *
-              scale;
+        float* sp = sc.data() + (p - p0);
+        if (a.k8) {
+          for (int j = 0; j < group; ++j)
+            sp[j * kAttnChunk] = dot_i8(q + j * hd, a.k8 + row * hd, hd) * a.k_scale[row] * scale;
+        } else {
+          qk_group(q, group, a.k_cache + row * hd, hd, sp, kAttnChunk);
+          for (int j = 0; j < group; ++j) sp[j * kAttnChunk] *= scale;
+        }
       }
       float* part = direct ? own.data() : parts.data() + it * group * part_len;
       for (int j = 0; j < group; ++j) {
