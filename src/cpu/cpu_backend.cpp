@@ -10,6 +10,7 @@
 
 #include "cpu/ops.hpp"
 #include "cpu/q8_dot.hpp"
+#include "cpu/quant_dot.hpp"
 #include "cpu/thread_pool.hpp"
 #include "model/backend.hpp"
 #include "vireo/error.hpp"
@@ -47,22 +48,13 @@ class CpuBackend final : public Backend {
       gguf::dequantize(e.type, e.row(plan.tokens[t]), x.data() + t * d, std::size_t(d));
     }
     const float* freq = w_.rope_freqs.empty() ? nullptr : w_.rope_freqs.data();
-    // ModelOptions::cpu_quantize_activations: a decode step quantizes each activation matrix
-    // once for all the weights that read it (xn: Q, K, V and gate, up).
-    const bool q8 = quantize_acts_ && T <= kQ8MaxTokens;
-    cpu::Q8Acts qa;
-    auto quantized = [&](const float* src, std::int64_t n) -> const cpu::Q8Acts* {
-      if (!q8 || n % 32 != 0) return nullptr;
-      cpu::quantize_acts(src, T, n, qa);
-      return &qa;
-    };
+    cpu::Q8Acts qa;  // 8-bit activations (cpu_quantize_activations), reused by every matmul
 
     for (int l = 0; l < cfg_.n_layers; ++l) {
       if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::Cancelled, "forward cancelled");
       const LayerWeights& L = w_.layers[std::size_t(l)];
       rms(L.attn_norm, x.data(), T, xn.data());
-      const cpu::Q8Acts* xq = quantized(xn.data(), d);
-      matmul_many({{&L.wq, q.data()}, {&L.wk, k.data()}, {&L.wv, v.data()}}, xn.data(), xq, T);
+      matmul({{&L.wq, q.data()}, {&L.wk, k.data()}, {&L.wv, v.data()}}, xn.data(), T, qa);
       if (L.bq) add_bias(q.data(), L.bq, T);
       if (L.bk) add_bias(k.data(), L.bk, T);
       if (L.bv) add_bias(v.data(), L.bv, T);
@@ -93,14 +85,13 @@ class CpuBackend final : public Backend {
         }
       }
       cpu::attention(aa, pool_);
-      matmul(L.wo, att.data(), quantized(att.data(), qd), T, proj.data());
+      matmul({{&L.wo, proj.data()}}, att.data(), T, qa);
       for (std::size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
 
       rms(L.ffn_norm, x.data(), T, xn.data());
-      const cpu::Q8Acts* fq = quantized(xn.data(), d);
-      matmul_many({{&L.w_gate, gate.data()}, {&L.w_up, up.data()}}, xn.data(), fq, T);
+      matmul({{&L.w_gate, gate.data()}, {&L.w_up, up.data()}}, xn.data(), T, qa);
       cpu::silu_mul(gate.data(), up.data(), std::int64_t(gate.size()));
-      matmul(L.w_down, gate.data(), quantized(gate.data(), cfg_.d_ff), T, proj.data());
+      matmul({{&L.w_down, proj.data()}}, gate.data(), T, qa);
       for (std::size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
     }
 
@@ -111,29 +102,22 @@ class CpuBackend final : public Backend {
       std::memcpy(sel.data() + r * d, x.data() + std::int64_t(plan.logit_rows[r]) * d, sizeof(float) * std::size_t(d));
     std::vector<float> seln(sel.size());
     rms(w_.output_norm, sel.data(), R, seln.data());
-    const bool q8_out = quantize_acts_ && R <= kQ8MaxTokens && d % 32 == 0;
-    if (q8_out) cpu::quantize_acts(seln.data(), R, d, qa);
-    matmul(w_.output, seln.data(), q8_out ? &qa : nullptr, R, out.mutable_data());
+    matmul({{&w_.output, out.mutable_data()}}, seln.data(), R, qa);
   }
 
  private:
   static constexpr std::int64_t kQ8MaxTokens = 8;  // steps up to this many tokens (decode)
 
-  // y = x . W^T: through the 8-bit activations qa when given and W is a quantized type.
-  void matmul(const WeightView& w, const float* x, const cpu::Q8Acts* qa, std::int64_t T, float* y) {
-    if (qa && cpu::has_q8_dot(w.type))
-      cpu::q8_matmul(w, *qa, y, pool_);
-    else
-      cpu::matmul(w, x, T, y, pool_);
-  }
-  // The same for several matrices that read x (one fork / join for all in decode steps).
-  void matmul_many(std::initializer_list<cpu::MatmulOut> outs, const float* x, const cpu::Q8Acts* qa, std::int64_t T) {
-    bool q8 = qa != nullptr;
-    for (const cpu::MatmulOut& o : outs) q8 = q8 && cpu::has_q8_dot(o.w->type);
-    if (q8)
-      cpu::q8_matmul_many(outs, *qa, pool_);
-    else
-      cpu::matmul_many(outs, x, T, pool_);
+  // y_i = x . W_i^T for the matrices that read x [T, cols] (one fork / join for all of them
+  // in decode steps). With cpu_quantize_activations, a decode step over quantized weights
+  // quantizes x once, into qa, and multiplies it with the integer kernels.
+  void matmul(std::initializer_list<cpu::MatmulOut> outs, const float* x, std::int64_t T, cpu::Q8Acts& qa) {
+    const std::int64_t cols = outs.begin()->w->cols;
+    bool q8 = quantize_acts_ && T <= kQ8MaxTokens && cols % 32 == 0;
+    for (const cpu::MatmulOut& o : outs) q8 = q8 && cpu::has_quant_dot(o.w->type);
+    if (!q8) return cpu::matmul_many(outs, x, T, pool_);
+    cpu::quantize_acts(x, T, cols, qa);
+    cpu::q8_matmul_many(outs, qa, pool_);
   }
 
   void rms(const WeightView& g, const float* x, std::int64_t T, float* y) const {

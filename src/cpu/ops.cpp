@@ -109,9 +109,7 @@ void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* 
   // fp32 weights, go through cpu/gemm.hpp: dot-product tiles up to 23 tokens, 16-row panels
   // from 24.
   if (T <= kFusedMaxTokens && has_quant_dot(w.type)) {
-    std::vector<float> sums(static_cast<std::size_t>(w.cols / 32));
-    if (T == 1) block_sums(x, w.cols, sums.data());
-    pool.parallel_for(w.rows, [&](std::int64_t r0, std::int64_t r1) { fused_rows(w, x, T, sums.data(), y, r0, r1); });
+    matmul_many({{&w, y}}, x, T, pool);
     return;
   }
   // Panels pay a transposition per 16 rows; below ~24 tokens the dot-product tiles win

@@ -160,24 +160,10 @@ void quantize_acts(const float* x, std::int64_t T, std::int64_t n, Q8Acts& a) {
   }
 }
 
-bool has_q8_dot(gguf::TensorType t) noexcept {
-  switch (t) {
-    case TT::Q8_0:
-    case TT::Q4_0:
-    case TT::Q4_1:
-    case TT::Q5_0:
-    case TT::Q5_1:
-    case TT::Q4_K:
-    case TT::Q5_K:
-    case TT::Q6_K: return true;
-    default: return false;
-  }
-}
-
 namespace {
 
 void check_q8(const detail::WeightView& w, const Q8Acts& a) {
-  if (!has_q8_dot(w.type) || a.n != w.cols)
+  if (!has_quant_dot(w.type) || a.n != w.cols)
     throw Error(ErrorCode::InvalidArgument,
                 "q8_matmul: needs quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) with as many "
                 "columns as the activations");
@@ -203,8 +189,7 @@ void q8_rows(const detail::WeightView& w, const Q8Acts& a, float* y, std::int64_
 }  // namespace
 
 void q8_matmul(const detail::WeightView& w, const Q8Acts& a, float* y, ThreadPool& pool) {
-  check_q8(w, a);
-  pool.parallel_for(w.rows, [&](std::int64_t r0, std::int64_t r1) { q8_rows(w, a, y, r0, r1); });
+  q8_matmul_many({{&w, y}}, a, pool);
 }
 
 void q8_matmul_many(std::initializer_list<MatmulOut> outs, const Q8Acts& a, ThreadPool& pool) {

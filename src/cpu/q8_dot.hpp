@@ -34,11 +34,8 @@ struct Q8Acts {
 /// scale NaN, so every output it feeds is NaN, as in the fp32 path.
 void quantize_acts(const float* x, std::int64_t T, std::int64_t n, Q8Acts& a);
 
-/// The weight types q8_matmul multiplies: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
-bool has_q8_dot(gguf::TensorType t) noexcept;
-
 /// y[t * w.rows + r] = W[r] . x[t] for the activations of `a` (a.n == w.cols), for the types
-/// has_q8_dot() accepts (others throw InvalidArgument). Parallel over rows; the tokens go
+/// has_quant_dot() (cpu/quant_dot.hpp) accepts (others throw InvalidArgument). Parallel over rows; the tokens go
 /// 4 at a time through each row.
 void q8_matmul(const detail::WeightView& w, const Q8Acts& a, float* y, ThreadPool& pool);
 
