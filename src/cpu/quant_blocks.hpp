@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "cpu/quant_dot.hpp"  // half_at
+#include "gguf/kquant.hpp"
 #include "vireo/gguf.hpp"
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -34,19 +35,6 @@ constexpr bool kSigned = TY == TT::Q8_0 || TY == TT::Q6_K;
 template <TT TY>
 constexpr std::size_t kSuperBytes = TY == TT::Q4_K ? 144 : TY == TT::Q5_K ? 176 : 210;  // K-quants
 
-// The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block (gguf/quant.cpp
-// has the reference; this one feeds the integer kernel).
-inline void k_scale_min(const std::byte* s8, int j, float* sc, float* mn) noexcept {
-  const auto* s = reinterpret_cast<const std::uint8_t*>(s8);
-  if (j < 4) {
-    *sc = float(s[j] & 63u);
-    *mn = float(s[j + 4] & 63u);
-  } else {
-    *sc = float((s[j + 4] & 0x0Fu) | (unsigned(s[j - 4] >> 6) << 4));
-    *mn = float((s[j + 4] >> 4) | (unsigned(s[j] >> 6) << 4));
-  }
-}
-
 // Scales and offset of sub-block b (no weights): d[0] for elements 0-15, d[1] for 16-31.
 template <TT TY>
 inline void sub_scales(const std::byte* row, std::int64_t b, float* d, float* m) noexcept {
@@ -57,10 +45,10 @@ inline void sub_scales(const std::byte* row, std::int64_t b, float* d, float* m)
     *m = TY == TT::Q4_0 ? -8.0f * d[0] : TY == TT::Q5_0 ? -16.0f * d[0] : TY == TT::Q8_0 ? 0.0f : half_at(blk + 2);
   } else if constexpr (TY == TT::Q4_K || TY == TT::Q5_K) {
     const std::byte* blk = row + std::size_t(b >> 3) * kSuperBytes<TY>;
-    float sc = 0, mn = 0;
-    k_scale_min(blk + 4, int(b & 7), &sc, &mn);
-    d[0] = d[1] = half_at(blk) * sc;
-    *m = -(half_at(blk + 2) * mn);
+    unsigned sc = 0, mn = 0;
+    detail::k_scale_min(reinterpret_cast<const std::uint8_t*>(blk + 4), int(b & 7), &sc, &mn);
+    d[0] = d[1] = half_at(blk) * float(sc);
+    *m = -(half_at(blk + 2) * float(mn));
   } else {  // Q6_K
     const std::byte* blk = row + std::size_t(b >> 3) * 210;
     const int s = int(b & 7);

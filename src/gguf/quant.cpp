@@ -31,6 +31,7 @@
 #include <cstring>
 
 #include "gguf/fp16.hpp"
+#include "gguf/kquant.hpp"
 #include "vireo/gguf.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -191,17 +192,6 @@ void dequant_q5(const std::uint8_t* __restrict src, float* __restrict dst, std::
   }
 }
 
-// The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block.
-inline void k_scale_min(const std::uint8_t* s, int j, unsigned* sc, unsigned* m) {
-  if (j < 4) {
-    *sc = s[j] & 63u;
-    *m = s[j + 4] & 63u;
-  } else {
-    *sc = (s[j + 4] & 0x0Fu) | (unsigned(s[j - 4] >> 6) << 4);
-    *m = (s[j + 4] >> 4) | (unsigned(s[j] >> 6) << 4);
-  }
-}
-
 // Q4_K (qh == false) and Q5_K (qh == true).
 void dequant_q45_k(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb, bool has_qh) {
   const std::size_t bytes = has_qh ? 176 : 144;
@@ -215,7 +205,7 @@ void dequant_q45_k(const std::uint8_t* __restrict src, float* __restrict dst, st
     float* y = dst + b * 256;
     for (int s = 0; s < 8; ++s) {
       unsigned sc = 0, mn = 0;
-      k_scale_min(scales, s, &sc, &mn);
+      detail::k_scale_min(scales, s, &sc, &mn);
       const float ds = d * float(sc), dm = dmin * float(mn);
       const std::uint8_t* q = qs + 32 * (s / 2);
       const int shift = (s & 1) * 4;

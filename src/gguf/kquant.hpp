@@ -1,0 +1,22 @@
+// The packed 6-bit scales and mins of a Q4_K / Q5_K super-block (12 bytes for its 8
+// sub-blocks), shared by the reference dequantization (gguf/quant.cpp) and the CPU kernels
+// (cpu/quant_blocks.hpp).
+#pragma once
+#include <cstdint>
+
+namespace vireo::detail {
+
+/// The scale and min of sub-block j (0..7): bytes 0-3 hold sub-blocks 0-3's 6-bit scales,
+/// 4-7 their mins, each with two spare high bits; bytes 8-11 hold sub-blocks 4-7's low four
+/// bits of scale and min, whose high two bits are the spare bits of bytes 0-3 / 4-7.
+inline void k_scale_min(const std::uint8_t* s, int j, unsigned* sc, unsigned* m) noexcept {
+  if (j < 4) {
+    *sc = s[j] & 63u;
+    *m = s[j + 4] & 63u;
+  } else {
+    *sc = (s[j + 4] & 0x0Fu) | (unsigned(s[j - 4] >> 6) << 4);
+    *m = (s[j + 4] >> 4) | (unsigned(s[j] >> 6) << 4);
+  }
+}
+
+}  // namespace vireo::detail
