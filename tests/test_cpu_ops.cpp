@@ -80,22 +80,7 @@ TEST_CASE("matmul: decode (fused) and prefill (dequantize) paths agree with the 
       auto x = normal_vec(std::size_t(T * cols), rng);
       std::vector<float> y(std::size_t(T * rows), NAN);
       cpu::matmul(w, x.data(), T, y.data(), pool);
-      std::vector<float> deq(static_cast<std::size_t>(cols));
-      for (std::int64_t r = 0; r < rows; ++r) {
-        gguf::dequantize(type, w.row(r), deq.data(), std::size_t(cols));
-        for (std::int64_t t = 0; t < T; ++t) {
-          double ref = 0, mag = 0;
-          for (std::int64_t i = 0; i < cols; ++i) {
-            ref += double(deq[i]) * x[t * cols + i];
-            mag += std::fabs(double(deq[i]) * x[t * cols + i]);
-          }
-          INFO(gguf::to_string(type) << " T=" << T << " r=" << r << " t=" << t);
-          REQUIRE(std::isfinite(y[t * rows + r]));
-          // fp32 sums of up to 512 products: within 1e-5 of the magnitudes summed (a wrong
-          // row, column or scale is off by the order of the value itself).
-          CHECK(std::fabs(y[t * rows + r] - ref) <= 1e-5 * mag + 1e-6);
-        }
-      }
+      test::check_matmul(w, std::vector<double>(x.begin(), x.end()), T, y, "matmul");
     }
   }
 }

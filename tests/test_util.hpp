@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gguf/fp16.hpp"
+#include "model/weights.hpp"
 #include "vireo/device.hpp"
 #include "vireo/gguf.hpp"
 #include "vireo/model.hpp"
@@ -78,6 +79,29 @@ inline double rel_err(const std::vector<std::vector<float>>& a, const std::vecto
     }
   }
   return num / std::max(den, 1e-30);
+}
+
+/// Checks y [T][w.rows] (a matmul's result) against a double-precision dot of each
+/// dequantized row of w with x [T][w.cols]: within 1e-5 of the magnitudes summed (fp32 sums
+/// of up to 512 products; a wrong row, column or scale is off by the order of the value).
+inline void check_matmul(const detail::WeightView& w, const std::vector<double>& x, std::int64_t T,
+                         const std::vector<float>& y, const std::string& what) {
+  const std::int64_t rows = w.rows, cols = w.cols;
+  std::vector<float> deq(static_cast<std::size_t>(cols));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    gguf::dequantize(w.type, w.row(r), deq.data(), std::size_t(cols));
+    for (std::int64_t t = 0; t < T; ++t) {
+      double ref = 0, mag = 0;
+      for (std::int64_t i = 0; i < cols; ++i) {
+        ref += double(deq[std::size_t(i)]) * x[std::size_t(t * cols + i)];
+        mag += std::fabs(double(deq[std::size_t(i)]) * x[std::size_t(t * cols + i)]);
+      }
+      const float got = y[std::size_t(t * rows + r)];
+      INFO(what << " " << gguf::to_string(w.type) << " T=" << T << " r=" << r << " t=" << t);
+      REQUIRE(std::isfinite(got));
+      CHECK(std::fabs(got - ref) <= 1e-5 * mag + 1e-6);
+    }
+  }
 }
 
 /// n values drawn from N(0, scale^2).
