@@ -19,29 +19,16 @@ namespace {
 constexpr int kNR = 16;  // rows of W per panel (two 8-lane vectors)
 constexpr int kMR = 6;   // tokens per register tile (6 x 2 accumulators + 2 panel vectors)
 
-// k per block: a 16 KiB slice of the panel stays in L1 (on the 2-core EPYC VM this measured
-// the same as one block of all K, up to K = 2048; kept for CPUs with smaller L2s).
-constexpr std::int64_t kKC = 256;
-
-// out[i * ldo + j] (+)= sum_k x[i * ldx + k] * panel[k * 16 + j] for i < MR, j < 16, k < K;
-// with `acc` the sums continue from out's values (the same FMA chain across k blocks).
+// out[i * ldo + j] = sum_k x[i * ldx + k] * panel[k * 16 + j] for i < MR, j < 16, k < K.
+// (Blocking k so that a 16 KiB slice of the panel stays in L1 measured the same on the 2-core
+// EPYC VM, up to K = 2048, and was left out.)
 template <int MR>
-void tile(const float* x, std::int64_t ldx, const float* panel, std::int64_t K, float* out, std::int64_t ldo,
-          bool acc) noexcept {
+void tile(const float* x, std::int64_t ldx, const float* panel, std::int64_t K, float* out, std::int64_t ldo) noexcept {
 #ifdef VIREO_GEMM_AVX2
   // Named accumulators: with arrays GCC 12 stored all twelve to the stack on every k (twice
   // the instructions of the FMAs themselves). Rows past MR compile away.
   __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0;
   __m256 a3 = a0, b3 = a0, a4 = a0, b4 = a0, a5 = a0, b5 = a0;
-  if (acc) {
-#define VIREO_LOAD(i)                               \
-  if constexpr (MR > i) {                           \
-    a##i = _mm256_loadu_ps(out + i * ldo);          \
-    b##i = _mm256_loadu_ps(out + i * ldo + 8);      \
-  }
-    VIREO_LOAD(0) VIREO_LOAD(1) VIREO_LOAD(2) VIREO_LOAD(3) VIREO_LOAD(4) VIREO_LOAD(5)
-#undef VIREO_LOAD
-  }
   for (std::int64_t k = 0; k < K; ++k) {
     const __m256 p0 = _mm256_loadu_ps(panel + k * kNR), p1 = _mm256_loadu_ps(panel + k * kNR + 8);
 #define VIREO_ROW(i)                                               \
@@ -62,9 +49,6 @@ void tile(const float* x, std::int64_t ldx, const float* panel, std::int64_t K, 
 #undef VIREO_STORE
 #else
   float c[MR][kNR] = {};
-  if (acc)
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < kNR; ++j) c[i][j] = out[i * ldo + j];
   for (std::int64_t k = 0; k < K; ++k)
     for (int i = 0; i < MR; ++i) {
       const float a = x[i * ldx + k];
@@ -75,7 +59,7 @@ void tile(const float* x, std::int64_t ldx, const float* panel, std::int64_t K, 
 #endif
 }
 
-using TileFn = void (*)(const float*, std::int64_t, const float*, std::int64_t, float*, std::int64_t, bool) noexcept;
+using TileFn = void (*)(const float*, std::int64_t, const float*, std::int64_t, float*, std::int64_t) noexcept;
 constexpr TileFn kTiles[kMR + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
 
 // panel[k * 16 + j] = W[r0 + j][k] (0 for j >= nr), a block of columns at a time (32, or
@@ -186,7 +170,7 @@ void gemm_panels(const detail::WeightView& w, const float* x, std::int64_t T, fl
 
   pool.parallel_for(n_panels * n_ranges, [&](std::int64_t i0, std::int64_t i1) {
     std::vector<float> panel(static_cast<std::size_t>(K * kNR));
-    std::vector<float> edge;  // a partial panel's outputs, [range][16]
+    float edge[kMR * kNR];    // a partial panel's outputs for one tile
     std::int64_t built = -1;  // the panel now in `panel`
     for (std::int64_t item = i0; item < i1; ++item) {
       const std::int64_t p = item / n_ranges, r0 = p * kNR, nr = std::min<std::int64_t>(kNR, N - r0);
@@ -196,24 +180,16 @@ void gemm_panels(const detail::WeightView& w, const float* x, std::int64_t T, fl
         build_panel(w, r0, nr, panel.data());
         built = p;
       }
-      // A full panel writes y directly; a partial one sums into `edge`, copied out at the end.
-      float* out = y + t_begin * N + r0;
-      std::int64_t ldo = N;
-      if (nr < kNR) {
-        edge.resize(static_cast<std::size_t>((t_end - t_begin) * kNR));
-        out = edge.data();
-        ldo = kNR;
-      }
-      for (std::int64_t k0 = 0; k0 < K; k0 += kKC) {
-        const std::int64_t kl = std::min(kKC, K - k0);
-        for (std::int64_t t = t_begin; t < t_end; t += kMR) {
-          const int mr = int(std::min<std::int64_t>(kMR, t_end - t));
-          kTiles[mr](x + t * K + k0, K, panel.data() + k0 * kNR, kl, out + (t - t_begin) * ldo, ldo, k0 > 0);
+      // A full panel writes y directly; a partial one goes through `edge`.
+      for (std::int64_t t = t_begin; t < t_end; t += kMR) {
+        const int mr = int(std::min<std::int64_t>(kMR, t_end - t));
+        if (nr == kNR) {
+          kTiles[mr](x + t * K, K, panel.data(), K, y + t * N + r0, N);
+        } else {
+          kTiles[mr](x + t * K, K, panel.data(), K, edge, kNR);
+          for (int i = 0; i < mr; ++i) std::copy_n(edge + i * kNR, nr, y + (t + i) * N + r0);
         }
       }
-      if (nr < kNR)
-        for (std::int64_t t = t_begin; t < t_end; ++t)
-          std::copy_n(edge.data() + (t - t_begin) * kNR, nr, y + t * N + r0);
     }
   });
 }
