@@ -32,25 +32,34 @@ constexpr int QK = 32;
 template <TT TY>
 constexpr bool kSigned = TY == TT::Q8_0 || TY == TT::Q6_K;
 
+// Bytes of a block (of 32 weights; of 256 for the K-quants, 8 sub-blocks).
 template <TT TY>
-constexpr std::size_t kSuperBytes = TY == TT::Q4_K ? 144 : TY == TT::Q5_K ? 176 : 210;  // K-quants
+constexpr std::size_t kBlockBytes = TY == TT::Q8_0 ? 34 : TY == TT::Q4_0 ? 18 : TY == TT::Q4_1 ? 20
+                                  : TY == TT::Q5_0 ? 22 : TY == TT::Q5_1 ? 24 : TY == TT::Q4_K ? 144
+                                  : TY == TT::Q5_K ? 176 : 210;
+
+// The block of a row that holds its sub-block b.
+template <TT TY>
+inline const std::byte* block_of(const std::byte* row, std::int64_t b) noexcept {
+  constexpr bool kSuper = TY == TT::Q4_K || TY == TT::Q5_K || TY == TT::Q6_K;
+  return row + std::size_t(kSuper ? b >> 3 : b) * kBlockBytes<TY>;
+}
 
 // Scales and offset of sub-block b (no weights): d[0] for elements 0-15, d[1] for 16-31.
 template <TT TY>
 inline void sub_scales(const std::byte* row, std::int64_t b, float* d, float* m) noexcept {
   if constexpr (TY == TT::Q8_0 || TY == TT::Q4_0 || TY == TT::Q4_1 || TY == TT::Q5_0 || TY == TT::Q5_1) {
-    constexpr std::size_t BB = TY == TT::Q8_0 ? 34 : TY == TT::Q4_0 ? 18 : TY == TT::Q4_1 ? 20 : TY == TT::Q5_0 ? 22 : 24;
-    const std::byte* blk = row + std::size_t(b) * BB;
+    const std::byte* blk = block_of<TY>(row, b);
     d[0] = d[1] = half_at(blk);
     *m = TY == TT::Q4_0 ? -8.0f * d[0] : TY == TT::Q5_0 ? -16.0f * d[0] : TY == TT::Q8_0 ? 0.0f : half_at(blk + 2);
   } else if constexpr (TY == TT::Q4_K || TY == TT::Q5_K) {
-    const std::byte* blk = row + std::size_t(b >> 3) * kSuperBytes<TY>;
+    const std::byte* blk = block_of<TY>(row, b);
     unsigned sc = 0, mn = 0;
     detail::k_scale_min(reinterpret_cast<const std::uint8_t*>(blk + 4), int(b & 7), &sc, &mn);
     d[0] = d[1] = half_at(blk) * float(sc);
     *m = -(half_at(blk + 2) * float(mn));
   } else {  // Q6_K
-    const std::byte* blk = row + std::size_t(b >> 3) * 210;
+    const std::byte* blk = block_of<TY>(row, b);
     const int s = int(b & 7);
     const auto* scales = reinterpret_cast<const std::int8_t*>(blk + 192);
     const float dd = half_at(blk + 208);
@@ -91,26 +100,19 @@ inline __m256i load32(const std::byte* p) noexcept { return _mm256_loadu_si256(r
 // The integer weights of sub-block b as 32 bytes (signed for kSigned<TY>).
 template <TT TY>
 inline __m256i sub_weights(const std::byte* row, std::int64_t b) noexcept {
-  if constexpr (TY == TT::Q8_0) return load32(row + std::size_t(b) * 34 + 2);
-  if constexpr (TY == TT::Q4_0) return nibbles(row + std::size_t(b) * 18 + 2);
-  if constexpr (TY == TT::Q4_1) return nibbles(row + std::size_t(b) * 20 + 4);
-  if constexpr (TY == TT::Q5_0) {
-    const std::byte* blk = row + std::size_t(b) * 22;
-    return _mm256_or_si256(nibbles(blk + 6), fifth_bits(blk + 2));
-  }
-  if constexpr (TY == TT::Q5_1) {
-    const std::byte* blk = row + std::size_t(b) * 24;
-    return _mm256_or_si256(nibbles(blk + 8), fifth_bits(blk + 4));
-  }
+  const std::byte* blk = block_of<TY>(row, b);
+  if constexpr (TY == TT::Q8_0) return load32(blk + 2);
+  if constexpr (TY == TT::Q4_0) return nibbles(blk + 2);
+  if constexpr (TY == TT::Q4_1) return nibbles(blk + 4);
+  if constexpr (TY == TT::Q5_0) return _mm256_or_si256(nibbles(blk + 6), fifth_bits(blk + 2));
+  if constexpr (TY == TT::Q5_1) return _mm256_or_si256(nibbles(blk + 8), fifth_bits(blk + 4));
   if constexpr (TY == TT::Q4_K || TY == TT::Q5_K) {
-    const std::byte* blk = row + std::size_t(b >> 3) * kSuperBytes<TY>;
     const int s = int(b & 7);
     const __m256i q = byte_field(load32(blk + (TY == TT::Q4_K ? 16 : 48) + 32 * (s >> 1)), 4 * (s & 1), 0x0F);
     if constexpr (TY == TT::Q4_K) return q;
     return _mm256_or_si256(q, _mm256_slli_epi16(byte_field(load32(blk + 16), s, 0x01), 4));
   }
   // Q6_K: sub-block s = 4 h + g of the super-block; q - 32 in [-32, 31].
-  const std::byte* blk = row + std::size_t(b >> 3) * 210;
   const int s = int(b & 7), h = s >> 2, g = s & 3;
   const __m256i lo = byte_field(load32(blk + 64 * h + 32 * (g & 1)), 4 * (g >> 1), 0x0F);
   const __m256i hi = _mm256_slli_epi16(byte_field(load32(blk + 128 + 32 * h), 2 * g, 0x03), 4);
@@ -124,11 +126,10 @@ template <TT TY>
 inline void sub_weights_scalar(const std::byte* row, std::int64_t b, int* q) noexcept {
   auto u8 = [](const std::byte* p, int i) { return unsigned(std::uint8_t(p[i])); };
   if constexpr (TY == TT::Q8_0) {
-    for (int j = 0; j < QK; ++j) q[j] = int(std::int8_t(row[std::size_t(b) * 34 + 2 + j]));
+    for (int j = 0; j < QK; ++j) q[j] = int(std::int8_t(block_of<TY>(row, b)[2 + j]));
   } else if constexpr (TY == TT::Q4_0 || TY == TT::Q4_1 || TY == TT::Q5_0 || TY == TT::Q5_1) {
-    constexpr std::size_t BB = TY == TT::Q4_0 ? 18 : TY == TT::Q4_1 ? 20 : TY == TT::Q5_0 ? 22 : 24;
     constexpr std::size_t QS = TY == TT::Q4_0 ? 2 : TY == TT::Q4_1 ? 4 : TY == TT::Q5_0 ? 6 : 8;
-    const std::byte* blk = row + std::size_t(b) * BB;
+    const std::byte* blk = block_of<TY>(row, b);
     std::uint32_t qh = 0;
     if constexpr (TY == TT::Q5_0 || TY == TT::Q5_1) std::memcpy(&qh, blk + QS - 4, 4);
     for (int j = 0; j < QK / 2; ++j) {
@@ -136,7 +137,7 @@ inline void sub_weights_scalar(const std::byte* row, std::int64_t b, int* q) noe
       q[j + QK / 2] = int((u8(blk + QS, j) >> 4) | ((qh >> (j + QK / 2)) & 1u) << 4);
     }
   } else if constexpr (TY == TT::Q4_K || TY == TT::Q5_K) {
-    const std::byte* blk = row + std::size_t(b >> 3) * kSuperBytes<TY>;
+    const std::byte* blk = block_of<TY>(row, b);
     const int s = int(b & 7);
     const std::byte* qs = blk + (TY == TT::Q4_K ? 16 : 48) + 32 * (s >> 1);
     for (int l = 0; l < QK; ++l) {
@@ -144,15 +145,13 @@ inline void sub_weights_scalar(const std::byte* row, std::int64_t b, int* q) noe
       if constexpr (TY == TT::Q5_K) q[l] |= int((u8(blk + 16, l) >> s) & 1u) << 4;
     }
   } else {  // Q6_K
-    const std::byte* blk = row + std::size_t(b >> 3) * 210;
+    const std::byte* blk = block_of<TY>(row, b);
     const int s = int(b & 7), h = s >> 2, g = s & 3;
     for (int l = 0; l < QK; ++l)
       q[l] = int(((u8(blk + 64 * h + 32 * (g & 1), l) >> (4 * (g >> 1))) & 15u) |
                  ((u8(blk + 128 + 32 * h, l) >> (2 * g)) & 3u) << 4) - 32;
   }
 }
-
-
 
 /// f(std::integral_constant<TT, t>{}) for the eight quantized types (Q8_0 for any other).
 template <class F>
