@@ -29,6 +29,7 @@
 // merged in shared memory. The CUDA backend also runs prefill through it in fp32 mode.
 #include <algorithm>
 #include <cfloat>
+#include <cstdlib>
 
 #include "common.cuh"
 #include "cuda_api.hpp"
@@ -211,7 +212,32 @@ constexpr std::size_t decode_tc_smem_bytes() {
 template <typename T, int HD, bool KV8>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     decode_attention_tc_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list, int splits,
-                               float* __restrict__ ws, float scale_log2) {
+                               float* __restrict__ ws, float scale_log2, int warm) {
+  if (!KV8 && warm) {
+    // VIREO_ATTN_WARM=1 (an experiment): under PDL this CTA may start while the kernel before
+    // it (the QKV GEMV that writes q and this step's K/V row) still runs. The plan (token list,
+    // lengths, block tables: uploaded by the host before the step) and the keys of earlier
+    // steps do not depend on it, so the CTA reads its plan and pulls the rows of its first two
+    // key tiles into L2 now; the cp.async loads after the wait then hit L2. (A prefetch only
+    // moves lines into L2, the point of coherence: the row the previous kernel writes is read
+    // fresh after the wait all the same.)
+    const int t = tok_list[blockIdx.z];
+    const int L = p.kv_len[t];
+    const int chunk = (L + splits - 1) / splits;
+    const int k0 = min(L, int(blockIdx.x) * chunk), k1 = min(min(L, k0 + chunk), k0 + 2 * TC_BK);
+    const std::int32_t* table = p.block_ids + p.bt_off[t];
+    constexpr int LINES = HD * int(sizeof(T)) / 128;  // 128-byte lines per K (or V) row
+    const std::size_t kv_stride = std::size_t(p.n_kv_heads) * HD;
+    const T* kb = static_cast<const T*>(p.k_cache) + std::size_t(blockIdx.y) * HD;
+    const T* vb = static_cast<const T*>(p.v_cache) + std::size_t(blockIdx.y) * HD;
+    for (int idx = threadIdx.x; idx < (k1 - k0) * LINES; idx += blockDim.x) {
+      const int j = k0 + idx / LINES;
+      const std::int64_t slot = std::int64_t(table[j / p.block_size]) * p.block_size + j % p.block_size;
+      const std::size_t a = std::size_t(slot) * kv_stride + std::size_t(idx % LINES) * (128 / sizeof(T));
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(kb + a));
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(vb + a));
+    }
+  }
   pdl_wait();
   pdl_trigger();
   l2_prefetch_share(p.l2);
@@ -414,8 +440,12 @@ cudaError_t launch_decode_hd(const AttentionParams& p, const std::int32_t* tok_l
     e = cudaFuncSetAttribute(decode_attention_tc_kernel<T, HD, KV8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              int(smem));
     if (e != cudaSuccess) return e;
+    static const int warm = [] {
+      const char* v = std::getenv("VIREO_ATTN_WARM");
+      return v && v[0] == '1' ? 1 : 0;
+    }();
     e = cuda::launch(decode_attention_tc_kernel<T, HD, KV8>, grid, block, smem, s, p, tok_list, splits, ws,
-                     p.scale * 1.4426950408889634f);
+                     p.scale * 1.4426950408889634f, warm);
   } else {
     e = cuda::launch(decode_attention_kernel<T, HD, KV8>, grid, block, 0, s, p, tok_list, splits, ws);
   }
@@ -456,8 +486,15 @@ int decode_attention_splits(int n, int n_kv_heads, int n_sms, int max_kv_len) no
   const int work = n * n_kv_heads, target = 2 * n_sms;
   if (work <= 0 || work >= target) return 1;
   // Enough CTAs to fill the GPU, but at least ~2 key tiles (128 keys) per split: a split
-  // of a few keys costs a CTA's fixed latency for almost no bytes.
-  const int by_len = std::max(1, (max_kv_len + 127) / 128);
+  // of a few keys costs a CTA's fixed latency for almost no bytes. VIREO_ATTN_SPLIT_KEYS=k
+  // (32-1024) sets that minimum instead, an experiment: at batch 1 and a 513-key context the
+  // default gives 8 splits of 65 keys (two tile iterations each), 64 gives 16 of 33 (one).
+  static const int min_keys = [] {
+    const char* e = std::getenv("VIREO_ATTN_SPLIT_KEYS");
+    const int k = e ? std::atoi(e) : 0;
+    return k >= 32 && k <= 1024 ? k : 128;
+  }();
+  const int by_len = std::max(1, (max_kv_len + min_keys - 1) / min_keys);
   return std::max(1, std::min({16, (target + work - 1) / work, by_len}));
 }
 

@@ -252,7 +252,7 @@ struct GemvExtras {
   const float* norm_w = nullptr;  ///< norm: fp32 [cols]
   float eps = 0.0f;
   RopeKVParams rope;  ///< RopeKV epilogue
-  int prefetch_chunks = 1;  ///< set by the launcher from VIREO_GEMV_PREFETCH
+  int prefetch_chunks = -1;  ///< weight chunks per warp pulled into L2 before the PDL wait; < 0: VIREO_GEMV_PREFETCH (default 1)
   int prefetch_ctas = 1 << 30;  ///< set by the launcher: CTAs of the first wave (they prefetch)
 };
 bool gemv_fused_supported(DType dt, int n, int cols, bool norm) noexcept;
@@ -296,9 +296,9 @@ Status decode_attention(DType dt, const AttentionParams& p, const std::int32_t* 
 /// through kv_len per token; keys read from the paged cache in tiles of 64. q, k_cache and
 /// v_cache must be 16-byte aligned (cudaErrorMisalignedAddress otherwise).
 inline constexpr int PREFILL_TILE = 64;
-/// Query tokens per prefill tile in this process: PREFILL_TILE, or 128 with VIREO_PREFILL_MT=2
-/// (an experiment: two 16-row m-tiles per warp). Tiles passed to prefill_attention() must
-/// hold at most this many tokens.
+/// Query tokens per prefill tile in this process: 128 (two 16-row m-tiles per warp, measured
+/// faster on the H100), or PREFILL_TILE with VIREO_PREFILL_MT=1. Tiles passed to
+/// prefill_attention() must hold at most this many tokens.
 int prefill_tile() noexcept;
 Status prefill_attention(DType dt, const AttentionParams& p, const std::int32_t* tok_list,
                          const std::int32_t* tiles, int n_tiles, void* stream);

@@ -215,8 +215,11 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     // made here so that a sampled step never allocates (or fails to) mid-generation.
     sampler_ = std::make_unique<cuda::GpuSampler>(kMaxSampleRows, cfg_.vocab_size, stream_->get());
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "backend init");
-    if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && (std::strcmp(e, "1") == 0 || std::strcmp(e, "2") == 0))
+    if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && std::strlen(e) == 1 && e[0] >= '0' && e[0] <= '2') {
       fuse_ = e[0] - '0';
+      fuse_max_tokens_ = cuda::GEMV_MAX_TOKENS;
+    }
+    if (const char* e = std::getenv("VIREO_WO_PREFETCH")) wo_prefetch_ = std::clamp(std::atoi(e), 0, 64);
     if (const char* e = std::getenv("VIREO_CUDA_PROFILE"); e && std::strcmp(e, "1") == 0) {
       profile_on_ = true;
       graphs_on_ = false;
@@ -491,15 +494,21 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     matmul(xn_.get(), output_.ptr() ? output_ : tok_embd_, logits_.get(), true, rows);
   }
 
-  /// Whether a step of n tokens runs the fused decode path (VIREO_DECODE_FUSION=1): RMSNorm
-  /// folded into the QKV and gate/up GEMVs, RoPE + KV write into the QKV GEMV's epilogue, the
-  /// residual adds into the Wo and down GEMVs' epilogues: 5 kernels per layer instead of 8.
-  /// VIREO_DECODE_FUSION=2 keeps the FFN RMSNorm a separate kernel (6 per layer).
+  /// Whether a step of n tokens runs the fused decode path. Mode 1 (VIREO_DECODE_FUSION=1):
+  /// RMSNorm folded into the QKV and gate/up GEMVs, RoPE + KV write into the QKV GEMV's
+  /// epilogue, the residual adds into the Wo and down GEMVs' epilogues: 5 kernels per layer
+  /// instead of 8. Mode 2 keeps the FFN RMSNorm a separate kernel (6 per layer).
+  /// Default: mode 2 for batch-1 steps only. H100, Llama-3.1-8B bf16, context 512 (2026-11-26,
+  /// 14:33 UTC run): batch 1 6.05 ms (mode 2) / 6.83 ms (mode 1) / 6.64 ms (unfused); at
+  /// batch 8 mode 1 took 10.38 ms against 6.50 unfused (every CTA normalizes 8 rows before
+  /// streaming; mode 2 at batch 8 is unmeasured), so larger steps stay unfused unless
+  /// VIREO_DECODE_FUSION=1 or 2 asks for every step of up to GEMV_MAX_TOKENS tokens
+  /// (VIREO_DECODE_FUSION=0: never).
   bool fused_step(int n) const noexcept {
     const int d = cfg_.d_model, qd = cfg_.n_heads * cfg_.head_dim;
     // Quantized layer matrices fuse too (same kernel, quantized weight load): cols % 32 == 0.
     const bool q_ok = !layer_quant_ || (d % 32 == 0 && qd % 32 == 0 && cfg_.d_ff % 32 == 0);
-    return fuse_ != 0 && q_ok && cuda::gemv_fused_supported(dt_, n, d, true) && cuda::gemv_fused_supported(dt_, n, qd, false) &&
+    return fuse_ != 0 && n <= fuse_max_tokens_ && q_ok && cuda::gemv_fused_supported(dt_, n, d, true) && cuda::gemv_fused_supported(dt_, n, qd, false) &&
            cuda::gemv_fused_supported(dt_, n, cfg_.d_ff, false) && cfg_.head_dim % 16 == 0;
   }
 
@@ -591,8 +600,13 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       mark("attention");
       if (st.fused) {
         cuda::GemvExtras ex;
+        // Wo follows decode attention, which hardly touches HBM: with PDL its CTAs are
+        // resident early, and a deeper prefetch (VIREO_WO_PREFETCH=k chunks per warp; 4 is
+        // all of an 8B model's Wo) streams the weights into L2 while attention runs.
+        ex.prefetch_chunks = wo_prefetch_;
         ck(fused(cuda::GemvEpilogue::Add, false, L.wo, attn_.get(), resid_.get(), st.n, L.wo.rows, ex),
            "fused wo + residual");
+        ex.prefetch_chunks = -1;
         mark("wo+residual");
         if (fuse_ == 1) {
           ex.resid = resid_.as<float>();
@@ -794,7 +808,9 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   std::unique_ptr<cuda::GpuSampler> sampler_;
   bool graphs_on_ = true;
   bool profile_on_ = false;  ///< VIREO_CUDA_PROFILE=1 (see mark())
-  int fuse_ = 0;             ///< VIREO_DECODE_FUSION=1 or 2 (see fused_step()); 0 = off
+  int fuse_ = 2;             ///< fused decode mode 1 or 2 (see fused_step()); 0 = off
+  int wo_prefetch_ = -1;     ///< VIREO_WO_PREFETCH: the fused Wo GEMV's prefetch depth (< 0: the GEMV default)
+  int fuse_max_tokens_ = 1;  ///< largest step fused: 1 by default, GEMV_MAX_TOKENS when VIREO_DECODE_FUSION is set
   int qgemv_max_env_ = [] {  ///< VIREO_QGEMV_MAX_TOKENS (0: per-format default)
     const char* e = std::getenv("VIREO_QGEMV_MAX_TOKENS");
     return e ? std::max(0, std::atoi(e)) : 0;

@@ -402,14 +402,15 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
 /// the one-stage default on the H100; see the file comment). The pipeline holds two chunks per
 /// warp in flight but its 128 registers allow 2 CTAs per SM instead of 3: it can only pay off
 /// where the grid is too small to fill 3 per SM anyway (Wo and down of an 8B model: 256 CTAs).
-/// GemvExtras with the prefetch depth from VIREO_GEMV_PREFETCH (chunks per warp, default 1).
+/// GemvExtras with the prefetch depth from VIREO_GEMV_PREFETCH (chunks per warp, default 1)
+/// unless the caller set one.
 GemvExtras with_prefetch(GemvExtras ex) {
   static const int chunks = [] {
     const char* e = std::getenv("VIREO_GEMV_PREFETCH");
     const int v = e ? std::atoi(e) : 1;
     return v < 0 ? 0 : (v > 64 ? 64 : v);
   }();
-  ex.prefetch_chunks = chunks;
+  if (ex.prefetch_chunks < 0) ex.prefetch_chunks = chunks;
   int dev = 0, sms = 0;
   if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess)
     ex.prefetch_ctas = 3 * sms;  // gemv_mma_kernel's occupancy: 3 CTAs per SM

@@ -2,7 +2,8 @@
 // every intermediate (S = Q K^T, P, the output accumulator O) kept in registers.
 //
 // Grid (query tiles, n_heads), 4 warps. A CTA takes one tile of up to 64 query tokens of one
-// sequence (PREFILL_TILE) and one query head; warp w owns query rows 16w .. 16w+15. Keys and
+// sequence (PREFILL_TILE; 128 with MT = 2, the default, below) and one query head; warp w owns
+// query rows 16w .. 16w+15 (32w .. 32w+31 as two m-tiles with MT = 2). Keys and
 // values stream through shared memory in tiles of BK = 64 rows gathered from the paged cache
 // through the block table with cp.async, double-buffered (tile i+1 loads while tile i
 // computes). Per key tile, each warp runs
@@ -28,8 +29,10 @@
 // Measured on an H100 (2026-11-26): 116 TFLOP/s at 2048 tokens, 153 at 8192 (0.30 ms per
 // 8B layer at 2048, 10% of the 2048-token prefill). With 16 rows per warp each K/V fragment
 // feeds only two MMAs and 192 registers allow 8 warps per SM, so ldmatrix -> mma latency is
-// poorly hidden; VIREO_PREFILL_MT=2 gives each warp two m-tiles (128-token tiles, 255
-// registers, no spills), FlashAttention-2's arrangement, as an experiment for the next GPU run.
+// poorly hidden, so each warp takes two m-tiles (MT = 2: 128-token tiles, 255 registers, no
+// spills), FlashAttention-2's arrangement. Measured on the H100 (2026-11-26, 14:33 UTC run,
+// Llama-3.1-8B 2048-token prefill, whole model): 50.9 ms with MT = 2 against 55.4 ms with
+// MT = 1, 64.8% against 59.5% of the GEMM rate. VIREO_PREFILL_MT=1 selects the old tiles.
 // K/V tiles are re-read once per query head of a GQA group, from L2 (1 MiB per KV head at
 // 2048 tokens). int8 K/V (AttentionParams::k_scale) are staged as int8 rows + row scales
 // (double-buffered) and dequantized into a single K and V tile before the MMAs (mma.cuh),
@@ -67,7 +70,7 @@ constexpr std::size_t smem_bytes() {
 // ---- the kernel ---------------------------------------------------------------------------
 
 /// MT = 1: warp w owns rows 16w .. 16w+15 and keeps its Q fragments in registers.
-/// MT = 2 (VIREO_PREFILL_MT=2, an experiment): warp w owns rows 32w .. 32w+31 as two m-tiles;
+/// MT = 2 (the default; VIREO_PREFILL_MT=1 selects MT = 1): warp w owns rows 32w .. 32w+31 as two m-tiles;
 /// every K / V fragment loaded feeds two MMAs (twice the independent MMA chains per warp), Q
 /// fragments are re-read from shared memory per key tile (register budget: O is 128 fp32).
 template <typename T, int HD, int MT, bool KV8>
@@ -338,7 +341,7 @@ Status prefill_attention(DType dt, const AttentionParams& p, const std::int32_t*
 int prefill_tile() noexcept {
   static const int tile = [] {
     const char* e = std::getenv("VIREO_PREFILL_MT");
-    return e && std::strcmp(e, "2") == 0 ? 128 : 64;
+    return e && std::strcmp(e, "1") == 0 ? 64 : 128;
   }();
   return tile;
 }
