@@ -131,7 +131,8 @@ TEST_CASE("cuda model with an int8 KV cache matches the CPU's int8 path and the 
   // scale arrays (13 x 5 x 3 floats = 780 bytes) are not a multiple of 16 bytes, and every
   // array after them must still start aligned.
   {
-    const ModelConfig c3 = test::model_shape(2, 576, 9, 3, 64, 512, 300, 512);
+    // (vocabulary 320: kInt8Next holds token 300)
+    const ModelConfig c3 = test::model_shape(2, 576, 9, 3, 64, 512, 320, 512);
     const Model cpu3 = Model::random(c3, 22, {.n_threads = 2});
     const Model gpu3 = Model::random(c3, 22, {.device = Device::cuda(), .dtype = DType::BF16});
     const double e3 = rel_err(test::kv_logit_rows(gpu3, kP, kN, KVPrecision::Int8, 13, 5),
