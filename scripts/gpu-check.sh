@@ -3,14 +3,12 @@
 # benchmarks, vireo-bench model (the issue's bars on the Llama-3.1-8B shape, Q4_0 kept
 # quantized, int8 K/V) and serve on CUDA; logs and JSON under $OUT (8 files, the most the device
 # tool returns: summary.txt, tests-cuda.log, vireo-bench-model.log and 5 JSON).
-#   scripts/gpu-check.sh                 the check: ~4-5 min on an H100 by estimate (the run of
-#                                        2026-11-26, without the Q4_0 and int8 K/V steps, took 126 s)
+#   scripts/gpu-check.sh                 the check: 125 s on an H100 (2026-11-26 14:28 UTC run)
 #   scripts/gpu-check.sh --experiments   the check, then the A/B runs of the switches still
-#                                        undecided (decode fusion, L2 prefetch, prefill m-tiles,
-#                                        GEMV pipeline, the quantized-GEMV threshold) and the
-#                                        per-stage profile: ~8-9 min, give the device tool
-#                                        timeout_s 580. Everything important comes first, so a
-#                                        timeout in the experiments loses only experiments.
+#                                        undecided (listed at the loop below) and the per-stage
+#                                        profile: ~6-7 min by estimate (the experiments of the
+#                                        14:30 UTC run took 155 s). Everything important comes
+#                                        first, so a timeout loses only experiments.
 #   scripts/gpu-check.sh --experiments-only
 #                                        the experiments alone, plus the real-SmolLM2 [cuda]
 #                                        test when the joined model is here: the second call
@@ -203,13 +201,6 @@ if [ -f "$BUILD/bench/vireo-kernel-bench" ]; then
   say "vireo-kernel-bench (L2 prefetch, int8 K/V) exit $rc"
   grep -E "^BM_(l2|decode_attention)" "$OUT/bench-cuda-kernels.log" | tail -16
   [ $rc -ne 0 ] && status=1
-  if [ "$EXPERIMENTS" = 1 ]; then
-    # The GEMVs again with the two-stage pipeline everywhere, per shape (log only).
-    echo "==== VIREO_GEMV_PIPELINE=1" >> "$OUT/bench-cuda-kernels.log"
-    VIREO_GEMV_PIPELINE=1 timeout 30 "$BUILD/bench/vireo-kernel-bench" --benchmark_filter='BM_gemv' \
-      --benchmark_min_time=0.05 >> "$OUT/bench-cuda-kernels.log" 2>&1
-    grep -E "^BM_gemv" "$OUT/bench-cuda-kernels.log" | tail -14
-  fi
   # The device tool returns at most 8 files: the console log joins the summary.
   { echo "== kernel benchmark console log"; cat "$OUT/bench-cuda-kernels.log"; } >> "$SUMMARY"
   rm -f "$OUT/bench-cuda-kernels.log"
@@ -285,26 +276,30 @@ fi
 
 if [ "$EXPERIMENTS" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then
   say "== experiments (--experiments): switches not yet decided, against the default above"
-  # Each variant: the [cuda][model] tests (whole forward passes through the switched kernels;
-  # the kernel tests call the variants directly and ran above), then the 8B steps the switch
-  # can change (JSON to the log):
-  #   VIREO_DECODE_FUSION=1     RMSNorm, RoPE + KV write and residual adds folded into the
-  #                             decode GEMVs (5 kernels per layer instead of 8)
-  #   VIREO_DECODE_FUSION=2     the same, with the FFN RMSNorm kept separate (the gate/up GEMV's
-  #                             1792 CTAs would each re-read the residual)
-  #   VIREO_L2_PREFETCH_MB=24   decode attention pulls 24 MiB of Wo into L2, the attention
-  #                             RMSNorm 24 MiB of QKV (BM_l2_prefetch_gemv above: per GEMV)
-  #   both of the above (fusion 1 + prefetch: attention is the only HBM-idle kernel left)
-  #   VIREO_PREFILL_MT=2        two m-tiles per warp in prefill attention (128-token tiles)
-  # (Not run: VIREO_GEMV_PIPELINE=auto, and VIREO_GEMV_PREFETCH=k, which only helps if
-  # BM_pdl_probe shows dependent launches starting early.)
-  # Each variant generates the 8B weights again (~20 s): the whole loop takes ~3.5 min.
-  # (The tests: [cuda][model], which holds the real-SmolLM2 test when the model is here; only
-  # fusion 1 runs that one, the other variants skip [slow] to save the ~minute it costs.)
-  for spec in "VIREO_DECODE_FUSION=1|1,8,64|none|[cuda][model]" "VIREO_DECODE_FUSION=2|1|none|[cuda][model]~[slow]" \
-              "VIREO_L2_PREFETCH_MB=24|1,8|none|[cuda][model]~[slow]" \
-              "VIREO_DECODE_FUSION=1 VIREO_L2_PREFETCH_MB=24|1|none|[cuda][model]~[slow]" \
-              "VIREO_PREFILL_MT=2|none|2048|[cuda][model]~[slow]"; do
+  # Each variant: the [cuda][model] tests where a field asks for them (whole forward passes
+  # through the switched kernels), then the 8B steps the switch can change (JSON to the log).
+  # Decided by the 2026-11-26 14:30 UTC H100 run (README, bench/results/h100-2026-11-26.md):
+  # fusion mode 2 at batch 1 and two m-tiles in prefill attention became defaults; L2 prefetch
+  # from attention (9.58 ms at batch 1), fusion mode 1, the pipelined GEMV and cuBLAS for
+  # quantized batches of 16-32 lost. Undecided now:
+  #   VIREO_DECODE_FUSION=0          the unfused step, for the A/B in the same run
+  #   VIREO_DECODE_FUSION=2          fusion at every step of <= 8 tokens (default: batch 1)
+  #   VIREO_WO_PREFETCH=4            the fused Wo GEMV streams all of Wo into L2 while decode
+  #                                  attention runs (its CTAs start early under PDL)
+  #   VIREO_GEMV_PREFETCH=2          every GEMV warp prefetches two chunks before its PDL wait
+  #   VIREO_ATTN_SPLIT_KEYS=64       16 splits of 33 keys at context 513 instead of 8 of 65
+  #   VIREO_ATTN_WARM=1              decode attention reads its plan and warms L2 with its
+  #                                  first key tiles before its PDL wait
+  #   the three attention / Wo switches together
+  #   VIREO_PREFILL_MT=1             the old 64-token prefill tiles, for the A/B
+  # Each variant generates the 8B weights again (~17 s): the loop takes ~3.5-4 min. The
+  # [cuda][model] tests skip [slow] (the real-SmolLM2 test; it runs in the check above when
+  # the model is here, and after --experiments-only).
+  for spec in "VIREO_DECODE_FUSION=0|1,8|none|" "VIREO_DECODE_FUSION=2|8|none|[cuda][model]~[slow]" \
+              "VIREO_WO_PREFETCH=4|1|none|[cuda][model]~[slow]" "VIREO_GEMV_PREFETCH=2|1|none|" \
+              "VIREO_ATTN_SPLIT_KEYS=64|1|none|[cuda][model]~[slow]" "VIREO_ATTN_WARM=1|1|none|[cuda][model]~[slow]" \
+              "VIREO_WO_PREFETCH=4 VIREO_ATTN_WARM=1 VIREO_ATTN_SPLIT_KEYS=64|1|none|" \
+              "VIREO_PREFILL_MT=1|none|2048|"; do
     IFS='|' read -r variant batches prefills tests <<< "$spec"
     say "== $variant: llama-3.1-8b decode batch $batches, prefill $prefills"
     if [ -n "$tests" ]; then
@@ -318,17 +313,11 @@ if [ "$EXPERIMENTS" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then
     bench_variant "8b ($variant)" "$variant" 80 --model llama-3.1-8b --weights bf16 --batch "$batches" \
       --prefill "$prefills" --decode-steps 16 --context 512 --ttft 0 --repeats 2
   done
-  # Q4_0 batches 16 and 32 through dequantize + cuBLAS instead, for the GEMV-group threshold.
-  bench_variant "8b q4_0 native, VIREO_QGEMV_MAX_TOKENS=8" VIREO_QGEMV_MAX_TOKENS=8 80 --model llama-3.1-8b \
-    --weights q4_0 --gpu-weights native --batch 16,32 --prefill none --decode-steps 16 --context 512 --ttft 0 --repeats 2
-  # The same with the fused decode path over the quantized matrices (batch 1 only).
-  bench_variant "8b q4_0 native, VIREO_DECODE_FUSION=1" VIREO_DECODE_FUSION=1 80 --model llama-3.1-8b \
-    --weights q4_0 --gpu-weights native --batch 1 --prefill none --decode-steps 16 --context 512 --ttft 0 --repeats 2
-  # Where a batch-1 / batch-8 decode step and the 2048-token prefill spend their GPU time
-  # (VIREO_CUDA_PROFILE=1: eager steps with an event after every stage; JSON to the log).
+  # Where a batch-1 decode step (the fused default) spends its GPU time (VIREO_CUDA_PROFILE=1:
+  # eager steps with an event after every stage, so no PDL overlap; JSON to the log).
   say "== vireo-bench model, llama-3.1-8b with VIREO_CUDA_PROFILE=1"
   VIREO_CUDA_PROFILE=1 timeout 100 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b \
-    --weights bf16 --batch 1,8 --prefill 2048 --decode-steps 8 --context 512 --ttft 0 --repeats 1 \
+    --weights bf16 --batch 1 --prefill none --decode-steps 8 --context 512 --ttft 0 --repeats 1 \
     >> "$OUT/vireo-bench-model.log" 2>&1
   say "vireo-bench model 8b (profile) exit $?"
   grep -A11 "vireo cuda profile" "$OUT/vireo-bench-model.log" | tee -a "$SUMMARY"
