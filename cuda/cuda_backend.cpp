@@ -202,6 +202,8 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       ws = std::max(ws, cuda::decode_attention_workspace_floats(t, nh, hd, cuda::decode_attention_splits(t, nkv, n_sms_)));
     attn_ws_ = cuda::DeviceBuffer(std::max<std::size_t>(ws, 1) * 4);
     attn_ws_.fill_bytes(0);  // split counters of the decode attention start (and stay) at zero
+    norm_cnt_ = cuda::DeviceBuffer(16);
+    norm_cnt_.fill_bytes(0);  // the fused Wo GEMV's CTA counter (mode 3) starts (and stays) at zero
     const PlanLayout max_layout(kMaxTokens, kMaxTokens);
     plan_bytes_ = max_layout.block_ids + std::size_t(kMaxBlockIds) * 4;
     plan_dev_ = cuda::DeviceBuffer(plan_bytes_);
@@ -215,7 +217,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     // made here so that a sampled step never allocates (or fails to) mid-generation.
     sampler_ = std::make_unique<cuda::GpuSampler>(kMaxSampleRows, cfg_.vocab_size, stream_->get());
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "backend init");
-    if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && std::strlen(e) == 1 && e[0] >= '0' && e[0] <= '2') {
+    if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && std::strlen(e) == 1 && e[0] >= '0' && e[0] <= '3') {
       fuse_ = e[0] - '0';
       fuse_max_tokens_ = cuda::GEMV_MAX_TOKENS;
     }
@@ -497,7 +499,9 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// Whether a step of n tokens runs the fused decode path. Mode 1 (VIREO_DECODE_FUSION=1):
   /// RMSNorm folded into the QKV and gate/up GEMVs, RoPE + KV write into the QKV GEMV's
   /// epilogue, the residual adds into the Wo and down GEMVs' epilogues: 5 kernels per layer
-  /// instead of 8. Mode 2 keeps the FFN RMSNorm a separate kernel (6 per layer).
+  /// instead of 8. Mode 2 keeps the FFN RMSNorm a separate kernel (6 per layer). Mode 3 (an
+  /// experiment, VIREO_DECODE_FUSION=3) has the last CTA of the Wo GEMV write it instead
+  /// (GemvExtras::after_norm_cnt): 5 kernels, and no gate/up CTA re-normalizes.
   /// Default: mode 2 for batch-1 steps only. H100, Llama-3.1-8B bf16, context 512 (2026-11-26,
   /// 14:33 UTC run): batch 1 6.05 ms (mode 2) / 6.83 ms (mode 1) / 6.64 ms (unfused); at
   /// batch 8 mode 1 took 10.38 ms against 6.50 unfused (every CTA normalizes 8 rows before
@@ -604,9 +608,15 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
         // resident early, and a deeper prefetch (VIREO_WO_PREFETCH=k chunks per warp; 4 is
         // all of an 8B model's Wo) streams the weights into L2 while attention runs.
         ex.prefetch_chunks = wo_prefetch_;
+        if (fuse_ == 3) {  // the last Wo CTA writes the FFN RMSNorm of the completed residual
+          ex.after_norm_w = L.ffn_norm.as<float>();
+          ex.after_norm_out = xn_.get();
+          ex.after_norm_cnt = norm_cnt_.as<int>();
+          ex.eps = cfg_.rms_eps;
+        }
         ck(fused(cuda::GemvEpilogue::Add, false, L.wo, attn_.get(), resid_.get(), st.n, L.wo.rows, ex),
            "fused wo + residual");
-        ex.prefetch_chunks = -1;
+        ex = cuda::GemvExtras{};
         mark("wo+residual");
         if (fuse_ == 1) {
           ex.resid = resid_.as<float>();
@@ -619,10 +629,12 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
           // Level 2: the gate/up GEMV has ~5x the CTAs of the QKV one, and each CTA of a fused
           // norm re-reads the residual and norm weights from L2; a separate RMSNorm (the
           // residual is already complete: no delta) may cost less.
-          ck(cuda::rmsnorm(dt_, nullptr, resid_.as<float>(), L.ffn_norm.as<float>(), xn_.get(), nullptr, st.n, d,
-                           cfg_.rms_eps, s),
-             "ffn rmsnorm");
-          mark("ffn_norm");
+          if (fuse_ == 2) {
+            ck(cuda::rmsnorm(dt_, nullptr, resid_.as<float>(), L.ffn_norm.as<float>(), xn_.get(), nullptr, st.n, d,
+                             cfg_.rms_eps, s),
+               "ffn rmsnorm");
+            mark("ffn_norm");
+          }
           ck(fused(cuda::GemvEpilogue::SwiGLU, false, L.wgu, xn_.get(), h_.get(), st.n, cfg_.d_ff, ex),
              "gate/up + swiglu");
           mark("gate_up+swiglu");
@@ -799,7 +811,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   Mat tok_embd_, output_;
   cuda::DeviceBuffer output_norm_, inv_freq_;
   std::vector<Layer> layers_;
-  cuda::DeviceBuffer resid_, xn_, qkv_, q_, attn_, tmp_, gu_, h_, logits_, attn_ws_;
+  cuda::DeviceBuffer resid_, xn_, qkv_, q_, attn_, tmp_, gu_, h_, logits_, attn_ws_, norm_cnt_;
   std::size_t plan_bytes_ = 0, graph_plan_bytes_ = 0;
   cuda::DeviceBuffer plan_dev_, graph_plan_dev_;
   cuda::PinnedBuffer plan_host_;
@@ -808,7 +820,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   std::unique_ptr<cuda::GpuSampler> sampler_;
   bool graphs_on_ = true;
   bool profile_on_ = false;  ///< VIREO_CUDA_PROFILE=1 (see mark())
-  int fuse_ = 2;             ///< fused decode mode 1 or 2 (see fused_step()); 0 = off
+  int fuse_ = 2;             ///< fused decode mode 1, 2 or 3 (see fused_step()); 0 = off
   int wo_prefetch_ = -1;     ///< VIREO_WO_PREFETCH: the fused Wo GEMV's prefetch depth (< 0: the GEMV default)
   int fuse_max_tokens_ = 1;  ///< largest step fused: 1 by default, GEMV_MAX_TOKENS when VIREO_DECODE_FUSION is set
   int qgemv_max_env_ = [] {  ///< VIREO_QGEMV_MAX_TOKENS (0: per-format default)

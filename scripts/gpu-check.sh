@@ -291,6 +291,8 @@ if [ "$EXPERIMENTS" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then
   #   VIREO_ATTN_WARM=1              decode attention reads its plan and warms L2 with its
   #                                  first key tiles before its PDL wait
   #   the three attention / Wo switches together; Wo at 4 with every other GEMV at 2
+  #   VIREO_DECODE_FUSION=3          the last Wo CTA writes the FFN RMSNorm (5 kernels per layer),
+  #                                  alone and with the Wo prefetch
   #   VIREO_PREFILL_MT=1             the old 64-token prefill tiles, for the A/B
   # Each variant generates the 8B weights again (~17 s): the loop takes ~3.5-4 min. The
   # [cuda][model] tests skip [slow] (the real-SmolLM2 test; it runs in the check above when
@@ -300,6 +302,7 @@ if [ "$EXPERIMENTS" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then
               "VIREO_ATTN_SPLIT_KEYS=64|1|none|[cuda][model]~[slow]" "VIREO_ATTN_WARM=1|1|none|[cuda][model]~[slow]" \
               "VIREO_WO_PREFETCH=4 VIREO_ATTN_WARM=1 VIREO_ATTN_SPLIT_KEYS=64|1|none|" \
               "VIREO_WO_PREFETCH=4 VIREO_GEMV_PREFETCH=2|1|none|" \
+              "VIREO_DECODE_FUSION=3|1|none|[cuda][model]~[slow]" "VIREO_DECODE_FUSION=3 VIREO_WO_PREFETCH=4|1|none|" \
               "VIREO_PREFILL_MT=1|none|2048|"; do
     IFS='|' read -r variant batches prefills tests <<< "$spec"
     say "== $variant: llama-3.1-8b decode batch $batches, prefill $prefills"
