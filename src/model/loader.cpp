@@ -90,10 +90,10 @@ struct Mapper {
     if (t.shape.size() != 1 || t.shape[0] != std::uint64_t(n))
       throw Error(ErrorCode::InvalidModel,
                   fmt::format("tensor '{}' has shape {} but the config needs {{{}}}", name, shape_str(t), n));
-    std::vector<std::byte> buf(std::size_t(n) * sizeof(float));
-    gguf::dequantize(t.type, t.data, reinterpret_cast<float*>(buf.data()), std::size_t(n));
+    auto buf = std::make_unique_for_overwrite<std::byte[]>(std::size_t(n) * sizeof(float));
+    gguf::dequantize(t.type, t.data, reinterpret_cast<float*>(buf.get()), std::size_t(n));
     w.owned.push_back(std::move(buf));
-    return {gguf::TensorType::F32, w.owned.back().data(), 1, n};
+    return {gguf::TensorType::F32, w.owned.back().get(), 1, n};
   }
   static std::string shape_str(const gguf::TensorInfo& t) {
     std::string s = "{";

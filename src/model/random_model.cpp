@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <thread>
 
 #include "cpu/thread_pool.hpp"
@@ -36,7 +37,8 @@ Model Model::random(const ModelConfig& cfg, std::uint64_t seed, ModelOptions opt
       throw Error(ErrorCode::InvalidArgument,
                   fmt::format("random model: {} columns is not a multiple of the {} block of {}", cols, gguf::to_string(type), blk));
     const std::size_t row_bytes = gguf::row_bytes(type, std::uint64_t(cols));
-    std::vector<std::byte> buf(row_bytes * std::size_t(rows));
+    // Uninitialized: the rows are written in parallel below (first touch included).
+    auto buf = std::make_unique_for_overwrite<std::byte[]>(row_bytes * std::size_t(rows));
     const float a = std::sqrt(3.0f / float(cols));  // uniform(-a, a) has variance 1/cols
     const std::uint64_t mi = matrix_index++;
     auto fill = [&](std::int64_t r0, std::int64_t r1) {
@@ -51,19 +53,19 @@ Model Model::random(const ModelConfig& cfg, std::uint64_t seed, ModelOptions opt
           z ^= z >> 31;
           v = (float(z >> 40) * 0x1.0p-24f * 2.0f - 1.0f) * a;
         }
-        gguf::quantize(type, row.data(), buf.data() + std::size_t(r) * row_bytes, std::size_t(cols));
+        gguf::quantize(type, row.data(), buf.get() + std::size_t(r) * row_bytes, std::size_t(cols));
       }
     };
     pool.parallel_for(rows, fill);
     w.owned.push_back(std::move(buf));
-    return detail::WeightView{type, w.owned.back().data(), rows, cols};
+    return detail::WeightView{type, w.owned.back().get(), rows, cols};
   };
   auto ones = [&](std::int64_t n) {
-    std::vector<std::byte> buf(std::size_t(n) * sizeof(float));
-    float* p = reinterpret_cast<float*>(buf.data());
+    auto buf = std::make_unique_for_overwrite<std::byte[]>(std::size_t(n) * sizeof(float));
+    float* p = reinterpret_cast<float*>(buf.get());
     for (std::int64_t i = 0; i < n; ++i) p[i] = 1.0f;
     w.owned.push_back(std::move(buf));
-    return detail::WeightView{gguf::TensorType::F32, w.owned.back().data(), 1, n};
+    return detail::WeightView{gguf::TensorType::F32, w.owned.back().get(), 1, n};
   };
 
   const std::int64_t d = cfg.d_model, qd = std::int64_t(cfg.n_heads) * cfg.head_dim,

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "vireo/gguf.hpp"
@@ -40,8 +41,10 @@ struct Weights {
   std::vector<LayerWeights> layers;
   /// Llama-3.1 rope scaling: per-frequency divisors (rope_freqs.weight), empty when absent.
   std::vector<float> rope_freqs;
-  /// Storage for random models (views point into these).
-  std::vector<std::vector<std::byte>> owned;
+  /// Storage for random models and converted vectors (views point into these). Left
+  /// uninitialized when allocated: Model::random fills 16 GB for an 8B shape in parallel, and
+  /// a zero-filled vector would first memset (and page-fault) all of it on one thread.
+  std::vector<std::unique_ptr<std::byte[]>> owned;
   std::size_t total_bytes() const;
 };
 
