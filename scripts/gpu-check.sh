@@ -9,6 +9,8 @@
 #                                        profile: ~6-7 min by estimate (the experiments of the
 #                                        14:30 UTC run took 155 s). Everything important comes
 #                                        first, so a timeout loses only experiments.
+#   scripts/gpu-check.sh --bars          the [cuda] tests, the 8B bars, and the batch-1 step under
+#                                        the previous decode defaults and without PDL (~2 min)
 #   scripts/gpu-check.sh --experiments-only
 #                                        the experiments alone, plus the real-SmolLM2 [cuda]
 #                                        test when the joined model is here: the second call
@@ -85,12 +87,13 @@ if [ "${1:-}" = "--split-model" ]; then
   exit 0
 fi
 
-CHECK=1 EXPERIMENTS=0
+CHECK=1 EXPERIMENTS=0 BARS=0
 case "${1:-}" in
   "") ;;
   --experiments) EXPERIMENTS=1 ;;
   --experiments-only) CHECK=0 EXPERIMENTS=1 ;;
-  *) echo "usage: scripts/gpu-check.sh [--prepare | --split-model | --experiments | --experiments-only]" >&2; exit 2 ;;
+  --bars) CHECK=0 BARS=1 ;;
+  *) echo "usage: scripts/gpu-check.sh [--prepare | --split-model | --experiments | --experiments-only | --bars]" >&2; exit 2 ;;
 esac
 
 OUT="${OUT:-$PWD/gpu-check-out}"
@@ -272,6 +275,30 @@ if [ "$CHECK" = 0 ] && [ -f "$MODEL" ]; then
   rc=$?
   say "vireo-tests cuda SmolLM2 exit $rc $(tail -2 "$OUT/tests-cuda.log" | tr '\n' ' ')"
   [ $rc -ne 0 ] && status=1
+fi
+
+if [ "$BARS" = 1 ]; then
+  # --bars: the short confirmation for a session's last minutes of device time (~2 min): the
+  # [cuda] tests, the 8B bars on the defaults, and the batch-1 step again under the previous
+  # defaults and without PDL, all in one run on one card.
+  say "== [cuda] tests"
+  timeout 150 "$BUILD/tests/vireo-tests" "[cuda]" --durations yes > "$OUT/tests-cuda.log" 2>&1
+  rc=$?
+  say "vireo-tests [cuda] exit $rc $(tail -2 "$OUT/tests-cuda.log" | tr '\n' ' ')"
+  [ $rc -ne 0 ] && status=1
+  say "== vireo-bench model, llama-3.1-8b (the bar's shape)"
+  timeout 100 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
+    --batch 1,8,64 --prefill 2048 --decode-steps 32 --context 512 --ttft 512 --repeats 3 \
+    --json "$OUT/vireo-bench-8b.json" > "$OUT/vireo-bench-model.log" 2>&1
+  rc=$?
+  say "vireo-bench model 8b exit $rc"
+  grep -E "^  (decode|prefill)|copy-bandwidth|^bar " "$OUT/vireo-bench-model.log" | tee -a "$SUMMARY"
+  [ $rc -ne 0 ] && status=1
+  for variant in "VIREO_WO_PREFETCH=1 VIREO_ATTN_WARM=0 VIREO_ATTN_SPLIT_KEYS=128" "VIREO_PDL=0" "VIREO_DECODE_FUSION=0"; do
+    say "== $variant: llama-3.1-8b decode batch 1"
+    bench_variant "8b ($variant)" "$variant" 60 --model llama-3.1-8b --weights bf16 --batch 1 --prefill none \
+      --decode-steps 32 --context 512 --ttft 0 --repeats 2
+  done
 fi
 
 if [ "$EXPERIMENTS" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then

@@ -368,8 +368,8 @@ TEST_CASE("cuda split-KV decode attention matches cpu::attention", "[cuda][l2]")
       }
   CHECK(vc::decode_attention_splits(1, 8, 132) > 1);
   CHECK(vc::decode_attention_splits(64, 8, 132) == 1);
-  CHECK(vc::decode_attention_splits(1, 8, 132, 512) == 4);  // >= 128 keys per split
-  CHECK(vc::decode_attention_splits(1, 8, 132, 100) == 1);
+  CHECK(vc::decode_attention_splits(1, 8, 132, 512) == 8);  // >= 64 keys per split
+  CHECK(vc::decode_attention_splits(1, 8, 132, 60) == 1);
 }
 
 TEST_CASE("cuda tensor-core prefill attention matches cpu::attention", "[cuda]") {
