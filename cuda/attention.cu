@@ -442,7 +442,7 @@ cudaError_t launch_decode_hd(const AttentionParams& p, const std::int32_t* tok_l
     if (e != cudaSuccess) return e;
     static const int warm = [] {
       const char* v = std::getenv("VIREO_ATTN_WARM");
-      return v && v[0] == '0' ? 0 : 1;  // H100, 8B batch 1: 6.02 ms per token with, 6.10 without
+      return v && v[0] == '0' ? 0 : 1;  // H100, 8B batch 1: 6.02 ms per token with, 6.10 without (noise-level)
     }();
     e = cuda::launch(decode_attention_tc_kernel<T, HD, KV8>, grid, block, smem, s, p, tok_list, splits, ws,
                      p.scale * 1.4426950408889634f, warm);
@@ -488,8 +488,10 @@ int decode_attention_splits(int n, int n_kv_heads, int n_sms, int max_kv_len) no
   // Enough CTAs to fill the GPU, but at least one key tile (64 keys) per split: a split of a
   // few keys costs a CTA's fixed latency for almost no bytes. At batch 1 and a 513-key
   // context that is 16 splits of 33 keys (one tile iteration each); the minimum was 128 keys
-  // (8 splits of 65: two iterations) until the H100 run of 2026-11-26 (Llama-3.1-8B, batch 1:
-  // 6.03 ms per token against 6.10). VIREO_ATTN_SPLIT_KEYS=k (32-1024) sets the minimum.
+  // (8 splits of 65: two iterations) until the H100 runs of 2026-11-26 (Llama-3.1-8B, batch 1:
+  // 6.03 ms per token against 6.10 alone; with the attention warm-up and the Wo prefetch,
+  // 5.97 against 5.99 in a later run: within noise, never slower).
+  // VIREO_ATTN_SPLIT_KEYS=k (32-1024) sets the minimum.
   static const int min_keys = [] {
     const char* e = std::getenv("VIREO_ATTN_SPLIT_KEYS");
     const int k = e ? std::atoi(e) : 0;

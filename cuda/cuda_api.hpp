@@ -252,13 +252,6 @@ struct GemvExtras {
   const float* norm_w = nullptr;  ///< norm: fp32 [cols]
   float eps = 0.0f;
   RopeKVParams rope;  ///< RopeKV epilogue
-  /// Add epilogue only: when after_norm_cnt is set, the launch's last CTA to finish writes
-  /// RMSNorm(resid) * after_norm_w (eps above) of the completed residual rows [n, rows] as T
-  /// into after_norm_out: the next GEMV's input with no RMSNorm kernel between.
-  /// after_norm_cnt: one int, 0 before the launch, left at 0 after it.
-  const float* after_norm_w = nullptr;
-  void* after_norm_out = nullptr;
-  int* after_norm_cnt = nullptr;
   int prefetch_chunks = -1;  ///< weight chunks per warp pulled into L2 before the PDL wait; < 0: VIREO_GEMV_PREFETCH (default 1)
   int prefetch_ctas = 1 << 30;  ///< set by the launcher: CTAs of the first wave (they prefetch)
 };

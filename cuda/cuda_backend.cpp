@@ -202,8 +202,6 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       ws = std::max(ws, cuda::decode_attention_workspace_floats(t, nh, hd, cuda::decode_attention_splits(t, nkv, n_sms_)));
     attn_ws_ = cuda::DeviceBuffer(std::max<std::size_t>(ws, 1) * 4);
     attn_ws_.fill_bytes(0);  // split counters of the decode attention start (and stay) at zero
-    norm_cnt_ = cuda::DeviceBuffer(16);
-    norm_cnt_.fill_bytes(0);  // the fused Wo GEMV's CTA counter (mode 3) starts (and stays) at zero
     const PlanLayout max_layout(kMaxTokens, kMaxTokens);
     plan_bytes_ = max_layout.block_ids + std::size_t(kMaxBlockIds) * 4;
     plan_dev_ = cuda::DeviceBuffer(plan_bytes_);
@@ -217,7 +215,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     // made here so that a sampled step never allocates (or fails to) mid-generation.
     sampler_ = std::make_unique<cuda::GpuSampler>(kMaxSampleRows, cfg_.vocab_size, stream_->get());
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "backend init");
-    if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && std::strlen(e) == 1 && e[0] >= '0' && e[0] <= '3') {
+    if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && std::strlen(e) == 1 && e[0] >= '0' && e[0] <= '2') {
       fuse_ = e[0] - '0';
       fuse_max_tokens_ = cuda::GEMV_MAX_TOKENS;
     }
@@ -499,13 +497,13 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// Whether a step of n tokens runs the fused decode path. Mode 1 (VIREO_DECODE_FUSION=1):
   /// RMSNorm folded into the QKV and gate/up GEMVs, RoPE + KV write into the QKV GEMV's
   /// epilogue, the residual adds into the Wo and down GEMVs' epilogues: 5 kernels per layer
-  /// instead of 8. Mode 2 keeps the FFN RMSNorm a separate kernel (6 per layer). Mode 3 (an
-  /// experiment, VIREO_DECODE_FUSION=3) has the last CTA of the Wo GEMV write it instead
-  /// (GemvExtras::after_norm_cnt): 5 kernels, and no gate/up CTA re-normalizes.
-  /// Default: mode 2 for batch-1 steps only. H100, Llama-3.1-8B bf16, context 512 (2026-11-26,
-  /// 14:33 UTC run): batch 1 6.05 ms (mode 2) / 6.83 ms (mode 1) / 6.64 ms (unfused); at
-  /// batch 8 mode 1 took 10.38 ms against 6.50 unfused (every CTA normalizes 8 rows before
-  /// streaming; mode 2 at batch 8 is unmeasured), so larger steps stay unfused unless
+  /// instead of 8. Mode 2 keeps the FFN RMSNorm a separate kernel (6 per layer).
+  /// Default: mode 2 for batch-1 steps only. H100, Llama-3.1-8B bf16, context 512 (2026-11-26
+  /// runs): batch 1 6.05 ms (mode 2) / 6.83 ms (mode 1) / 6.64 ms (unfused), and 5.97 / 6.18
+  /// (mode 2 / unfused) in a later run. A mode 3 that had the last Wo CTA write the FFN norm
+  /// (commit 3b12741, removed) took 6.48 ms against 6.10 for mode 2 in the same run: the
+  /// gate/up CTAs' prefetch then no longer overlaps an HBM-idle kernel. At batch 8 mode 1 took
+  /// 10.38 ms and mode 2 6.98 ms against 6.49 unfused, so larger steps stay unfused unless
   /// VIREO_DECODE_FUSION=1 or 2 asks for every step of up to GEMV_MAX_TOKENS tokens
   /// (VIREO_DECODE_FUSION=0: never).
   bool fused_step(int n) const noexcept {
@@ -520,7 +518,9 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// before its PDL wait by the CTAs of the first wave): all of each warp's chunks, as long as
   /// the first wave's prefetch stays within 32 MiB of L2 (an 8B model's Wo: 4 chunks, the whole
   /// 32 MiB matrix). H100, 8B batch 1: 6.06 ms per token against 6.10 with one chunk, and
-  /// 5.99 ms together with the attention warm-up and 64-key splits. VIREO_WO_PREFETCH=k sets it.
+  /// 5.99 ms together with the attention warm-up and 64-key splits; a confirmation run gave
+  /// 5.97 against 5.99 for all three against none: within noise, never slower. PDL itself is
+  /// worth ~2% (6.10 ms with VIREO_PDL=0). VIREO_WO_PREFETCH=k sets the depth.
   int wo_prefetch_chunks(const Mat& w) const noexcept {
     if (wo_prefetch_ >= 0) return wo_prefetch_;
     const int ctas = std::min((w.rows + 15) / 16, 3 * n_sms_), per_warp = (w.cols + 1023) / 1024;
@@ -620,12 +620,6 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
         // resident early, and a deeper prefetch streams the weights into L2 while attention
         // runs (wo_prefetch_chunks()).
         ex.prefetch_chunks = wo_prefetch_chunks(L.wo);
-        if (fuse_ == 3) {  // the last Wo CTA writes the FFN RMSNorm of the completed residual
-          ex.after_norm_w = L.ffn_norm.as<float>();
-          ex.after_norm_out = xn_.get();
-          ex.after_norm_cnt = norm_cnt_.as<int>();
-          ex.eps = cfg_.rms_eps;
-        }
         ck(fused(cuda::GemvEpilogue::Add, false, L.wo, attn_.get(), resid_.get(), st.n, L.wo.rows, ex),
            "fused wo + residual");
         ex = cuda::GemvExtras{};
@@ -641,12 +635,10 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
           // Level 2: the gate/up GEMV has ~5x the CTAs of the QKV one, and each CTA of a fused
           // norm re-reads the residual and norm weights from L2; a separate RMSNorm (the
           // residual is already complete: no delta) may cost less.
-          if (fuse_ == 2) {
-            ck(cuda::rmsnorm(dt_, nullptr, resid_.as<float>(), L.ffn_norm.as<float>(), xn_.get(), nullptr, st.n, d,
-                             cfg_.rms_eps, s),
-               "ffn rmsnorm");
-            mark("ffn_norm");
-          }
+          ck(cuda::rmsnorm(dt_, nullptr, resid_.as<float>(), L.ffn_norm.as<float>(), xn_.get(), nullptr, st.n, d,
+                           cfg_.rms_eps, s),
+             "ffn rmsnorm");
+          mark("ffn_norm");
           ck(fused(cuda::GemvEpilogue::SwiGLU, false, L.wgu, xn_.get(), h_.get(), st.n, cfg_.d_ff, ex),
              "gate/up + swiglu");
           mark("gate_up+swiglu");
@@ -823,7 +815,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   Mat tok_embd_, output_;
   cuda::DeviceBuffer output_norm_, inv_freq_;
   std::vector<Layer> layers_;
-  cuda::DeviceBuffer resid_, xn_, qkv_, q_, attn_, tmp_, gu_, h_, logits_, attn_ws_, norm_cnt_;
+  cuda::DeviceBuffer resid_, xn_, qkv_, q_, attn_, tmp_, gu_, h_, logits_, attn_ws_;
   std::size_t plan_bytes_ = 0, graph_plan_bytes_ = 0;
   cuda::DeviceBuffer plan_dev_, graph_plan_dev_;
   cuda::PinnedBuffer plan_host_;
@@ -832,7 +824,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   std::unique_ptr<cuda::GpuSampler> sampler_;
   bool graphs_on_ = true;
   bool profile_on_ = false;  ///< VIREO_CUDA_PROFILE=1 (see mark())
-  int fuse_ = 2;             ///< fused decode mode 1, 2 or 3 (see fused_step()); 0 = off
+  int fuse_ = 2;             ///< fused decode mode 1 or 2 (see fused_step()); 0 = off
   int wo_prefetch_ = -1;     ///< VIREO_WO_PREFETCH: the fused Wo GEMV's prefetch depth (< 0: wo_prefetch_chunks())
   int fuse_max_tokens_ = 1;  ///< largest step fused: 1 by default, GEMV_MAX_TOKENS when VIREO_DECODE_FUSION is set
   int qgemv_max_env_ = [] {  ///< VIREO_QGEMV_MAX_TOKENS (0: per-format default)

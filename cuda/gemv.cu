@@ -44,10 +44,11 @@
 // 2026-11-26, see fused_step() there): NORM builds the CTA's input RMSNorm(resid) * w in shared
 // memory from the fp32 residual (no separate RMSNorm kernel; each CTA re-reads n x cols fp32
 // from L2, e.g. 16 KiB at n = 1, d = 4096); the Add epilogue adds the result into the fp32
-// residual (each element has one owner, so no atomics), and can have its last CTA normalize
-// the completed residual for the next GEMV (GemvExtras::after_norm_cnt); the RopeKV epilogue
-// applies bias and RoPE to the (2i, 2i+1) row pairs of the 16-row tile and writes q and the
-// paged K/V directly. Together they take a Llama layer's decode from 8 kernels to 5.
+// residual (each element has one owner, so no atomics); the RopeKV epilogue applies bias and
+// RoPE to the (2i, 2i+1) row pairs of the 16-row tile and writes q and the paged K/V directly.
+// Together they take a Llama layer's decode from 8 kernels to 5. (An Add epilogue whose last
+// CTA also wrote the FFN RMSNorm of the completed residual, commit 3b12741, measured slower on
+// the H100: 6.48 against 6.10 ms per 8B token; see fused_step() in the backend.)
 //
 // fp32 keeps the warp-per-row kernel (16-byte loads, x reread per row; fp32 is a test mode),
 // and rows that are not a multiple of the vector width or unaligned pointers take the scalar
@@ -79,38 +80,6 @@ enum Epi : int {
   kAdd = 2,     ///< y (fp32, the residual stream) [t, row] += float(T(sum))
   kRope = 3,    ///< qkv row: bias + RoPE, q to ex.rope.q_out, k / v into the paged cache
 };
-
-/// The Add epilogue's optional RMSNorm of the completed residual (GemvExtras::after_norm_cnt):
-/// every CTA fences its residual adds and counts itself in; the last one (which resets the
-/// count to 0) reads the rows back through L2 and writes T(h * rsqrt(mean(h^2) + eps) * w),
-/// rmsnorm_kernel's arithmetic, so the next GEMV needs no RMSNorm kernel before it (the
-/// threadFenceReduction pattern, as decode attention merges its splits).
-template <typename T>
-__device__ __forceinline__ void gemv_after_norm(const float* resid, int n, int cols, const GemvExtras& ex) {
-  __shared__ int s_last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    s_last = atomicAdd(ex.after_norm_cnt, 1) == int(gridDim.x) - 1;
-    if (s_last) *ex.after_norm_cnt = 0;
-  }
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  T* out = static_cast<T*>(ex.after_norm_out);
-  for (int t = 0; t < n; ++t) {
-    const float* h = resid + std::size_t(t) * cols;
-    float ss = 0.0f;
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-      const float v = __ldcg(h + i);
-      ss += v * v;
-    }
-    ss = block_sum(ss);
-    const float scale = rsqrtf(ss / float(cols) + ex.eps);
-    for (int i = threadIdx.x; i < cols; i += blockDim.x)
-      out[std::size_t(t) * cols + i] = from_f32<T>(__ldcg(h + i) * scale * ex.after_norm_w[i]);
-  }
-}
 
 /// SWIGLU = false: CTA b computes y[t, 16 b + r] for r < 16 (rows = output rows), y in OT.
 /// SWIGLU = true: w is the stacked [2 rows, cols] gate/up matrix (rows = ff); CTA b computes
@@ -342,8 +311,6 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, (PIPE || WF != 0) ? 2 : 3)
     }
   } else {
     gemv_tile_store<T, OT, EPI == kAdd>(part, y, n, rows);
-    if constexpr (EPI == kAdd)
-      if (ex.after_norm_cnt) gemv_after_norm<T>(reinterpret_cast<const float*>(y), n, rows, ex);
   }
 }
 
@@ -569,7 +536,6 @@ cudaError_t launch_fused_e(bool norm, GemvW<T, WF> w, const T* x, void* y, int n
 cudaError_t fused_args_ok(DType dt, GemvEpilogue epi, bool norm, const void* x, int n, int rows, int cols,
                           const GemvExtras& ex) {
   // Add with norm would read the residual rows that other CTAs of the same launch add into.
-  if (ex.after_norm_cnt && (epi != GemvEpilogue::Add || !ex.after_norm_w || !ex.after_norm_out)) return cudaErrorNotSupported;
   if (!gemv_fused_supported(dt, n, cols, norm) || (norm && epi == GemvEpilogue::Add) || (!norm && !aligned16(x)) ||
       (norm && (!aligned16(ex.resid) || !aligned16(ex.norm_w))) ||
       (epi == GemvEpilogue::RopeKV &&

@@ -4,21 +4,20 @@
 # quantized, int8 K/V) and serve on CUDA; logs and JSON under $OUT (8 files, the most the device
 # tool returns: summary.txt, tests-cuda.log, vireo-bench-model.log and 5 JSON).
 #   scripts/gpu-check.sh                 the check: 125 s on an H100 (2026-11-26 14:28 UTC run)
-#   scripts/gpu-check.sh --experiments   the check, then the A/B runs of the switches still
-#                                        undecided (listed at the loop below) and the per-stage
-#                                        profile: ~6-7 min by estimate (the experiments of the
-#                                        14:30 UTC run took 155 s). Everything important comes
+#   scripts/gpu-check.sh --experiments   the check, then the A/B runs listed at the loop below
+#                                        (the defaults against their switches, and any new
+#                                        experiment) and the per-stage profile: 259 s with 11
+#                                        variants (14:56 UTC run). Everything important comes
 #                                        first, so a timeout loses only experiments.
 #   scripts/gpu-check.sh --bars          the [cuda] tests, the 8B bars, and the batch-1 step under
-#                                        the previous decode defaults and without PDL (~2 min)
+#                                        the previous decode defaults, without PDL and unfused
+#                                        (66 s, 15:02 UTC run)
 #   scripts/gpu-check.sh --experiments-only
 #                                        the experiments alone, plus the real-SmolLM2 [cuda]
-#                                        test when the joined model is here: the second call
-#                                        on a warm machine after the check (~4-5 min). The
-#                                        two-call plan that carries the 98 MB model:
-#                                          call 1: the check, carry gpu-bins.tar.gz + models/part-00
-#                                          call 2: --experiments-only, carry models/part-01
-#                                        (within the machine's idle window, ~30 s, of call 1).
+#                                        test when the joined model is here.
+# The 98 MB SmolLM2 file does not fit in one call's carry with the binaries. What worked:
+#   call 1: `true`, carry gpu-bins.tar.gz + models/part-00 (starts the machine);
+#   call 2, within the machine's ~30 s idle window: the real command, carry models/part-01.
 #
 # Two steps, because the lent machine has nvcc and the CUDA libraries but no libfmt, no
 # Google Benchmark and no package registry:
@@ -302,35 +301,20 @@ if [ "$BARS" = 1 ]; then
 fi
 
 if [ "$EXPERIMENTS" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then
-  say "== experiments (--experiments): switches not yet decided, against the default above"
+  say "== experiments (--experiments): the defaults against their switches"
   # Each variant: the [cuda][model] tests where a field asks for them (whole forward passes
   # through the switched kernels), then the 8B steps the switch can change (JSON to the log).
-  # Decided by the 2026-11-26 14:30 UTC H100 run (README, bench/results/h100-2026-11-26.md):
-  # fusion mode 2 at batch 1 and two m-tiles in prefill attention became defaults; L2 prefetch
-  # from attention (9.58 ms at batch 1), fusion mode 1, the pipelined GEMV and cuBLAS for
-  # quantized batches of 16-32 lost. Undecided now:
-  #   VIREO_DECODE_FUSION=0          the unfused step, for the A/B in the same run
-  #   VIREO_DECODE_FUSION=2          fusion at every step of <= 8 tokens (default: batch 1)
-  #   VIREO_WO_PREFETCH=4            the fused Wo GEMV streams all of Wo into L2 while decode
-  #                                  attention runs (its CTAs start early under PDL)
-  #   VIREO_GEMV_PREFETCH=2          every GEMV warp prefetches two chunks before its PDL wait
-  #   VIREO_ATTN_SPLIT_KEYS=64       16 splits of 33 keys at context 513 instead of 8 of 65
-  #   VIREO_ATTN_WARM=1              decode attention reads its plan and warms L2 with its
-  #                                  first key tiles before its PDL wait
-  #   the three attention / Wo switches together; Wo at 4 with every other GEMV at 2
-  #   VIREO_DECODE_FUSION=3          the last Wo CTA writes the FFN RMSNorm (5 kernels per layer),
-  #                                  alone and with the Wo prefetch
-  #   VIREO_PREFILL_MT=1             the old 64-token prefill tiles, for the A/B
-  # Each variant generates the 8B weights again (~17 s): the loop takes ~3.5-4 min. The
-  # [cuda][model] tests skip [slow] (the real-SmolLM2 test; it runs in the check above when
-  # the model is here, and after --experiments-only).
-  for spec in "VIREO_DECODE_FUSION=0|1,8|none|" "VIREO_DECODE_FUSION=2|8|none|[cuda][model]~[slow]" \
-              "VIREO_WO_PREFETCH=4|1|none|[cuda][model]~[slow]" "VIREO_GEMV_PREFETCH=2|1|none|" \
-              "VIREO_ATTN_SPLIT_KEYS=64|1|none|[cuda][model]~[slow]" "VIREO_ATTN_WARM=1|1|none|[cuda][model]~[slow]" \
-              "VIREO_WO_PREFETCH=4 VIREO_ATTN_WARM=1 VIREO_ATTN_SPLIT_KEYS=64|1|none|" \
-              "VIREO_WO_PREFETCH=4 VIREO_GEMV_PREFETCH=2|1|none|" \
-              "VIREO_DECODE_FUSION=3|1|none|[cuda][model]~[slow]" "VIREO_DECODE_FUSION=3 VIREO_WO_PREFETCH=4|1|none|" \
-              "VIREO_PREFILL_MT=1|none|2048|"; do
+  # Every switch measured on 2026-11-26 is decided (bench/results/h100-2026-11-26-1456 and
+  # -1502); this loop now A/Bs the defaults against their switches, so a new card or a change
+  # shows what each default is worth. A new experiment goes here as one more spec line:
+  #   VIREO_DECODE_FUSION=0          the unfused decode step (default: fused at batch 1)
+  #   VIREO_PDL=0                    no programmatic dependent launch
+  #   the previous attention / Wo defaults (no warm-up, 128-key splits, one Wo chunk)
+  #   VIREO_PREFILL_MT=1             64-token prefill attention tiles (default 128)
+  # Each variant generates the 8B weights again (~10 s).
+  for spec in "VIREO_DECODE_FUSION=0|1,8|none|[cuda][model]~[slow]" "VIREO_PDL=0|1|none|" \
+              "VIREO_WO_PREFETCH=1 VIREO_ATTN_WARM=0 VIREO_ATTN_SPLIT_KEYS=128|1|none|[cuda][model]~[slow]" \
+              "VIREO_PREFILL_MT=1|none|2048|[cuda][model]~[slow]"; do
     IFS='|' read -r variant batches prefills tests <<< "$spec"
     say "== $variant: llama-3.1-8b decode batch $batches, prefill $prefills"
     if [ -n "$tests" ]; then
