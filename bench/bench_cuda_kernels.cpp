@@ -291,48 +291,6 @@ void BM_prefill_attention(benchmark::State& state) {
 }
 BENCHMARK(BM_prefill_attention)->Arg(512)->Arg(2048)->Arg(8192)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
-// What pulling a decode GEMV's weights into L2 while an HBM-idle kernel runs saves
-// (VIREO_L2_PREFETCH_MB, cuda/l2_prefetch.cuh): args (rows, cols, prefetch MiB, idle us).
-// Each iteration is an idle kernel standing in for decode attention (32 CTAs, as at batch 1
-// of the 8B shape with 4 splits; it issues the prefetch, then spins for the idle time) and
-// then the bf16 GEMV at n = 1; the time is both. L2 is flushed (a 256 MiB memset) before each
-// iteration, outside the timed region, so only the prefetch can put weights in L2. Compare a
-// row's time with its prefetch-0 row: the difference is what the prefetch saved (at most
-// the bytes prefetched / HBM bandwidth; the idle time bounds what can be fetched for free).
-void BM_l2_prefetch_gemv(benchmark::State& state) {
-  if (!gpu_or_skip(state)) return;
-  const int rows = int(state.range(0)), cols = int(state.range(1));
-  const std::size_t budget = std::size_t(state.range(2)) << 20;
-  const long long idle_ns = state.range(3) * 1000;
-  try {
-    vc::Stream stream;
-    auto w = random_bf16(std::size_t(rows) * cols, 1), x = random_bf16(std::size_t(cols), 2);
-    vc::DeviceBuffer y(std::size_t(rows) * 2), flush(std::size_t(256) << 20);
-    const vc::L2Prefetch pf = vc::l2_prefetch_rows(w.get(), rows, std::size_t(cols) * 2, budget);
-    vc::EventTimer timer;
-    auto pair = [&] {
-      vc::check(vc::l2_prefetch_idle(pf, 32, idle_ns, stream.get()), "l2_prefetch_idle");
-      vc::check(vc::gemv(DType::BF16, w.get(), x.get(), y.get(), false, 1, rows, cols, stream.get()), "gemv");
-    };
-    pair();
-    stream.synchronize();
-    int i = 0;
-    for (auto _ : state) {
-      flush.fill_bytes(i++ & 1);  // synchronous: L2 holds the flush buffer, not w
-      timer.start(stream.get());
-      pair();
-      state.SetIterationTime(double(timer.stop(stream.get())) / 1e3);
-    }
-    state.counters["prefetched_MiB"] = double(pf.row_bytes) * pf.rows / double(1 << 20);
-    state.counters["weights_MiB"] = double(rows) * cols * 2 / double(1 << 20);
-  } catch (const std::exception& e) {
-    state.SkipWithError(e.what());
-  }
-}
-BENCHMARK(BM_l2_prefetch_gemv)->Args({4096, 4096, 0, 12})->Args({4096, 4096, 8, 12})->Args({4096, 4096, 16, 12})
-    ->Args({4096, 4096, 24, 12})->Args({4096, 4096, 32, 12})->Args({6144, 4096, 0, 4})->Args({6144, 4096, 12, 4})
-    ->Args({6144, 4096, 0, 12})->Args({6144, 4096, 32, 12})->UseManualTime()->Unit(benchmark::kMicrosecond);
-
 // Whether programmatic dependent launch overlaps two kernels here (vc::pdl_probe): the time
 // is the probe's wall time; the counters say how early the dependent kernel started.
 void BM_pdl_probe(benchmark::State& state) {

@@ -33,7 +33,6 @@
 
 #include "common.cuh"
 #include "cuda_api.hpp"
-#include "l2_prefetch.cuh"
 #include "launch.cuh"
 #include "mma.cuh"
 
@@ -103,7 +102,6 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
                             float* __restrict__ ws) {
   pdl_wait();
   pdl_trigger();
-  l2_prefetch_share(p.l2);
   constexpr int E = HD / 32;
   __shared__ float sm_m[DEC_WARPS][MAXG], sm_l[DEC_WARPS][MAXG];
   __shared__ float sm_acc[DEC_WARPS][MAXG][HD];
@@ -240,7 +238,6 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
   }
   pdl_wait();
   pdl_trigger();
-  l2_prefetch_share(p.l2);
   constexpr int CH = HD / 8;
   extern __shared__ __align__(128) unsigned char smem[];
   T* sQ = reinterpret_cast<T*>(smem);

@@ -81,7 +81,7 @@ __device__ __forceinline__ float block_sum(float v) {
 inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 
 /// The GPU's global nanosecond timer (%globaltimer), for diagnostic kernels that spin or
-/// time themselves (pdl_probe.cu, l2_prefetch.cu).
+/// time themselves (pdl_probe.cu).
 __device__ __forceinline__ std::uint64_t global_ns() {
   std::uint64_t t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));

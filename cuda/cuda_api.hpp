@@ -156,28 +156,6 @@ class Blas {
   DeviceBuffer workspace_;
 };
 
-// ---- L2 prefetch of the next decode GEMV's weights (l2_prefetch.cuh) ------------------------
-
-/// The first row_bytes of each of `rows` rows of a row-major matrix (rows row_stride bytes
-/// apart), for a kernel that runs while the HBM idles to pull into L2 before the GEMV that
-/// reads them next. rows == 0: nothing. base and row_stride 16-byte aligned, row_bytes a
-/// multiple of 16 and <= row_stride (l2_prefetch_rows() builds one that is).
-struct L2Prefetch {
-  const void* base = nullptr;
-  std::size_t row_stride = 0;
-  std::uint32_t row_bytes = 0;
-  int rows = 0;
-};
-/// Bytes of weights to prefetch ahead of a decode GEMV: VIREO_L2_PREFETCH_MB (MiB, read
-/// once per process; default 0: off until measured on a GPU), capped at 48 MiB.
-std::size_t l2_prefetch_budget() noexcept;
-/// The prefetch of at most budget bytes of a [rows, row_stride bytes] matrix, spread evenly as
-/// a prefix of every row; empty when budget, rows or the alignment leave nothing to fetch.
-L2Prefetch l2_prefetch_rows(const void* base, int rows, std::size_t row_stride, std::size_t budget) noexcept;
-/// A one-kernel stand-in for an HBM-idle kernel (benchmarks, tests): `ctas` CTAs issue pf,
-/// then spin until spin_ns nanoseconds have passed since they started.
-Status l2_prefetch_idle(const L2Prefetch& pf, int ctas, long long spin_ns, void* stream) noexcept;
-
 // ---- kernel launchers ---------------------------------------------------------------------
 
 /// Decode GEMV: y[n, rows] = x[n, cols] . W[rows, cols]^T, 1 <= n <= GEMV_MAX_TOKENS.
@@ -202,10 +180,8 @@ Status embed(DType dt, const void* table, const std::int32_t* tokens, float* res
 /// Fused residual add + RMSNorm. For output row r (r < rows) and source row i = row_idx ?
 /// row_idx[r] : r: h = resid[i] + (delta ? delta[i] : 0); if (!row_idx && delta) resid[i] = h;
 /// y[r] = h * rsqrt(mean(h^2) + eps) * w. resid fp32 [*, cols]; delta, y in T; w fp32 [cols].
-/// l2: weights to pull into L2 meanwhile (see L2Prefetch).
 Status rmsnorm(DType dt, const void* delta, float* resid, const float* w, void* y,
-               const std::int32_t* row_idx, int rows, int cols, float eps, void* stream,
-               const L2Prefetch& l2 = {});
+               const std::int32_t* row_idx, int rows, int cols, float eps, void* stream);
 
 /// SwiGLU: out[r, i] = silu(gu[r, i]) * gu[r, ff + i]; gu [rows, 2*ff], out [rows, ff], in T.
 Status swiglu(DType dt, const void* gu, void* out, int rows, int ff, void* stream);
@@ -281,7 +257,6 @@ struct AttentionParams {
   /// these the fp32 row scales [slots, nkv] (element = q * scale). Both or neither.
   const float* k_scale = nullptr;
   const float* v_scale = nullptr;
-  L2Prefetch l2;  ///< decode: the next GEMV's weights, pulled into L2 while the kernel runs
 };
 std::size_t decode_attention_workspace_floats(int n, int n_heads, int head_dim, int splits) noexcept;
 /// Splits that fill the GPU for n tokens x nkv heads (1 when there is already enough work),

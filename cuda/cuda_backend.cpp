@@ -26,8 +26,6 @@
 // keys on the device), so a handful of graphs serve every context length.
 //
 // Every kernel of a step is launched with programmatic dependent launch (cuda/launch.cuh).
-// VIREO_L2_PREFETCH_MB=k (off by default until measured) has decode attention and the
-// attention RMSNorm pull the first k MiB of the next GEMV's weights into L2 (l2_ahead()).
 // VIREO_CUDA_PROFILE=1 turns graphs off and prints per-stage GPU times (see mark()).
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -535,17 +533,6 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     return cuda::gemv_fused(dt_, epi, norm, w.ptr(), x, y, n, rows, w.cols, ex, stream_->get());
   }
 
-  /// What a kernel that hardly touches HBM pulls into L2 for the decode GEMV over w that runs
-  /// next (VIREO_L2_PREFETCH_MB bytes as a prefix of every row; nothing for steps that go to
-  /// cuBLAS). Only for row-tiled GEMVs (QKV, Wo): gate/up tiles pair gate and up rows.
-  cuda::L2Prefetch l2_ahead(const Mat& w, int n) const noexcept {
-    const bool gemv = n <= cuda::GEMV_MAX_TOKENS || (w.quant && n <= qgemv_max_tokens(w.fmt));
-    if (l2_budget_ == 0 || !gemv) return {};
-    const std::size_t stride = w.quant ? std::size_t(w.cols / 32) * std::size_t(cuda::quant_block_bytes(w.fmt))
-                                       : std::size_t(w.cols) * dtype_size(dt_);
-    return cuda::l2_prefetch_rows(w.ptr(), w.rows, stride, l2_budget_);
-  }
-
   /// Every kernel of one step, on stream_ (possibly under graph capture).
   void run(const Step& st, CudaKVStorage& kv, const std::atomic<bool>* cancel) {
     void* s = stream_->get();
@@ -587,7 +574,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       } else {
         // The previous layer's FFN output (tmp_) joins the residual here.
         ck(cuda::rmsnorm(dt_, l ? tmp_.get() : nullptr, resid_.as<float>(), L.attn_norm.as<float>(), xn_.get(), nullptr,
-                         st.n, d, cfg_.rms_eps, s, l2_ahead(L.wqkv, st.n)),
+                         st.n, d, cfg_.rms_eps, s),
            "attn rmsnorm");
         mark("attn_norm");
         matmul(xn_.get(), L.wqkv, qkv_.get(), false, st.n);
@@ -610,7 +597,6 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       ap.head_dim = hd;
       ap.block_size = st.block_size;
       ap.scale = 1.0f / std::sqrt(float(hd));
-      ap.l2 = l2_ahead(L.wo, st.n);  // the decode attention kernel moves few bytes: Wo meanwhile
       ck(cuda::decode_attention(dt_, ap, st.dec_list, st.n_dec, st.splits, attn_ws_.as<float>(), s), "decode attention");
       ck(cuda::prefill_attention(dt_, ap, st.pf_list, st.tiles, st.n_tiles, s), "prefill attention");
       mark("attention");
@@ -831,7 +817,6 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     const char* e = std::getenv("VIREO_QGEMV_MAX_TOKENS");
     return e ? std::max(0, std::atoi(e)) : 0;
   }();
-  std::size_t l2_budget_ = cuda::l2_prefetch_budget();  ///< VIREO_L2_PREFETCH_MB (see l2_ahead())
   bool keep_quant_ = false;  ///< ModelOptions::gpu_quantized (16-bit compute types only)
   bool layer_quant_ = false; ///< a layer matrix stayed quantized (needs cols % 32 to fuse)
   cuda::DeviceBuffer deq_;   ///< dequantized layer matrix for cuBLAS steps (quantized models)

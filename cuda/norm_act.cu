@@ -14,7 +14,6 @@
 
 #include "common.cuh"
 #include "cuda_api.hpp"
-#include "l2_prefetch.cuh"
 #include "launch.cuh"
 
 namespace vireo::cuda {
@@ -35,11 +34,9 @@ __global__ void embed_kernel(const T* __restrict__ table, const std::int32_t* __
 
 template <typename T>
 __global__ void rmsnorm_kernel(const T* __restrict__ delta, float* __restrict__ resid, const float* __restrict__ w,
-                               T* __restrict__ y, const std::int32_t* __restrict__ row_idx, int cols, float eps,
-                               L2Prefetch l2) {
+                               T* __restrict__ y, const std::int32_t* __restrict__ row_idx, int cols, float eps) {
   pdl_wait();
   pdl_trigger();
-  l2_prefetch_share(l2);
   const int r = blockIdx.x;
   const std::size_t src = std::size_t(row_idx ? row_idx[r] : r) * cols;
   float* h = resid + src;
@@ -75,11 +72,9 @@ constexpr int NORM_VPT = 4;  // float4 vectors of the row per thread, held in re
 template <typename T>
 __global__ void __launch_bounds__(1024)
     rmsnorm_reg_kernel(const T* __restrict__ delta, float* __restrict__ resid, const float* __restrict__ w,
-                       T* __restrict__ y, const std::int32_t* __restrict__ row_idx, int cols, float eps,
-                       L2Prefetch l2) {
+                       T* __restrict__ y, const std::int32_t* __restrict__ row_idx, int cols, float eps) {
   pdl_wait();
   pdl_trigger();
-  l2_prefetch_share(l2);
   const int r = blockIdx.x, nv = cols / 4;
   const std::size_t src = std::size_t(row_idx ? row_idx[r] : r) * cols;
   float4* h4 = reinterpret_cast<float4*>(resid + src);
@@ -264,7 +259,7 @@ Status embed(DType dt, const void* table, const std::int32_t* tokens, float* res
 }
 
 Status rmsnorm(DType dt, const void* delta, float* resid, const float* w, void* y, const std::int32_t* row_idx,
-               int rows, int cols, float eps, void* stream, const L2Prefetch& l2) {
+               int rows, int cols, float eps, void* stream) {
   if (rows <= 0) return cudaSuccess;
   if (cols <= 0) return cudaErrorInvalidValue;
   // Register path: ceil(cols / 4 / NORM_VPT) threads rounded up to whole warps (256 for 4096).
@@ -275,10 +270,10 @@ Status rmsnorm(DType dt, const void* delta, float* resid, const float* w, void* 
   return VIREO_DISPATCH_DTYPE(dt, [&] {
     if (reg) {
       return cuda::launch(rmsnorm_reg_kernel<T>, dim3(rows), dim3(reg_threads), 0, static_cast<cudaStream_t>(stream),
-                          static_cast<const T*>(delta), resid, w, static_cast<T*>(y), row_idx, cols, eps, l2);
+                          static_cast<const T*>(delta), resid, w, static_cast<T*>(y), row_idx, cols, eps);
     }
     return cuda::launch(rmsnorm_kernel<T>, dim3(rows), dim3(threads), 0, static_cast<cudaStream_t>(stream),
-                        static_cast<const T*>(delta), resid, w, static_cast<T*>(y), row_idx, cols, eps, l2);
+                        static_cast<const T*>(delta), resid, w, static_cast<T*>(y), row_idx, cols, eps);
   });
 }
 
