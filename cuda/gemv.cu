@@ -27,7 +27,9 @@
 //   LM head 128256x4096: 8016 CTAs,                                floor 1.05 GB -> 344 us
 // In flight: 2-3 CTAs x 8 warps x 4 KB = 64-96 KB per SM (~10 MB in all) against the ~3 MB
 // that Little's law asks for (3 TB/s x ~1 us loaded latency), so one buffer per warp suffices
-// and no software pipelining is needed. Registers: 80 (ptxas), so 3 CTAs per SM.
+// and no software pipelining is needed (a two-stage register pipeline, 128 registers and 2
+// CTAs per SM, measured slower at batch 1 on the H100: 6.70 against 6.47 ms per 8B token;
+// removed). Registers: 80 (ptxas), so 3 CTAs per SM.
 // Measured on an H100 SXM (2026-11-26, bench_cuda_kernels, one launch timed with events, so
 // ~5 us of launch latency included): 28672x4096 n=1 82.3 us (old warp-per-row kernel 84.3),
 // 4096x14336 45.5 (48.8), 4096x4096 18.2 (19.9), 4096x4096 n=8 14.1 (29.2), 128256x4096
@@ -96,8 +98,8 @@ enum Epi : int {
 /// vector elements onto fragment k slots depends only on q, identically for W and x, and the
 /// dot product does not care which physical column a k slot stands for. Q4 chunks carry 4x
 /// fewer bytes than 16-bit ones, so Q4 warps load two chunks before multiplying (UNROLL).
-template <typename T, typename OT, int EPI, bool NORM, bool PIPE, int WF = 0>
-__global__ void __launch_bounds__(MMA_WARPS * 32, (PIPE || WF != 0) ? 2 : 3)
+template <typename T, typename OT, int EPI, bool NORM, int WF = 0>
+__global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 ? 2 : 3)
     gemv_mma_kernel(std::conditional_t<WF == 0, const T*, QuantView> w, const T* __restrict__ x,
                     OT* __restrict__ y, int n, int rows, int cols, GemvExtras ex) {
   constexpr bool SWIGLU = EPI == kSwiglu;
@@ -241,23 +243,11 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, (PIPE || WF != 0) ? 2 : 3)
         mma_chunk(va, vb, vx[u]);
       }
     }
-  } else if constexpr (!PIPE) {
+  } else {
     uint4 va[CHUNK_STEPS], vb[CHUNK_STEPS], vx[CHUNK_STEPS];
     for (int ch = warp; ch < n_chunks; ch += MMA_WARPS) {
       load_chunk(ch, va, vb, vx);
       mma_chunk(va, vb, vx);
-    }
-  } else {
-    // Two register stages: the loads of a warp's next chunk are in flight while it waits for
-    // and multiplies the current one (8 KB per warp in flight instead of 4 KB between chunks).
-    uint4 a0[CHUNK_STEPS], b0[CHUNK_STEPS], x0[CHUNK_STEPS], a1[CHUNK_STEPS], b1[CHUNK_STEPS], x1[CHUNK_STEPS];
-    if (warp < n_chunks) load_chunk(warp, a0, b0, x0);
-    for (int ch = warp; ch < n_chunks; ch += 2 * MMA_WARPS) {
-      const int ch1 = ch + MMA_WARPS, ch2 = ch + 2 * MMA_WARPS;
-      if (ch1 < n_chunks) load_chunk(ch1, a1, b1, x1);
-      mma_chunk(a0, b0, x0);
-      if (ch2 < n_chunks) load_chunk(ch2, a0, b0, x0);
-      if (ch1 < n_chunks) mma_chunk(a1, b1, x1);
     }
   }
 #pragma unroll
@@ -399,11 +389,6 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
 
 // ---- launch helpers ------------------------------------------------------------------------------
 
-/// VIREO_GEMV_PIPELINE=1 selects the two-stage register pipeline of gemv_mma_kernel for every
-/// launch, =auto only for grids of at most two CTAs per SM (an experiment measured against
-/// the one-stage default on the H100; see the file comment). The pipeline holds two chunks per
-/// warp in flight but its 128 registers allow 2 CTAs per SM instead of 3: it can only pay off
-/// where the grid is too small to fill 3 per SM anyway (Wo and down of an 8B model: 256 CTAs).
 /// GemvExtras with the prefetch depth from VIREO_GEMV_PREFETCH (chunks per warp, default 1)
 /// unless the caller set one.
 GemvExtras with_prefetch(GemvExtras ex) {
@@ -419,20 +404,6 @@ GemvExtras with_prefetch(GemvExtras ex) {
   return ex;
 }
 
-bool gemv_pipeline(int ctas) {
-  static const int mode = [] {  // 0 off, 1 on, 2 auto
-    const char* e = std::getenv("VIREO_GEMV_PIPELINE");
-    if (!e) return 0;
-    if (std::strcmp(e, "1") == 0) return 1;
-    return std::strcmp(e, "auto") == 0 ? 2 : 0;
-  }();
-  if (mode != 2) return mode == 1;
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return false;
-  return ctas <= 2 * sms;
-}
-
 template <typename T>
 constexpr bool kTensorCore = sizeof(T) == 2;
 
@@ -445,10 +416,7 @@ template <typename T, typename OT>
 cudaError_t launch(const T* w, const T* x, OT* y, int n, int rows, int cols, cudaStream_t s) {
   if constexpr (kTensorCore<T>) {
     if (mma_ok(w, x, cols)) {
-      if (gemv_pipeline((rows + 15) / 16))
-        return cuda::launch(gemv_mma_kernel<T, OT, kStore, false, true>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32),
-                            0, s, w, x, y, n, rows, cols, with_prefetch(GemvExtras{}));
-      return cuda::launch(gemv_mma_kernel<T, OT, kStore, false, false>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32), 0,
+      return cuda::launch(gemv_mma_kernel<T, OT, kStore, false>, dim3((rows + 15) / 16), dim3(MMA_WARPS * 32), 0,
                           s, w, x, y, n, rows, cols, with_prefetch(GemvExtras{}));
     }
   }
@@ -478,10 +446,7 @@ template <typename T>
 cudaError_t launch_swiglu(const T* w, const T* x, T* h, int n, int ff, int cols, cudaStream_t s) {
   if constexpr (kTensorCore<T>) {
     if (mma_ok(w, x, cols)) {
-      if (gemv_pipeline((ff + 7) / 8))
-        return cuda::launch(gemv_mma_kernel<T, T, kSwiglu, false, true>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s,
-                            w, x, h, n, ff, cols, with_prefetch(GemvExtras{}));
-      return cuda::launch(gemv_mma_kernel<T, T, kSwiglu, false, false>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s,
+      return cuda::launch(gemv_mma_kernel<T, T, kSwiglu, false>, dim3((ff + 7) / 8), dim3(MMA_WARPS * 32), 0, s,
                           w, x, h, n, ff, cols, with_prefetch(GemvExtras{}));
     }
   }
@@ -513,15 +478,10 @@ cudaError_t launch_fused_t(GemvW<T, WF> w, const T* x, void* y, int n, int rows,
   const dim3 grid(EPI == kSwiglu ? (rows + 7) / 8 : (rows + 15) / 16), block(MMA_WARPS * 32);
   const GemvExtras exp = with_prefetch(ex);
   if constexpr (NORM) {
-    if (const cudaError_t e = opt_in_norm_smem(gemv_mma_kernel<T, OT, EPI, true, false, WF>, s); e != cudaSuccess)
+    if (const cudaError_t e = opt_in_norm_smem(gemv_mma_kernel<T, OT, EPI, true, WF>, s); e != cudaSuccess)
       return e;
   }
-  if constexpr (!NORM && EPI != kRope && WF == 0) {
-    if (gemv_pipeline(int(grid.x)))
-      return cuda::launch(gemv_mma_kernel<T, OT, EPI, false, true>, grid, block, smem, s, w, x, static_cast<OT*>(y), n,
-                          rows, cols, exp);
-  }
-  return cuda::launch(gemv_mma_kernel<T, OT, EPI, NORM, false, WF>, grid, block, smem, s, w, x, static_cast<OT*>(y), n,
+  return cuda::launch(gemv_mma_kernel<T, OT, EPI, NORM, WF>, grid, block, smem, s, w, x, static_cast<OT*>(y), n,
                       rows, cols, exp);
 }
 
