@@ -617,6 +617,12 @@ class ModelBench {
   void run(std::vector<Result>& out) {
     build();
     const ModelConfig& c = model_->config();
+    // The load itself (random weights generated, or the file read, then converted and
+    // uploaded): kind "load", step_ms its wall time, tokens the weight bytes on the device.
+    Result ld = base("load");
+    ld.tokens = std::int64_t(model_->weight_bytes());
+    ld.step_ms = load_s_ * 1e3;
+    out.push_back(ld);
     // --batch none / --prefill none leave a list empty: that part is skipped.
     const int Bmax = o_.batches.empty() ? 0 : *std::max_element(o_.batches.begin(), o_.batches.end());
     int Lmax = o_.prefills.empty() ? 0 : *std::max_element(o_.prefills.begin(), o_.prefills.end());
@@ -687,7 +693,8 @@ class ModelBench {
         throw Error(ErrorCode::Io, fmt::format("model file '{}' does not exist", spec_.path.string()));
       model_.emplace(Model::load(spec_.path, mo));
     }
-    std::fprintf(stderr, "  built in %.1f s: %.1f MiB of weights on %s\n", seconds_since(t0),
+    load_s_ = seconds_since(t0);
+    std::fprintf(stderr, "  built in %.1f s: %.1f MiB of weights on %s\n", load_s_,
                  double(model_->weight_bytes()) / double(1 << 20), model_->device().name().c_str());
     const auto& w = model_->impl().weights;
     const ModelConfig& c = model_->config();
@@ -900,6 +907,7 @@ class ModelBench {
   std::optional<KVCache> cache_;
   std::size_t kv_bytes_per_token_ = 0;
   double embd_bytes_ = 0;
+  double load_s_ = 0;  ///< build(): seconds to generate or read, convert and upload the weights
   std::string weights_label_;
 };
 
