@@ -245,8 +245,8 @@ TEST_CASE("cuda SmolLM2: fp32 greedy equals the CPU, bf16 logits within toleranc
   // stored weight, activation and K/V value (the residual stream stays fp32). Through 30
   // layers with ~7 rounded tensors each, independent errors add up to about
   // sqrt(210) * 0.2% ~ 3% of the activation scale. We bound the RMS logit error by 5% of the
-  // RMS of the reference logits and require the same argmax. (Not yet measured on a GPU:
-  // record the observed value here when this first runs.)
+  // RMS of the reference logits and require the same argmax. (It passed on an H100 on
+  // 2026-11-26; the errors are now printed on every run, so the next run records them.)
   double se = 0, sr = 0;
   for (std::size_t i = 0; i < ref_logits.size(); ++i) {
     REQUIRE(!std::isnan(bf_logits[i]));
@@ -254,13 +254,14 @@ TEST_CASE("cuda SmolLM2: fp32 greedy equals the CPU, bf16 logits within toleranc
     sr += double(ref_logits[i]) * ref_logits[i];
   }
   const double rms_rel = std::sqrt(se / sr);
-  INFO("bf16 RMS logit error relative to the CPU logits' RMS: " << rms_rel);
-  CHECK(rms_rel < 0.05);
   double sq = 0;
   for (std::size_t i = 0; i < ref_logits.size(); ++i)
     sq += (double(native_logits[i]) - ref_logits[i]) * (double(native_logits[i]) - ref_logits[i]);
-  INFO("bf16, quantized weights kept: RMS logit error relative to the CPU logits' RMS: " << std::sqrt(sq / sr));
-  CHECK(std::sqrt(sq / sr) < 0.05);
+  const double rms_native = std::sqrt(sq / sr);
+  WARN("SmolLM2 bf16 RMS logit error / RMS of the CPU logits: " << rms_rel << " (converted weights), " << rms_native
+                                                                 << " (quantized weights kept)");
+  CHECK(rms_rel < 0.05);
+  CHECK(rms_native < 0.05);
   CHECK(bf[0] == ref[0]);
 }
 
