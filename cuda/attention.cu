@@ -212,13 +212,13 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     decode_attention_tc_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list, int splits,
                                float* __restrict__ ws, float scale_log2, int warm) {
   if (!KV8 && warm) {
-    // Warm-up (on by default; VIREO_ATTN_WARM=0 turns it off): under PDL this CTA may start while the kernel before
-    // it (the QKV GEMV that writes q and this step's K/V row) still runs. The plan (token list,
-    // lengths, block tables: uploaded by the host before the step) and the keys of earlier
-    // steps do not depend on it, so the CTA reads its plan and pulls the rows of its first two
-    // key tiles into L2 now; the cp.async loads after the wait then hit L2. (A prefetch only
-    // moves lines into L2, the point of coherence: the row the previous kernel writes is read
-    // fresh after the wait all the same.)
+    // Warm-up (on by default; VIREO_ATTN_WARM=0 turns it off): under PDL this CTA may start
+    // while the kernel before it (the QKV GEMV that writes q and this step's K/V row) still
+    // runs. The plan (token list, lengths, block tables: uploaded by the host before the step)
+    // and the keys of earlier steps do not depend on it, so the CTA reads its plan and pulls
+    // the rows of its first two key tiles into L2 now; the cp.async loads after the wait then
+    // hit L2. (A prefetch only moves lines into L2, the point of coherence: the row the
+    // previous kernel writes is read fresh after the wait all the same.)
     const int t = tok_list[blockIdx.z];
     const int L = p.kv_len[t];
     const int chunk = (L + splits - 1) / splits;
