@@ -558,9 +558,9 @@ TEST_CASE("hostile: unknown types", "[cpu][gguf]") {
   Img c;
   c.header(3, 1, 0).tensor("blk.0.w", {32}, 99, 0).pad().zeros(64);
   expect_error(c.b, ErrorCode::Unsupported, {"'blk.0.w'", "type 99"});
-  Img d;  // Q2_K (10) is a real ggml type that vireo does not read
-  d.header(3, 1, 0).tensor("q2k", {256}, 10, 0).pad().zeros(128);
-  expect_error(d.b, ErrorCode::Unsupported, {"'q2k'", "type 10"});
+  Img d;  // IQ2_XXS (16) is a real ggml type that vireo does not read
+  d.header(3, 1, 0).tensor("iq2", {256}, 16, 0).pad().zeros(128);
+  expect_error(d.b, ErrorCode::Unsupported, {"'iq2'", "type 16"});
   Img e;
   e.header(3, 0, 1).str("flag").u32(7).put(std::uint8_t{2});
   expect_error(e.b, ErrorCode::InvalidModel, {"'flag'", "bool"});

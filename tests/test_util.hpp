@@ -118,15 +118,19 @@ inline std::vector<float> normal_vec(std::size_t n, std::mt19937& rng, float sca
 /// give weights of rms ~16, and a tiny model built from those is so ill-conditioned that
 /// rounding its weights to bf16 alone moves the logits by 43% of the largest (Q4_K / Q5_K:
 /// 0.04%; tamed Q6_K: 0.8%; measured on the CPU); the H100 run of 2026-11-26 saw 53% in bf16.
+/// Q3_K likewise takes d in [0.00025, 0.0025] (8.4% untamed, 0.8% tamed; Q2_K: 0.07%).
 inline std::vector<std::byte> random_blocks(gguf::TensorType t, std::uint64_t n, std::mt19937& rng) {
   const std::size_t bb = gguf::block_bytes(t), nb = std::size_t(n / gguf::block_elements(t));
   std::vector<std::byte> b(bb * nb);
   std::uniform_int_distribution<int> byte(0, 255), q6k_scale(-8, 8);
   const bool q6k = t == gguf::TensorType::Q6_K;
-  std::uniform_real_distribution<float> scale(q6k ? 0.000125f : 0.002f, q6k ? 0.00125f : 0.02f);
+  const float tame = q6k ? 16.0f : t == gguf::TensorType::Q3_K ? 8.0f : 1.0f;
+  std::uniform_real_distribution<float> scale(0.002f / tame, 0.02f / tame);
   std::vector<std::size_t> halves;  // byte offsets of the fp16 fields in a block
   switch (t) {
     case gguf::TensorType::Q6_K: halves = {208}; break;
+    case gguf::TensorType::Q2_K: halves = {80, 82}; break;  // d, dmin
+    case gguf::TensorType::Q3_K: halves = {108}; break;     // d
     case gguf::TensorType::Q5_0:
     case gguf::TensorType::Q4_0:
     case gguf::TensorType::Q8_0: halves = {0}; break;

@@ -29,12 +29,13 @@ enum class ValueType : std::uint32_t {
 };
 
 /// Tensor element types vireo reads (numbered as ggml's `ggml_type`). Q5_0, Q5_1 and the
-/// K-quants Q4_K, Q5_K, Q6_K (the matrices of Q4_K_M / Q5_K_M / Q6_K files) are read and
-/// dequantized only: quantize() refuses them, and the CPU multiplies them through
-/// dequantized rows (no fused kernels yet).
+/// K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (the matrices of Q2_K / Q3_K_* / Q4_K_* / Q5_K_* /
+/// Q6_K files) are read and dequantized only: quantize() refuses them. The CPU multiplies
+/// Q5_0 ... Q6_K with fused kernels (sub-blocks dequantized in registers) and Q2_K / Q3_K
+/// through dequantized rows; the CUDA backend converts them all at load.
 enum class TensorType : std::uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
-  Q4_K = 12, Q5_K = 13, Q6_K = 14, BF16 = 30
+  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, BF16 = 30
 };
 
 const char* to_string(ValueType t) noexcept;
@@ -43,7 +44,7 @@ const char* to_string(TensorType t) noexcept;
 /// K-quants; 0 for a type vireo does not know).
 std::size_t block_elements(TensorType t) noexcept;
 /// Bytes per block: F32 4, F16/BF16 2, Q4_0 18, Q4_1 20, Q5_0 22, Q5_1 24, Q8_0 34,
-/// Q4_K 144, Q5_K 176, Q6_K 210.
+/// Q2_K 84, Q3_K 110, Q4_K 144, Q5_K 176, Q6_K 210.
 std::size_t block_bytes(TensorType t) noexcept;
 /// Bytes of `n` elements (n must be a multiple of block_elements); throws on overflow.
 std::uint64_t row_bytes(TensorType t, std::uint64_t n);

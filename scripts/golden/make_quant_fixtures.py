@@ -57,6 +57,9 @@ RANDOM_BLOCKS = [
     (GGMLQuantizationType.Q4_K, 2, [(0, 1e-3, 5e-2), (2, 1e-3, 5e-2)]),
     (GGMLQuantizationType.Q5_K, 2, [(0, 1e-3, 5e-2), (2, 1e-3, 5e-2)]),
     (GGMLQuantizationType.Q6_K, 2, [(208, 1e-3, 5e-2)]),
+    # Appended later: the draws above, and so their lines, stay as they were.
+    (GGMLQuantizationType.Q2_K, 2, [(80, 1e-3, 5e-2), (82, 1e-3, 5e-2)]),
+    (GGMLQuantizationType.Q3_K, 2, [(108, 1e-3, 5e-2)]),
 ]
 for qt, n_blocks, halves in RANDOM_BLOCKS:
     block_elems, block_bytes = GGML_QUANT_SIZES[qt]

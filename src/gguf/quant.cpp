@@ -8,7 +8,15 @@
 //   Q5_0 (22 B): fp16 d, u32 qh, uint8 qs[16];   q[j] = Q4's nibble | bit j of qh << 4,
 //                                                x[j] = (q[j] - 16) * d
 //   Q5_1 (24 B): fp16 d, fp16 m, u32 qh, qs[16]; x[j] = q[j] * d + m
-// K-quants, super-blocks of 256 in 8 sub-blocks of 32 (Q6_K: 16 of 16):
+// K-quants, super-blocks of 256 in 8 sub-blocks of 32 (Q2_K, Q3_K, Q6_K: 16 of 16):
+//   Q2_K (84 B):  scales[16] (low nibble: scale, high nibble: min of each 16-element group),
+//                 qs[64], fp16 d, fp16 dmin; element e = 128 h + 32 j + l (h < 2, j < 4,
+//                 l < 32): q = (qs[32 h + l] >> 2 j) & 3, group g = e / 16,
+//                 x = (d * (scales[g] & 15)) * q - dmin * (scales[g] >> 4)
+//   Q3_K (110 B): hmask[32], qs[64], scales[12] (sixteen 6-bit scales: low nibbles in bytes
+//                 0-7, groups 0-7 then 8-15; high 2 bits of group g in byte 8 + g % 4 at bit
+//                 2 (g / 4)), fp16 d; q = (qs[32 h + l] >> 2 j) & 3, minus 4 unless bit e / 32
+//                 of hmask[e % 32] is set; x = (d * (scale[g] - 32)) * q
 //   Q4_K (144 B): fp16 d, fp16 dmin, scales[12] (eight 6-bit scales and mins), qs[128];
 //                 sub-block s: x = (d * sc[s]) * q - dmin * m[s], q the low (even s) or high
 //                 (odd s) nibbles of qs[32 (s / 2) .. + 31]
@@ -63,6 +71,8 @@ std::size_t block_elements(TensorType t) noexcept {
     case TensorType::Q5_0:
     case TensorType::Q5_1:
     case TensorType::Q8_0: return 32;
+    case TensorType::Q2_K:
+    case TensorType::Q3_K:
     case TensorType::Q4_K:
     case TensorType::Q5_K:
     case TensorType::Q6_K: return 256;
@@ -80,6 +90,8 @@ std::size_t block_bytes(TensorType t) noexcept {
     case TensorType::Q5_0: return 22;
     case TensorType::Q5_1: return 24;
     case TensorType::Q8_0: return 34;
+    case TensorType::Q2_K: return 84;
+    case TensorType::Q3_K: return 110;
     case TensorType::Q4_K: return 144;
     case TensorType::Q5_K: return 176;
     case TensorType::Q6_K: return 210;
@@ -188,6 +200,46 @@ void dequant_q5(const std::uint8_t* __restrict src, float* __restrict dst, std::
     for (std::size_t j = 0; j < QK / 2; ++j) {
       const int q = int((qs[j] >> 4) | ((qh >> (j + QK / 2)) & 1u) << 4);
       y[j + QK / 2] = kHasMin ? float(q) * d + m : float(q - 16) * d;
+    }
+  }
+}
+
+// Q2_K and Q3_K: 16 groups of 16 elements; group g holds elements 128 h + 32 j + l for
+// h = g / 8, j = (g % 8) / 2, l in [16 (g % 2), 16 (g % 2) + 16): 2-bit quants at bit 2 j of
+// qs[32 h + l].
+void dequant_q2_k(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb) {
+  for (std::size_t b = 0; b < nb; ++b) {
+    const std::uint8_t* blk = src + b * 84;
+    const std::uint8_t* scales = blk;
+    const std::uint8_t* qs = blk + 16;
+    const float d = fp16_to_fp32(load_u16(blk + 80));
+    const float dmin = fp16_to_fp32(load_u16(blk + 82));
+    float* y = dst + b * 256;
+    for (int g = 0; g < 16; ++g) {
+      const float ds = d * float(scales[g] & 15u), dm = dmin * float(scales[g] >> 4);
+      const int h = g / 8, j = (g % 8) / 2, l0 = 16 * (g % 2);
+      for (int l = l0; l < l0 + 16; ++l) y[128 * h + 32 * j + l] = ds * float((qs[32 * h + l] >> (2 * j)) & 3u) - dm;
+    }
+  }
+}
+
+void dequant_q3_k(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb) {
+  for (std::size_t b = 0; b < nb; ++b) {
+    const std::uint8_t* blk = src + b * 110;
+    const std::uint8_t* hmask = blk;
+    const std::uint8_t* qs = blk + 32;
+    const std::uint8_t* sc = blk + 96;
+    const float d = fp16_to_fp32(load_u16(blk + 108));
+    float* y = dst + b * 256;
+    for (int g = 0; g < 16; ++g) {
+      const unsigned lo = (g < 8 ? sc[g] : sc[g - 8] >> 4) & 15u, hi = (sc[8 + g % 4] >> (2 * (g / 4))) & 3u;
+      const float ds = d * float(int(lo | hi << 4) - 32);
+      const int h = g / 8, j = (g % 8) / 2, l0 = 16 * (g % 2);
+      for (int l = l0; l < l0 + 16; ++l) {
+        const int high = (hmask[l] >> (4 * h + j)) & 1;  // element e = 128 h + 32 j + l: bit e / 32 of hmask[e % 32]
+        const int q = int((qs[32 * h + l] >> (2 * j)) & 3u) - (high ? 0 : 4);
+        y[128 * h + 32 * j + l] = ds * float(q);
+      }
     }
   }
 }
@@ -319,6 +371,8 @@ void dequantize(TensorType t, const void* src, float* dst, std::size_t n) {
     case TensorType::Q4_1: dequant_q4_1(s, dst, n / QK); return;
     case TensorType::Q5_0: dequant_q5<false>(s, dst, n / QK); return;
     case TensorType::Q5_1: dequant_q5<true>(s, dst, n / QK); return;
+    case TensorType::Q2_K: dequant_q2_k(s, dst, n / 256); return;
+    case TensorType::Q3_K: dequant_q3_k(s, dst, n / 256); return;
     case TensorType::Q4_K: dequant_q45_k(s, dst, n / 256, false); return;
     case TensorType::Q5_K: dequant_q45_k(s, dst, n / 256, true); return;
     case TensorType::Q6_K: dequant_q6_k(s, dst, n / 256); return;
@@ -347,6 +401,8 @@ void quantize(TensorType t, const float* src, void* dst, std::size_t n) {
     case TensorType::Q4_1: quant_q4_1(src, d, n / QK); return;
     case TensorType::Q5_0:
     case TensorType::Q5_1:
+    case TensorType::Q2_K:
+    case TensorType::Q3_K:
     case TensorType::Q4_K:
     case TensorType::Q5_K:
     case TensorType::Q6_K:
