@@ -61,12 +61,12 @@ TEST_CASE("matmul: decode (fused) and prefill (dequantize) paths agree with the 
   for (const Shape& sh : shapes)
   for (auto type : {gguf::TensorType::F32, gguf::TensorType::F16, gguf::TensorType::BF16, gguf::TensorType::Q8_0,
                     gguf::TensorType::Q4_0, gguf::TensorType::Q4_1, gguf::TensorType::Q5_0, gguf::TensorType::Q5_1,
-                    gguf::TensorType::Q2_K, gguf::TensorType::Q3_K, gguf::TensorType::Q4_K, gguf::TensorType::Q5_K,
-                    gguf::TensorType::Q6_K}) {
+                    gguf::TensorType::IQ4_NL, gguf::TensorType::Q2_K, gguf::TensorType::Q3_K, gguf::TensorType::Q4_K,
+                    gguf::TensorType::Q5_K, gguf::TensorType::Q6_K}) {
     const std::int64_t rows = sh.rows, cols = sh.cols;
     if (cols % std::int64_t(gguf::block_elements(type)) != 0) continue;
     const bool read_only = gguf::block_elements(type) == 256 || type == gguf::TensorType::Q5_0 ||
-                           type == gguf::TensorType::Q5_1;
+                           type == gguf::TensorType::Q5_1 || type == gguf::TensorType::IQ4_NL;
     std::vector<std::byte> wq(gguf::row_bytes(type, std::uint64_t(cols)) * std::size_t(rows));
     if (read_only) {
       wq = test::random_blocks(type, std::uint64_t(rows * cols), rng);

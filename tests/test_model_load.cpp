@@ -59,12 +59,12 @@ TEST_CASE("a tiny Llama written in the test loads and runs", "[cpu][model]") {
   std::filesystem::remove(p);
 }
 
-TEST_CASE("models with Q5_0, Q5_1 or K-quant matrices load and run like their F32 twin", "[cpu][model]") {
+TEST_CASE("models with Q5_0, Q5_1, IQ4_NL or K-quant matrices load and run like their F32 twin", "[cpu][model]") {
   // d = 256 and d_ff = 512: rows of whole 256-element super-blocks. The twin holds the same
   // blocks dequantized (the dequantization itself is checked against gguf-py in
   // test_quant.cpp); both take the same matmul path, so the logits agree to rounding.
-  for (TensorType t : {TensorType::Q5_0, TensorType::Q5_1, TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K,
-                       TensorType::Q5_K, TensorType::Q6_K}) {
+  for (TensorType t : {TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL, TensorType::Q2_K, TensorType::Q3_K,
+                       TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
     INFO(gguf::to_string(t));
     TinySpec q{.layers = 2, .d = 256, .heads = 4, .kv = 2, .ff = 512};
     q.mat_type = t;
@@ -94,8 +94,8 @@ TEST_CASE("models with Q5_0, Q5_1 or K-quant matrices load and run like their F3
     // activations' rounding. Measured on x86-64: 0.04-0.06% for Q4_K, Q5_K, Q5_1 (weights
     // with a positive offset, large logits), 1.6% for Q6_K and 2.3% for Q5_0 (centred
     // weights, small logits); a wrong scale or sub-block order moves them by ~100%.
-    // Q2_K and Q3_K have no integer kernels: the option leaves them on the f32 path.
-    if (t == TensorType::Q2_K || t == TensorType::Q3_K) {
+    // Q2_K, Q3_K and IQ4_NL have no integer kernels: the option leaves them on the f32 path.
+    if (t == TensorType::Q2_K || t == TensorType::Q3_K || t == TensorType::IQ4_NL) {
       CHECK(rows_8 == rows_q);
     } else {
       const double e8 = test::rel_err(rows_8, rows_f);

@@ -132,6 +132,7 @@ inline std::vector<std::byte> random_blocks(gguf::TensorType t, std::uint64_t n,
     case gguf::TensorType::Q2_K: halves = {80, 82}; break;  // d, dmin
     case gguf::TensorType::Q3_K: halves = {108}; break;     // d
     case gguf::TensorType::Q5_0:
+    case gguf::TensorType::IQ4_NL:
     case gguf::TensorType::Q4_0:
     case gguf::TensorType::Q8_0: halves = {0}; break;
     default: halves = {0, 2}; break;  // Q4_1 / Q5_1 d, m; Q4_K / Q5_K d, dmin

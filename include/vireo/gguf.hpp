@@ -28,23 +28,24 @@ enum class ValueType : std::uint32_t {
   Bool = 7, String = 8, Array = 9, UInt64 = 10, Int64 = 11, Float64 = 12,
 };
 
-/// Tensor element types vireo reads (numbered as ggml's `ggml_type`). Q5_0, Q5_1 and the
+/// Tensor element types vireo reads (numbered as ggml's `ggml_type`). Q5_0, Q5_1, the
 /// K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (the matrices of Q2_K / Q3_K_* / Q4_K_* / Q5_K_* /
-/// Q6_K files) are read and dequantized only: quantize() refuses them. The CPU multiplies
-/// Q5_0 ... Q6_K with fused kernels (sub-blocks dequantized in registers) and Q2_K / Q3_K
-/// through dequantized rows; the CUDA backend converts them all at load.
+/// Q6_K files) and IQ4_NL (what llama.cpp's K-quant mixes fall back to for rows that are not
+/// a multiple of 256) are read and dequantized only: quantize() refuses them. The CPU
+/// multiplies Q5_0 ... Q6_K with fused kernels (sub-blocks dequantized in registers) and
+/// Q2_K / Q3_K / IQ4_NL through dequantized rows; the CUDA backend converts them all at load.
 enum class TensorType : std::uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
-  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, BF16 = 30
+  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, IQ4_NL = 20, BF16 = 30
 };
 
 const char* to_string(ValueType t) noexcept;
 const char* to_string(TensorType t) noexcept;
-/// Elements per block (1 for float types, 32 for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, 256 for the
+/// Elements per block (1 for float types, 32 for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL, 256 for the
 /// K-quants; 0 for a type vireo does not know).
 std::size_t block_elements(TensorType t) noexcept;
 /// Bytes per block: F32 4, F16/BF16 2, Q4_0 18, Q4_1 20, Q5_0 22, Q5_1 24, Q8_0 34,
-/// Q2_K 84, Q3_K 110, Q4_K 144, Q5_K 176, Q6_K 210.
+/// Q2_K 84, Q3_K 110, Q4_K 144, Q5_K 176, Q6_K 210, IQ4_NL 18.
 std::size_t block_bytes(TensorType t) noexcept;
 /// Bytes of `n` elements (n must be a multiple of block_elements); throws on overflow.
 std::uint64_t row_bytes(TensorType t, std::uint64_t n);

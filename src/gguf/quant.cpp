@@ -8,6 +8,9 @@
 //   Q5_0 (22 B): fp16 d, u32 qh, uint8 qs[16];   q[j] = Q4's nibble | bit j of qh << 4,
 //                                                x[j] = (q[j] - 16) * d
 //   Q5_1 (24 B): fp16 d, fp16 m, u32 qh, qs[16]; x[j] = q[j] * d + m
+//   IQ4_NL (18 B): fp16 d, uint8 qs[16];         x[j] = d * kIQ4NL[qs[j] & 15],
+//                                                x[j+16] = d * kIQ4NL[qs[j] >> 4] (a fixed
+//                                                non-linear codebook of 16 int8 values)
 // K-quants, super-blocks of 256 in 8 sub-blocks of 32 (Q2_K, Q3_K, Q6_K: 16 of 16):
 //   Q2_K (84 B):  scales[16] (low nibble: scale, high nibble: min of each 16-element group),
 //                 qs[64], fp16 d, fp16 dmin; element e = 128 h + 32 j + l (h < 2, j < 4,
@@ -70,7 +73,8 @@ std::size_t block_elements(TensorType t) noexcept {
     case TensorType::Q4_1:
     case TensorType::Q5_0:
     case TensorType::Q5_1:
-    case TensorType::Q8_0: return 32;
+    case TensorType::Q8_0:
+    case TensorType::IQ4_NL: return 32;
     case TensorType::Q2_K:
     case TensorType::Q3_K:
     case TensorType::Q4_K:
@@ -90,6 +94,7 @@ std::size_t block_bytes(TensorType t) noexcept {
     case TensorType::Q5_0: return 22;
     case TensorType::Q5_1: return 24;
     case TensorType::Q8_0: return 34;
+    case TensorType::IQ4_NL: return 18;
     case TensorType::Q2_K: return 84;
     case TensorType::Q3_K: return 110;
     case TensorType::Q4_K: return 144;
@@ -200,6 +205,21 @@ void dequant_q5(const std::uint8_t* __restrict src, float* __restrict dst, std::
     for (std::size_t j = 0; j < QK / 2; ++j) {
       const int q = int((qs[j] >> 4) | ((qh >> (j + QK / 2)) & 1u) << 4);
       y[j + QK / 2] = kHasMin ? float(q) * d + m : float(q - 16) * d;
+    }
+  }
+}
+
+// IQ4_NL's codebook (ggml's kvalues_iq4nl): 4-bit indices into these int8 levels.
+constexpr std::int8_t kIQ4NL[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+void dequant_iq4_nl(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb) {
+  for (std::size_t b = 0; b < nb; ++b) {
+    const std::uint8_t* blk = src + b * 18;
+    const float d = fp16_to_fp32(load_u16(blk));
+    float* y = dst + b * QK;
+    for (std::size_t j = 0; j < QK / 2; ++j) {
+      y[j] = d * float(kIQ4NL[blk[2 + j] & 15]);
+      y[j + QK / 2] = d * float(kIQ4NL[blk[2 + j] >> 4]);
     }
   }
 }
@@ -371,6 +391,7 @@ void dequantize(TensorType t, const void* src, float* dst, std::size_t n) {
     case TensorType::Q4_1: dequant_q4_1(s, dst, n / QK); return;
     case TensorType::Q5_0: dequant_q5<false>(s, dst, n / QK); return;
     case TensorType::Q5_1: dequant_q5<true>(s, dst, n / QK); return;
+    case TensorType::IQ4_NL: dequant_iq4_nl(s, dst, n / QK); return;
     case TensorType::Q2_K: dequant_q2_k(s, dst, n / 256); return;
     case TensorType::Q3_K: dequant_q3_k(s, dst, n / 256); return;
     case TensorType::Q4_K: dequant_q45_k(s, dst, n / 256, false); return;
@@ -401,6 +422,7 @@ void quantize(TensorType t, const float* src, void* dst, std::size_t n) {
     case TensorType::Q4_1: quant_q4_1(src, d, n / QK); return;
     case TensorType::Q5_0:
     case TensorType::Q5_1:
+    case TensorType::IQ4_NL:
     case TensorType::Q2_K:
     case TensorType::Q3_K:
     case TensorType::Q4_K:
