@@ -560,7 +560,7 @@ TEST_CASE("hostile: unknown types", "[cpu][gguf]") {
   expect_error(c.b, ErrorCode::Unsupported, {"'blk.0.w'", "type 99"});
   Img d;  // IQ2_XXS (16) is a real ggml type that vireo does not read
   d.header(3, 1, 0).tensor("iq2", {256}, 16, 0).pad().zeros(128);
-  expect_error(d.b, ErrorCode::Unsupported, {"'iq2'", "type 16"});
+  expect_error(d.b, ErrorCode::Unsupported, {"'iq2'", "type 16 (IQ2_XXS)"});
   Img e;
   e.header(3, 0, 1).str("flag").u32(7).put(std::uint8_t{2});
   expect_error(e.b, ErrorCode::InvalidModel, {"'flag'", "bool"});

@@ -47,6 +47,37 @@ bool known_value_type(std::uint32_t t) { return t <= std::uint32_t(ValueType::Fl
 
 bool known_tensor_type(std::uint32_t t) { return block_elements(TensorType(t)) != 0; }
 
+/// " (NAME)" for a ggml tensor type vireo does not read (numbered as gguf-py's
+/// GGMLQuantizationType), "" for an id ggml does not define either: the refusal then names
+/// what the file holds.
+std::string unread_type_name(std::uint32_t t) {
+  const char* name = nullptr;
+  switch (t) {
+    case 9: name = "Q8_1"; break;
+    case 15: name = "Q8_K"; break;
+    case 16: name = "IQ2_XXS"; break;
+    case 17: name = "IQ2_XS"; break;
+    case 18: name = "IQ3_XXS"; break;
+    case 19: name = "IQ1_S"; break;
+    case 21: name = "IQ3_S"; break;
+    case 22: name = "IQ2_S"; break;
+    case 23: name = "IQ4_XS"; break;
+    case 24: name = "I8"; break;
+    case 25: name = "I16"; break;
+    case 26: name = "I32"; break;
+    case 27: name = "I64"; break;
+    case 28: name = "F64"; break;
+    case 29: name = "IQ1_M"; break;
+    case 34: name = "TQ1_0"; break;
+    case 35: name = "TQ2_0"; break;
+    case 39: name = "MXFP4"; break;
+    case 40: name = "NVFP4"; break;
+    case 41: name = "Q1_0"; break;
+    default: break;
+  }
+  return name ? fmt::format(" ({})", name) : std::string();
+}
+
 /// Smallest number of bytes one value of type `t` occupies in the file: a scalar's size,
 /// the u64 length of an empty string, or the u32 type + u64 count of an empty array.
 std::uint64_t min_encoded_size(ValueType t) {
@@ -280,7 +311,8 @@ void File::Impl::parse(const std::string& source) {
     t.n_elements = n;
     const auto type = c.read<std::uint32_t>(what);
     if (!known_tensor_type(type))
-      c.fail(ErrorCode::Unsupported, "tensor '{}': tensor type {} is not supported", t.name, type);
+      c.fail(ErrorCode::Unsupported, "tensor '{}': tensor type {}{} is not supported", t.name, type,
+             unread_type_name(type));
     t.type = TensorType(type);
     const std::uint64_t be = block_elements(t.type);
     if (t.shape[0] % be != 0)
