@@ -26,15 +26,15 @@ constexpr int QK = 32;
 // Every type is read 32 weights at a time, the granularity of the activations' scales (the
 // K-quants' sub-blocks are 32 wide; Q6_K's scales cover 16, so its sub-block has two). What
 // a sub-block contributes to W_row . x:   sum over the two halves h of  d_h dx sum(q x)
-// + m sx, with q the integer weights (signed for Q8_0 and Q6_K, unsigned otherwise) and m the
-// multiplier of x's block sum (Q4_0: -8 d, Q5_0: -16 d, Q4_1 / Q5_1: m, Q4_K / Q5_K:
-// -dmin * min; none for the signed types).
+// + m sx, with q the integer weights (signed for Q8_0, Q6_K and IQ4_NL, whose q are its
+// codebook's levels; unsigned otherwise) and m the multiplier of x's block sum (Q4_0: -8 d,
+// Q5_0: -16 d, Q4_1 / Q5_1: m, Q4_K / Q5_K: -dmin * min; none for the signed types).
 template <TT TY>
-constexpr bool kSigned = TY == TT::Q8_0 || TY == TT::Q6_K;
+constexpr bool kSigned = TY == TT::Q8_0 || TY == TT::Q6_K || TY == TT::IQ4_NL;
 
 // Bytes of a block (of 32 weights; of 256 for the K-quants, 8 sub-blocks).
 template <TT TY>
-constexpr std::size_t kBlockBytes = TY == TT::Q8_0 ? 34 : TY == TT::Q4_0 ? 18 : TY == TT::Q4_1 ? 20
+constexpr std::size_t kBlockBytes = TY == TT::Q8_0 ? 34 : TY == TT::Q4_0 || TY == TT::IQ4_NL ? 18 : TY == TT::Q4_1 ? 20
                                   : TY == TT::Q5_0 ? 22 : TY == TT::Q5_1 ? 24 : TY == TT::Q4_K ? 144
                                   : TY == TT::Q5_K ? 176 : 210;
 
@@ -48,10 +48,11 @@ inline const std::byte* block_of(const std::byte* row, std::int64_t b) noexcept 
 // Scales and offset of sub-block b (no weights): d[0] for elements 0-15, d[1] for 16-31.
 template <TT TY>
 inline void sub_scales(const std::byte* row, std::int64_t b, float* d, float* m) noexcept {
-  if constexpr (TY == TT::Q8_0 || TY == TT::Q4_0 || TY == TT::Q4_1 || TY == TT::Q5_0 || TY == TT::Q5_1) {
+  if constexpr (TY == TT::Q8_0 || TY == TT::Q4_0 || TY == TT::Q4_1 || TY == TT::Q5_0 || TY == TT::Q5_1 ||
+                TY == TT::IQ4_NL) {
     const std::byte* blk = block_of<TY>(row, b);
     d[0] = d[1] = half_at(blk);
-    *m = TY == TT::Q4_0 ? -8.0f * d[0] : TY == TT::Q5_0 ? -16.0f * d[0] : TY == TT::Q8_0 ? 0.0f : half_at(blk + 2);
+    *m = TY == TT::Q4_0 ? -8.0f * d[0] : TY == TT::Q5_0 ? -16.0f * d[0] : kSigned<TY> ? 0.0f : half_at(blk + 2);
   } else if constexpr (TY == TT::Q4_K || TY == TT::Q5_K) {
     const std::byte* blk = block_of<TY>(row, b);
     unsigned sc = 0, mn = 0;
@@ -103,6 +104,10 @@ inline __m256i sub_weights(const std::byte* row, std::int64_t b) noexcept {
   const std::byte* blk = block_of<TY>(row, b);
   if constexpr (TY == TT::Q8_0) return load32(blk + 2);
   if constexpr (TY == TT::Q4_0) return nibbles(blk + 2);
+  if constexpr (TY == TT::IQ4_NL) {  // each nibble indexes the 16 codebook levels (per 128-bit lane)
+    const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(detail::kIQ4NLValues));
+    return _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels), nibbles(blk + 2));
+  }
   if constexpr (TY == TT::Q4_1) return nibbles(blk + 4);
   if constexpr (TY == TT::Q5_0) return _mm256_or_si256(nibbles(blk + 6), fifth_bits(blk + 2));
   if constexpr (TY == TT::Q5_1) return _mm256_or_si256(nibbles(blk + 8), fifth_bits(blk + 4));
@@ -127,6 +132,12 @@ inline void sub_weights_scalar(const std::byte* row, std::int64_t b, int* q) noe
   auto u8 = [](const std::byte* p, int i) { return unsigned(std::uint8_t(p[i])); };
   if constexpr (TY == TT::Q8_0) {
     for (int j = 0; j < QK; ++j) q[j] = int(std::int8_t(block_of<TY>(row, b)[2 + j]));
+  } else if constexpr (TY == TT::IQ4_NL) {
+    const std::byte* blk = block_of<TY>(row, b);
+    for (int j = 0; j < QK / 2; ++j) {
+      q[j] = detail::kIQ4NLValues[u8(blk + 2, j) & 15u];
+      q[j + QK / 2] = detail::kIQ4NLValues[u8(blk + 2, j) >> 4];
+    }
   } else if constexpr (TY == TT::Q4_0 || TY == TT::Q4_1 || TY == TT::Q5_0 || TY == TT::Q5_1) {
     constexpr std::size_t QS = TY == TT::Q4_0 ? 2 : TY == TT::Q4_1 ? 4 : TY == TT::Q5_0 ? 6 : 8;
     const std::byte* blk = block_of<TY>(row, b);
@@ -153,11 +164,12 @@ inline void sub_weights_scalar(const std::byte* row, std::int64_t b, int* q) noe
   }
 }
 
-/// f(std::integral_constant<TT, t>{}) for the eight quantized types (Q8_0 for any other).
+/// f(std::integral_constant<TT, t>{}) for the nine quantized types with fused kernels (Q8_0 for any other).
 template <class F>
 decltype(auto) dispatch(TT t, F&& f) {
   switch (t) {
     case TT::Q4_0: return f(std::integral_constant<TT, TT::Q4_0>{});
+    case TT::IQ4_NL: return f(std::integral_constant<TT, TT::IQ4_NL>{});
     case TT::Q4_1: return f(std::integral_constant<TT, TT::Q4_1>{});
     case TT::Q5_0: return f(std::integral_constant<TT, TT::Q5_0>{});
     case TT::Q5_1: return f(std::integral_constant<TT, TT::Q5_1>{});

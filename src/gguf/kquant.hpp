@@ -6,6 +6,11 @@
 
 namespace vireo::detail {
 
+/// IQ4_NL's codebook (ggml's kvalues_iq4nl): a weight is d times the level its 4-bit index
+/// picks. Shared by the reference dequantization and the CPU kernels.
+inline constexpr std::int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                                 1,    13,   25,  38,  53,  69,  89,  113};
+
 /// The scale and min of sub-block j (0..7): bytes 0-3 hold sub-blocks 0-3's 6-bit scales,
 /// 4-7 their mins, each with two spare high bits; bytes 8-11 hold sub-blocks 4-7's low four
 /// bits of scale and min, whose high two bits are the spare bits of bytes 0-3 / 4-7.

@@ -209,17 +209,14 @@ void dequant_q5(const std::uint8_t* __restrict src, float* __restrict dst, std::
   }
 }
 
-// IQ4_NL's codebook (ggml's kvalues_iq4nl): 4-bit indices into these int8 levels.
-constexpr std::int8_t kIQ4NL[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-
 void dequant_iq4_nl(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb) {
   for (std::size_t b = 0; b < nb; ++b) {
     const std::uint8_t* blk = src + b * 18;
     const float d = fp16_to_fp32(load_u16(blk));
     float* y = dst + b * QK;
     for (std::size_t j = 0; j < QK / 2; ++j) {
-      y[j] = d * float(kIQ4NL[blk[2 + j] & 15]);
-      y[j + QK / 2] = d * float(kIQ4NL[blk[2 + j] >> 4]);
+      y[j] = d * float(detail::kIQ4NLValues[blk[2 + j] & 15]);
+      y[j + QK / 2] = d * float(detail::kIQ4NLValues[blk[2 + j] >> 4]);
     }
   }
 }
