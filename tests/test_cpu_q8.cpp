@@ -95,7 +95,7 @@ TEST_CASE("q8_matmul equals a double-precision dot of the dequantized weights an
   for (auto t : {gguf::TensorType::Q8_0, gguf::TensorType::Q4_0, gguf::TensorType::Q4_1, gguf::TensorType::Q5_0,
                  gguf::TensorType::Q5_1, gguf::TensorType::IQ4_NL})
     for (std::int64_t c : {96, 320}) cases.push_back({t, c});
-  for (auto t : {gguf::TensorType::Q4_K, gguf::TensorType::Q5_K, gguf::TensorType::Q6_K})
+  for (auto t : {gguf::TensorType::Q3_K, gguf::TensorType::Q4_K, gguf::TensorType::Q5_K, gguf::TensorType::Q6_K})
     for (std::int64_t c : {256, 512}) cases.push_back({t, c});
   for (const Case& cs : cases) {
     const gguf::TensorType type = cs.type;
@@ -123,10 +123,10 @@ TEST_CASE("q8_matmul equals a double-precision dot of the dequantized weights an
   std::vector<float> x(64, 1.0f), y(4);
   cpu::quantize_acts(x.data(), 1, 64, a);
   CHECK_THROWS_AS(cpu::q8_matmul(wf32, a, y.data(), pool), Error);
-  std::vector<std::byte> q3(gguf::row_bytes(gguf::TensorType::Q3_K, 256) * 4);
-  const detail::WeightView wq3{gguf::TensorType::Q3_K, q3.data(), 4, 256};
+  std::vector<std::byte> q2(gguf::row_bytes(gguf::TensorType::Q2_K, 256) * 4);
+  const detail::WeightView wq2{gguf::TensorType::Q2_K, q2.data(), 4, 256};
   cpu::quantize_acts(std::vector<float>(256, 1.0f).data(), 1, 256, a);
-  CHECK_THROWS_AS(cpu::q8_matmul(wq3, a, y.data(), pool), Error);
+  CHECK_THROWS_AS(cpu::q8_matmul(wq2, a, y.data(), pool), Error);
 }
 
 TEST_CASE("8-bit activations on a random Q4_1 model stay close to the fp32 path", "[cpu][model]") {

@@ -32,8 +32,8 @@ enum class ValueType : std::uint32_t {
 /// K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (the matrices of Q2_K / Q3_K_* / Q4_K_* / Q5_K_* /
 /// Q6_K files) and IQ4_NL (what llama.cpp's K-quant mixes fall back to for rows that are not
 /// a multiple of 256) are read and dequantized only: quantize() refuses them. The CPU
-/// multiplies Q5_0 ... Q6_K with fused kernels (sub-blocks dequantized in registers) and
-/// Q2_K / Q3_K / IQ4_NL through dequantized rows; the CUDA backend converts them all at load.
+/// multiplies all but Q2_K with fused kernels (sub-blocks dequantized in registers) and Q2_K
+/// through dequantized rows; the CUDA backend converts them all at load.
 enum class TensorType : std::uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
   Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, IQ4_NL = 20, BF16 = 30

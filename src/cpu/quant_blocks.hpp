@@ -30,18 +30,18 @@ constexpr int QK = 32;
 // codebook's levels; unsigned otherwise) and m the multiplier of x's block sum (Q4_0: -8 d,
 // Q5_0: -16 d, Q4_1 / Q5_1: m, Q4_K / Q5_K: -dmin * min; none for the signed types).
 template <TT TY>
-constexpr bool kSigned = TY == TT::Q8_0 || TY == TT::Q6_K || TY == TT::IQ4_NL;
+constexpr bool kSigned = TY == TT::Q8_0 || TY == TT::Q3_K || TY == TT::Q6_K || TY == TT::IQ4_NL;
 
 // Bytes of a block (of 32 weights; of 256 for the K-quants, 8 sub-blocks).
 template <TT TY>
 constexpr std::size_t kBlockBytes = TY == TT::Q8_0 ? 34 : TY == TT::Q4_0 || TY == TT::IQ4_NL ? 18 : TY == TT::Q4_1 ? 20
                                   : TY == TT::Q5_0 ? 22 : TY == TT::Q5_1 ? 24 : TY == TT::Q4_K ? 144
-                                  : TY == TT::Q5_K ? 176 : 210;
+                                  : TY == TT::Q5_K ? 176 : TY == TT::Q3_K ? 110 : 210;
 
 // The block of a row that holds its sub-block b.
 template <TT TY>
 inline const std::byte* block_of(const std::byte* row, std::int64_t b) noexcept {
-  constexpr bool kSuper = TY == TT::Q4_K || TY == TT::Q5_K || TY == TT::Q6_K;
+  constexpr bool kSuper = TY == TT::Q3_K || TY == TT::Q4_K || TY == TT::Q5_K || TY == TT::Q6_K;
   return row + std::size_t(kSuper ? b >> 3 : b) * kBlockBytes<TY>;
 }
 
@@ -59,6 +59,14 @@ inline void sub_scales(const std::byte* row, std::int64_t b, float* d, float* m)
     detail::k_scale_min(reinterpret_cast<const std::uint8_t*>(blk + 4), int(b & 7), &sc, &mn);
     d[0] = d[1] = half_at(blk) * float(sc);
     *m = -(half_at(blk + 2) * float(mn));
+  } else if constexpr (TY == TT::Q3_K) {  // two 16-element groups, 2 s and 2 s + 1
+    const std::byte* blk = block_of<TY>(row, b);
+    const int s = int(b & 7);
+    const auto* scales = reinterpret_cast<const std::uint8_t*>(blk + 96);
+    const float dd = half_at(blk + 108);
+    d[0] = dd * float(int(detail::q3k_scale(scales, 2 * s)) - 32);
+    d[1] = dd * float(int(detail::q3k_scale(scales, 2 * s + 1)) - 32);
+    *m = 0.0f;
   } else {  // Q6_K
     const std::byte* blk = block_of<TY>(row, b);
     const int s = int(b & 7);
@@ -117,6 +125,13 @@ inline __m256i sub_weights(const std::byte* row, std::int64_t b) noexcept {
     if constexpr (TY == TT::Q4_K) return q;
     return _mm256_or_si256(q, _mm256_slli_epi16(byte_field(load32(blk + 16), s, 0x01), 4));
   }
+  if constexpr (TY == TT::Q3_K) {
+    // Sub-block s = 4 h + j: 2 bits at 2 j of qs[32 h + l], minus 4 unless bit s of hmask[l] is set.
+    const int s = int(b & 7), h = s >> 2, j = s & 3;
+    const __m256i lo = byte_field(load32(blk + 32 + 32 * h), 2 * j, 0x03);
+    const __m256i hi = _mm256_slli_epi16(byte_field(load32(blk), s, 0x01), 2);
+    return _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(4));
+  }
   // Q6_K: sub-block s = 4 h + g of the super-block; q - 32 in [-32, 31].
   const int s = int(b & 7), h = s >> 2, g = s & 3;
   const __m256i lo = byte_field(load32(blk + 64 * h + 32 * (g & 1)), 4 * (g >> 1), 0x0F);
@@ -155,6 +170,11 @@ inline void sub_weights_scalar(const std::byte* row, std::int64_t b, int* q) noe
       q[l] = int((u8(qs, l) >> (4 * (s & 1))) & 15u);
       if constexpr (TY == TT::Q5_K) q[l] |= int((u8(blk + 16, l) >> s) & 1u) << 4;
     }
+  } else if constexpr (TY == TT::Q3_K) {
+    const std::byte* blk = block_of<TY>(row, b);
+    const int s = int(b & 7), h = s >> 2, j = s & 3;
+    for (int l = 0; l < QK; ++l)
+      q[l] = int((u8(blk + 32 + 32 * h, l) >> (2 * j)) & 3u) - ((u8(blk, l) >> s) & 1u ? 0 : 4);
   } else {  // Q6_K
     const std::byte* blk = block_of<TY>(row, b);
     const int s = int(b & 7), h = s >> 2, g = s & 3;
@@ -164,7 +184,7 @@ inline void sub_weights_scalar(const std::byte* row, std::int64_t b, int* q) noe
   }
 }
 
-/// f(std::integral_constant<TT, t>{}) for the nine quantized types with fused kernels (Q8_0 for any other).
+/// f(std::integral_constant<TT, t>{}) for the ten quantized types with fused kernels (Q8_0 for any other).
 template <class F>
 decltype(auto) dispatch(TT t, F&& f) {
   switch (t) {
@@ -173,6 +193,7 @@ decltype(auto) dispatch(TT t, F&& f) {
     case TT::Q4_1: return f(std::integral_constant<TT, TT::Q4_1>{});
     case TT::Q5_0: return f(std::integral_constant<TT, TT::Q5_0>{});
     case TT::Q5_1: return f(std::integral_constant<TT, TT::Q5_1>{});
+    case TT::Q3_K: return f(std::integral_constant<TT, TT::Q3_K>{});
     case TT::Q4_K: return f(std::integral_constant<TT, TT::Q4_K>{});
     case TT::Q5_K: return f(std::integral_constant<TT, TT::Q5_K>{});
     case TT::Q6_K: return f(std::integral_constant<TT, TT::Q6_K>{});

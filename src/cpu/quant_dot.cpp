@@ -72,6 +72,7 @@ bool has_quant_dot(gguf::TensorType t) noexcept {
     case gguf::TensorType::Q5_1:
     case gguf::TensorType::Q4_K:
     case gguf::TensorType::Q5_K:
+    case gguf::TensorType::Q3_K:
     case gguf::TensorType::Q6_K:
     case gguf::TensorType::IQ4_NL: return true;
     default: return false;

@@ -249,8 +249,7 @@ void dequant_q3_k(const std::uint8_t* __restrict src, float* __restrict dst, std
     const float d = fp16_to_fp32(load_u16(blk + 108));
     float* y = dst + b * 256;
     for (int g = 0; g < 16; ++g) {
-      const unsigned lo = (g < 8 ? sc[g] : sc[g - 8] >> 4) & 15u, hi = (sc[8 + g % 4] >> (2 * (g / 4))) & 3u;
-      const float ds = d * float(int(lo | hi << 4) - 32);
+      const float ds = d * float(int(detail::q3k_scale(sc, g)) - 32);
       const int h = g / 8, j = (g % 8) / 2, l0 = 16 * (g % 2);
       for (int l = l0; l < l0 + 16; ++l) {
         const int high = (hmask[l] >> (4 * h + j)) & 1;  // element e = 128 h + 32 j + l: bit e / 32 of hmask[e % 32]
