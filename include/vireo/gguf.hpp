@@ -43,10 +43,47 @@ const char* to_string(ValueType t) noexcept;
 const char* to_string(TensorType t) noexcept;
 /// Elements per block (1 for float types, 32 for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL, 256 for the
 /// K-quants; 0 for a type vireo does not know).
-std::size_t block_elements(TensorType t) noexcept;
-/// Bytes per block: F32 4, F16/BF16 2, Q4_0 18, Q4_1 20, Q5_0 22, Q5_1 24, Q8_0 34,
-/// Q2_K 84, Q3_K 110, Q4_K 144, Q5_K 176, Q6_K 210, IQ4_NL 18.
-std::size_t block_bytes(TensorType t) noexcept;
+constexpr std::size_t block_elements(TensorType t) noexcept {
+  switch (t) {
+    case TensorType::F32:
+    case TensorType::F16:
+    case TensorType::BF16: return 1;
+    case TensorType::Q4_0:
+    case TensorType::Q4_1:
+    case TensorType::Q5_0:
+    case TensorType::Q5_1:
+    case TensorType::Q8_0:
+    case TensorType::IQ4_NL: return 32;
+    case TensorType::Q2_K:
+    case TensorType::Q3_K:
+    case TensorType::Q4_K:
+    case TensorType::Q5_K:
+    case TensorType::Q6_K: return 256;
+  }
+  return 0;
+}
+
+/// Bytes per block (0 for a type vireo does not know).
+constexpr std::size_t block_bytes(TensorType t) noexcept {
+  switch (t) {
+    case TensorType::F32: return 4;
+    case TensorType::F16:
+    case TensorType::BF16: return 2;
+    case TensorType::Q4_0: return 18;
+    case TensorType::Q4_1: return 20;
+    case TensorType::Q5_0: return 22;
+    case TensorType::Q5_1: return 24;
+    case TensorType::Q8_0: return 34;
+    case TensorType::IQ4_NL: return 18;
+    case TensorType::Q2_K: return 84;
+    case TensorType::Q3_K: return 110;
+    case TensorType::Q4_K: return 144;
+    case TensorType::Q5_K: return 176;
+    case TensorType::Q6_K: return 210;
+  }
+  return 0;
+}
+
 /// Bytes of `n` elements (n must be a multiple of block_elements); throws on overflow.
 std::uint64_t row_bytes(TensorType t, std::uint64_t n);
 

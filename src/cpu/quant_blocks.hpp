@@ -32,17 +32,11 @@ constexpr int QK = 32;
 template <TT TY>
 constexpr bool kSigned = TY == TT::Q8_0 || TY == TT::Q3_K || TY == TT::Q6_K || TY == TT::IQ4_NL;
 
-// Bytes of a block (of 32 weights; of 256 for the K-quants, 8 sub-blocks).
-template <TT TY>
-constexpr std::size_t kBlockBytes = TY == TT::Q8_0 ? 34 : TY == TT::Q4_0 || TY == TT::IQ4_NL ? 18 : TY == TT::Q4_1 ? 20
-                                  : TY == TT::Q5_0 ? 22 : TY == TT::Q5_1 ? 24 : TY == TT::Q4_K ? 144
-                                  : TY == TT::Q5_K ? 176 : TY == TT::Q3_K ? 110 : 210;
-
-// The block of a row that holds its sub-block b.
+// The block of a row that holds its sub-block b (a K-quant super-block holds 8).
 template <TT TY>
 inline const std::byte* block_of(const std::byte* row, std::int64_t b) noexcept {
-  constexpr bool kSuper = TY == TT::Q3_K || TY == TT::Q4_K || TY == TT::Q5_K || TY == TT::Q6_K;
-  return row + std::size_t(kSuper ? b >> 3 : b) * kBlockBytes<TY>;
+  constexpr std::size_t kSubBlocks = gguf::block_elements(TY) / QK;
+  return row + std::size_t(b) / kSubBlocks * gguf::block_bytes(TY);
 }
 
 // Scales and offset of sub-block b (no weights): d[0] for elements 0-15, d[1] for 16-31.
@@ -64,8 +58,8 @@ inline void sub_scales(const std::byte* row, std::int64_t b, float* d, float* m)
     const int s = int(b & 7);
     const auto* scales = reinterpret_cast<const std::uint8_t*>(blk + 96);
     const float dd = half_at(blk + 108);
-    d[0] = dd * float(int(detail::q3k_scale(scales, 2 * s)) - 32);
-    d[1] = dd * float(int(detail::q3k_scale(scales, 2 * s + 1)) - 32);
+    d[0] = dd * float(detail::q3k_scale(scales, 2 * s));
+    d[1] = dd * float(detail::q3k_scale(scales, 2 * s + 1));
     *m = 0.0f;
   } else {  // Q6_K
     const std::byte* blk = block_of<TY>(row, b);

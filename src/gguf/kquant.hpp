@@ -6,13 +6,12 @@
 
 namespace vireo::detail {
 
-/// The 6-bit scale (0..63, before Q3_K's offset of 32) of 16-element group g (0..15) of a
-/// Q3_K super-block, from its 12 scale bytes: the low four bits sit in byte g (groups 0-7)
-/// or in the high nibble of byte g - 8 (groups 8-15), the high two in byte 8 + g % 4 at bit
-/// 2 (g / 4).
-inline unsigned q3k_scale(const std::uint8_t* s, int g) noexcept {
+/// The scale (-32..31) of 16-element group g (0..15) of a Q3_K super-block, from its 12
+/// scale bytes: a 6-bit value minus 32, whose low four bits sit in byte g (groups 0-7) or in
+/// the high nibble of byte g - 8 (groups 8-15), the high two in byte 8 + g % 4 at bit 2 (g / 4).
+inline int q3k_scale(const std::uint8_t* s, int g) noexcept {
   const unsigned lo = (g < 8 ? s[g] : s[g - 8] >> 4) & 15u, hi = (s[8 + g % 4] >> (2 * (g / 4))) & 3u;
-  return lo | hi << 4;
+  return int(lo | hi << 4) - 32;
 }
 
 /// IQ4_NL's codebook (ggml's kvalues_iq4nl): a weight is d times the level its 4-bit index

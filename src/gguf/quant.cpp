@@ -64,46 +64,6 @@ using detail::fp16_to_fp32;
 using detail::fp32_to_fp16;
 using detail::load_u16;
 
-std::size_t block_elements(TensorType t) noexcept {
-  switch (t) {
-    case TensorType::F32:
-    case TensorType::F16:
-    case TensorType::BF16: return 1;
-    case TensorType::Q4_0:
-    case TensorType::Q4_1:
-    case TensorType::Q5_0:
-    case TensorType::Q5_1:
-    case TensorType::Q8_0:
-    case TensorType::IQ4_NL: return 32;
-    case TensorType::Q2_K:
-    case TensorType::Q3_K:
-    case TensorType::Q4_K:
-    case TensorType::Q5_K:
-    case TensorType::Q6_K: return 256;
-  }
-  return 0;
-}
-
-std::size_t block_bytes(TensorType t) noexcept {
-  switch (t) {
-    case TensorType::F32: return 4;
-    case TensorType::F16:
-    case TensorType::BF16: return 2;
-    case TensorType::Q4_0: return 18;
-    case TensorType::Q4_1: return 20;
-    case TensorType::Q5_0: return 22;
-    case TensorType::Q5_1: return 24;
-    case TensorType::Q8_0: return 34;
-    case TensorType::IQ4_NL: return 18;
-    case TensorType::Q2_K: return 84;
-    case TensorType::Q3_K: return 110;
-    case TensorType::Q4_K: return 144;
-    case TensorType::Q5_K: return 176;
-    case TensorType::Q6_K: return 210;
-  }
-  return 0;
-}
-
 std::uint64_t row_bytes(TensorType t, std::uint64_t n) {
   const std::uint64_t be = block_elements(t);
   if (be == 0)
@@ -249,7 +209,7 @@ void dequant_q3_k(const std::uint8_t* __restrict src, float* __restrict dst, std
     const float d = fp16_to_fp32(load_u16(blk + 108));
     float* y = dst + b * 256;
     for (int g = 0; g < 16; ++g) {
-      const float ds = d * float(int(detail::q3k_scale(sc, g)) - 32);
+      const float ds = d * float(detail::q3k_scale(sc, g));
       const int h = g / 8, j = (g % 8) / 2, l0 = 16 * (g % 2);
       for (int l = l0; l < l0 + 16; ++l) {
         const int high = (hmask[l] >> (4 * h + j)) & 1;  // element e = 128 h + 32 j + l: bit e / 32 of hmask[e % 32]
