@@ -231,6 +231,10 @@ struct GemvExtras {
   int prefetch_chunks = -1;  ///< weight chunks per warp pulled into L2 before the PDL wait; < 0: VIREO_GEMV_PREFETCH (default 1)
   int prefetch_ctas = 1 << 30;  ///< set by the launcher: CTAs of the first wave (they prefetch)
 };
+/// The prefetch depth (GemvExtras::prefetch_chunks) at which the first wave of a 16-bit
+/// [rows, cols] Store / Add GEMV pulls all of its warps' chunks into L2 before its PDL wait,
+/// as long as that stays within l2_bytes; at least 1.
+int gemv_slice_prefetch_chunks(int rows, int cols, std::size_t l2_bytes) noexcept;
 bool gemv_fused_supported(DType dt, int n, int cols, bool norm) noexcept;
 Status gemv_fused(DType dt, GemvEpilogue epi, bool norm, const void* w, const void* x, void* y, int n, int rows,
                   int cols, const GemvExtras& ex, void* stream);

@@ -512,20 +512,6 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
            cuda::gemv_fused_supported(dt_, n, cfg_.d_ff, false) && cfg_.head_dim % 16 == 0;
   }
 
-  /// The fused Wo GEMV's prefetch depth (chunks of 128 columns per warp, pulled into L2
-  /// before its PDL wait by the CTAs of the first wave): all of each warp's chunks, as long as
-  /// the first wave's prefetch stays within 32 MiB of L2 (an 8B model's Wo: 4 chunks, the whole
-  /// 32 MiB matrix). H100, 8B batch 1: 6.06 ms per token against 6.10 with one chunk, and
-  /// 5.99 ms together with the attention warm-up and 64-key splits; a confirmation run gave
-  /// 5.97 against 5.99 for all three against none: within noise, never slower. PDL itself is
-  /// worth ~2% (6.10 ms with VIREO_PDL=0). VIREO_WO_PREFETCH=k sets the depth.
-  int wo_prefetch_chunks(const Mat& w) const noexcept {
-    if (wo_prefetch_ >= 0) return wo_prefetch_;
-    const int ctas = std::min((w.rows + 15) / 16, 3 * n_sms_), per_warp = (w.cols + 1023) / 1024;
-    const int budget = int((std::size_t(32) << 20) / (std::size_t(std::max(ctas, 1)) * 8 * 4096));
-    return std::max(1, std::min(per_warp, budget));
-  }
-
   /// One fused decode GEMV (cuda::gemv_fused) over a 16-bit or a quantized matrix.
   cuda::Status fused(cuda::GemvEpilogue epi, bool norm, const Mat& w, const void* x, void* y, int n, int rows,
                      const cuda::GemvExtras& ex) {
@@ -601,15 +587,20 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       ck(cuda::prefill_attention(dt_, ap, st.pf_list, st.tiles, st.n_tiles, s), "prefill attention");
       mark("attention");
       if (st.fused) {
-        cuda::GemvExtras ex;
         // Wo follows decode attention, which hardly touches HBM: with PDL its CTAs are
-        // resident early, and a deeper prefetch streams the weights into L2 while attention
-        // runs (wo_prefetch_chunks()).
-        ex.prefetch_chunks = wo_prefetch_chunks(L.wo);
-        ck(fused(cuda::GemvEpilogue::Add, false, L.wo, attn_.get(), resid_.get(), st.n, L.wo.rows, ex),
+        // resident early, and its first wave pulls its whole slice of Wo into L2 (within
+        // 32 MiB; an 8B model's Wo is 32 MiB) while attention runs. H100, 8B batch 1: 6.06 ms
+        // per token against 6.10 with one chunk, and 5.99 ms together with the attention
+        // warm-up and 64-key splits; a confirmation run gave 5.97 against 5.99 for all three
+        // against none: within noise, never slower. PDL itself is worth ~2% (6.10 ms with
+        // VIREO_PDL=0). VIREO_WO_PREFETCH=k sets the depth.
+        cuda::GemvExtras wo_ex;
+        wo_ex.prefetch_chunks =
+            wo_prefetch_ >= 0 ? wo_prefetch_ : cuda::gemv_slice_prefetch_chunks(L.wo.rows, L.wo.cols, std::size_t(32) << 20);
+        ck(fused(cuda::GemvEpilogue::Add, false, L.wo, attn_.get(), resid_.get(), st.n, L.wo.rows, wo_ex),
            "fused wo + residual");
-        ex = cuda::GemvExtras{};
         mark("wo+residual");
+        cuda::GemvExtras ex;
         if (fuse_ == 1) {
           ex.resid = resid_.as<float>();
           ex.norm_w = L.ffn_norm.as<float>();
@@ -811,7 +802,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   bool graphs_on_ = true;
   bool profile_on_ = false;  ///< VIREO_CUDA_PROFILE=1 (see mark())
   int fuse_ = 2;             ///< fused decode mode 1 or 2 (see fused_step()); 0 = off
-  int wo_prefetch_ = -1;     ///< VIREO_WO_PREFETCH: the fused Wo GEMV's prefetch depth (< 0: wo_prefetch_chunks())
+  int wo_prefetch_ = -1;     ///< VIREO_WO_PREFETCH: the fused Wo GEMV's prefetch depth (< 0: its whole slice)
   int fuse_max_tokens_ = 1;  ///< largest step fused: 1 by default, GEMV_MAX_TOKENS when VIREO_DECODE_FUSION is set
   int qgemv_max_env_ = [] {  ///< VIREO_QGEMV_MAX_TOKENS (0: per-format default)
     const char* e = std::getenv("VIREO_QGEMV_MAX_TOKENS");

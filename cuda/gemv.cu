@@ -55,8 +55,8 @@
 // fp32 keeps the warp-per-row kernel (16-byte loads, x reread per row; fp32 is a test mode),
 // and rows that are not a multiple of the vector width or unaligned pointers take the scalar
 // kernels.
+#include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <type_traits>
 
 #include "common.cuh"
@@ -389,6 +389,15 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
 
 // ---- launch helpers ------------------------------------------------------------------------------
 
+/// CTAs of gemv_mma_kernel's first wave on the current device (3 per SM, its occupancy);
+/// 1 << 30 when the device cannot be queried.
+int first_wave_ctas() noexcept {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess)
+    return 3 * sms;
+  return 1 << 30;
+}
+
 /// GemvExtras with the prefetch depth from VIREO_GEMV_PREFETCH (chunks per warp, default 1)
 /// unless the caller set one.
 GemvExtras with_prefetch(GemvExtras ex) {
@@ -398,9 +407,7 @@ GemvExtras with_prefetch(GemvExtras ex) {
     return v < 0 ? 0 : (v > 64 ? 64 : v);
   }();
   if (ex.prefetch_chunks < 0) ex.prefetch_chunks = chunks;
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess)
-    ex.prefetch_ctas = 3 * sms;  // gemv_mma_kernel's occupancy: 3 CTAs per SM
+  ex.prefetch_ctas = first_wave_ctas();
   return ex;
 }
 
@@ -547,6 +554,15 @@ Status gemv_swiglu(DType dt, const void* w_gu, const void* x, void* h, int n, in
   return VIREO_DISPATCH_DTYPE(dt, [&] {
     return launch_swiglu<T>(static_cast<const T*>(w_gu), static_cast<const T*>(x), static_cast<T*>(h), n, ff, cols, s);
   });
+}
+
+int gemv_slice_prefetch_chunks(int rows, int cols, std::size_t l2_bytes) noexcept {
+  // 16-row tiles; a warp's chunk is 16 rows x CHUNK_COLS 16-bit weights.
+  constexpr std::size_t kChunkBytes = 16 * CHUNK_COLS * 2;
+  const int ctas = std::max(1, std::min((rows + 15) / 16, first_wave_ctas()));
+  const int per_warp = (cols + CHUNK_COLS * MMA_WARPS - 1) / (CHUNK_COLS * MMA_WARPS);
+  const int budget = int(l2_bytes / (std::size_t(ctas) * MMA_WARPS * kChunkBytes));
+  return std::max(1, std::min(per_warp, budget));
 }
 
 bool gemv_fused_supported(DType dt, int n, int cols, bool norm) noexcept {
