@@ -49,6 +49,7 @@
 #include <thread>
 #include <vector>
 
+#include "../cuda/cuda_backend.hpp"
 #include "cpu/ops.hpp"
 #include "cpu/thread_pool.hpp"
 #include "model/model_impl.hpp"
@@ -120,6 +121,8 @@ struct Options {
   int decode_steps = -1, context = -1, threads = 0, max_step_tokens = 2048, ttft_tokens = 512, repeats = 1;
   std::string json_path, commit, note;
   std::uint64_t seed = 1234;
+  std::vector<std::string> ab;  ///< --ab: CUDA decode settings to compare, interleaved
+  int ab_rounds = 5;
 };
 
 const char* kUsage =
@@ -145,7 +148,13 @@ const char* kUsage =
     "  --seed N             weights / token seed (default 1234)\n"
     "  --commit SHA         recorded in the JSON (default: $VIREO_COMMIT, else git rev-parse HEAD)\n"
     "  --note TEXT          free text recorded in the JSON (e.g. 'machine shared with compiles')\n"
-    "  --json FILE          write the JSON there instead of stdout\n";
+    "  --json FILE          write the JSON there instead of stdout\n"
+    "  --ab V1;V2;...       CUDA: after the decode runs, time each --batch size <= 8 again under each\n"
+    "                       decode setting, interleaved over --ab-rounds rounds on the same model\n"
+    "                       (kind \"decode_ab\" in the JSON). A setting is 'default' (the settings\n"
+    "                       the model loaded with) or key=value pairs joined by ',': fusion=0|1|2|4,\n"
+    "                       fusion_max_tokens=0..8, depth=1|2 (cuda::DecodeTuning)\n"
+    "  --ab-rounds N        rounds of --ab (default 5)\n";
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -247,6 +256,13 @@ Options parse_args(int argc, char** argv) {
       o.note = v;
     } else if (a == "--json") {
       o.json_path = v;
+    } else if (a == "--ab") {
+      o.ab.clear();
+      std::stringstream ss(v);
+      for (std::string item; std::getline(ss, item, ';');)
+        if (!item.empty()) o.ab.push_back(item);
+    } else if (a == "--ab-rounds") {
+      o.ab_rounds = parse_int(a, v, 1);
     } else {
       throw Error(ErrorCode::InvalidArgument, fmt::format("unknown option '{}' (see vireo-bench model --help)", a));
     }
@@ -257,6 +273,7 @@ Options parse_args(int argc, char** argv) {
   if (o.decode_steps < 0) o.decode_steps = gpu ? 32 : 8;
   if (o.context < 0) o.context = gpu ? 512 : 128;
   if (!gpu) o.dtype = DType::F32;  // the CPU backend is fp32 whatever was asked
+  if (!o.ab.empty() && !gpu) throw Error(ErrorCode::InvalidArgument, "--ab compares CUDA decode settings: add --device cuda");
   if (o.threads == 0) o.threads = int(std::max(1u, std::thread::hardware_concurrency()));
   return o;
 }
@@ -560,6 +577,12 @@ Roofline measure(const Options& o) {
 
 // ---- the model runs ----------------------------------------------------------------------
 
+/// Untimed steps before each timed decode run: a CUDA decode bucket runs its first step
+/// eagerly and captures its graph on the second (capture and instantiation are one-time host
+/// work, not a decode step's cost), so timing starts at the first replay. (Until 2026-11-26
+/// one warm step was taken, so the first timed step also captured the graph.)
+constexpr int kWarmSteps = 2;
+
 struct Result {
   std::string model, device, dtype, weights, kind, kv = "model";
   int batch = 0;
@@ -570,6 +593,8 @@ struct Result {
   double copy_floor_ms = 0, copy_fraction = 0;  ///< decode: floor over the copy bandwidth (0: not measured)
   double sample_ms = 0;  ///< decode, host path: greedy sampling of the B rows, per step (not in step_ms)
   std::string path;      ///< kForwardSample or kHostSampling
+  std::string variant;   ///< decode_ab: the --ab setting
+  int round = -1;        ///< decode_ab: the round of --ab-rounds
 };
 
 /// How a step's tokens were picked: on the device inside Model::forward_sample, or by
@@ -627,7 +652,7 @@ class ModelBench {
     const int Bmax = o_.batches.empty() ? 0 : *std::max_element(o_.batches.begin(), o_.batches.end());
     int Lmax = o_.prefills.empty() ? 0 : *std::max_element(o_.prefills.begin(), o_.prefills.end());
     Lmax = std::max(Lmax, o_.ttft_tokens);
-    const std::int64_t warm = 1;
+    const std::int64_t warm = kWarmSteps;
     const std::int64_t decode_len = o_.context + warm + o_.decode_steps;
     if (decode_len > c.context_length || Lmax > c.context_length)
       throw Error(ErrorCode::InvalidArgument,
@@ -652,6 +677,7 @@ class ModelBench {
     fill_contexts(seqs, o_.context);
     std::fprintf(stderr, "  filled %d contexts of %d tokens in %.1f s\n", Bmax, o_.context, seconds_since(t0));
     for (int B : o_.batches) out.push_back(decode(seqs, B, warm));
+    if (!o_.ab.empty()) ab_compare(seqs, warm, out);
     for (SeqId s : seqs) cache_->remove(s);
 
     for (int L : o_.prefills) {
@@ -762,7 +788,67 @@ class ModelBench {
     return model_->impl().backend->can_sample(greedy);
   }
 
-  Result decode(const std::vector<SeqId>& all, int B, std::int64_t warm) {
+  /// --ab: "default" (the settings the model loaded with), or key=value pairs over them.
+  static cuda::DecodeTuning parse_tuning(const std::string& spec, const cuda::DecodeTuning& loaded) {
+    cuda::DecodeTuning t = loaded;
+    if (spec == "default") return t;
+    std::stringstream ss(spec);
+    for (std::string kv; std::getline(ss, kv, ',');) {
+      const auto eq = kv.find('=');
+      const std::string k = kv.substr(0, eq), v = eq == std::string::npos ? "" : kv.substr(eq + 1);
+      if (k == "fusion") t.fusion = parse_int("--ab fusion", v, 0);
+      else if (k == "fusion_max_tokens") t.fusion_max_tokens = parse_int("--ab fusion_max_tokens", v, 0);
+      else if (k == "depth") t.gemv_depth = parse_int("--ab depth", v, 1);
+      else
+        throw Error(ErrorCode::InvalidArgument,
+                    fmt::format("--ab: unknown setting '{}' in '{}' (fusion, fusion_max_tokens, depth)", kv, spec));
+    }
+    return t;
+  }
+
+  /// --ab: each batch size again under each setting, the settings interleaved round by round
+  /// on the same weights and KV cache, so that drift of the card (clocks, temperature) and of
+  /// the process hits every setting alike.
+  void ab_compare(const std::vector<SeqId>& seqs, std::int64_t warm, std::vector<Result>& out) {
+    auto* ctl = dynamic_cast<cuda::BackendControls*>(model_->impl().backend.get());
+    if (!ctl) throw Error(ErrorCode::InvalidArgument, "--ab: the model's backend is not the CUDA one");
+    const cuda::DecodeTuning loaded = ctl->decode_tuning();
+    std::vector<cuda::DecodeTuning> ts;
+    for (const std::string& v : o_.ab) ts.push_back(parse_tuning(v, loaded));
+    for (int B : o_.batches) {
+      if (B > 8) continue;  // larger steps never take the fused GEMV path these settings change
+      std::vector<std::vector<double>> ms(ts.size());
+      for (int round = 0; round < o_.ab_rounds; ++round)
+        for (std::size_t i = 0; i < ts.size(); ++i) {
+          ctl->set_decode_tuning(ts[i]);
+          Result r = decode(seqs, B, warm, false);
+          r.kind = "decode_ab";
+          r.variant = o_.ab[i];
+          r.round = round;
+          ms[i].push_back(r.step_ms);
+          out.push_back(r);
+        }
+      auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+      };
+      const double ref = median(ms[0]);
+      std::fprintf(stderr, "  A/B decode B=%d ctx=%d, %d rounds (median / min / max ms per step, median vs '%s'):\n", B,
+                   o_.context, o_.ab_rounds, o_.ab[0].c_str());
+      for (std::size_t i = 0; i < ts.size(); ++i) {
+        const double med = median(ms[i]);
+        const double copy_floor = out.back().copy_floor_ms;
+        std::fprintf(stderr, "    %-40s %7.3f %7.3f %7.3f  %+6.2f%%", o_.ab[i].c_str(), med,
+                     *std::min_element(ms[i].begin(), ms[i].end()), *std::max_element(ms[i].begin(), ms[i].end()),
+                     100.0 * (med / ref - 1.0));
+        if (copy_floor > 0) std::fprintf(stderr, "  %5.1f%% of the copy floor", 100.0 * copy_floor / med);
+        std::fprintf(stderr, "\n");
+      }
+    }
+    ctl->set_decode_tuning(loaded);
+  }
+
+  Result decode(const std::vector<SeqId>& all, int B, std::int64_t warm, bool print = true) {
     const ModelConfig& c = model_->config();
     std::vector<SeqId> seqs(all.begin(), all.begin() + B);
     std::vector<Sampler> samplers(std::size_t(B), Sampler(SamplerParams{.temperature = 0.0f}));
@@ -823,6 +909,7 @@ class ModelBench {
     }
     const std::string how = on_device ? std::string("[forward_sample: greedy on the GPU, step includes it]")
                                       : fmt::format("[forward, then +{:.2f} ms host greedy sampling, not in step]", r.sample_ms);
+    if (!print) return r;
     std::fprintf(stderr, "  decode  B=%-3d ctx=%-5d %9.1f tok/s  %8.2f ms/step  floor %7.2f ms  %5.1f%% of floor  %s\n",
                  B, o_.context, r.tok_s, r.step_ms, r.floor_ms, 100.0 * r.fraction, how.c_str());
     if (r.copy_floor_ms > 0)
@@ -984,8 +1071,8 @@ std::string to_json(const Options& o, const Roofline& roof, const std::vector<Re
   j += "  \"matmul_method\": " + jstr(roof.matmul_method) + ",\n";
   if (roof.vireo_matmul_gflops > 0) j += "  \"vireo_cpu_matmul_gflops\": " + jnum(roof.vireo_matmul_gflops) + ",\n";
   j += fmt::format(
-      "  \"settings\": {{\"decode_steps\": {}, \"context\": {}, \"ttft_tokens\": {}, \"max_step_tokens\": {}, \"repeats\": {}, \"seed\": {}}},\n",
-      o.decode_steps, o.context, o.ttft_tokens, o.max_step_tokens, o.repeats, o.seed);
+      "  \"settings\": {{\"decode_steps\": {}, \"warm_steps\": {}, \"context\": {}, \"ttft_tokens\": {}, \"max_step_tokens\": {}, \"repeats\": {}, \"seed\": {}}},\n",
+      o.decode_steps, kWarmSteps, o.context, o.ttft_tokens, o.max_step_tokens, o.repeats, o.seed);
   j += "  \"results\": [";
   for (std::size_t i = 0; i < rs.size(); ++i) {
     const Result& r = rs[i];
@@ -1003,6 +1090,7 @@ std::string to_json(const Options& o, const Roofline& roof, const std::vector<Re
       j += ", \"copy_floor_ms\": " + jnum(r.copy_floor_ms) + ", \"fraction_of_copy_floor\": " + jnum(r.copy_fraction);
     if (r.floor_bytes > 0) j += ", \"floor_bytes\": " + jnum(r.floor_bytes);
     if (r.floor_flops > 0) j += ", \"floor_flops\": " + jnum(r.floor_flops);
+    if (!r.variant.empty()) j += ", \"variant\": " + jstr(r.variant) + fmt::format(", \"round\": {}", r.round);
     j += "}";
   }
   j += "\n  ]";

@@ -230,6 +230,14 @@ struct GemvExtras {
   RopeKVParams rope;  ///< RopeKV epilogue
   int prefetch_chunks = -1;  ///< weight chunks per warp pulled into L2 before the PDL wait; < 0: VIREO_GEMV_PREFETCH (default 1)
   int prefetch_ctas = 1 << 30;  ///< set by the launcher: CTAs of the first wave (they prefetch)
+  /// Add over 16-bit weights (the Wo / down GEMVs): weight chunks each warp has in flight
+  /// before its MMAs, 1 or 2. 2 applies only to grids of <= 2 CTAs per SM (its occupancy).
+  int depth = 1;
+  /// One wave of CTAs (3 per SM, or max_ctas when > 0), each looping over row tiles: a norm
+  /// prologue runs once per CTA instead of once per tile (the gate/up GEMV of fused decode
+  /// mode 4).
+  bool persistent = false;
+  int max_ctas = 0;
 };
 /// The prefetch depth (GemvExtras::prefetch_chunks) at which the first wave of a 16-bit
 /// [rows, cols] Store / Add GEMV pulls all of its warps' chunks into L2 before its PDL wait,

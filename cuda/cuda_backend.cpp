@@ -213,11 +213,13 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     // made here so that a sampled step never allocates (or fails to) mid-generation.
     sampler_ = std::make_unique<cuda::GpuSampler>(kMaxSampleRows, cfg_.vocab_size, stream_->get());
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "backend init");
-    if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && std::strlen(e) == 1 && e[0] >= '0' && e[0] <= '2') {
+    if (const char* e = std::getenv("VIREO_DECODE_FUSION");
+        e && std::strlen(e) == 1 && ((e[0] >= '0' && e[0] <= '2') || e[0] == '4')) {
       fuse_ = e[0] - '0';
       fuse_max_tokens_ = cuda::GEMV_MAX_TOKENS;
     }
     if (const char* e = std::getenv("VIREO_WO_PREFETCH")) wo_prefetch_ = std::clamp(std::atoi(e), 0, 64);
+    if (const char* e = std::getenv("VIREO_GEMV_DEPTH"); e && std::strcmp(e, "2") == 0) gemv_depth_ = 2;
     if (const char* e = std::getenv("VIREO_CUDA_PROFILE"); e && std::strcmp(e, "1") == 0) {
       profile_on_ = true;
       graphs_on_ = false;
@@ -236,6 +238,24 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   void set_graphs_enabled(bool on) noexcept override { graphs_on_ = on && stream_->capturable(); }
   int graphs_captured() const noexcept override { return int(graphs_.size()); }
   int max_tokens() const noexcept override { return kMaxTokens; }
+  cuda::DecodeTuning decode_tuning() const noexcept override {
+    return {.fusion = fuse_, .fusion_max_tokens = fuse_max_tokens_, .gemv_depth = gemv_depth_};
+  }
+  void set_decode_tuning(const cuda::DecodeTuning& t) override {
+    if (t.fusion > 4 || t.fusion == 3 || t.fusion_max_tokens > cuda::GEMV_MAX_TOKENS || t.gemv_depth == 0 ||
+        t.gemv_depth > 2)
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("decode tuning: fusion {} (0, 1, 2 or 4), fusion_max_tokens {} (<= {}), gemv_depth {} "
+                              "(1 or 2)",
+                              t.fusion, t.fusion_max_tokens, cuda::GEMV_MAX_TOKENS, t.gemv_depth));
+    cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "decode tuning");
+    for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+    graphs_.clear();
+    warmed_.clear();
+    if (t.fusion >= 0) fuse_ = t.fusion;
+    if (t.fusion_max_tokens >= 0) fuse_max_tokens_ = t.fusion_max_tokens;
+    if (t.gemv_depth >= 0) gemv_depth_ = t.gemv_depth;
+  }
 
   std::unique_ptr<KVStorage> make_kv_storage(const KVGeometry& g) override {
     if (g.int8 && g.head_dim != 64 && g.head_dim != 128)
@@ -504,6 +524,10 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// 10.38 ms and mode 2 6.98 ms against 6.49 unfused, so larger steps stay unfused unless
   /// VIREO_DECODE_FUSION=1 or 2 asks for every step of up to GEMV_MAX_TOKENS tokens
   /// (VIREO_DECODE_FUSION=0: never).
+  /// Mode 4 (not yet measured; written without a GPU on 2026-11-26) folds the FFN RMSNorm into
+  /// a persistent gate/up GEMV: one wave of CTAs (3 per SM) loops over the 8-output tiles, so
+  /// each CTA normalizes the residual once (~4.5 tiles per CTA at 8B) where mode 1 did it in
+  /// every one of 1792 CTAs, and its first chunks are prefetched while Wo finishes.
   bool fused_step(int n) const noexcept {
     const int d = cfg_.d_model, qd = cfg_.n_heads * cfg_.head_dim;
     // Quantized layer matrices fuse too (same kernel, quantized weight load): cols % 32 == 0.
@@ -595,16 +619,18 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
         // against none: within noise, never slower. PDL itself is worth ~2% (6.10 ms with
         // VIREO_PDL=0). VIREO_WO_PREFETCH=k sets the depth.
         cuda::GemvExtras wo_ex;
+        wo_ex.depth = gemv_depth_;
         wo_ex.prefetch_chunks =
             wo_prefetch_ >= 0 ? wo_prefetch_ : cuda::gemv_slice_prefetch_chunks(L.wo.rows, L.wo.cols, std::size_t(32) << 20);
         ck(fused(cuda::GemvEpilogue::Add, false, L.wo, attn_.get(), resid_.get(), st.n, L.wo.rows, wo_ex),
            "fused wo + residual");
         mark("wo+residual");
         cuda::GemvExtras ex;
-        if (fuse_ == 1) {
+        if (fuse_ == 1 || fuse_ == 4) {
           ex.resid = resid_.as<float>();
           ex.norm_w = L.ffn_norm.as<float>();
           ex.eps = cfg_.rms_eps;
+          ex.persistent = fuse_ == 4;
           ck(fused(cuda::GemvEpilogue::SwiGLU, true, L.wgu, nullptr, h_.get(), st.n, cfg_.d_ff, ex),
              "fused ffn norm + gate/up + swiglu");
           mark("norm+gate_up+swiglu");
@@ -620,7 +646,9 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
              "gate/up + swiglu");
           mark("gate_up+swiglu");
         }
-        ck(fused(cuda::GemvEpilogue::Add, false, L.wdown, h_.get(), resid_.get(), st.n, L.wdown.rows, cuda::GemvExtras{}),
+        cuda::GemvExtras down_ex;
+        down_ex.depth = gemv_depth_;
+        ck(fused(cuda::GemvEpilogue::Add, false, L.wdown, h_.get(), resid_.get(), st.n, L.wdown.rows, down_ex),
            "fused down + residual");
         mark("down+residual");
         continue;
@@ -801,8 +829,12 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   std::unique_ptr<cuda::GpuSampler> sampler_;
   bool graphs_on_ = true;
   bool profile_on_ = false;  ///< VIREO_CUDA_PROFILE=1 (see mark())
-  int fuse_ = 2;             ///< fused decode mode 1 or 2 (see fused_step()); 0 = off
+  int fuse_ = 2;             ///< fused decode mode 1, 2 or 4 (see fused_step()); 0 = off
   int wo_prefetch_ = -1;     ///< VIREO_WO_PREFETCH: the fused Wo GEMV's prefetch depth (< 0: its whole slice)
+  /// VIREO_GEMV_DEPTH=2: the fused Wo and down GEMVs keep two weight chunks per warp in
+  /// flight (their grids have <= 2 CTAs per SM at batch 1, so the 128 registers cost no
+  /// occupancy). Written 2026-11-26 without a GPU; off until measured.
+  int gemv_depth_ = 1;
   int fuse_max_tokens_ = 1;  ///< largest step fused: 1 by default, GEMV_MAX_TOKENS when VIREO_DECODE_FUSION is set
   int qgemv_max_env_ = [] {  ///< VIREO_QGEMV_MAX_TOKENS (0: per-format default)
     const char* e = std::getenv("VIREO_QGEMV_MAX_TOKENS");

@@ -5,6 +5,15 @@
 
 namespace vireo::cuda {
 
+/// Decode settings still being measured, switchable on a loaded model so that a benchmark can
+/// A/B them in one process (interleaved, same weights) instead of one process per setting.
+/// Each starts from its environment variable (README); a field left at -1 is not changed.
+struct DecodeTuning {
+  int fusion = -1;             ///< VIREO_DECODE_FUSION: 0 off, 1, 2 or 4 (see the backend's fused_step())
+  int fusion_max_tokens = -1;  ///< largest step that fuses (1 by default; 8 when VIREO_DECODE_FUSION is set)
+  int gemv_depth = -1;         ///< VIREO_GEMV_DEPTH: weight chunks in flight per warp in the fused Wo / down GEMVs, 1 or 2
+};
+
 class BackendControls {
  public:
   virtual ~BackendControls() = default;
@@ -17,6 +26,11 @@ class BackendControls {
   virtual int graphs_captured() const noexcept = 0;
   /// Largest number of tokens one forward() accepts (workspaces are sized for it at load).
   virtual int max_tokens() const noexcept = 0;
+  /// The decode settings now in force, every field set.
+  virtual DecodeTuning decode_tuning() const noexcept = 0;
+  /// Change the decode settings (fields >= 0; out-of-range values throw vireo::Error). Waits
+  /// for the stream and drops the captured graphs, which hold the old kernels.
+  virtual void set_decode_tuning(const DecodeTuning& t) = 0;
 };
 
 }  // namespace vireo::cuda

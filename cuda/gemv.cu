@@ -98,8 +98,8 @@ enum Epi : int {
 /// vector elements onto fragment k slots depends only on q, identically for W and x, and the
 /// dot product does not care which physical column a k slot stands for. Q4 chunks carry 4x
 /// fewer bytes than 16-bit ones, so Q4 warps load two chunks before multiplying (UNROLL).
-template <typename T, typename OT, int EPI, bool NORM, int WF = 0>
-__global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 ? 2 : 3)
+template <typename T, typename OT, int EPI, bool NORM, int WF = 0, int DEPTH = 1>
+__global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
     gemv_mma_kernel(std::conditional_t<WF == 0, const T*, QuantView> w, const T* __restrict__ x,
                     OT* __restrict__ y, int n, int rows, int cols, GemvExtras ex) {
   constexpr bool SWIGLU = EPI == kSwiglu;
@@ -108,15 +108,22 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 ? 2 : 3)
   __shared__ TilePartials part;
   extern __shared__ __align__(16) unsigned char gemv_dyn_smem[];  // NORM: the normalized x [n][cols] in T
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+  // The CTA's tiles: blockIdx.x, then (a persistent grid, GemvExtras::persistent) every
+  // gridDim.x-th one after it.
+  const int n_tiles = SWIGLU ? (rows + 7) / 8 : (rows + 15) / 16;
+  int tile = int(blockIdx.x);
   std::size_t ra, rb;
-  gemv_tile_rows<SWIGLU>(rows, ra, rb);
   // 16-bit weights: rows g and g + 8 of the tile, at this lane's 8 columns of each 32.
   const T* wa = nullptr;
   const T* wb = nullptr;
-  if constexpr (!QUANT) {
-    wa = w + ra * cols + q * 8;
-    wb = w + rb * cols + q * 8;
-  }
+  auto set_rows = [&] {
+    gemv_tile_rows<SWIGLU>(tile, rows, ra, rb);
+    if constexpr (!QUANT) {
+      wa = w + ra * cols + q * 8;
+      wb = w + rb * cols + q * 8;
+    }
+  };
+  set_rows();
   // Lanes of tokens g >= n read token n - 1: B column g only feeds C column g, never stored.
   const T* xg = NORM ? nullptr : x + std::size_t(min(g, n - 1)) * cols + q * 8;
 
@@ -178,129 +185,147 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 ? 2 : 3)
     xg = xs + std::size_t(min(g, n - 1)) * cols + q * 8;
   }
 
-  // Two accumulators: two independent HMMA chains per chunk instead of one of length 8.
-  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   const int n_chunks = (cols + CHUNK_COLS - 1) / CHUNK_COLS;
-  // All loads of a chunk are issued before any of its arithmetic (fixed trip counts over
-  // register arrays: fully unrolled). Full chunks carry no predicates: with predicated loads
-  // ptxas interleaved each load with the mma that uses it, leaving 2-3 loads in flight
-  // instead of 12.
-  auto load_chunk = [&](int ch, uint4 (&va)[CHUNK_STEPS], uint4 (&vb)[CHUNK_STEPS], uint4 (&vx)[CHUNK_STEPS]) {
-    const int c0 = ch * CHUNK_COLS;
-    if (c0 + CHUNK_COLS <= cols) {
-#pragma unroll
+  for (;;) {
+    // Two accumulators: two independent HMMA chains per chunk instead of one of length 8.
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    // All loads of a chunk are issued before any of its arithmetic (fixed trip counts over
+    // register arrays: fully unrolled). Full chunks carry no predicates: with predicated loads
+    // ptxas interleaved each load with the mma that uses it, leaving 2-3 loads in flight
+    // instead of 12.
+    auto load_chunk = [&](int ch, uint4 (&va)[CHUNK_STEPS], uint4 (&vb)[CHUNK_STEPS], uint4 (&vx)[CHUNK_STEPS]) {
+      const int c0 = ch * CHUNK_COLS;
+      if (c0 + CHUNK_COLS <= cols) {
+  #pragma unroll
+        for (int j = 0; j < CHUNK_STEPS; ++j) {
+          va[j] = load_w(wa + c0 + 32 * j);
+          vb[j] = load_w(wb + c0 + 32 * j);
+        }
+  #pragma unroll
+        for (int j = 0; j < CHUNK_STEPS; ++j) vx[j] = NORM ? *reinterpret_cast<const uint4*>(xg + c0 + 32 * j)
+                                                           : load_x(xg + c0 + 32 * j);
+      } else {  // the last, partial chunk: vectors past the row end are zeros in W and x
+  #pragma unroll
+        for (int j = 0; j < CHUNK_STEPS; ++j) {
+          const int c = c0 + 32 * j;
+          const bool ok = c + q * 8 < cols;  // cols % 8 == 0: a vector is all in or all out
+          const uint4 z = make_uint4(0u, 0u, 0u, 0u);
+          va[j] = ok ? load_w(wa + c) : z;
+          vb[j] = ok ? load_w(wb + c) : z;
+          vx[j] = ok ? (NORM ? *reinterpret_cast<const uint4*>(xg + c) : load_x(xg + c)) : z;
+        }
+      }
+    };
+    auto mma_chunk = [&](const uint4 (&va)[CHUNK_STEPS], const uint4 (&vb)[CHUNK_STEPS], const uint4 (&vx)[CHUNK_STEPS]) {
+  #pragma unroll
       for (int j = 0; j < CHUNK_STEPS; ++j) {
-        va[j] = load_w(wa + c0 + 32 * j);
-        vb[j] = load_w(wb + c0 + 32 * j);
+        const std::uint32_t lo[4] = {va[j].x, vb[j].x, va[j].y, vb[j].y}, hi[4] = {va[j].z, vb[j].z, va[j].w, vb[j].w};
+        mma16816<T>(acc, lo, vx[j].x, vx[j].y);
+        mma16816<T>(acc2, hi, vx[j].z, vx[j].w);
       }
-#pragma unroll
-      for (int j = 0; j < CHUNK_STEPS; ++j) vx[j] = NORM ? *reinterpret_cast<const uint4*>(xg + c0 + 32 * j)
-                                                         : load_x(xg + c0 + 32 * j);
-    } else {  // the last, partial chunk: vectors past the row end are zeros in W and x
-#pragma unroll
-      for (int j = 0; j < CHUNK_STEPS; ++j) {
-        const int c = c0 + 32 * j;
-        const bool ok = c + q * 8 < cols;  // cols % 8 == 0: a vector is all in or all out
-        const uint4 z = make_uint4(0u, 0u, 0u, 0u);
-        va[j] = ok ? load_w(wa + c) : z;
-        vb[j] = ok ? load_w(wb + c) : z;
-        vx[j] = ok ? (NORM ? *reinterpret_cast<const uint4*>(xg + c) : load_x(xg + c)) : z;
-      }
-    }
-  };
-  auto mma_chunk = [&](const uint4 (&va)[CHUNK_STEPS], const uint4 (&vb)[CHUNK_STEPS], const uint4 (&vx)[CHUNK_STEPS]) {
-#pragma unroll
-    for (int j = 0; j < CHUNK_STEPS; ++j) {
-      const std::uint32_t lo[4] = {va[j].x, vb[j].x, va[j].y, vb[j].y}, hi[4] = {va[j].z, vb[j].z, va[j].w, vb[j].w};
-      mma16816<T>(acc, lo, vx[j].x, vx[j].y);
-      mma16816<T>(acc2, hi, vx[j].z, vx[j].w);
-    }
-  };
-  if constexpr (QUANT) {
-    constexpr int UNROLL = F == QFormat::Q8_0 ? 1 : 2;
-    const int nb = cols / 32, n_qchunks = (nb + 3) / 4;
-    const T* xrow = xg - q * 8;  // this lane's token row (global memory, or shared under NORM)
-    for (int ch0 = warp; ch0 < n_qchunks; ch0 += MMA_WARPS * UNROLL) {
-      uint4 ra_raw[UNROLL][2], rb_raw[UNROLL][2], vx[UNROLL][4];
-      float da[UNROLL], db[UNROLL], ma[UNROLL], mb[UNROLL];
-      // Every load of the UNROLL chunks first, then the arithmetic.
-#pragma unroll
-      for (int u = 0; u < UNROLL; ++u) {
-        const int b = (ch0 + u * MMA_WARPS) * 4 + q;  // this lane's block; >= nb past the end
-        load_block<F>(w, ra, nb, b, ra_raw[u], da[u], ma[u]);
-        load_block<F>(w, rb, nb, b, rb_raw[u], db[u], mb[u]);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const T* p = xrow + std::size_t(b) * 32 + 8 * j;
-          vx[u][j] = b >= nb ? make_uint4(0u, 0u, 0u, 0u) : NORM ? *reinterpret_cast<const uint4*>(p) : load_x(p);
+    };
+    if constexpr (QUANT) {
+      constexpr int UNROLL = F == QFormat::Q8_0 ? 1 : 2;
+      const int nb = cols / 32, n_qchunks = (nb + 3) / 4;
+      const T* xrow = xg - q * 8;  // this lane's token row (global memory, or shared under NORM)
+      for (int ch0 = warp; ch0 < n_qchunks; ch0 += MMA_WARPS * UNROLL) {
+        uint4 ra_raw[UNROLL][2], rb_raw[UNROLL][2], vx[UNROLL][4];
+        float da[UNROLL], db[UNROLL], ma[UNROLL], mb[UNROLL];
+        // Every load of the UNROLL chunks first, then the arithmetic.
+  #pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+          const int b = (ch0 + u * MMA_WARPS) * 4 + q;  // this lane's block; >= nb past the end
+          load_block<F>(w, ra, nb, b, ra_raw[u], da[u], ma[u]);
+          load_block<F>(w, rb, nb, b, rb_raw[u], db[u], mb[u]);
+  #pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const T* p = xrow + std::size_t(b) * 32 + 8 * j;
+            vx[u][j] = b >= nb ? make_uint4(0u, 0u, 0u, 0u) : NORM ? *reinterpret_cast<const uint4*>(p) : load_x(p);
+          }
+        }
+  #pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+          uint4 va[4], vb[4];
+          dequant_block<T, F>(ra_raw[u], da[u], ma[u], va);
+          dequant_block<T, F>(rb_raw[u], db[u], mb[u], vb);
+          mma_chunk(va, vb, vx[u]);
         }
       }
-#pragma unroll
-      for (int u = 0; u < UNROLL; ++u) {
-        uint4 va[4], vb[4];
-        dequant_block<T, F>(ra_raw[u], da[u], ma[u], va);
-        dequant_block<T, F>(rb_raw[u], db[u], mb[u], vb);
-        mma_chunk(va, vb, vx[u]);
+    } else if constexpr (DEPTH == 2) {
+      // Two chunks per warp in flight (8 KB) before their MMAs: for grids of <= 2 CTAs per SM
+      // (Wo, down at batch 1), where the 128 registers this takes cost no occupancy. An odd
+      // last chunk is loaded twice (an L2 hit) and multiplied once.
+      uint4 va[2][CHUNK_STEPS], vb[2][CHUNK_STEPS], vx[2][CHUNK_STEPS];
+      for (int ch = warp; ch < n_chunks; ch += 2 * MMA_WARPS) {
+        const bool two = ch + MMA_WARPS < n_chunks;
+        load_chunk(ch, va[0], vb[0], vx[0]);
+        load_chunk(two ? ch + MMA_WARPS : ch, va[1], vb[1], vx[1]);
+        mma_chunk(va[0], vb[0], vx[0]);
+        if (two) mma_chunk(va[1], vb[1], vx[1]);
+      }
+    } else {
+      uint4 va[CHUNK_STEPS], vb[CHUNK_STEPS], vx[CHUNK_STEPS];
+      for (int ch = warp; ch < n_chunks; ch += MMA_WARPS) {
+        load_chunk(ch, va, vb, vx);
+        mma_chunk(va, vb, vx);
       }
     }
-  } else {
-    uint4 va[CHUNK_STEPS], vb[CHUNK_STEPS], vx[CHUNK_STEPS];
-    for (int ch = warp; ch < n_chunks; ch += MMA_WARPS) {
-      load_chunk(ch, va, vb, vx);
-      mma_chunk(va, vb, vx);
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) acc[i] += acc2[i];
-  gemv_tile_partials(part, acc);
-  const int tid = threadIdx.x;
-  if constexpr (SWIGLU) {
-    gemv_tile_swiglu<T>(part, y, n, rows);
-  } else if constexpr (EPI == kRope) {
-    // Rows come in (2i, 2i+1) RoPE pairs inside the 16-row tile (head_dim is a multiple of
-    // 16): thread (pair, token) rounds both sums to T as the unfused path stores qkv, then
-    // applies rope_kv_kernel's arithmetic (bias, double-precision sincos of pos * inv_freq).
-    __shared__ float red[16][8];
-    if (tid < 128) {
-      const int r = tid & 15, t = tid >> 4;
-      float sum = 0.0f;
-#pragma unroll
-      for (int k = 0; k < MMA_WARPS; ++k) sum += part[k][r][t];
-      red[r][t] = to_f32(from_f32<T>(sum));
-    }
-    __syncthreads();
-    if (tid < 64) {
-      const int pr = tid & 7, t = tid >> 3, col = int(blockIdx.x) * 16 + 2 * pr;
-      const RopeKVParams& rp = ex.rope;
-      const int hd = rp.head_dim, nh = rp.n_heads, nkv = rp.n_kv_heads;
-      if (t < n && col < rows) {
-        float x0 = red[2 * pr][t], x1 = red[2 * pr + 1][t];
-        if (rp.bias) {
-          x0 += rp.bias[col];
-          x1 += rp.bias[col + 1];
-        }
-        const std::int64_t slot = rp.slots[t];
-        T* out = nullptr;
-        if (col >= (nh + nkv) * hd) {  // v
-          if (slot >= 0) out = static_cast<T*>(rp.v_cache) + std::size_t(slot) * nkv * hd + (col - (nh + nkv) * hd);
-        } else {
-          double sn, cs;
-          sincos(double(rp.positions[t]) * double(rp.inv_freq[(col % hd) / 2]), &sn, &cs);
-          const float cf = float(cs), sf = float(sn);
-          const float y0 = x0 * cf - x1 * sf, y1 = x0 * sf + x1 * cf;
-          x0 = y0;
-          x1 = y1;
-          if (col < nh * hd) out = static_cast<T*>(rp.q_out) + std::size_t(t) * nh * hd + col;
-          else if (slot >= 0) out = static_cast<T*>(rp.k_cache) + std::size_t(slot) * nkv * hd + (col - nh * hd);
-        }
-        if (out) {
-          out[0] = from_f32<T>(x0);
-          out[1] = from_f32<T>(x1);
+  #pragma unroll
+    for (int i = 0; i < 4; ++i) acc[i] += acc2[i];
+    gemv_tile_partials(part, acc);
+    const int tid = threadIdx.x;
+    if constexpr (SWIGLU) {
+      gemv_tile_swiglu<T>(part, tile, y, n, rows);
+    } else if constexpr (EPI == kRope) {
+      // Rows come in (2i, 2i+1) RoPE pairs inside the 16-row tile (head_dim is a multiple of
+      // 16): thread (pair, token) rounds both sums to T as the unfused path stores qkv, then
+      // applies rope_kv_kernel's arithmetic (bias, double-precision sincos of pos * inv_freq).
+      __shared__ float red[16][8];
+      if (tid < 128) {
+        const int r = tid & 15, t = tid >> 4;
+        float sum = 0.0f;
+  #pragma unroll
+        for (int k = 0; k < MMA_WARPS; ++k) sum += part[k][r][t];
+        red[r][t] = to_f32(from_f32<T>(sum));
+      }
+      __syncthreads();
+      if (tid < 64) {
+        const int pr = tid & 7, t = tid >> 3, col = tile * 16 + 2 * pr;
+        const RopeKVParams& rp = ex.rope;
+        const int hd = rp.head_dim, nh = rp.n_heads, nkv = rp.n_kv_heads;
+        if (t < n && col < rows) {
+          float x0 = red[2 * pr][t], x1 = red[2 * pr + 1][t];
+          if (rp.bias) {
+            x0 += rp.bias[col];
+            x1 += rp.bias[col + 1];
+          }
+          const std::int64_t slot = rp.slots[t];
+          T* out = nullptr;
+          if (col >= (nh + nkv) * hd) {  // v
+            if (slot >= 0) out = static_cast<T*>(rp.v_cache) + std::size_t(slot) * nkv * hd + (col - (nh + nkv) * hd);
+          } else {
+            double sn, cs;
+            sincos(double(rp.positions[t]) * double(rp.inv_freq[(col % hd) / 2]), &sn, &cs);
+            const float cf = float(cs), sf = float(sn);
+            const float y0 = x0 * cf - x1 * sf, y1 = x0 * sf + x1 * cf;
+            x0 = y0;
+            x1 = y1;
+            if (col < nh * hd) out = static_cast<T*>(rp.q_out) + std::size_t(t) * nh * hd + col;
+            else if (slot >= 0) out = static_cast<T*>(rp.k_cache) + std::size_t(slot) * nkv * hd + (col - nh * hd);
+          }
+          if (out) {
+            out[0] = from_f32<T>(x0);
+            out[1] = from_f32<T>(x1);
+          }
         }
       }
+    } else {
+      gemv_tile_store<T, OT, EPI == kAdd>(part, tile, y, n, rows);
     }
-  } else {
-    gemv_tile_store<T, OT, EPI == kAdd>(part, y, n, rows);
+    tile += int(gridDim.x);
+    if (tile >= n_tiles) break;
+    __syncthreads();  // the epilogue has read part (and red) before the next tile writes them
+    set_rows();
   }
 }
 
@@ -389,13 +414,26 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
 
 // ---- launch helpers ------------------------------------------------------------------------------
 
+/// Streaming multiprocessors of the current device; 0 when it cannot be queried.
+int sm_count() noexcept {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess)
+    return sms;
+  return 0;
+}
+
 /// CTAs of gemv_mma_kernel's first wave on the current device (3 per SM, its occupancy);
 /// 1 << 30 when the device cannot be queried.
 int first_wave_ctas() noexcept {
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess)
-    return 3 * sms;
-  return 1 << 30;
+  const int sms = sm_count();
+  return sms > 0 ? 3 * sms : 1 << 30;
+}
+
+/// Chunks in flight per warp for a 16-bit Add GEMV of `tiles` 16-row tiles: 2 when asked for
+/// (GemvExtras::depth) and the grid has at most 2 CTAs per SM, the deeper kernel's occupancy.
+int gemv_depth(const GemvExtras& ex, int tiles) {
+  const int sms = sm_count();
+  return ex.depth == 2 && sms > 0 && tiles <= 2 * sms ? 2 : 1;
 }
 
 /// GemvExtras with the prefetch depth from VIREO_GEMV_PREFETCH (chunks per warp, default 1)
@@ -482,11 +520,19 @@ template <typename T, int EPI, bool NORM, int WF = 0, typename OT = std::conditi
 cudaError_t launch_fused_t(GemvW<T, WF> w, const T* x, void* y, int n, int rows, int cols, const GemvExtras& ex,
                            cudaStream_t s) {
   const std::size_t smem = NORM ? std::size_t(n) * cols * sizeof(T) : 0;
-  const dim3 grid(EPI == kSwiglu ? (rows + 7) / 8 : (rows + 15) / 16), block(MMA_WARPS * 32);
+  const int tiles = EPI == kSwiglu ? (rows + 7) / 8 : (rows + 15) / 16;
+  // A persistent grid: one wave of CTAs, each looping over tiles (a NORM prologue runs once
+  // per CTA instead of once per tile).
+  const int wave = ex.max_ctas > 0 ? ex.max_ctas : first_wave_ctas();
+  const dim3 grid(ex.persistent ? std::min(tiles, wave) : tiles), block(MMA_WARPS * 32);
   const GemvExtras exp = with_prefetch(ex);
   if constexpr (NORM) {
     if (const cudaError_t e = opt_in_norm_smem(gemv_mma_kernel<T, OT, EPI, true, WF>, s); e != cudaSuccess)
       return e;
+  } else if constexpr (WF == 0 && EPI == kAdd) {
+    if (gemv_depth(ex, tiles) == 2)
+      return cuda::launch(gemv_mma_kernel<T, OT, EPI, false, 0, 2>, grid, block, smem, s, w, x, static_cast<OT*>(y), n,
+                          rows, cols, exp);
   }
   return cuda::launch(gemv_mma_kernel<T, OT, EPI, NORM, WF>, grid, block, smem, s, w, x, static_cast<OT*>(y), n,
                       rows, cols, exp);

@@ -29,19 +29,20 @@ __device__ __forceinline__ uint4 load_x(const void* p) {
   return v;
 }
 
-/// The weight rows of this lane's tile rows g and g + 8 (g = lane / 4) in CTA b: rows 16 b + g
-/// and 16 b + 8 + g; with SWIGLU (rows = ff of a stacked [2 ff, cols] gate/up matrix) gate
-/// row 8 b + g and its up row ff + 8 b + g. Rows past the end are clamped: read, never written.
+/// The weight rows of this lane's tile rows g and g + 8 (g = lane / 4) in tile b (the CTA's
+/// index, or each tile of a persistent CTA in turn): rows 16 b + g and 16 b + 8 + g; with
+/// SWIGLU (rows = ff of a stacked [2 ff, cols] gate/up matrix) gate row 8 b + g and its up row
+/// ff + 8 b + g. Rows past the end are clamped: read, never written.
 template <bool SWIGLU>
-__device__ __forceinline__ void gemv_tile_rows(int rows, std::size_t& ra, std::size_t& rb) {
+__device__ __forceinline__ void gemv_tile_rows(int tile, int rows, std::size_t& ra, std::size_t& rb) {
   const int g = (threadIdx.x & 31) >> 2;
   if constexpr (SWIGLU) {
-    const int i = min(int(blockIdx.x) * 8 + g, rows - 1);
+    const int i = min(tile * 8 + g, rows - 1);
     ra = std::size_t(i);
     rb = std::size_t(rows) + std::size_t(i);
   } else {
-    ra = std::size_t(min(int(blockIdx.x) * 16 + g, rows - 1));
-    rb = std::size_t(min(int(blockIdx.x) * 16 + 8 + g, rows - 1));
+    ra = std::size_t(min(tile * 16 + g, rows - 1));
+    rb = std::size_t(min(tile * 16 + 8 + g, rows - 1));
   }
 }
 
@@ -58,14 +59,15 @@ __device__ __forceinline__ void gemv_tile_partials(TilePartials& part, const flo
   __syncthreads();
 }
 
-/// Gate/up tile of CTA b (tile rows r < 8: gate row 8 b + r, rows r + 8: its up row): thread
+/// Gate/up tile b (tile rows r < 8: gate row 8 b + r, rows r + 8: its up row): thread
 /// (r, t) < 64 writes y[t, 8 b + r] = silu(g) * u with g and u first rounded to T, as the
 /// unfused path stores them (gemv -> T buffer -> swiglu_kernel).
 template <typename T, typename OT>
-__device__ __forceinline__ void gemv_tile_swiglu(const TilePartials& part, OT* __restrict__ y, int n, int rows) {
+__device__ __forceinline__ void gemv_tile_swiglu(const TilePartials& part, int tile, OT* __restrict__ y, int n,
+                                                 int rows) {
   const int tid = threadIdx.x;
   if (tid < 64) {
-    const int r = tid & 7, t = tid >> 3, i = int(blockIdx.x) * 8 + r;
+    const int r = tid & 7, t = tid >> 3, i = tile * 8 + r;
     float gs = 0.0f, us = 0.0f;
 #pragma unroll
     for (int k = 0; k < MMA_WARPS; ++k) {
@@ -79,15 +81,16 @@ __device__ __forceinline__ void gemv_tile_swiglu(const TilePartials& part, OT* _
   }
 }
 
-/// Plain tile of CTA b: thread (r, t) < 128 writes y[t, 16 b + r] = OT(sum), or with ADD
+/// Plain tile b: thread (r, t) < 128 writes y[t, 16 b + r] = OT(sum), or with ADD
 /// (y the fp32 residual stream) y[t, 16 b + r] += float(T(sum)): one owner per element, and
 /// the sum rounded to T first, as the unfused path stores the Wo / down output in T before
 /// the residual add, so both paths give the same residual.
 template <typename T, typename OT, bool ADD>
-__device__ __forceinline__ void gemv_tile_store(const TilePartials& part, OT* __restrict__ y, int n, int rows) {
+__device__ __forceinline__ void gemv_tile_store(const TilePartials& part, int tile, OT* __restrict__ y, int n,
+                                                int rows) {
   const int tid = threadIdx.x;
   if (tid < 128) {
-    const int r = tid & 15, t = tid >> 4, row = int(blockIdx.x) * 16 + r;
+    const int r = tid & 15, t = tid >> 4, row = tile * 16 + r;
     float s = 0.0f;
 #pragma unroll
     for (int k = 0; k < MMA_WARPS; ++k) s += part[k][r][t];

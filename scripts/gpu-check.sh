@@ -45,6 +45,11 @@
 # libbenchmark-dev), which the lent machines cannot do.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# The decode settings the 8B runs A/B on one loaded model, interleaved over 5 rounds
+# (vireo-bench model --ab; cuda::DecodeTuning): the first is the reference. Written without a
+# GPU on 2026-11-26: fused mode 4 (FFN norm inside a persistent gate/up GEMV), two weight
+# chunks in flight per warp in the Wo / down GEMVs, both, and the unfused step.
+AB="${VIREO_AB:-default;fusion=4;depth=2;fusion=4,depth=2;fusion=0}"
 BUILD="${BUILD:-build-cuda}"
 BINS=("$BUILD/tests/vireo-tests" "$BUILD/bench/vireo-kernel-bench" "$BUILD/bench/vireo-bench")
 
@@ -203,14 +208,14 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   [ $rc -ne 0 ] && status=1
   # The issue's bars are set on the Llama-3.1-8B shape: its own step, so a timeout there
   # keeps the results above (random bf16 weights: ~16 GB host + device, built in parallel).
-  say "== vireo-bench model, llama-3.1-8b (the bar's shape)"
-  timeout 150 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
+  say "== vireo-bench model, llama-3.1-8b (the bar's shape), with the decode A/B ($AB)"
+  timeout 180 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
     --batch 1,8,32,64 --prefill 512,2048 --decode-steps 16 --context 512 --ttft 512 --repeats 2 \
-    --json "$OUT/vireo-bench-8b.json" >> "$OUT/vireo-bench-model.log" 2>&1
+    --ab "$AB" --ab-rounds 5 --json "$OUT/vireo-bench-8b.json" >> "$OUT/vireo-bench-model.log" 2>&1
   rc=$?
   say "vireo-bench model 8b exit $rc"
-  tail -12 "$OUT/vireo-bench-model.log"
-  grep -E "^bar " "$OUT/vireo-bench-model.log" | tail -3 >> "$SUMMARY"
+  tail -20 "$OUT/vireo-bench-model.log"
+  grep -E "^bar |^  A/B|^    [a-z]" "$OUT/vireo-bench-model.log" | tail -16 >> "$SUMMARY"
   [ $rc -ne 0 ] && status=1
   # Quantized weights kept quantized on the GPU (ModelOptions::gpu_quantized; written without
   # a GPU on 2026-11-26): the 8B shape in Q4_0, batch 1 (the design's target: >= 3x the bf16
@@ -266,13 +271,13 @@ if [ "$BARS" = 1 ]; then
   rc=$?
   say "vireo-tests [cuda] exit $rc $(tail -2 "$OUT/tests-cuda.log" | tr '\n' ' ')"
   [ $rc -ne 0 ] && status=1
-  say "== vireo-bench model, llama-3.1-8b (the bar's shape)"
-  timeout 100 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
+  say "== vireo-bench model, llama-3.1-8b (the bar's shape), with the decode A/B ($AB)"
+  timeout 130 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
     --batch 1,8,64 --prefill 2048 --decode-steps 32 --context 512 --ttft 512 --repeats 3 \
-    --json "$OUT/vireo-bench-8b.json" > "$OUT/vireo-bench-model.log" 2>&1
+    --ab "$AB" --ab-rounds 5 --json "$OUT/vireo-bench-8b.json" > "$OUT/vireo-bench-model.log" 2>&1
   rc=$?
   say "vireo-bench model 8b exit $rc"
-  grep -E "^  (decode|prefill)|copy-bandwidth|^bar " "$OUT/vireo-bench-model.log" | tee -a "$SUMMARY"
+  grep -E "^  (decode|prefill)|copy-bandwidth|^bar |^  A/B|^    [a-z]" "$OUT/vireo-bench-model.log" | tee -a "$SUMMARY"
   [ $rc -ne 0 ] && status=1
   for variant in "VIREO_WO_PREFETCH=1 VIREO_ATTN_WARM=0 VIREO_ATTN_SPLIT_KEYS=128" "VIREO_PDL=0" "VIREO_DECODE_FUSION=0"; do
     say "== $variant: llama-3.1-8b decode batch 1"

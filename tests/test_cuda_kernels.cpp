@@ -594,15 +594,24 @@ TEST_CASE("cuda fused decode GEMVs match norm, matmul, RoPE and residual on the 
         const FusedW W = make_fused_w(wk, dt, d, ff, rng);
         const auto& w = W.w;
         const auto x = random_vec(std::size_t(n) * ff, dt, rng);
-        auto dx = to_device(dt, x), dy = to_device_raw(resid);
-        REQUIRE(W.fused(dt, vc::GemvEpilogue::Add, false, dx.get(), dy.get(), n, d, ff, vc::GemvExtras{}) == 0);
         auto ref = round_to(dt, ref_matmul(x, w, n, d, ff));
         for (std::size_t i = 0; i < ref.size(); ++i) ref[i] += resid[i];
-        std::vector<float> got(ref.size());
-        dy.download(got.data(), got.size() * 4);
-        // One rounding step of T(sum) away at most: an absolute error of ~|sum| * 2^-8 (bf16).
-        check_close(got, ref, Tol{tol.atol * 2, tol.rtol}, "fused residual add");
+        auto dx = to_device(dt, x);
+        // depth 2: each warp loads two chunks before its MMAs (16-bit weights; an odd last
+        // chunk at cols 200 and 1536, one chunk per warp at 1024).
+        for (int depth : {1, 2}) {
+          INFO("chunks in flight per warp " << depth);
+          auto dy = to_device_raw(resid);
+          vc::GemvExtras ex;
+          ex.depth = depth;
+          REQUIRE(W.fused(dt, vc::GemvEpilogue::Add, false, dx.get(), dy.get(), n, d, ff, ex) == 0);
+          std::vector<float> got(ref.size());
+          dy.download(got.data(), got.size() * 4);
+          // One rounding step of T(sum) away at most: an absolute error of ~|sum| * 2^-8 (bf16).
+          check_close(got, ref, Tol{tol.atol * 2, tol.rtol}, "fused residual add");
+        }
         // The residual is read-modify-written, so norm + Add in one launch is refused.
+        auto dy = to_device_raw(resid);
         vc::GemvExtras bad;
         bad.resid = dy.as<float>();
         bad.norm_w = dnw.as<float>();
@@ -617,7 +626,6 @@ TEST_CASE("cuda fused decode GEMVs match norm, matmul, RoPE and residual on the 
         ex.resid = dres.as<float>();
         ex.norm_w = dnw.as<float>();
         ex.eps = eps;
-        REQUIRE(W.fused(dt, vc::GemvEpilogue::SwiGLU, true, nullptr, dh.get(), n, ff, d, ex) == 0);
         const auto gu = round_to(dt, ref_matmul(xn, w, n, 2 * ff, d));
         std::vector<float> h(std::size_t(n) * ff);
         for (int t = 0; t < n; ++t)
@@ -625,7 +633,18 @@ TEST_CASE("cuda fused decode GEMVs match norm, matmul, RoPE and residual on the 
             const float g = gu[std::size_t(t) * 2 * ff + std::size_t(i)], up = gu[std::size_t(t) * 2 * ff + ff + std::size_t(i)];
             h[std::size_t(t) * ff + std::size_t(i)] = g / (1.0f + std::exp(-g)) * up;
           }
+        REQUIRE(W.fused(dt, vc::GemvEpilogue::SwiGLU, true, nullptr, dh.get(), n, ff, d, ex) == 0);
         check_close(from_device(dt, dh, h.size()), round_to(dt, h), tol, "fused norm + swiglu");
+        // A persistent grid (fused decode mode 4): 7 CTAs, each normalizing once and looping
+        // over every 7th tile (25 to 192 tiles here, so some CTAs take one tile more).
+        {
+          vc::GemvExtras pex = ex;
+          pex.persistent = true;
+          pex.max_ctas = 7;
+          auto dh2 = poisoned(std::size_t(n) * ff * vireo::dtype_size(dt));
+          REQUIRE(W.fused(dt, vc::GemvEpilogue::SwiGLU, true, nullptr, dh2.get(), n, ff, d, pex) == 0);
+          check_close(from_device(dt, dh2, h.size()), round_to(dt, h), tol, "persistent norm + swiglu");
+        }
         auto dy = poisoned(std::size_t(n) * 2 * ff * vireo::dtype_size(dt));
         REQUIRE(W.fused(dt, vc::GemvEpilogue::Store, true, nullptr, dy.get(), n, 2 * ff, d, ex) == 0);
         check_close(from_device(dt, dy, gu.size()), gu, tol, "fused norm + store");

@@ -13,6 +13,7 @@
 
 #ifdef VIREO_WITH_CUDA
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -84,6 +85,38 @@ TEST_CASE("cuda forward matches the CPU backend on a random model", "[cuda][mode
       INFO("dtype " << to_string(dt));
       CHECK(rel_err(run(g, kPrompt, 6), ref) < 3e-2);
     }
+    // The decode settings still being measured, switched on one loaded model: fused mode 4
+    // (FFN norm inside a persistent gate/up GEMV), two chunks in flight per warp in the Wo /
+    // down GEMVs, both, and fusion for steps of up to 8 tokens.
+    const Model g = Model::random(gpu_config(), 11, {.device = Device::cuda(), .dtype = DType::BF16}, wt);
+    const auto base = run(g, kPrompt, 6);
+    const cuda::DecodeTuning loaded = controls(g).decode_tuning();
+    CHECK(loaded.fusion == 2);
+    CHECK(loaded.fusion_max_tokens == 1);
+    CHECK(loaded.gemv_depth == 1);
+    for (const cuda::DecodeTuning t : {cuda::DecodeTuning{.fusion = 4}, cuda::DecodeTuning{.gemv_depth = 2},
+                                       cuda::DecodeTuning{.fusion = 4, .fusion_max_tokens = 8, .gemv_depth = 2},
+                                       cuda::DecodeTuning{.fusion = 0}}) {
+      INFO("fusion " << t.fusion << " max tokens " << t.fusion_max_tokens << " depth " << t.gemv_depth);
+      controls(g).set_decode_tuning(loaded);
+      controls(g).set_decode_tuning(t);
+      const auto got = run(g, kPrompt, 6);
+      CHECK(rel_err(got, ref) < 3e-2);
+      // The same bf16 weights: only a rounding of an intermediate may differ from the default.
+      CHECK(rel_err(got, base) < 2e-2);
+    }
+    CHECK_THROWS_AS(controls(g).set_decode_tuning({.fusion = 3}), Error);
+    CHECK_THROWS_AS(controls(g).set_decode_tuning({.gemv_depth = 3}), Error);
+    controls(g).set_decode_tuning(loaded);
+    // The environment sets the same fields when a backend is built.
+    ::setenv("VIREO_GEMV_DEPTH", "2", 1);
+    ::setenv("VIREO_DECODE_FUSION", "4", 1);
+    const Model e = Model::random(gpu_config(), 11, {.device = Device::cuda(), .dtype = DType::BF16}, wt);
+    ::unsetenv("VIREO_GEMV_DEPTH");
+    ::unsetenv("VIREO_DECODE_FUSION");
+    CHECK(controls(e).decode_tuning().gemv_depth == 2);
+    CHECK(controls(e).decode_tuning().fusion == 4);
+    CHECK(controls(e).decode_tuning().fusion_max_tokens == vireo::cuda::GEMV_MAX_TOKENS);
   }
 }
 
