@@ -48,7 +48,7 @@ bool gpu_or_skip(benchmark::State& state) {
 /// A 64K-value random pool is tiled over the buffer: drawing every value of a 117M-element
 /// weight with mt19937 took seconds per benchmark run, and Google Benchmark runs each case
 /// several times.
-vc::DeviceBuffer random_bf16(std::size_t n, std::uint32_t seed) {
+std::vector<vc::DeviceBuffer> random_bf16_copies(std::size_t n, std::uint32_t seed, int copies) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   std::vector<std::uint16_t> pool(std::size_t(1) << 16);
@@ -56,9 +56,21 @@ vc::DeviceBuffer random_bf16(std::size_t n, std::uint32_t seed) {
   std::vector<std::uint16_t> h(n);
   for (std::size_t i = 0; i < n; i += pool.size())
     std::copy_n(pool.begin(), std::min(pool.size(), n - i), h.begin() + std::ptrdiff_t(i));
-  vc::DeviceBuffer b(std::max<std::size_t>(n * 2, 16));
-  b.upload(h.data(), n * 2);
-  return b;
+  std::vector<vc::DeviceBuffer> bs;
+  for (int c = 0; c < copies; ++c) {
+    bs.emplace_back(std::max<std::size_t>(n * 2, 16));
+    bs.back().upload(h.data(), n * 2);
+  }
+  return bs;
+}
+vc::DeviceBuffer random_bf16(std::size_t n, std::uint32_t seed) { return std::move(random_bf16_copies(n, seed, 1)[0]); }
+
+/// Copies of a weight of `bytes` that time_loop_hbm cycles through: together at least 192 MiB,
+/// ~4x an H100's 50 MB L2 (and > 2x an H200's 60 MB), so every launch streams its weight
+/// from HBM as in a decode step; 2 to 64.
+int hbm_copies(std::size_t bytes) {
+  const std::size_t want = (std::size_t(192) << 20) / std::max<std::size_t>(bytes, 1) + 1;
+  return int(std::clamp<std::size_t>(want, 2, 64));
 }
 template <typename U>
 vc::DeviceBuffer upload(const std::vector<U>& v) {
@@ -86,15 +98,43 @@ void time_loop(benchmark::State& state, vc::Stream& stream, F&& launch) {
   }
 }
 
+/// Decode-GEMV timing as a decode step sees it: batches of kBatch launches back to back
+/// between two events (the launch latency amortized, as under a CUDA graph; with PDL each
+/// launch's prologue overlaps the previous one as in the model), launch(c) running on weight
+/// copy c of `copies` in turn, so no launch finds its weights in L2. The time reported is per
+/// launch. (Until 2026-11-26 the GEMV benchmarks timed one launch on one weight: launch
+/// latency included, and a weight of <= 50 MB served from L2 after the first launch.)
+template <typename F>
+void time_loop_hbm(benchmark::State& state, vc::Stream& stream, int copies, F&& launch) {
+  constexpr int kBatch = 8;
+  try {
+    vc::EventTimer timer;
+    for (int c = 0; c < copies; ++c) launch(c);  // warm-up
+    stream.synchronize();
+    int next = 0;
+    for (auto _ : state) {
+      timer.start(stream.get());
+      for (int k = 0; k < kBatch; ++k) launch(next++ % copies);
+      state.SetIterationTime(double(timer.stop(stream.get())) / 1e3 / kBatch);
+    }
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
 // Decode GEMV, bf16: args (rows, cols, tokens). Llama-3-8B shapes: 4096x4096 (Wo), 28672x4096
 // (gate+up), 4096x14336 (down); 576-wide SmolLM2.
 void BM_gemv_bf16(benchmark::State& state) {
   if (!gpu_or_skip(state)) return;
   const int rows = int(state.range(0)), cols = int(state.range(1)), n = int(state.range(2));
   vc::Stream stream;
-  auto w = random_bf16(std::size_t(rows) * cols, 1), x = random_bf16(std::size_t(n) * cols, 2);
+  const int copies = hbm_copies(std::size_t(rows) * cols * 2);
+  auto w = random_bf16_copies(std::size_t(rows) * cols, 1, copies);
+  auto x = random_bf16(std::size_t(n) * cols, 2);
   vc::DeviceBuffer y(std::size_t(n) * rows * 2);
-  time_loop(state, stream, [&] { vc::check(vc::gemv(DType::BF16, w.get(), x.get(), y.get(), false, n, rows, cols, stream.get()), "gemv"); });
+  time_loop_hbm(state, stream, copies, [&](int c) {
+    vc::check(vc::gemv(DType::BF16, w[std::size_t(c)].get(), x.get(), y.get(), false, n, rows, cols, stream.get()), "gemv");
+  });
   state.SetBytesProcessed(state.iterations() * (std::int64_t(rows) * cols * 2 + std::int64_t(n) * (cols + rows) * 2));
   state.counters["flops"] = benchmark::Counter(double(state.iterations()) * 2.0 * rows * cols * n, benchmark::Counter::kIsRate);
 }
@@ -108,16 +148,57 @@ void BM_gemv_swiglu_bf16(benchmark::State& state) {
   if (!gpu_or_skip(state)) return;
   const int ff = int(state.range(0)), cols = int(state.range(1)), n = int(state.range(2));
   vc::Stream stream;
-  auto w = random_bf16(std::size_t(2) * ff * cols, 1), x = random_bf16(std::size_t(n) * cols, 2);
+  const int copies = hbm_copies(std::size_t(2) * ff * cols * 2);
+  auto w = random_bf16_copies(std::size_t(2) * ff * cols, 1, copies);
+  auto x = random_bf16(std::size_t(n) * cols, 2);
   vc::DeviceBuffer h(std::size_t(n) * ff * 2);
-  time_loop(state, stream, [&] {
-    vc::check(vc::gemv_swiglu(DType::BF16, w.get(), x.get(), h.get(), n, ff, cols, stream.get()), "gemv_swiglu");
+  time_loop_hbm(state, stream, copies, [&](int c) {
+    vc::check(vc::gemv_swiglu(DType::BF16, w[std::size_t(c)].get(), x.get(), h.get(), n, ff, cols, stream.get()),
+              "gemv_swiglu");
   });
   state.SetBytesProcessed(state.iterations() * (std::int64_t(2) * ff * cols * 2 + std::int64_t(n) * (cols + ff) * 2));
   state.counters["flops"] = benchmark::Counter(double(state.iterations()) * 4.0 * ff * cols * n, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_gemv_swiglu_bf16)->Args({14336, 4096, 1})->Args({14336, 4096, 8})->Args({1536, 576, 1})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// The fused decode GEMVs of the batch-1 step, bf16, weights from HBM: args (kind, rows, cols,
+// depth). Kind 0: Add epilogue (Wo, down: y is the fp32 residual) with `depth` weight chunks
+// per warp in flight (GemvExtras::depth); kind 1: norm + gate/up + SwiGLU (rows = ff) on a
+// persistent grid (GemvExtras::persistent, fused mode 4; depth unused), against
+// BM_gemv_swiglu_bf16 plus BM_rmsnorm/1/4096 for mode 2.
+void BM_gemv_fused(benchmark::State& state) {
+  if (!gpu_or_skip(state)) return;
+  const int kind = int(state.range(0)), rows = int(state.range(1)), cols = int(state.range(2));
+  const int wrows = kind == 1 ? 2 * rows : rows;
+  vc::Stream stream;
+  const int copies = hbm_copies(std::size_t(wrows) * cols * 2);
+  auto w = random_bf16_copies(std::size_t(wrows) * cols, 1, copies);
+  auto x = random_bf16(std::size_t(cols), 2);
+  vc::DeviceBuffer resid(std::size_t(std::max(rows, cols)) * 4), y(std::size_t(rows) * 2);
+  resid.fill_bytes(0);
+  const vc::DeviceBuffer norm_w = upload(std::vector<float>(std::size_t(cols), 1.0f));
+  vc::GemvExtras ex;
+  if (kind == 0) {
+    ex.depth = int(state.range(3));
+  } else {
+    ex.resid = resid.as<float>();
+    ex.norm_w = norm_w.as<float>();
+    ex.eps = 1e-5f;
+    ex.persistent = true;
+  }
+  time_loop_hbm(state, stream, copies, [&](int c) {
+    const vc::Status st =
+        kind == 0 ? vc::gemv_fused(DType::BF16, vc::GemvEpilogue::Add, false, w[std::size_t(c)].get(), x.get(),
+                                   resid.get(), 1, rows, cols, ex, stream.get())
+                  : vc::gemv_fused(DType::BF16, vc::GemvEpilogue::SwiGLU, true, w[std::size_t(c)].get(), nullptr,
+                                   y.get(), 1, rows, cols, ex, stream.get());
+    vc::check(st, "gemv_fused");
+  });
+  state.SetBytesProcessed(state.iterations() * std::int64_t(wrows) * cols * 2);
+}
+BENCHMARK(BM_gemv_fused)->Args({0, 4096, 4096, 1})->Args({0, 4096, 4096, 2})->Args({0, 4096, 14336, 1})
+    ->Args({0, 4096, 14336, 2})->Args({1, 14336, 4096, 0})->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // Decode GEMV over quantized weights kept in their GGUF blocks (ModelOptions::gpu_quantized),
 // bf16 activations: args (format: 0 Q8_0, 1 Q4_0, 2 Q4_1; rows; cols; tokens). Bytes are the
@@ -137,18 +218,30 @@ void BM_gemv_q(benchmark::State& state) {
   for (std::size_t i = 0; i < qs.size(); i += pool.size())
     std::copy_n(pool.begin(), std::min(pool.size(), qs.size() - i), qs.begin() + std::ptrdiff_t(i));
   const std::vector<std::uint16_t> sc(blocks, 0x211F);
-  vc::DeviceBuffer dqs(qs.size()), dd(sc.size() * 2), dm(sc.size() * 2);
-  dqs.upload(qs.data(), qs.size());
-  dd.upload(sc.data(), sc.size() * 2);
-  dm.upload(sc.data(), sc.size() * 2);
-  vc::QuantView w;
-  w.fmt = fmt;
-  w.qs = dqs.as<std::uint8_t>();
-  w.d = dd.as<std::uint16_t>();
-  w.m = dm.as<std::uint16_t>();
   auto x = random_bf16(std::size_t(n) * cols, 2);
   vc::DeviceBuffer y(std::size_t(n) * rows * 2);
-  time_loop(state, stream, [&] { vc::check(vc::gemv_q(DType::BF16, w, x.get(), y.get(), false, n, rows, cols, stream.get()), "gemv_q"); });
+  // Quantized matrices are 2-4x smaller than bf16 ones: the whole matrix (quants, scales,
+  // minimums) is copied hbm_copies times, each launch reading the next copy.
+  const int copies = hbm_copies(qs.size() + sc.size() * 4);
+  std::vector<vc::DeviceBuffer> cqs, cd, cm;
+  std::vector<vc::QuantView> views;
+  for (int c = 0; c < copies; ++c) {
+    cqs.emplace_back(qs.size());
+    cd.emplace_back(sc.size() * 2);
+    cm.emplace_back(sc.size() * 2);
+    cqs.back().upload(qs.data(), qs.size());
+    cd.back().upload(sc.data(), sc.size() * 2);
+    cm.back().upload(sc.data(), sc.size() * 2);
+    vc::QuantView v;
+    v.fmt = fmt;
+    v.qs = cqs.back().as<std::uint8_t>();
+    v.d = cd.back().as<std::uint16_t>();
+    v.m = cm.back().as<std::uint16_t>();
+    views.push_back(v);
+  }
+  time_loop_hbm(state, stream, copies, [&](int c) {
+    vc::check(vc::gemv_q(DType::BF16, views[std::size_t(c)], x.get(), y.get(), false, n, rows, cols, stream.get()), "gemv_q");
+  });
   const std::int64_t wbytes = std::int64_t(blocks) * (vc::quant_block_bytes(fmt) + (vc::quant_has_min(fmt) ? 4 : 2));
   state.SetBytesProcessed(state.iterations() * (wbytes + std::int64_t(n) * (cols + rows) * 2));
 }
