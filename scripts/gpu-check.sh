@@ -12,6 +12,10 @@
 #   scripts/gpu-check.sh --bars          the [cuda] tests, the 8B bars, and the batch-1 step under
 #                                        the previous decode defaults, without PDL and unfused
 #                                        (66 s, 15:02 UTC run)
+#   scripts/gpu-check.sh --ncu           Nsight Compute over the kernels of four 8B batch-1 decode
+#                                        steps, each alone (duration, DRAM bytes; ncu.csv and a
+#                                        per-kernel table from scripts/ncu-summary.py). Not yet
+#                                        run (2026-11-26). --bars-ncu: --bars, then --ncu.
 #   scripts/gpu-check.sh --experiments-only
 #                                        the experiments alone, plus the real-SmolLM2 [cuda]
 #                                        test when the joined model is here.
@@ -91,13 +95,15 @@ if [ "${1:-}" = "--split-model" ]; then
   exit 0
 fi
 
-CHECK=1 EXPERIMENTS=0 BARS=0
+CHECK=1 EXPERIMENTS=0 BARS=0 NCU=0
 case "${1:-}" in
   "") ;;
   --experiments) EXPERIMENTS=1 ;;
   --experiments-only) CHECK=0 EXPERIMENTS=1 ;;
   --bars) CHECK=0 BARS=1 ;;
-  *) echo "usage: scripts/gpu-check.sh [--prepare | --split-model | --experiments | --experiments-only | --bars]" >&2; exit 2 ;;
+  --ncu) CHECK=0 NCU=1 ;;
+  --bars-ncu) CHECK=0 BARS=1 NCU=1 ;;
+  *) echo "usage: scripts/gpu-check.sh [--prepare | --split-model | --experiments | --experiments-only | --bars | --ncu | --bars-ncu]" >&2; exit 2 ;;
 esac
 
 OUT="${OUT:-$PWD/gpu-check-out}"
@@ -322,6 +328,31 @@ if [ "$EXPERIMENTS" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then
     >> "$OUT/vireo-bench-model.log" 2>&1
   say "vireo-bench model 8b (profile) exit $?"
   grep -A11 "vireo cuda profile" "$OUT/vireo-bench-model.log" | tee -a "$SUMMARY"
+fi
+
+if [ "$NCU" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then
+  # --ncu: every kernel of four batch-1 decode steps of the 8B shape (eager: VIREO_CUDA_PROFILE=1
+  # turns the graphs off), each profiled alone by Nsight Compute with the caches flushed before
+  # it: duration and DRAM bytes per kernel, so each one's distance from the bandwidth floor
+  # shows without PDL's overlap (the A/B and the step time say what overlap adds). Seen
+  # working on the Firecracker H100s (KINDS.md: ncu with --clock-control none); written on
+  # 2026-11-26 without a GPU, not yet run. The CSV is ncu.csv; scripts/ncu-summary.py groups it.
+  NCU_BIN="$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)"
+  if [ -z "$NCU_BIN" ]; then
+    say "== ncu: not found on this machine; skipped"
+  else
+    say "== ncu ($NCU_BIN): kernels of 4 batch-1 decode steps, llama-3.1-8b bf16, context 512"
+    VIREO_CUDA_PROFILE=1 timeout 300 "$NCU_BIN" --clock-control none --print-units base --csv --log-file "$OUT/ncu.csv" \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+      -k 'regex:gemv|attention|rmsnorm|embed|rope|swiglu|sampl|argmax|greedy' --launch-count 1500 \
+      "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 --batch 1 \
+      --prefill none --decode-steps 2 --context 512 --ttft 0 > "$OUT/ncu-bench.log" 2>&1
+    rc=$?
+    say "ncu exit $rc ($(grep -c '^"' "$OUT/ncu.csv" 2>/dev/null || echo 0) CSV rows)"
+    [ $rc -ne 0 ] && { tail -20 "$OUT/ncu-bench.log" | tee -a "$SUMMARY"; status=1; }
+    python3 scripts/ncu-summary.py "$OUT/ncu.csv" --top 40 2>&1 | tee -a "$SUMMARY"
+    rm -f "$OUT/ncu-bench.log"
+  fi
 fi
 
 say "== done, status $status, files in $OUT"
