@@ -593,6 +593,7 @@ struct Result {
   double copy_floor_ms = 0, copy_fraction = 0;  ///< decode: floor over the copy bandwidth (0: not measured)
   double sample_ms = 0;  ///< decode, host path: greedy sampling of the B rows, per step (not in step_ms)
   std::string path;      ///< kForwardSample or kHostSampling
+  double graph_ms = 0;   ///< decode on CUDA: GPU time of one replay of the step's graph (0: none)
   std::string variant;   ///< decode_ab: the --ab setting
   int round = -1;        ///< decode_ab: the round of --ab-rounds
 };
@@ -883,6 +884,12 @@ class ModelBench {
     fwd_s = sample_s = 0;
     for (int i = 0; i < o_.decode_steps; ++i) step();
     const double secs = fwd_s;
+    // The GPU alone: the last step's graph replayed back to back (it redoes that step exactly).
+    // step_ms minus this is what the host adds per token: planning, the plan upload, the launch,
+    // sampling and the wait for the token.
+    double graph_ms = 0;
+    if (auto* ctl = dynamic_cast<cuda::BackendControls*>(model_->impl().backend.get()))
+      graph_ms = std::max(0.0, ctl->time_graph_replay(o_.decode_steps));
     for (SeqId s : seqs) cache_->truncate(s, o_.context);
 
     Result r = base("decode");
@@ -892,6 +899,7 @@ class ModelBench {
     r.step_ms = secs * 1e3 / o_.decode_steps;
     r.tok_s = double(B) * o_.decode_steps / secs;
     r.sample_ms = sample_s * 1e3 / o_.decode_steps;
+    r.graph_ms = graph_ms;
     r.path = on_device ? kForwardSample : kHostSampling;
     // Keys/values read per step: during timed step j each sequence attends over
     // context + warm + j + 1 positions; average over the timed steps.
@@ -914,6 +922,9 @@ class ModelBench {
                  B, o_.context, r.tok_s, r.step_ms, r.floor_ms, 100.0 * r.fraction, how.c_str());
     if (r.copy_floor_ms > 0)
       std::fprintf(stderr, "          (copy-bandwidth floor %.2f ms: %.1f%%)\n", r.copy_floor_ms, 100.0 * r.copy_fraction);
+    if (r.graph_ms > 0)
+      std::fprintf(stderr, "          (graph replay alone %.3f ms: %.1f%% of the copy floor; the host adds %.3f ms per step)\n",
+                   r.graph_ms, r.copy_floor_ms > 0 ? 100.0 * r.copy_floor_ms / r.graph_ms : 0.0, r.step_ms - r.graph_ms);
     return r;
   }
 
@@ -1090,6 +1101,7 @@ std::string to_json(const Options& o, const Roofline& roof, const std::vector<Re
       j += ", \"copy_floor_ms\": " + jnum(r.copy_floor_ms) + ", \"fraction_of_copy_floor\": " + jnum(r.copy_fraction);
     if (r.floor_bytes > 0) j += ", \"floor_bytes\": " + jnum(r.floor_bytes);
     if (r.floor_flops > 0) j += ", \"floor_flops\": " + jnum(r.floor_flops);
+    if (r.graph_ms > 0) j += ", \"graph_replay_ms\": " + jnum(r.graph_ms);
     if (!r.variant.empty()) j += ", \"variant\": " + jstr(r.variant) + fmt::format(", \"round\": {}", r.round);
     j += "}";
   }

@@ -252,9 +252,29 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
     graphs_.clear();
     warmed_.clear();
+    last_graph_ = nullptr;
     if (t.fusion >= 0) fuse_ = t.fusion;
     if (t.fusion_max_tokens >= 0) fuse_max_tokens_ = t.fusion_max_tokens;
     if (t.gemv_depth >= 0) gemv_depth_ = t.gemv_depth;
+  }
+  double time_graph_replay(int reps) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!last_graph_ || reps < 1) return -1.0;
+    auto s = static_cast<cudaStream_t>(stream_->get());
+    cudaEvent_t ev[2] = {nullptr, nullptr};
+    cu(cudaEventCreate(&ev[0]), "cudaEventCreate");
+    const cudaError_t e1 = cudaEventCreate(&ev[1]);
+    float ms = 0.0f;
+    cudaError_t e = e1;
+    if (e == cudaSuccess) e = cudaEventRecord(ev[0], s);
+    for (int i = 0; i < reps && e == cudaSuccess; ++i) e = cudaGraphLaunch(last_graph_, s);
+    if (e == cudaSuccess) e = cudaEventRecord(ev[1], s);
+    if (e == cudaSuccess) e = cudaEventSynchronize(ev[1]);
+    if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, ev[0], ev[1]);
+    cudaEventDestroy(ev[0]);
+    if (ev[1]) cudaEventDestroy(ev[1]);
+    cu(e, "graph replay timing");
+    return double(ms) / reps;
   }
 
   std::unique_ptr<KVStorage> make_kv_storage(const KVGeometry& g) override {
@@ -430,6 +450,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       // loaded lazily and cuBLAS picks and sets up its kernels on first use, and none of that
       // should happen inside a stream capture. The bucket's next step is captured.
       run(st, kv, cancel);
+      last_graph_ = nullptr;
     } else if (graph) {
       auto it = graphs_.find(key);
       if (it == graphs_.end()) {
@@ -450,9 +471,11 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
         it = graphs_.emplace(key, exec).first;
       }
       cu(cudaGraphLaunch(it->second, s), "cudaGraphLaunch");
+      last_graph_ = it->second;
     } else {
       run(st, kv, cancel);
       profile_collect(st.n);
+      last_graph_ = nullptr;
     }
 
     last_step_ = st;
@@ -853,6 +876,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// bucket, KV pool, blocks, block size, splits, int8 K/V
   using GraphKey = std::tuple<int, void*, std::int64_t, int, int, bool>;
   std::map<GraphKey, cudaGraphExec_t> graphs_;
+  cudaGraphExec_t last_graph_ = nullptr;  ///< the graph the last step replayed (owned by graphs_), or none
   std::set<GraphKey> warmed_;  ///< buckets run once eagerly
 };
 

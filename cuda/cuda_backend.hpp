@@ -31,6 +31,12 @@ class BackendControls {
   /// Change the decode settings (fields >= 0; out-of-range values throw vireo::Error). Waits
   /// for the stream and drops the captured graphs, which hold the old kernels.
   virtual void set_decode_tuning(const DecodeTuning& t) = 0;
+  /// Replay the graph of the last forward step `reps` times back to back and return the GPU
+  /// time per replay in ms (CUDA events around all of them), or -1 when the last step did not
+  /// run from a graph. The replays redo that step exactly (same tokens, same K/V slots, same
+  /// logits), so the caches and results are unchanged. Against a step timed from the host,
+  /// the difference is what the host adds: planning, plan upload, launch, sampling, sync.
+  virtual double time_graph_replay(int reps) = 0;
 };
 
 }  // namespace vireo::cuda
