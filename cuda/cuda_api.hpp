@@ -238,6 +238,10 @@ struct GemvExtras {
   /// mode 4).
   bool persistent = false;
   int max_ctas = 0;
+  /// Quantized weights: x staged in shared memory (when n * cols * sizeof(T) <= 64 KiB), so
+  /// each warp keeps 4 Q4 chunks (2 Q8_0) of weights in flight instead of 2 (1) with their x
+  /// in registers. VIREO_QGEMV_XSMEM=1 in the backend; not yet measured.
+  bool quant_x_smem = false;
 };
 /// The prefetch depth (GemvExtras::prefetch_chunks) at which the first wave of a 16-bit
 /// [rows, cols] Store / Add GEMV pulls all of its warps' chunks into L2 before its PDL wait,

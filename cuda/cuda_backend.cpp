@@ -220,6 +220,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     }
     if (const char* e = std::getenv("VIREO_WO_PREFETCH")) wo_prefetch_ = std::clamp(std::atoi(e), 0, 64);
     if (const char* e = std::getenv("VIREO_GEMV_DEPTH"); e && std::strcmp(e, "2") == 0) gemv_depth_ = 2;
+    if (const char* e = std::getenv("VIREO_QGEMV_XSMEM"); e && std::strcmp(e, "1") == 0) qx_smem_ = true;
     if (const char* e = std::getenv("VIREO_CUDA_PROFILE"); e && std::strcmp(e, "1") == 0) {
       profile_on_ = true;
       graphs_on_ = false;
@@ -239,15 +240,16 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   int graphs_captured() const noexcept override { return int(graphs_.size()); }
   int max_tokens() const noexcept override { return kMaxTokens; }
   cuda::DecodeTuning decode_tuning() const noexcept override {
-    return {.fusion = fuse_, .fusion_max_tokens = fuse_max_tokens_, .gemv_depth = gemv_depth_};
+    return {.fusion = fuse_, .fusion_max_tokens = fuse_max_tokens_, .gemv_depth = gemv_depth_,
+            .quant_x_smem = qx_smem_ ? 1 : 0};
   }
   void set_decode_tuning(const cuda::DecodeTuning& t) override {
     if (t.fusion > 4 || t.fusion == 3 || t.fusion_max_tokens > cuda::GEMV_MAX_TOKENS || t.gemv_depth == 0 ||
-        t.gemv_depth > 2)
+        t.gemv_depth > 2 || t.quant_x_smem > 1)
       throw Error(ErrorCode::InvalidArgument,
                   fmt::format("decode tuning: fusion {} (0, 1, 2 or 4), fusion_max_tokens {} (<= {}), gemv_depth {} "
-                              "(1 or 2)",
-                              t.fusion, t.fusion_max_tokens, cuda::GEMV_MAX_TOKENS, t.gemv_depth));
+                              "(1 or 2), quant_x_smem {} (0 or 1)",
+                              t.fusion, t.fusion_max_tokens, cuda::GEMV_MAX_TOKENS, t.gemv_depth, t.quant_x_smem));
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "decode tuning");
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
     graphs_.clear();
@@ -256,6 +258,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     if (t.fusion >= 0) fuse_ = t.fusion;
     if (t.fusion_max_tokens >= 0) fuse_max_tokens_ = t.fusion_max_tokens;
     if (t.gemv_depth >= 0) gemv_depth_ = t.gemv_depth;
+    if (t.quant_x_smem >= 0) qx_smem_ = t.quant_x_smem == 1;
   }
   double time_graph_replay(int reps) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -503,7 +506,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       for (int t0 = 0; t0 < n; t0 += cuda::GEMV_MAX_TOKENS)
         ck(cuda::gemv_q(dt_, w.qview(), static_cast<const char*>(x) + std::size_t(t0) * xs,
                         static_cast<char*>(y) + std::size_t(t0) * ys, y_f32, std::min(cuda::GEMV_MAX_TOKENS, n - t0),
-                        w.rows, w.cols, s),
+                        w.rows, w.cols, s, quant_extras()),
            "gemv (quantized)");
       return;
     }
@@ -559,10 +562,21 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
            cuda::gemv_fused_supported(dt_, n, cfg_.d_ff, false) && cfg_.head_dim % 16 == 0;
   }
 
+  /// Extras of an unfused quantized GEMV: the decode setting quant_x_smem.
+  cuda::GemvExtras quant_extras() const noexcept {
+    cuda::GemvExtras ex;
+    ex.quant_x_smem = qx_smem_;
+    return ex;
+  }
+
   /// One fused decode GEMV (cuda::gemv_fused) over a 16-bit or a quantized matrix.
   cuda::Status fused(cuda::GemvEpilogue epi, bool norm, const Mat& w, const void* x, void* y, int n, int rows,
                      const cuda::GemvExtras& ex) {
-    if (w.quant) return cuda::gemv_fused(dt_, epi, norm, w.qview(), x, y, n, rows, w.cols, ex, stream_->get());
+    if (w.quant) {
+      cuda::GemvExtras qex = ex;
+      qex.quant_x_smem = qx_smem_;
+      return cuda::gemv_fused(dt_, epi, norm, w.qview(), x, y, n, rows, w.cols, qex, stream_->get());
+    }
     return cuda::gemv_fused(dt_, epi, norm, w.ptr(), x, y, n, rows, w.cols, ex, stream_->get());
   }
 
@@ -685,7 +699,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       if (st.n <= cuda::GEMV_MAX_TOKENS) {
         // Decode: gate/up GEMV and SwiGLU in one kernel (no gu_ round trip, one launch less).
         if (L.wgu.quant)
-          ck(cuda::gemv_swiglu_q(dt_, L.wgu.qview(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s),
+          ck(cuda::gemv_swiglu_q(dt_, L.wgu.qview(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s, quant_extras()),
              "gemv_swiglu (quantized)");
         else
           ck(cuda::gemv_swiglu(dt_, L.wgu.ptr(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s), "gemv_swiglu");
@@ -858,6 +872,10 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// flight (their grids have <= 2 CTAs per SM at batch 1, so the 128 registers cost no
   /// occupancy). Written 2026-11-26 without a GPU; off until measured.
   int gemv_depth_ = 1;
+  /// VIREO_QGEMV_XSMEM=1: quantized GEMVs stage x in shared memory and keep twice the weight
+  /// chunks in flight (GemvExtras::quant_x_smem). Written 2026-11-26 without a GPU; off until
+  /// measured.
+  bool qx_smem_ = false;
   int fuse_max_tokens_ = 1;  ///< largest step fused: 1 by default, GEMV_MAX_TOKENS when VIREO_DECODE_FUSION is set
   int qgemv_max_env_ = [] {  ///< VIREO_QGEMV_MAX_TOKENS (0: per-format default)
     const char* e = std::getenv("VIREO_QGEMV_MAX_TOKENS");

@@ -98,7 +98,7 @@ enum Epi : int {
 /// vector elements onto fragment k slots depends only on q, identically for W and x, and the
 /// dot product does not care which physical column a k slot stands for. Q4 chunks carry 4x
 /// fewer bytes than 16-bit ones, so Q4 warps load two chunks before multiplying (UNROLL).
-template <typename T, typename OT, int EPI, bool NORM, int WF = 0, int DEPTH = 1>
+template <typename T, typename OT, int EPI, bool NORM, int WF = 0, int DEPTH = 1, bool QX = false>
 __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
     gemv_mma_kernel(std::conditional_t<WF == 0, const T*, QuantView> w, const T* __restrict__ x,
                     OT* __restrict__ y, int n, int rows, int cols, GemvExtras ex) {
@@ -158,6 +158,15 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
   }
   pdl_wait();
   pdl_trigger();
+  if constexpr (QX && !NORM) {
+    // Quantized, x staged: the n token rows of x into shared memory once (8 KiB at n = 1,
+    // d = 4096), so the weight loads below need no registers for x.
+    const int nv = n * cols / 8;
+    for (int i = int(threadIdx.x); i < nv; i += int(blockDim.x))
+      reinterpret_cast<uint4*>(gemv_dyn_smem)[i] = load_x(x + std::size_t(i) * 8);
+    __syncthreads();
+    xg = reinterpret_cast<const T*>(gemv_dyn_smem) + std::size_t(min(g, n - 1)) * cols + q * 8;
+  }
   if constexpr (NORM) {
     // Normalize the n residual rows into shared memory; then every x load below reads it.
     T* xs = reinterpret_cast<T*>(gemv_dyn_smem);
@@ -196,16 +205,16 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
     auto load_chunk = [&](int ch, uint4 (&va)[CHUNK_STEPS], uint4 (&vb)[CHUNK_STEPS], uint4 (&vx)[CHUNK_STEPS]) {
       const int c0 = ch * CHUNK_COLS;
       if (c0 + CHUNK_COLS <= cols) {
-  #pragma unroll
+#pragma unroll
         for (int j = 0; j < CHUNK_STEPS; ++j) {
           va[j] = load_w(wa + c0 + 32 * j);
           vb[j] = load_w(wb + c0 + 32 * j);
         }
-  #pragma unroll
+#pragma unroll
         for (int j = 0; j < CHUNK_STEPS; ++j) vx[j] = NORM ? *reinterpret_cast<const uint4*>(xg + c0 + 32 * j)
                                                            : load_x(xg + c0 + 32 * j);
       } else {  // the last, partial chunk: vectors past the row end are zeros in W and x
-  #pragma unroll
+#pragma unroll
         for (int j = 0; j < CHUNK_STEPS; ++j) {
           const int c = c0 + 32 * j;
           const bool ok = c + q * 8 < cols;  // cols % 8 == 0: a vector is all in or all out
@@ -217,14 +226,45 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
       }
     };
     auto mma_chunk = [&](const uint4 (&va)[CHUNK_STEPS], const uint4 (&vb)[CHUNK_STEPS], const uint4 (&vx)[CHUNK_STEPS]) {
-  #pragma unroll
+#pragma unroll
       for (int j = 0; j < CHUNK_STEPS; ++j) {
         const std::uint32_t lo[4] = {va[j].x, vb[j].x, va[j].y, vb[j].y}, hi[4] = {va[j].z, vb[j].z, va[j].w, vb[j].w};
         mma16816<T>(acc, lo, vx[j].x, vx[j].y);
         mma16816<T>(acc2, hi, vx[j].z, vx[j].w);
       }
     };
-    if constexpr (QUANT) {
+    if constexpr (QUANT && QX) {
+      // x in shared memory (staged above, or normalized there): the load phase holds only the
+      // weight blocks, so each warp keeps QU chunks in flight (Q4: 4 x 2 rows x 16 B per lane,
+      // 4 KiB per warp; Q8_0: 2 chunks, the same bytes) where the register-x path holds 2 (Q4)
+      // or 1 (Q8_0) chunk and their x vectors. x is read from shared memory right before each
+      // chunk's MMAs; a block past the row end has zero weights and reads no x.
+      constexpr int QU = F == QFormat::Q8_0 ? 2 : 4;
+      const int nb = cols / 32, n_qchunks = (nb + 3) / 4;
+      const T* xrow = xg - q * 8;  // this lane's token row in shared memory
+      for (int ch0 = warp; ch0 < n_qchunks; ch0 += MMA_WARPS * QU) {
+        uint4 ra_raw[QU][2], rb_raw[QU][2];
+        float da[QU], db[QU], ma[QU], mb[QU];
+#pragma unroll
+        for (int u = 0; u < QU; ++u) {
+          const int b = (ch0 + u * MMA_WARPS) * 4 + q;  // >= nb past the end: zeros, nothing loaded
+          load_block<F>(w, ra, nb, b, ra_raw[u], da[u], ma[u]);
+          load_block<F>(w, rb, nb, b, rb_raw[u], db[u], mb[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < QU; ++u) {
+          const int b = (ch0 + u * MMA_WARPS) * 4 + q;
+          uint4 va[4], vb[4], vx[4];
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+            vx[j] = b >= nb ? make_uint4(0u, 0u, 0u, 0u)
+                            : *reinterpret_cast<const uint4*>(xrow + std::size_t(b) * 32 + 8 * j);
+          dequant_block<T, F>(ra_raw[u], da[u], ma[u], va);
+          dequant_block<T, F>(rb_raw[u], db[u], mb[u], vb);
+          mma_chunk(va, vb, vx);
+        }
+      }
+    } else if constexpr (QUANT) {
       constexpr int UNROLL = F == QFormat::Q8_0 ? 1 : 2;
       const int nb = cols / 32, n_qchunks = (nb + 3) / 4;
       const T* xrow = xg - q * 8;  // this lane's token row (global memory, or shared under NORM)
@@ -232,18 +272,18 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
         uint4 ra_raw[UNROLL][2], rb_raw[UNROLL][2], vx[UNROLL][4];
         float da[UNROLL], db[UNROLL], ma[UNROLL], mb[UNROLL];
         // Every load of the UNROLL chunks first, then the arithmetic.
-  #pragma unroll
+#pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
           const int b = (ch0 + u * MMA_WARPS) * 4 + q;  // this lane's block; >= nb past the end
           load_block<F>(w, ra, nb, b, ra_raw[u], da[u], ma[u]);
           load_block<F>(w, rb, nb, b, rb_raw[u], db[u], mb[u]);
-  #pragma unroll
+#pragma unroll
           for (int j = 0; j < 4; ++j) {
             const T* p = xrow + std::size_t(b) * 32 + 8 * j;
             vx[u][j] = b >= nb ? make_uint4(0u, 0u, 0u, 0u) : NORM ? *reinterpret_cast<const uint4*>(p) : load_x(p);
           }
         }
-  #pragma unroll
+#pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
           uint4 va[4], vb[4];
           dequant_block<T, F>(ra_raw[u], da[u], ma[u], va);
@@ -270,7 +310,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
         mma_chunk(va, vb, vx);
       }
     }
-  #pragma unroll
+#pragma unroll
     for (int i = 0; i < 4; ++i) acc[i] += acc2[i];
     gemv_tile_partials(part, acc);
     const int tid = threadIdx.x;
@@ -284,7 +324,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
       if (tid < 128) {
         const int r = tid & 15, t = tid >> 4;
         float sum = 0.0f;
-  #pragma unroll
+#pragma unroll
         for (int k = 0; k < MMA_WARPS; ++k) sum += part[k][r][t];
         red[r][t] = to_f32(from_f32<T>(sum));
       }
@@ -519,13 +559,24 @@ cudaError_t opt_in_norm_smem(Kernel kernel, cudaStream_t s) {
 template <typename T, int EPI, bool NORM, int WF = 0, typename OT = std::conditional_t<EPI == kAdd, float, T>>
 cudaError_t launch_fused_t(GemvW<T, WF> w, const T* x, void* y, int n, int rows, int cols, const GemvExtras& ex,
                            cudaStream_t s) {
-  const std::size_t smem = NORM ? std::size_t(n) * cols * sizeof(T) : 0;
+  const std::size_t x_bytes = std::size_t(n) * cols * sizeof(T);
+  // Quantized weights with x staged in shared memory (GemvExtras::quant_x_smem) where it fits.
+  const bool qx = WF != 0 && ex.quant_x_smem && x_bytes <= kGemvNormSmemBytes;
+  const std::size_t smem = NORM || qx ? x_bytes : 0;
   const int tiles = EPI == kSwiglu ? (rows + 7) / 8 : (rows + 15) / 16;
   // A persistent grid: one wave of CTAs, each looping over tiles (a NORM prologue runs once
   // per CTA instead of once per tile).
   const int wave = ex.max_ctas > 0 ? ex.max_ctas : first_wave_ctas();
   const dim3 grid(ex.persistent ? std::min(tiles, wave) : tiles), block(MMA_WARPS * 32);
   const GemvExtras exp = with_prefetch(ex);
+  if constexpr (WF != 0) {
+    if (qx) {
+      if (const cudaError_t e = opt_in_norm_smem(gemv_mma_kernel<T, OT, EPI, NORM, WF, 1, true>, s); e != cudaSuccess)
+        return e;
+      return cuda::launch(gemv_mma_kernel<T, OT, EPI, NORM, WF, 1, true>, grid, block, smem, s, w, x,
+                          static_cast<OT*>(y), n, rows, cols, exp);
+    }
+  }
   if constexpr (NORM) {
     if (const cudaError_t e = opt_in_norm_smem(gemv_mma_kernel<T, OT, EPI, true, WF>, s); e != cudaSuccess)
       return e;
@@ -645,7 +696,7 @@ Status gemv_fused(DType dt, GemvEpilogue epi, bool norm, const QuantView& w, con
 }
 
 Status gemv_q(DType dt, const QuantView& w, const void* x, void* y, bool y_f32, int n, int rows, int cols,
-              void* stream) {
+              void* stream, const GemvExtras& ex) {
   if (n == 0 || rows == 0) return cudaSuccess;
   if (!quant_gemv_args_ok(dt, w, x, n, rows, cols)) return cudaErrorInvalidValue;
   auto s = static_cast<cudaStream_t>(stream);
@@ -653,13 +704,14 @@ Status gemv_q(DType dt, const QuantView& w, const void* x, void* y, bool y_f32, 
     using T = decltype(tag);
     return dispatch_format(w.fmt, [&](auto fc) -> cudaError_t {
       constexpr int WF = 1 + int(decltype(fc)::value);
-      if (y_f32) return launch_fused_t<T, kStore, false, WF, float>(w, static_cast<const T*>(x), y, n, rows, cols, {}, s);
-      return launch_fused_t<T, kStore, false, WF>(w, static_cast<const T*>(x), y, n, rows, cols, {}, s);
+      if (y_f32) return launch_fused_t<T, kStore, false, WF, float>(w, static_cast<const T*>(x), y, n, rows, cols, ex, s);
+      return launch_fused_t<T, kStore, false, WF>(w, static_cast<const T*>(x), y, n, rows, cols, ex, s);
     });
   });
 }
 
-Status gemv_swiglu_q(DType dt, const QuantView& w, const void* x, void* h, int n, int ff, int cols, void* stream) {
+Status gemv_swiglu_q(DType dt, const QuantView& w, const void* x, void* h, int n, int ff, int cols, void* stream,
+                     const GemvExtras& ex) {
   if (n == 0 || ff == 0) return cudaSuccess;
   if (!quant_gemv_args_ok(dt, w, x, n, ff, cols)) return cudaErrorInvalidValue;
   auto s = static_cast<cudaStream_t>(stream);
@@ -667,7 +719,7 @@ Status gemv_swiglu_q(DType dt, const QuantView& w, const void* x, void* h, int n
     using T = decltype(tag);
     return dispatch_format(w.fmt, [&](auto fc) -> cudaError_t {
       constexpr int WF = 1 + int(decltype(fc)::value);
-      return launch_fused_t<T, kSwiglu, false, WF>(w, static_cast<const T*>(x), h, n, ff, cols, {}, s);
+      return launch_fused_t<T, kSwiglu, false, WF>(w, static_cast<const T*>(x), h, n, ff, cols, ex, s);
     });
   });
 }

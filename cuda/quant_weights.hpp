@@ -57,11 +57,12 @@ float repacked_weight(QFormat f, const std::uint8_t* qs, const std::uint16_t* d,
 
 /// Decode GEMV over quantized weights: y[n, rows] = x[n, cols] . W[rows, cols]^T for
 /// 1 <= n <= GEMV_MAX_TOKENS; dt BF16 or F16 (x in dt; y in dt, or fp32 when y_f32); x 16-byte
-/// aligned, cols % 32 == 0.
+/// aligned, cols % 32 == 0. ex: only quant_x_smem (and the prefetch fields) apply.
 Status gemv_q(DType dt, const QuantView& w, const void* x, void* y, bool y_f32, int n, int rows, int cols,
-              void* stream);
+              void* stream, const GemvExtras& ex = {});
 /// gemv_swiglu() over a quantized stacked [2 ff, cols] gate/up matrix.
-Status gemv_swiglu_q(DType dt, const QuantView& w, const void* x, void* h, int n, int ff, int cols, void* stream);
+Status gemv_swiglu_q(DType dt, const QuantView& w, const void* x, void* h, int n, int ff, int cols, void* stream,
+                     const GemvExtras& ex = {});
 /// gemv_fused() (RMSNorm folded in, RoPE + KV write / residual add / SwiGLU epilogues) over a
 /// quantized matrix; cols % 32 == 0. The same kernel as the 16-bit one, with the weight load of
 /// gemv_q. cudaErrorNotSupported where gemv_fused() would refuse.

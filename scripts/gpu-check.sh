@@ -230,10 +230,11 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "== vireo-bench model, llama-3.1-8b Q4_0 kept quantized (--gpu-weights native)"
   timeout 120 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights q4_0 \
     --gpu-weights native --batch 1,8,16,32,64 --prefill 512 --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
+    --ab "default;qxsmem=1;fusion=4,qxsmem=1" --ab-rounds 3 \
     --json "$OUT/vireo-bench-8b-q4_0.json" >> "$OUT/vireo-bench-model.log" 2>&1
   rc=$?
   say "vireo-bench model 8b q4_0 native exit $rc"
-  grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -6 | tee -a "$SUMMARY"
+  grep -E "^  (decode|prefill)|^  A/B|^    [a-z]" "$OUT/vireo-bench-model.log" | tail -14 | tee -a "$SUMMARY"
   [ $rc -ne 0 ] && status=1
 
   # Continuous batching on the GPU (issue 4's serving numbers were CPU-only): Llama-3.2-1B
