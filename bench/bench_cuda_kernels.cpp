@@ -337,7 +337,7 @@ struct PagedCache {
 };
 
 // Split-KV decode attention, Llama-3-8B heads (32 q / 8 kv, hd 128): args (batch, context,
-// int8 K/V). int8 (KVPrecision::Int8): the bf16 pool's first half read as int8 rows, one
+// int8 K/V, splits merged in a thread-block cluster: AttentionParams::cluster_merge). int8 (KVPrecision::Int8): the bf16 pool's first half read as int8 rows, one
 // fp32 scale per row; bytes are hd + 4 per row instead of 2 hd.
 void BM_decode_attention(benchmark::State& state) {
   if (!gpu_or_skip(state)) return;
@@ -355,6 +355,7 @@ void BM_decode_attention(benchmark::State& state) {
   const std::size_t rows = cache.k.size() / 2 / hd;  // slots x KV heads
   const vc::DeviceBuffer scales = upload(std::vector<float>(rows, 1.0f / 64));
   if (kv8) p.k_scale = p.v_scale = scales.as<float>();
+  p.cluster_merge = state.range(3) != 0;
   time_loop(state, stream, [&] {
     vc::check(vc::decode_attention(DType::BF16, p, cache.list.as<std::int32_t>(), batch, splits, ws.as<float>(), stream.get()),
               "decode attention");
@@ -364,8 +365,10 @@ void BM_decode_attention(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * std::int64_t(batch) * ctx * nkv * row_bytes * 2);
   state.counters["splits"] = splits;
 }
-BENCHMARK(BM_decode_attention)->Args({1, 4096, 0})->Args({1, 32768, 0})->Args({16, 4096, 0})->Args({64, 2048, 0})
-    ->Args({1, 32768, 1})->Args({16, 4096, 1})->Args({64, 2048, 1})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_decode_attention)->Args({1, 513, 0, 0})->Args({1, 513, 0, 1})->Args({1, 4096, 0, 0})
+    ->Args({1, 4096, 0, 1})->Args({1, 32768, 0, 0})->Args({16, 4096, 0, 0})->Args({64, 2048, 0, 0})
+    ->Args({1, 32768, 1, 0})->Args({16, 4096, 1, 0})->Args({64, 2048, 1, 0})->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 
 // Tensor-core prefill attention, one causal sequence of `len` tokens, 32 q / 8 kv heads, hd 128.
 void BM_prefill_attention(benchmark::State& state) {

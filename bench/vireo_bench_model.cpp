@@ -153,7 +153,7 @@ const char* kUsage =
     "                       decode setting, interleaved over --ab-rounds rounds on the same model\n"
     "                       (kind \"decode_ab\" in the JSON). A setting is 'default' (the settings\n"
     "                       the model loaded with) or key=value pairs joined by ',': fusion=0|1|2|4,\n"
-    "                       fusion_max_tokens=0..8, depth=1|2, qxsmem=0|1 (cuda::DecodeTuning)\n"
+    "                       fusion_max_tokens=0..8, depth=1|2, qxsmem=0|1, cluster=0|1 (cuda::DecodeTuning)\n"
     "  --ab-rounds N        rounds of --ab (default 5)\n";
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -801,9 +801,11 @@ class ModelBench {
       else if (k == "fusion_max_tokens") t.fusion_max_tokens = parse_int("--ab fusion_max_tokens", v, 0);
       else if (k == "depth") t.gemv_depth = parse_int("--ab depth", v, 1);
       else if (k == "qxsmem") t.quant_x_smem = parse_int("--ab qxsmem", v, 0);
+      else if (k == "cluster") t.attn_cluster = parse_int("--ab cluster", v, 0);
       else
         throw Error(ErrorCode::InvalidArgument,
-                    fmt::format("--ab: unknown setting '{}' in '{}' (fusion, fusion_max_tokens, depth, qxsmem)", kv, spec));
+                    fmt::format("--ab: unknown setting '{}' in '{}' (fusion, fusion_max_tokens, depth, qxsmem, cluster)",
+                                kv, spec));
     }
     return t;
   }

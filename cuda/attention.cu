@@ -27,6 +27,8 @@
 // split head_dim (HD/32 elements each), a shuffle reduction gives the score, and each warp
 // keeps an online softmax (running max m, sum l, acc[HD]) per query head; the warps are
 // merged in shared memory. The CUDA backend also runs prefill through it in fp32 mode.
+#include <cooperative_groups.h>
+
 #include <algorithm>
 #include <cfloat>
 #include <cstdlib>
@@ -207,7 +209,12 @@ constexpr std::size_t decode_tc_smem_bytes() {
   return sizeof(T) * std::size_t(16 * HD + (KV8 ? 2 : 4) * TC_BK * HD) + (KV8 ? 2 * kKV8StageBytes<HD, TC_BK> : 0);
 }
 
-template <typename T, int HD, bool KV8>
+/// CL: the grid's splits of each (token, KV head) form one thread-block cluster (cluster
+/// dims (splits, 1, 1)); each CTA leaves its merged partial (max, sum, accumulator of its G
+/// heads) in its own shared memory and, after a cluster barrier, the cluster's CTAs together
+/// combine the splits through distributed shared memory and write the output: no workspace,
+/// fence or counter. A second barrier keeps every CTA resident until the others have read it.
+template <typename T, int HD, bool KV8, bool CL = false>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     decode_attention_tc_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list, int splits,
                                float* __restrict__ ws, float scale_log2, int warm) {
@@ -371,6 +378,55 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     }
   }
   __syncthreads();
+  if constexpr (CL) {
+    // This CTA's partial over its keys, per head g of the group: the warps merged into
+    // s_part [MAXG][HD] (the accumulator) and s_ml [MAXG][2] (max in the log2 domain, sum),
+    // in the K/V tile memory after sm_acc.
+    float* s_part = sm_acc + DEC_WARPS * MAXG * HD;
+    float* s_ml = s_part + MAXG * HD;
+    for (int idx = tid; idx < G * HD; idx += DEC_WARPS * 32) {
+      const int gg = idx / HD, d = idx % HD;
+      float M = -INFINITY;
+      for (int w = 0; w < DEC_WARPS; ++w) M = fmaxf(M, sm_m[w][gg]);
+      float Lsum = 0.0f, A = 0.0f;
+      if (M != -INFINITY) {
+        for (int w = 0; w < DEC_WARPS; ++w) {
+          if (sm_m[w][gg] == -INFINITY) continue;
+          const float f = exp2f(sm_m[w][gg] - M);
+          Lsum += sm_l[w][gg] * f;
+          A += sm_acc[(w * MAXG + gg) * HD + d] * f;
+        }
+      }
+      s_part[gg * HD + d] = A;
+      if (d == 0) {
+        s_ml[2 * gg] = M;
+        s_ml[2 * gg + 1] = Lsum;
+      }
+    }
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();  // every split's partial is in its CTA's shared memory
+    const int S = int(cluster.num_blocks()), rank = int(cluster.block_rank());
+    for (int idx = rank * DEC_WARPS * 32 + tid; idx < G * HD; idx += S * DEC_WARPS * 32) {
+      const int gg = idx / HD, d = idx % HD;
+      float M = -INFINITY;
+      for (int sp = 0; sp < S; ++sp) M = fmaxf(M, cluster.map_shared_rank(s_ml, sp)[2 * gg]);
+      float Lsum = 0.0f, A = 0.0f;
+      if (M != -INFINITY) {
+        for (int sp = 0; sp < S; ++sp) {
+          const float* ml = cluster.map_shared_rank(s_ml, sp);
+          const float ms = ml[2 * gg];
+          if (ms == -INFINITY) continue;
+          const float f = exp2f(ms - M);
+          Lsum += ml[2 * gg + 1] * f;
+          A += cluster.map_shared_rank(s_part, sp)[gg * HD + d] * f;
+        }
+      }
+      static_cast<T*>(p.out)[(std::size_t(t) * nh + kvh * G + gg) * HD + d] = from_f32<T>(Lsum > 0.0f ? A / Lsum : 0.0f);
+    }
+    cluster.sync();  // no CTA exits while another still reads its shared memory
+    return;
+  }
   merge_warps_store<T, HD, true>(p, sm_m, sm_l, sm_acc, t, i, kvh, G, split, splits, ws);
   if (splits == 1) return;
 
@@ -441,6 +497,15 @@ cudaError_t launch_decode_hd(const AttentionParams& p, const std::int32_t* tok_l
       const char* v = std::getenv("VIREO_ATTN_WARM");
       return v && v[0] == '0' ? 0 : 1;  // H100, 8B batch 1: 6.02 ms per token with, 6.10 without (noise-level)
     }();
+    if constexpr (!KV8) {
+      if (p.cluster_merge && splits > 1) {
+        e = cudaFuncSetAttribute(decode_attention_tc_kernel<T, HD, false, true>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+        if (e != cudaSuccess) return e;
+        return cuda::launch_cluster(decode_attention_tc_kernel<T, HD, false, true>, grid, block, smem, s,
+                                    unsigned(splits), p, tok_list, splits, ws, p.scale * 1.4426950408889634f, warm);
+      }
+    }
     e = cuda::launch(decode_attention_tc_kernel<T, HD, KV8>, grid, block, smem, s, p, tok_list, splits, ws,
                      p.scale * 1.4426950408889634f, warm);
   } else {

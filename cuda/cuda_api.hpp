@@ -273,6 +273,10 @@ struct AttentionParams {
   /// these the fp32 row scales [slots, nkv] (element = q * scale). Both or neither.
   const float* k_scale = nullptr;
   const float* v_scale = nullptr;
+  /// Decode, 16-bit K/V, 2..16 splits: the splits of each (token, KV head) run as one
+  /// thread-block cluster and merge through distributed shared memory, with no workspace
+  /// round trip (VIREO_ATTN_CLUSTER=1 in the backend; written 2026-11-26 without a GPU).
+  bool cluster_merge = false;
 };
 std::size_t decode_attention_workspace_floats(int n, int n_heads, int head_dim, int splits) noexcept;
 /// Splits that fill the GPU for n tokens x nkv heads (1 when there is already enough work),

@@ -221,6 +221,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     if (const char* e = std::getenv("VIREO_WO_PREFETCH")) wo_prefetch_ = std::clamp(std::atoi(e), 0, 64);
     if (const char* e = std::getenv("VIREO_GEMV_DEPTH"); e && std::strcmp(e, "2") == 0) gemv_depth_ = 2;
     if (const char* e = std::getenv("VIREO_QGEMV_XSMEM"); e && std::strcmp(e, "1") == 0) qx_smem_ = true;
+    if (const char* e = std::getenv("VIREO_ATTN_CLUSTER"); e && std::strcmp(e, "1") == 0) attn_cluster_ = true;
     if (const char* e = std::getenv("VIREO_CUDA_PROFILE"); e && std::strcmp(e, "1") == 0) {
       profile_on_ = true;
       graphs_on_ = false;
@@ -241,15 +242,16 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   int max_tokens() const noexcept override { return kMaxTokens; }
   cuda::DecodeTuning decode_tuning() const noexcept override {
     return {.fusion = fuse_, .fusion_max_tokens = fuse_max_tokens_, .gemv_depth = gemv_depth_,
-            .quant_x_smem = qx_smem_ ? 1 : 0};
+            .quant_x_smem = qx_smem_ ? 1 : 0, .attn_cluster = attn_cluster_ ? 1 : 0};
   }
   void set_decode_tuning(const cuda::DecodeTuning& t) override {
     if (t.fusion > 4 || t.fusion == 3 || t.fusion_max_tokens > cuda::GEMV_MAX_TOKENS || t.gemv_depth == 0 ||
-        t.gemv_depth > 2 || t.quant_x_smem > 1)
+        t.gemv_depth > 2 || t.quant_x_smem > 1 || t.attn_cluster > 1)
       throw Error(ErrorCode::InvalidArgument,
                   fmt::format("decode tuning: fusion {} (0, 1, 2 or 4), fusion_max_tokens {} (<= {}), gemv_depth {} "
-                              "(1 or 2), quant_x_smem {} (0 or 1)",
-                              t.fusion, t.fusion_max_tokens, cuda::GEMV_MAX_TOKENS, t.gemv_depth, t.quant_x_smem));
+                              "(1 or 2), quant_x_smem {} (0 or 1), attn_cluster {} (0 or 1)",
+                              t.fusion, t.fusion_max_tokens, cuda::GEMV_MAX_TOKENS, t.gemv_depth, t.quant_x_smem,
+                              t.attn_cluster));
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "decode tuning");
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
     graphs_.clear();
@@ -259,6 +261,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     if (t.fusion_max_tokens >= 0) fuse_max_tokens_ = t.fusion_max_tokens;
     if (t.gemv_depth >= 0) gemv_depth_ = t.gemv_depth;
     if (t.quant_x_smem >= 0) qx_smem_ = t.quant_x_smem == 1;
+    if (t.attn_cluster >= 0) attn_cluster_ = t.attn_cluster == 1;
   }
   double time_graph_replay(int reps) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -644,6 +647,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       ap.head_dim = hd;
       ap.block_size = st.block_size;
       ap.scale = 1.0f / std::sqrt(float(hd));
+      ap.cluster_merge = attn_cluster_;
       ck(cuda::decode_attention(dt_, ap, st.dec_list, st.n_dec, st.splits, attn_ws_.as<float>(), s), "decode attention");
       ck(cuda::prefill_attention(dt_, ap, st.pf_list, st.tiles, st.n_tiles, s), "prefill attention");
       mark("attention");
@@ -876,6 +880,9 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// chunks in flight (GemvExtras::quant_x_smem). Written 2026-11-26 without a GPU; off until
   /// measured.
   bool qx_smem_ = false;
+  /// VIREO_ATTN_CLUSTER=1: decode attention's splits merge inside a thread-block cluster
+  /// (AttentionParams::cluster_merge). Written 2026-11-26 without a GPU; off until measured.
+  bool attn_cluster_ = false;
   int fuse_max_tokens_ = 1;  ///< largest step fused: 1 by default, GEMV_MAX_TOKENS when VIREO_DECODE_FUSION is set
   int qgemv_max_env_ = [] {  ///< VIREO_QGEMV_MAX_TOKENS (0: per-format default)
     const char* e = std::getenv("VIREO_QGEMV_MAX_TOKENS");

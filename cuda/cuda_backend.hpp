@@ -13,6 +13,7 @@ struct DecodeTuning {
   int fusion_max_tokens = -1;  ///< largest step that fuses (1 by default; 8 when VIREO_DECODE_FUSION is set)
   int gemv_depth = -1;         ///< VIREO_GEMV_DEPTH: weight chunks in flight per warp in the fused Wo / down GEMVs, 1 or 2
   int quant_x_smem = -1;       ///< VIREO_QGEMV_XSMEM: quantized GEMVs stage x in shared memory, 0 or 1
+  int attn_cluster = -1;       ///< VIREO_ATTN_CLUSTER: decode attention merges its splits in a cluster, 0 or 1
 };
 
 class BackendControls {

@@ -52,8 +52,9 @@ cd "$(dirname "$0")/.."
 # The decode settings the 8B runs A/B on one loaded model, interleaved over 5 rounds
 # (vireo-bench model --ab; cuda::DecodeTuning): the first is the reference. Written without a
 # GPU on 2026-11-26: fused mode 4 (FFN norm inside a persistent gate/up GEMV), two weight
-# chunks in flight per warp in the Wo / down GEMVs, both, and the unfused step.
-AB="${VIREO_AB:-default;fusion=4;depth=2;fusion=4,depth=2;fusion=0}"
+# chunks in flight per warp in the Wo / down GEMVs, decode attention's splits merged inside a
+# thread-block cluster, all three, and the unfused step.
+AB="${VIREO_AB:-default;fusion=4;depth=2;cluster=1;fusion=4,depth=2,cluster=1;fusion=0}"
 BUILD="${BUILD:-build-cuda}"
 BINS=("$BUILD/tests/vireo-tests" "$BUILD/bench/vireo-kernel-bench" "$BUILD/bench/vireo-bench")
 

@@ -320,9 +320,13 @@ TEST_CASE("cuda split-KV decode attention matches cpu::attention", "[cuda]") {
   std::mt19937 rng(7);
   struct Cfg { int nh, nkv, hd, bs; };
   const Cfg cfgs[] = {{9, 3, 64, 16}, {32, 8, 128, 16}, {4, 4, 64, 32}, {8, 1, 128, 16}};
+  // cl: AttentionParams::cluster_merge (16-bit K/V with splits > 1: the splits merge through
+  // distributed shared memory; 16 splits is a non-portable cluster size).
+  for (bool cl : {false, true})
   for (DType dt : kDtypes)
     for (const Cfg& c : cfgs)
       for (int splits : {1, 3, 16}) {
+        if (cl && dt == DType::F32) continue;
         AttnCase ac(c.nh, c.nkv, c.hd, c.bs, {1, 16, 17, 300, 1031}, {1, 1, 1, 1, 1});
         ac.build(dt, rng);
         const int n = int(ac.pos.size());
@@ -335,7 +339,8 @@ TEST_CASE("cuda split-KV decode attention matches cpu::attention", "[cuda]") {
         auto dout = poisoned(ac.q.size() * vireo::dtype_size(dt));
         vc::DeviceBuffer ws(std::max<std::size_t>(vc::decode_attention_workspace_floats(n, c.nh, c.hd, splits), 1) * 4);
         ws.fill_bytes(0);  // the split counters start at zero (and are left at zero)
-        const vc::AttentionParams p = ac.params(dq, dk, dv, dout, dkv, dbt, dids);
+        vc::AttentionParams p = ac.params(dq, dk, dv, dout, dkv, dbt, dids);
+        p.cluster_merge = cl;
         // Twice on the same workspace: the in-kernel merge must leave its counters at zero.
         REQUIRE(vc::decode_attention(dt, p, dlist.as<std::int32_t>(), n, splits, ws.as<float>(), nullptr) == 0);
         const std::vector<float> first = from_device(dt, dout, ac.q.size());
@@ -346,7 +351,8 @@ TEST_CASE("cuda split-KV decode attention matches cpu::attention", "[cuda]") {
         if (dt != DType::F32) t.atol *= 2;
         check_close(from_device(dt, dout, ac.q.size()), ac.reference(), t,
                     "decode attention " + std::string(vireo::to_string(dt)) + " nh=" + std::to_string(c.nh) + " nkv=" +
-                        std::to_string(c.nkv) + " hd=" + std::to_string(c.hd) + " splits=" + std::to_string(splits));
+                        std::to_string(c.nkv) + " hd=" + std::to_string(c.hd) + " splits=" + std::to_string(splits) +
+                        (cl ? " cluster merge" : ""));
       }
   CHECK(vc::decode_attention_splits(1, 8, 132) > 1);
   CHECK(vc::decode_attention_splits(64, 8, 132) == 1);

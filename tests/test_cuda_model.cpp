@@ -94,10 +94,14 @@ TEST_CASE("cuda forward matches the CPU backend on a random model", "[cuda][mode
     CHECK(loaded.fusion == 2);
     CHECK(loaded.fusion_max_tokens == 1);
     CHECK(loaded.gemv_depth == 1);
-    for (const cuda::DecodeTuning t : {cuda::DecodeTuning{.fusion = 4}, cuda::DecodeTuning{.gemv_depth = 2},
-                                       cuda::DecodeTuning{.fusion = 4, .fusion_max_tokens = 8, .gemv_depth = 2},
-                                       cuda::DecodeTuning{.fusion = 0}}) {
-      INFO("fusion " << t.fusion << " max tokens " << t.fusion_max_tokens << " depth " << t.gemv_depth);
+    CHECK(loaded.quant_x_smem == 0);
+    CHECK(loaded.attn_cluster == 0);
+    for (const cuda::DecodeTuning t :
+         {cuda::DecodeTuning{.fusion = 4}, cuda::DecodeTuning{.gemv_depth = 2}, cuda::DecodeTuning{.attn_cluster = 1},
+          cuda::DecodeTuning{.fusion = 4, .fusion_max_tokens = 8, .gemv_depth = 2, .attn_cluster = 1},
+          cuda::DecodeTuning{.fusion = 0}}) {
+      INFO("fusion " << t.fusion << " max tokens " << t.fusion_max_tokens << " depth " << t.gemv_depth << " cluster "
+                     << t.attn_cluster);
       controls(g).set_decode_tuning(loaded);
       controls(g).set_decode_tuning(t);
       const auto got = run(g, kPrompt, 6);
