@@ -52,6 +52,25 @@ __device__ __forceinline__ void load_small(const T* p, float (&out)[E]) {
 
 // ---- CUDA kernels: decode -----------------------------------------------------------------
 
+/// Element (g, d) of the DEC_WARPS warps' online-softmax states merged (disjoint keys per
+/// warp): the group max M (log2 domain with LOG2), the sum Lsum and the accumulator A, both
+/// relative to M.
+template <int HD, bool LOG2>
+__device__ __forceinline__ void merge_warps_elem(const float (&sm_m)[DEC_WARPS][MAXG], const float (&sm_l)[DEC_WARPS][MAXG],
+                                                 const float* sm_acc, int g, int d, float& M, float& Lsum, float& A) {
+  M = -INFINITY;
+  for (int w = 0; w < DEC_WARPS; ++w) M = fmaxf(M, sm_m[w][g]);
+  Lsum = 0.0f;
+  A = 0.0f;
+  if (M == -INFINITY) return;
+  for (int w = 0; w < DEC_WARPS; ++w) {
+    if (sm_m[w][g] == -INFINITY) continue;
+    const float f = LOG2 ? exp2f(sm_m[w][g] - M) : expf(sm_m[w][g] - M);
+    Lsum += sm_l[w][g] * f;
+    A += sm_acc[(w * MAXG + g) * HD + d] * f;
+  }
+}
+
 /// End of a decode CTA: merge the DEC_WARPS warps' online-softmax states of the G query heads
 /// of KV head kvh (sm_m / sm_l [DEC_WARPS][MAXG], sm_acc [DEC_WARPS][MAXG][HD], disjoint keys
 /// per warp), then write the normalized output (splits == 1) or this split's partial
@@ -66,17 +85,8 @@ __device__ __forceinline__ void merge_warps_store(const AttentionParams& p, cons
   const int nh = p.n_heads;
   for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
     const int g = idx / HD, d = idx % HD, h = kvh * G + g;
-    float M = -INFINITY;
-    for (int w = 0; w < DEC_WARPS; ++w) M = fmaxf(M, sm_m[w][g]);
-    float Lsum = 0.0f, A = 0.0f;
-    if (M != -INFINITY) {
-      for (int w = 0; w < DEC_WARPS; ++w) {
-        if (sm_m[w][g] == -INFINITY) continue;
-        const float f = LOG2 ? exp2f(sm_m[w][g] - M) : expf(sm_m[w][g] - M);
-        Lsum += sm_l[w][g] * f;
-        A += sm_acc[(w * MAXG + g) * HD + d] * f;
-      }
-    }
+    float M, Lsum, A;
+    merge_warps_elem<HD, LOG2>(sm_m, sm_l, sm_acc, g, d, M, Lsum, A);
     if (splits == 1) {
       static_cast<T*>(p.out)[(std::size_t(t) * nh + h) * HD + d] = from_f32<T>(Lsum > 0.0f ? A / Lsum : 0.0f);
     } else {
@@ -386,17 +396,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     float* s_ml = s_part + MAXG * HD;
     for (int idx = tid; idx < G * HD; idx += DEC_WARPS * 32) {
       const int gg = idx / HD, d = idx % HD;
-      float M = -INFINITY;
-      for (int w = 0; w < DEC_WARPS; ++w) M = fmaxf(M, sm_m[w][gg]);
-      float Lsum = 0.0f, A = 0.0f;
-      if (M != -INFINITY) {
-        for (int w = 0; w < DEC_WARPS; ++w) {
-          if (sm_m[w][gg] == -INFINITY) continue;
-          const float f = exp2f(sm_m[w][gg] - M);
-          Lsum += sm_l[w][gg] * f;
-          A += sm_acc[(w * MAXG + gg) * HD + d] * f;
-        }
-      }
+      float M, Lsum, A;
+      merge_warps_elem<HD, true>(sm_m, sm_l, sm_acc, gg, d, M, Lsum, A);
       s_part[gg * HD + d] = A;
       if (d == 0) {
         s_ml[2 * gg] = M;
