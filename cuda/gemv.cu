@@ -169,25 +169,57 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
   }
   if constexpr (NORM) {
     // Normalize the n residual rows into shared memory; then every x load below reads it.
+    // Rows of up to NORM_VPT float4 per thread (d <= 4096) are held in registers: every load
+    // of the row and of the norm weight is issued at once, so the prologue costs one L2 round
+    // trip and one block reduction (a strided loop issued its loads one iteration at a time,
+    // 4 dependent round trips per pass at d = 4096, and read the row twice). Wider rows take
+    // that loop.
     T* xs = reinterpret_cast<T*>(gemv_dyn_smem);
     const int nv = cols / 4;
     const float4* w4 = reinterpret_cast<const float4*>(ex.norm_w);
+    constexpr int NORM_VPT = 4, NT = MMA_WARPS * 32;
     for (int t = 0; t < n; ++t) {
       const float4* h4 = reinterpret_cast<const float4*>(ex.resid + std::size_t(t) * cols);
+      T* o = xs + std::size_t(t) * cols;
+      if (nv <= NORM_VPT * NT) {
+        float4 h[NORM_VPT], wv[NORM_VPT];
+#pragma unroll
+        for (int k = 0; k < NORM_VPT; ++k) {
+          const int i = int(threadIdx.x) + k * NT;
+          h[k] = i < nv ? h4[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+          wv[k] = i < nv ? __ldg(w4 + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+        float ss = 0.0f;
+#pragma unroll
+        for (int k = 0; k < NORM_VPT; ++k) ss += h[k].x * h[k].x + h[k].y * h[k].y + h[k].z * h[k].z + h[k].w * h[k].w;
+        ss = block_sum(ss);
+        const float scale = rsqrtf(ss / float(cols) + ex.eps);
+#pragma unroll
+        for (int k = 0; k < NORM_VPT; ++k) {
+          const int i = int(threadIdx.x) + k * NT;
+          if (i >= nv) continue;
+          o[4 * i] = from_f32<T>(h[k].x * scale * wv[k].x);
+          o[4 * i + 1] = from_f32<T>(h[k].y * scale * wv[k].y);
+          o[4 * i + 2] = from_f32<T>(h[k].z * scale * wv[k].z);
+          o[4 * i + 3] = from_f32<T>(h[k].w * scale * wv[k].w);
+        }
+        continue;
+      }
       float ss = 0.0f;
+#pragma unroll 4
       for (int i = threadIdx.x; i < nv; i += blockDim.x) {
         const float4 h = h4[i];
         ss += h.x * h.x + h.y * h.y + h.z * h.z + h.w * h.w;
       }
       ss = block_sum(ss);
       const float scale = rsqrtf(ss / float(cols) + ex.eps);
+#pragma unroll 4
       for (int i = threadIdx.x; i < nv; i += blockDim.x) {
         const float4 h = h4[i], wv = __ldg(w4 + i);
-        T* o = xs + std::size_t(t) * cols + 4 * i;
-        o[0] = from_f32<T>(h.x * scale * wv.x);
-        o[1] = from_f32<T>(h.y * scale * wv.y);
-        o[2] = from_f32<T>(h.z * scale * wv.z);
-        o[3] = from_f32<T>(h.w * scale * wv.w);
+        o[4 * i] = from_f32<T>(h.x * scale * wv.x);
+        o[4 * i + 1] = from_f32<T>(h.y * scale * wv.y);
+        o[4 * i + 2] = from_f32<T>(h.z * scale * wv.z);
+        o[4 * i + 3] = from_f32<T>(h.w * scale * wv.w);
       }
     }
     __syncthreads();
