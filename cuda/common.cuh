@@ -78,7 +78,7 @@ __device__ __forceinline__ float block_sum(float v) {
   return warp_sum(v);
 }
 
-inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
+__host__ __device__ inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 
 /// The GPU's global nanosecond timer (%globaltimer), for diagnostic kernels that spin or
 /// time themselves (pdl_probe.cu).

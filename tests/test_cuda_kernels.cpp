@@ -128,8 +128,11 @@ TEST_CASE("cuda cuBLAS gemm matches the CPU matmul", "[cuda]") {
 TEST_CASE("cuda embed gathers rows", "[cuda]") {
   VIREO_REQUIRE_GPU();
   std::mt19937 rng(3);
+  // d = 72 and 4096: 16-byte vectors for 16-bit tables; 36: a row of 4.5 vectors, element by element.
+  for (int d : {72, 36, 4096})
   for (DType dt : kDtypes) {
-    const int vocab = 50, d = 72, n = 9;
+    INFO("d " << d << " " << vireo::to_string(dt));
+    const int vocab = 50, n = 9;
     auto table = random_vec(std::size_t(vocab) * d, dt, rng);
     std::vector<std::int32_t> tok = {0, 49, 3, 3, 17, 25, 1, 48, 10};
     auto dt_ = to_device(dt, table), dtok = to_device_raw(tok);
