@@ -136,26 +136,32 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
   // Only CTAs of the first wave (blockIdx.x < ex.prefetch_ctas, ~3 per SM) prefetch: later
   // CTAs start when earlier ones leave, with no predecessor kernel left to overlap.
   const int n_prefetch = int(blockIdx.x) < ex.prefetch_ctas ? ex.prefetch_chunks : 0;
-  if constexpr (QUANT) {
-    // Quantized: this lane's block of each of the warp's first chunks, both rows.
-    const int nb = cols / 32;
-    for (int c = 0; c < n_prefetch; ++c) {
-      const int b = (warp + c * MMA_WARPS) * 4 + q;
-      if (b >= nb) break;
-      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(w.qs + (ra * nb + b) * quant_block_bytes(F)));
-      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(w.qs + (rb * nb + b) * quant_block_bytes(F)));
-    }
-  } else {
-    for (int c = 0; c < n_prefetch; ++c) {
-      const int ch = warp + c * MMA_WARPS;
-      if ((ch + 1) * CHUNK_COLS > cols) break;
+  // The warp's first `chunks` chunks of tile rows pa (tile row g) and pb (g + 8) into L2.
+  auto prefetch_rows = [&](std::size_t pa, std::size_t pb, int chunks) {
+    if constexpr (QUANT) {
+      // Quantized: this lane's block of each of the warp's first chunks, both rows.
+      const int nb = cols / 32;
+      for (int c = 0; c < chunks; ++c) {
+        const int b = (warp + c * MMA_WARPS) * 4 + q;
+        if (b >= nb) break;
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(w.qs + (pa * nb + b) * quant_block_bytes(F)));
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(w.qs + (pb * nb + b) * quant_block_bytes(F)));
+      }
+    } else {
+      const T* pwa = w + pa * cols + q * 8;
+      const T* pwb = w + pb * cols + q * 8;
+      for (int c = 0; c < chunks; ++c) {
+        const int ch = warp + c * MMA_WARPS;
+        if ((ch + 1) * CHUNK_COLS > cols) break;
 #pragma unroll
-      for (int j = 0; j < CHUNK_STEPS; ++j) {
-        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wa + ch * CHUNK_COLS + 32 * j));
-        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wb + ch * CHUNK_COLS + 32 * j));
+        for (int j = 0; j < CHUNK_STEPS; ++j) {
+          asm volatile("prefetch.global.L2 [%0];\n" ::"l"(pwa + ch * CHUNK_COLS + 32 * j));
+          asm volatile("prefetch.global.L2 [%0];\n" ::"l"(pwb + ch * CHUNK_COLS + 32 * j));
+        }
       }
     }
-  }
+  };
+  prefetch_rows(ra, rb, n_prefetch);
   pdl_wait();
   pdl_trigger();
   if constexpr (QX && !NORM) {
@@ -344,6 +350,13 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
     }
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[i] += acc2[i];
+    if (tile + int(gridDim.x) < n_tiles) {
+      // A persistent CTA with a tile after this one: its first chunk heads for L2 during this
+      // tile's reduction and epilogue.
+      std::size_t na, nb2;
+      gemv_tile_rows<SWIGLU>(tile + int(gridDim.x), rows, na, nb2);
+      prefetch_rows(na, nb2, 1);
+    }
     gemv_tile_partials(part, acc);
     const int tid = threadIdx.x;
     if constexpr (SWIGLU) {
