@@ -404,6 +404,9 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
         s_ml[2 * gg + 1] = Lsum;
       }
     }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();  // clusters need sm_90; the launcher never asks for them below it
+#else
     namespace cg = cooperative_groups;
     cg::cluster_group cluster = cg::this_cluster();
     cluster.sync();  // every split's partial is in its CTA's shared memory
@@ -427,6 +430,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     }
     cluster.sync();  // no CTA exits while another still reads its shared memory
     return;
+#endif
   }
   merge_warps_store<T, HD, true>(p, sm_m, sm_l, sm_acc, t, i, kvh, G, split, splits, ws);
   if (splits == 1) return;
@@ -499,7 +503,7 @@ cudaError_t launch_decode_hd(const AttentionParams& p, const std::int32_t* tok_l
       return v && v[0] == '0' ? 0 : 1;  // H100, 8B batch 1: 6.02 ms per token with, 6.10 without (noise-level)
     }();
     if constexpr (!KV8) {
-      if (p.cluster_merge && splits > 1) {
+      if (p.cluster_merge && splits > 1 && hopper_or_later()) {
         e = cudaFuncSetAttribute(decode_attention_tc_kernel<T, HD, false, true>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
         if (e != cudaSuccess) return e;

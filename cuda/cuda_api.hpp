@@ -32,6 +32,8 @@ void synchronize(void* stream);
 Status copy_device(void* dst, const void* src, std::size_t bytes, void* stream) noexcept;
 /// Last asynchronous error (cudaGetLastError), for tests.
 Status last_error() noexcept;
+/// The current device has compute capability >= 9.0 (PDL, thread-block clusters).
+bool hopper_or_later() noexcept;
 /// Whether kernels of this backend launch with programmatic dependent launch on the current
 /// device (compute capability >= 9.0, and the environment variable VIREO_PDL is not "0").
 bool pdl_enabled() noexcept;

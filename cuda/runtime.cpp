@@ -71,12 +71,7 @@ Status copy_device(void* dst, const void* src, std::size_t bytes, void* stream) 
   return cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream));
 }
 
-bool pdl_enabled() noexcept {
-  static const bool env_on = [] {
-    const char* e = std::getenv("VIREO_PDL");
-    return !(e && std::strcmp(e, "0") == 0);
-  }();
-  if (!env_on) return false;
+bool hopper_or_later() noexcept {
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return false;
   constexpr int kDevices = 64;
@@ -89,6 +84,14 @@ bool pdl_enabled() noexcept {
     known[dev].store(k, std::memory_order_relaxed);
   }
   return k == 1;
+}
+
+bool pdl_enabled() noexcept {
+  static const bool env_on = [] {
+    const char* e = std::getenv("VIREO_PDL");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return env_on && hopper_or_later();
 }
 
 // ---- host conversions ---------------------------------------------------------------------
