@@ -333,7 +333,7 @@ class GpuSampler {
   int max_rows_, vocab_;
   void* stream_;
   std::size_t temp_bytes_ = 0;
-  DeviceBuffer keys_, vals_in_, vals_out_, offsets_, temp_, cum_, params_, out_tok_, out_lp_;
+  DeviceBuffer keys_, vals_in_, vals_out_, offsets_, temp_, cum_, params_, out_;
   PinnedBuffer host_params_, host_out_;
 };
 

@@ -263,8 +263,8 @@ GpuSampler::GpuSampler(int max_rows, int vocab, void* stream) : max_rows_(max_ro
   offsets_ = DeviceBuffer((std::size_t(max_rows) + 1) * sizeof(std::int32_t));
   // params_ / host_params_: a call's rows RowSamplings, then its rows int32 segment ends.
   params_ = DeviceBuffer(std::size_t(max_rows) * (sizeof(RowSampling) + sizeof(std::int32_t)));
-  out_tok_ = DeviceBuffer(std::size_t(max_rows) * sizeof(std::int32_t));
-  out_lp_ = DeviceBuffer(std::size_t(max_rows) * sizeof(float));
+  // Token ids [max_rows], then log-probs [max_rows]: one download brings back both.
+  out_ = DeviceBuffer(std::size_t(max_rows) * (sizeof(std::int32_t) + sizeof(float)));
   host_params_ = PinnedBuffer(std::size_t(max_rows) * (sizeof(RowSampling) + sizeof(std::int32_t)));
   host_out_ = PinnedBuffer(std::size_t(max_rows) * (sizeof(std::int32_t) + sizeof(float)));
   auto s = static_cast<cudaStream_t>(stream);
@@ -314,10 +314,11 @@ void GpuSampler::sample(const float* logits, int rows, const RowSampling* params
                         cudaMemcpyHostToDevice, s),
         "GpuSampler params upload");
   const auto* d_params = params_.as<RowSampling>();
+  auto* out_tok = out_.as<std::int32_t>();
+  auto* out_lp = reinterpret_cast<float*>(out_tok + max_rows_);
   const auto* d_ends = reinterpret_cast<const std::int32_t*>(params_.as<unsigned char>() + std::size_t(rows) * sizeof(RowSampling));
   if (any_greedy) {
-    greedy_kernel<<<rows, GREEDY_THREADS, 0, s>>>(logits, d_params, vocab_, out_tok_.as<std::int32_t>(),
-                                                  out_lp_.as<float>());
+    greedy_kernel<<<rows, GREEDY_THREADS, 0, s>>>(logits, d_params, vocab_, out_tok, out_lp);
     check(cudaGetLastError(), "sampling greedy_kernel");
   }
   if (any_sampled) {
@@ -328,14 +329,14 @@ void GpuSampler::sample(const float* logits, int rows, const RowSampling* params
               32, s),
           "cub SortPairsDescending");
     select_kernel<<<rows, SAMPLE_THREADS, 0, s>>>(keys_.as<float>(), vals_out_.as<std::int32_t>(), d_params,
-                                                  cum_.as<float>(), vocab_, out_tok_.as<std::int32_t>(),
-                                                  out_lp_.as<float>());
+                                                  cum_.as<float>(), vocab_, out_tok, out_lp);
     check(cudaGetLastError(), "sampling select_kernel");
   }
   auto* ht = static_cast<std::int32_t*>(host_out_.get());
   auto* hl = reinterpret_cast<float*>(ht + max_rows_);
-  check(cudaMemcpyAsync(ht, out_tok_.get(), std::size_t(rows) * 4, cudaMemcpyDeviceToHost, s), "GpuSampler D2H");
-  check(cudaMemcpyAsync(hl, out_lp_.get(), std::size_t(rows) * 4, cudaMemcpyDeviceToHost, s), "GpuSampler D2H");
+  // One copy from the first token id to the last log-prob (the layouts match).
+  check(cudaMemcpyAsync(ht, out_.get(), (std::size_t(max_rows_) + std::size_t(rows)) * 4, cudaMemcpyDeviceToHost, s),
+        "GpuSampler D2H");
   check(cudaStreamSynchronize(s), "GpuSampler sync");
   for (int r = 0; r < rows; ++r)
     if (ht[r] < 0)
