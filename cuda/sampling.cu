@@ -97,7 +97,8 @@ __device__ __forceinline__ void greedy_push4(GreedyState& st, float4 v, int i) {
   greedy_push(st, v.w, i + 3);
 }
 
-/// One CTA per row r < rows with params[r].temperature <= 0 (other rows return at once):
+/// One CTA per row r < rows with params[r].temperature <= 0 (other rows return at once;
+/// params null: every row is greedy):
 /// out_tok[r] = argmax_i logits[r, i] (lowest id on ties), out_lp[r] = log softmax of it;
 /// -1 / NaN for a row with a NaN or +inf logit or no finite one. logits fp32 [rows, vocab],
 /// any 4-byte alignment: the first `head` < 4 elements of a row are read one by one up to
@@ -106,7 +107,7 @@ __global__ void __launch_bounds__(GREEDY_THREADS)
     greedy_kernel(const float* __restrict__ logits, const RowSampling* __restrict__ params, int vocab,
                   std::int32_t* __restrict__ out_tok, float* __restrict__ out_lp) {
   const int r = blockIdx.x;
-  if (!(params[r].temperature <= 0.0f)) return;  // a sampled row: select_kernel's
+  if (params && !(params[r].temperature <= 0.0f)) return;  // a sampled row: select_kernel's
   const float* row = logits + std::size_t(r) * vocab;
   const int head = min(int(((16u - (reinterpret_cast<std::uintptr_t>(row) & 15u)) & 15u) >> 2), vocab);
   const int nvec = (vocab - head) >> 2;
@@ -310,15 +311,18 @@ void GpuSampler::sample(const float* logits, int rows, const RowSampling* params
     any_sampled |= !greedy;
     ends[r] = (greedy ? r : r + 1) * vocab_;  // fits: max_rows * vocab <= INT32_MAX
   }
-  check(cudaMemcpyAsync(params_.get(), hp, std::size_t(rows) * (sizeof(RowSampling) + sizeof(std::int32_t)),
-                        cudaMemcpyHostToDevice, s),
-        "GpuSampler params upload");
+  // All-greedy calls (every greedy decode step) upload nothing: greedy_kernel then takes
+  // every row, and no other kernel reads the parameters.
+  if (any_sampled)
+    check(cudaMemcpyAsync(params_.get(), hp, std::size_t(rows) * (sizeof(RowSampling) + sizeof(std::int32_t)),
+                          cudaMemcpyHostToDevice, s),
+          "GpuSampler params upload");
   const auto* d_params = params_.as<RowSampling>();
   auto* out_tok = out_.as<std::int32_t>();
   auto* out_lp = reinterpret_cast<float*>(out_tok + max_rows_);
   const auto* d_ends = reinterpret_cast<const std::int32_t*>(params_.as<unsigned char>() + std::size_t(rows) * sizeof(RowSampling));
   if (any_greedy) {
-    greedy_kernel<<<rows, GREEDY_THREADS, 0, s>>>(logits, d_params, vocab_, out_tok, out_lp);
+    greedy_kernel<<<rows, GREEDY_THREADS, 0, s>>>(logits, any_sampled ? d_params : nullptr, vocab_, out_tok, out_lp);
     check(cudaGetLastError(), "sampling greedy_kernel");
   }
   if (any_sampled) {
