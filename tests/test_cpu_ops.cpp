@@ -62,7 +62,7 @@ TEST_CASE("matmul: decode (fused) and prefill (dequantize) paths agree with the 
   for (auto type : {gguf::TensorType::F32, gguf::TensorType::F16, gguf::TensorType::BF16, gguf::TensorType::Q8_0,
                     gguf::TensorType::Q4_0, gguf::TensorType::Q4_1, gguf::TensorType::Q5_0, gguf::TensorType::Q5_1,
                     gguf::TensorType::IQ4_NL, gguf::TensorType::Q2_K, gguf::TensorType::Q3_K, gguf::TensorType::Q4_K,
-                    gguf::TensorType::Q5_K, gguf::TensorType::Q6_K}) {
+                    gguf::TensorType::Q5_K, gguf::TensorType::Q6_K, gguf::TensorType::IQ4_XS}) {
     const std::int64_t rows = sh.rows, cols = sh.cols;
     if (cols % std::int64_t(gguf::block_elements(type)) != 0) continue;
     const bool read_only = gguf::block_elements(type) == 256 || type == gguf::TensorType::Q5_0 ||

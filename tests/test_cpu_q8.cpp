@@ -95,7 +95,8 @@ TEST_CASE("q8_matmul equals a double-precision dot of the dequantized weights an
   for (auto t : {gguf::TensorType::Q8_0, gguf::TensorType::Q4_0, gguf::TensorType::Q4_1, gguf::TensorType::Q5_0,
                  gguf::TensorType::Q5_1, gguf::TensorType::IQ4_NL})
     for (std::int64_t c : {96, 320}) cases.push_back({t, c});
-  for (auto t : {gguf::TensorType::Q3_K, gguf::TensorType::Q4_K, gguf::TensorType::Q5_K, gguf::TensorType::Q6_K})
+  for (auto t : {gguf::TensorType::Q3_K, gguf::TensorType::Q4_K, gguf::TensorType::Q5_K, gguf::TensorType::Q6_K,
+                 gguf::TensorType::IQ4_XS})
     for (std::int64_t c : {256, 512}) cases.push_back({t, c});
   for (const Case& cs : cases) {
     const gguf::TensorType type = cs.type;

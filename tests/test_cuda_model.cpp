@@ -130,7 +130,7 @@ TEST_CASE("cuda converts Q5_0, Q5_1 and K-quant models at load like the CPU read
   // gguf-py in test_quant.cpp). Tiny GGUF models of each (d = 256, head_dim 64, d_ff 512:
   // whole 256-element super-blocks); fp32 mode against the CPU like the random-model test.
   const std::vector<Token> prompt = {'T', 'h', 'e', ' ', 'c', 'a', 'p', 'i', 't', 'a', 'l', ' ', 'o', 'f'};
-  for (gguf::TensorType t : {gguf::TensorType::Q5_0, gguf::TensorType::Q5_1, gguf::TensorType::IQ4_NL, gguf::TensorType::Q2_K,
+  for (gguf::TensorType t : {gguf::TensorType::Q5_0, gguf::TensorType::Q5_1, gguf::TensorType::IQ4_NL, gguf::TensorType::IQ4_XS, gguf::TensorType::Q2_K,
                              gguf::TensorType::Q3_K, gguf::TensorType::Q4_K, gguf::TensorType::Q5_K,
                              gguf::TensorType::Q6_K}) {
     INFO(gguf::to_string(t));

@@ -59,12 +59,12 @@ TEST_CASE("a tiny Llama written in the test loads and runs", "[cpu][model]") {
   std::filesystem::remove(p);
 }
 
-TEST_CASE("models with Q5_0, Q5_1, IQ4_NL or K-quant matrices load and run like their F32 twin", "[cpu][model]") {
+TEST_CASE("models with Q5_0, Q5_1, IQ4_NL, IQ4_XS or K-quant matrices load and run like their F32 twin", "[cpu][model]") {
   // d = 256 and d_ff = 512: rows of whole 256-element super-blocks. The twin holds the same
   // blocks dequantized (the dequantization itself is checked against gguf-py in
   // test_quant.cpp); both take the same matmul path, so the logits agree to rounding.
-  for (TensorType t : {TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL, TensorType::Q2_K, TensorType::Q3_K,
-                       TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
+  for (TensorType t : {TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL, TensorType::IQ4_XS, TensorType::Q2_K,
+                       TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
     INFO(gguf::to_string(t));
     TinySpec q{.layers = 2, .d = 256, .heads = 4, .kv = 2, .ff = 512};
     q.mat_type = t;

@@ -83,6 +83,8 @@ TEST_CASE("block sizes and row_bytes", "[cpu][gguf]") {
   CHECK(gguf::block_bytes(TensorType::Q3_K) == 110);
   CHECK(gguf::block_elements(TensorType::IQ4_NL) == 32);
   CHECK(gguf::block_bytes(TensorType::IQ4_NL) == 18);
+  CHECK(gguf::block_elements(TensorType::IQ4_XS) == 256);
+  CHECK(gguf::block_bytes(TensorType::IQ4_XS) == 136);
   CHECK(gguf::row_bytes(TensorType::Q4_K, 1536) == 6 * 144);
   CHECK_THROWS_AS(gguf::row_bytes(TensorType::Q4_K, 576), Error);  // not a multiple of 256
   CHECK(gguf::block_elements(TensorType(9)) == 0);                 // Q8_1 (ggml's, not read)
@@ -392,17 +394,17 @@ TEST_CASE("dequantize throughput (prints GB/s of fp32 output)", "[.][bench][gguf
     time_it(t, q);
   }
   // The read-only types (no quantize): blocks of 0x11 bytes (fp16 0x1111 ~ 6.8e-4 scales).
-  for (TensorType t : {TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL, TensorType::Q2_K, TensorType::Q3_K,
-                       TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K})
+  for (TensorType t : {TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL, TensorType::IQ4_XS, TensorType::Q2_K,
+                       TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K})
     time_it(t, std::vector<std::uint8_t>(gguf::row_bytes(t, n), 0x11));
 }
 
-TEST_CASE("dequantize of the read-only types (Q5_0, Q5_1, IQ4_NL, K-quants) matches gguf-py", "[cpu][golden][gguf]") {
+TEST_CASE("dequantize of the read-only types (Q5_0, Q5_1, IQ4_NL, IQ4_XS, K-quants) matches gguf-py", "[cpu][golden][gguf]") {
   // Seeded random blocks from scripts/golden/make_quant_fixtures.py, dequantized there by
   // gguf-py (numpy, float32 in ggml's order of operations; quant.cpp has contraction off).
   const Golden g = read_golden();
-  for (TensorType t : {TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL, TensorType::Q2_K, TensorType::Q3_K,
-                       TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
+  for (TensorType t : {TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL, TensorType::IQ4_XS, TensorType::Q2_K,
+                       TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
     INFO(gguf::to_string(t));
     REQUIRE(g.blocks.count(gguf::to_string(t)));
     const auto& [bytes, want] = g.blocks.at(gguf::to_string(t));

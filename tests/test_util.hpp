@@ -124,7 +124,9 @@ inline std::vector<std::byte> random_blocks(gguf::TensorType t, std::uint64_t n,
   std::vector<std::byte> b(bb * nb);
   std::uniform_int_distribution<int> byte(0, 255), q6k_scale(-8, 8);
   const bool q6k = t == gguf::TensorType::Q6_K;
-  const float tame = q6k ? 16.0f : t == gguf::TensorType::Q3_K ? 8.0f : 1.0f;
+  // IQ4_XS (6-bit sub-scales times codebook levels up to 127: weights as large as untamed
+  // Q6_K's) is tamed like Q6_K.
+  const float tame = q6k || t == gguf::TensorType::IQ4_XS ? 16.0f : t == gguf::TensorType::Q3_K ? 8.0f : 1.0f;
   std::uniform_real_distribution<float> scale(0.002f / tame, 0.02f / tame);
   std::vector<std::size_t> halves;  // byte offsets of the fp16 fields in a block
   switch (t) {
@@ -133,6 +135,7 @@ inline std::vector<std::byte> random_blocks(gguf::TensorType t, std::uint64_t n,
     case gguf::TensorType::Q3_K: halves = {108}; break;     // d
     case gguf::TensorType::Q5_0:
     case gguf::TensorType::IQ4_NL:
+    case gguf::TensorType::IQ4_XS:  // d; the random scales_h / scales_l give sub-scales in [-32, 31]
     case gguf::TensorType::Q4_0:
     case gguf::TensorType::Q8_0: halves = {0}; break;
     default: halves = {0, 2}; break;  // Q4_1 / Q5_1 d, m; Q4_K / Q5_K d, dmin

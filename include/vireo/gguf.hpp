@@ -30,19 +30,20 @@ enum class ValueType : std::uint32_t {
 
 /// Tensor element types vireo reads (numbered as ggml's `ggml_type`). Q5_0, Q5_1, the
 /// K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (the matrices of Q2_K / Q3_K_* / Q4_K_* / Q5_K_* /
-/// Q6_K files) and IQ4_NL (what llama.cpp's K-quant mixes fall back to for rows that are not
-/// a multiple of 256) are read and dequantized only: quantize() refuses them. The CPU
+/// Q6_K files), IQ4_NL (what llama.cpp's K-quant mixes fall back to for rows that are not
+/// a multiple of 256) and IQ4_XS (IQ4_NL's codebook in 256-element super-blocks with 6-bit
+/// sub-block scales, 4.25 bits per weight) are read and dequantized only: quantize() refuses them. The CPU
 /// multiplies all but Q2_K with fused kernels (sub-blocks dequantized in registers) and Q2_K
 /// through dequantized rows; the CUDA backend converts them all at load.
 enum class TensorType : std::uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
-  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, IQ4_NL = 20, BF16 = 30
+  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, IQ4_NL = 20, IQ4_XS = 23, BF16 = 30
 };
 
 const char* to_string(ValueType t) noexcept;
 const char* to_string(TensorType t) noexcept;
 /// Elements per block (1 for float types, 32 for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL, 256 for the
-/// K-quants; 0 for a type vireo does not know).
+/// K-quants and IQ4_XS; 0 for a type vireo does not know).
 constexpr std::size_t block_elements(TensorType t) noexcept {
   switch (t) {
     case TensorType::F32:
@@ -58,7 +59,8 @@ constexpr std::size_t block_elements(TensorType t) noexcept {
     case TensorType::Q3_K:
     case TensorType::Q4_K:
     case TensorType::Q5_K:
-    case TensorType::Q6_K: return 256;
+    case TensorType::Q6_K:
+    case TensorType::IQ4_XS: return 256;
   }
   return 0;
 }
@@ -80,6 +82,7 @@ constexpr std::size_t block_bytes(TensorType t) noexcept {
     case TensorType::Q4_K: return 144;
     case TensorType::Q5_K: return 176;
     case TensorType::Q6_K: return 210;
+    case TensorType::IQ4_XS: return 136;
   }
   return 0;
 }

@@ -61,6 +61,7 @@ RANDOM_BLOCKS = [
     (GGMLQuantizationType.Q2_K, 2, [(80, 1e-3, 5e-2), (82, 1e-3, 5e-2)]),
     (GGMLQuantizationType.Q3_K, 2, [(108, 1e-3, 5e-2)]),
     (GGMLQuantizationType.IQ4_NL, 8, [(0, 1e-3, 5e-2)]),
+    (GGMLQuantizationType.IQ4_XS, 2, [(0, 1e-3, 5e-2)]),
 ]
 for qt, n_blocks, halves in RANDOM_BLOCKS:
     block_elems, block_bytes = GGML_QUANT_SIZES[qt]

@@ -30,7 +30,7 @@ constexpr int QK = 32;
 // codebook's levels; unsigned otherwise) and m the multiplier of x's block sum (Q4_0: -8 d,
 // Q5_0: -16 d, Q4_1 / Q5_1: m, Q4_K / Q5_K: -dmin * min; none for the signed types).
 template <TT TY>
-constexpr bool kSigned = TY == TT::Q8_0 || TY == TT::Q3_K || TY == TT::Q6_K || TY == TT::IQ4_NL;
+constexpr bool kSigned = TY == TT::Q8_0 || TY == TT::Q3_K || TY == TT::Q6_K || TY == TT::IQ4_NL || TY == TT::IQ4_XS;
 
 // The block of a row that holds its sub-block b (a K-quant super-block holds 8).
 template <TT TY>
@@ -53,6 +53,13 @@ inline void sub_scales(const std::byte* row, std::int64_t b, float* d, float* m)
     detail::k_scale_min(reinterpret_cast<const std::uint8_t*>(blk + 4), int(b & 7), &sc, &mn);
     d[0] = d[1] = half_at(blk) * float(sc);
     *m = -(half_at(blk + 2) * float(mn));
+  } else if constexpr (TY == TT::IQ4_XS) {  // sub-block s: d * (its 6-bit scale - 32)
+    const std::byte* blk = block_of<TY>(row, b);
+    std::uint16_t scales_h;
+    std::memcpy(&scales_h, blk + 2, 2);
+    d[0] = d[1] = half_at(blk) * float(detail::iq4xs_scale(scales_h, reinterpret_cast<const std::uint8_t*>(blk + 4),
+                                                           int(b & 7)));
+    *m = 0.0f;
   } else if constexpr (TY == TT::Q3_K) {  // two 16-element groups, 2 s and 2 s + 1
     const std::byte* blk = block_of<TY>(row, b);
     const int s = int(b & 7);
@@ -106,9 +113,10 @@ inline __m256i sub_weights(const std::byte* row, std::int64_t b) noexcept {
   const std::byte* blk = block_of<TY>(row, b);
   if constexpr (TY == TT::Q8_0) return load32(blk + 2);
   if constexpr (TY == TT::Q4_0) return nibbles(blk + 2);
-  if constexpr (TY == TT::IQ4_NL) {  // each nibble indexes the 16 codebook levels (per 128-bit lane)
+  if constexpr (TY == TT::IQ4_NL || TY == TT::IQ4_XS) {  // each nibble indexes the 16 codebook levels (per 128-bit lane)
     const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(detail::kIQ4NLValues));
-    return _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels), nibbles(blk + 2));
+    return _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels),
+                               nibbles(TY == TT::IQ4_NL ? blk + 2 : blk + 8 + 16 * (b & 7)));
   }
   if constexpr (TY == TT::Q4_1) return nibbles(blk + 4);
   if constexpr (TY == TT::Q5_0) return _mm256_or_si256(nibbles(blk + 6), fifth_bits(blk + 2));
@@ -141,11 +149,11 @@ inline void sub_weights_scalar(const std::byte* row, std::int64_t b, int* q) noe
   auto u8 = [](const std::byte* p, int i) { return unsigned(std::uint8_t(p[i])); };
   if constexpr (TY == TT::Q8_0) {
     for (int j = 0; j < QK; ++j) q[j] = int(std::int8_t(block_of<TY>(row, b)[2 + j]));
-  } else if constexpr (TY == TT::IQ4_NL) {
-    const std::byte* blk = block_of<TY>(row, b);
+  } else if constexpr (TY == TT::IQ4_NL || TY == TT::IQ4_XS) {
+    const std::byte* qs = TY == TT::IQ4_NL ? block_of<TY>(row, b) + 2 : block_of<TY>(row, b) + 8 + 16 * (b & 7);
     for (int j = 0; j < QK / 2; ++j) {
-      q[j] = detail::kIQ4NLValues[u8(blk + 2, j) & 15u];
-      q[j + QK / 2] = detail::kIQ4NLValues[u8(blk + 2, j) >> 4];
+      q[j] = detail::kIQ4NLValues[u8(qs, j) & 15u];
+      q[j + QK / 2] = detail::kIQ4NLValues[u8(qs, j) >> 4];
     }
   } else if constexpr (TY == TT::Q4_0 || TY == TT::Q4_1 || TY == TT::Q5_0 || TY == TT::Q5_1) {
     constexpr std::size_t QS = TY == TT::Q4_0 ? 2 : TY == TT::Q4_1 ? 4 : TY == TT::Q5_0 ? 6 : 8;
@@ -178,12 +186,13 @@ inline void sub_weights_scalar(const std::byte* row, std::int64_t b, int* q) noe
   }
 }
 
-/// f(std::integral_constant<TT, t>{}) for the ten quantized types with fused kernels (Q8_0 for any other).
+/// f(std::integral_constant<TT, t>{}) for the eleven quantized types with fused kernels (Q8_0 for any other).
 template <class F>
 decltype(auto) dispatch(TT t, F&& f) {
   switch (t) {
     case TT::Q4_0: return f(std::integral_constant<TT, TT::Q4_0>{});
     case TT::IQ4_NL: return f(std::integral_constant<TT, TT::IQ4_NL>{});
+    case TT::IQ4_XS: return f(std::integral_constant<TT, TT::IQ4_XS>{});
     case TT::Q4_1: return f(std::integral_constant<TT, TT::Q4_1>{});
     case TT::Q5_0: return f(std::integral_constant<TT, TT::Q5_0>{});
     case TT::Q5_1: return f(std::integral_constant<TT, TT::Q5_1>{});

@@ -74,7 +74,8 @@ bool has_quant_dot(gguf::TensorType t) noexcept {
     case gguf::TensorType::Q5_K:
     case gguf::TensorType::Q3_K:
     case gguf::TensorType::Q6_K:
-    case gguf::TensorType::IQ4_NL: return true;
+    case gguf::TensorType::IQ4_NL:
+    case gguf::TensorType::IQ4_XS: return true;
     default: return false;
   }
 }

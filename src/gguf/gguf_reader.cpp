@@ -61,7 +61,6 @@ std::string unread_type_name(std::uint32_t t) {
     case 19: name = "IQ1_S"; break;
     case 21: name = "IQ3_S"; break;
     case 22: name = "IQ2_S"; break;
-    case 23: name = "IQ4_XS"; break;
     case 24: name = "I8"; break;
     case 25: name = "I16"; break;
     case 26: name = "I32"; break;

@@ -19,6 +19,14 @@ inline int q3k_scale(const std::uint8_t* s, int g) noexcept {
 inline constexpr std::int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                                  1,    13,   25,  38,  53,  69,  89,  113};
 
+/// The scale (-32..31) of sub-block j (0..7) of an IQ4_XS super-block: a 6-bit value minus
+/// 32 whose low four bits are nibble j % 2 of scales_l[j / 2] and whose high two are bits
+/// 2 j, 2 j + 1 of the little-endian u16 scales_h.
+inline int iq4xs_scale(std::uint16_t scales_h, const std::uint8_t* scales_l, int j) noexcept {
+  const unsigned lo = (scales_l[j / 2] >> (4 * (j % 2))) & 15u, hi = (unsigned(scales_h) >> (2 * j)) & 3u;
+  return int(lo | hi << 4) - 32;
+}
+
 /// The scale and min of sub-block j (0..7): bytes 0-3 hold sub-blocks 0-3's 6-bit scales,
 /// 4-7 their mins, each with two spare high bits; bytes 8-11 hold sub-blocks 4-7's low four
 /// bits of scale and min, whose high two bits are the spare bits of bytes 0-3 / 4-7.

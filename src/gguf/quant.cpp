@@ -11,6 +11,9 @@
 //   IQ4_NL (18 B): fp16 d, uint8 qs[16];         x[j] = d * kIQ4NL[qs[j] & 15],
 //                                                x[j+16] = d * kIQ4NL[qs[j] >> 4] (a fixed
 //                                                non-linear codebook of 16 int8 values)
+//   IQ4_XS (136 B, 256 elements): fp16 d, u16 scales_h, uint8 scales_l[4], qs[128]; sub-block
+//                 j of 32: IQ4_NL's nibble layout in qs[16 j .. 16 j + 15] with d * (6-bit
+//                 scale - 32) for its d (kquant.hpp: iq4xs_scale)
 // K-quants, super-blocks of 256 in 8 sub-blocks of 32 (Q2_K, Q3_K, Q6_K: 16 of 16):
 //   Q2_K (84 B):  scales[16] (low nibble: scale, high nibble: min of each 16-element group),
 //                 qs[64], fp16 d, fp16 dmin; element e = 128 h + 32 j + l (h < 2, j < 4,
@@ -177,6 +180,23 @@ void dequant_iq4_nl(const std::uint8_t* __restrict src, float* __restrict dst, s
     for (std::size_t j = 0; j < QK / 2; ++j) {
       y[j] = d * float(detail::kIQ4NLValues[blk[2 + j] & 15]);
       y[j + QK / 2] = d * float(detail::kIQ4NLValues[blk[2 + j] >> 4]);
+    }
+  }
+}
+
+void dequant_iq4_xs(const std::uint8_t* __restrict src, float* __restrict dst, std::size_t nb) {
+  for (std::size_t b = 0; b < nb; ++b) {
+    const std::uint8_t* blk = src + b * 136;
+    const float d = fp16_to_fp32(load_u16(blk));
+    const std::uint16_t scales_h = load_u16(blk + 2);
+    for (int j = 0; j < 8; ++j) {
+      const float dl = d * float(detail::iq4xs_scale(scales_h, blk + 4, j));
+      const std::uint8_t* qs = blk + 8 + 16 * j;
+      float* y = dst + b * 256 + std::size_t(j) * QK;
+      for (std::size_t l = 0; l < QK / 2; ++l) {
+        y[l] = dl * float(detail::kIQ4NLValues[qs[l] & 15]);
+        y[l + QK / 2] = dl * float(detail::kIQ4NLValues[qs[l] >> 4]);
+      }
     }
   }
 }
@@ -348,6 +368,7 @@ void dequantize(TensorType t, const void* src, float* dst, std::size_t n) {
     case TensorType::Q5_0: dequant_q5<false>(s, dst, n / QK); return;
     case TensorType::Q5_1: dequant_q5<true>(s, dst, n / QK); return;
     case TensorType::IQ4_NL: dequant_iq4_nl(s, dst, n / QK); return;
+    case TensorType::IQ4_XS: dequant_iq4_xs(s, dst, n / 256); return;
     case TensorType::Q2_K: dequant_q2_k(s, dst, n / 256); return;
     case TensorType::Q3_K: dequant_q3_k(s, dst, n / 256); return;
     case TensorType::Q4_K: dequant_q45_k(s, dst, n / 256, false); return;
@@ -379,6 +400,7 @@ void quantize(TensorType t, const float* src, void* dst, std::size_t n) {
     case TensorType::Q5_0:
     case TensorType::Q5_1:
     case TensorType::IQ4_NL:
+    case TensorType::IQ4_XS:
     case TensorType::Q2_K:
     case TensorType::Q3_K:
     case TensorType::Q4_K:

@@ -50,6 +50,7 @@ const char* to_string(TensorType t) noexcept {
     case TensorType::Q8_0: return "Q8_0";
     case TensorType::Q4_K: return "Q4_K";
     case TensorType::IQ4_NL: return "IQ4_NL";
+    case TensorType::IQ4_XS: return "IQ4_XS";
     case TensorType::Q2_K: return "Q2_K";
     case TensorType::Q3_K: return "Q3_K";
     case TensorType::Q5_K: return "Q5_K";
