@@ -821,7 +821,7 @@ class ModelBench {
     for (const std::string& v : o_.ab) ts.push_back(parse_tuning(v, loaded));
     for (int B : o_.batches) {
       if (B > 8) continue;  // larger steps never take the fused GEMV path these settings change
-      std::vector<std::vector<double>> ms(ts.size());
+      std::vector<std::vector<double>> ms(ts.size()), gms(ts.size());
       for (int round = 0; round < o_.ab_rounds; ++round)
         for (std::size_t i = 0; i < ts.size(); ++i) {
           ctl->set_decode_tuning(ts[i]);
@@ -830,6 +830,7 @@ class ModelBench {
           r.variant = o_.ab[i];
           r.round = round;
           ms[i].push_back(r.step_ms);
+          gms[i].push_back(r.graph_ms);
           out.push_back(r);
         }
       auto median = [](std::vector<double> v) {
@@ -837,8 +838,10 @@ class ModelBench {
         return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
       };
       const double ref = median(ms[0]);
-      std::fprintf(stderr, "  A/B decode B=%d ctx=%d, %d rounds (median / min / max ms per step, median vs '%s'):\n", B,
-                   o_.context, o_.ab_rounds, o_.ab[0].c_str());
+      std::fprintf(stderr,
+                   "  A/B decode B=%d ctx=%d, %d rounds (median / min / max ms per step, median vs '%s'; then the "
+                   "median graph replay, the GPU alone):\n",
+                   B, o_.context, o_.ab_rounds, o_.ab[0].c_str());
       for (std::size_t i = 0; i < ts.size(); ++i) {
         const double med = median(ms[i]);
         const double copy_floor = out.back().copy_floor_ms;
@@ -846,6 +849,7 @@ class ModelBench {
                      *std::min_element(ms[i].begin(), ms[i].end()), *std::max_element(ms[i].begin(), ms[i].end()),
                      100.0 * (med / ref - 1.0));
         if (copy_floor > 0) std::fprintf(stderr, "  %5.1f%% of the copy floor", 100.0 * copy_floor / med);
+        if (const double g = median(gms[i]); g > 0) std::fprintf(stderr, "  | replay %7.3f ms", g);
         std::fprintf(stderr, "\n");
       }
     }
