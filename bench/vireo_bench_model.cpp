@@ -822,10 +822,23 @@ class ModelBench {
     for (int B : o_.batches) {
       if (B > 8) continue;  // larger steps never take the fused GEMV path these settings change
       std::vector<std::vector<double>> ms(ts.size()), gms(ts.size());
+      std::vector<bool> failed(ts.size(), false);
       for (int round = 0; round < o_.ab_rounds; ++round)
         for (std::size_t i = 0; i < ts.size(); ++i) {
-          ctl->set_decode_tuning(ts[i]);
-          Result r = decode(seqs, B, warm, false);
+          if (failed[i]) continue;
+          Result r;
+          try {
+            ctl->set_decode_tuning(ts[i]);
+            r = decode(seqs, B, warm, false);
+          } catch (const std::exception& e) {
+            // A setting that fails (a launch it cannot make, say) is reported and dropped;
+            // the others go on. (An error that poisons the CUDA context fails them all.)
+            std::fprintf(stderr, "  A/B setting '%s' failed at B=%d: %s\n", o_.ab[i].c_str(), B, e.what());
+            failed[i] = true;
+            ctl->set_decode_tuning(loaded);
+            for (SeqId sq : seqs) cache_->truncate(sq, o_.context);
+            continue;
+          }
           r.kind = "decode_ab";
           r.variant = o_.ab[i];
           r.round = round;
@@ -837,12 +850,17 @@ class ModelBench {
         std::sort(v.begin(), v.end());
         return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
       };
+      if (ms[0].empty()) continue;  // the reference setting failed: nothing to compare with
       const double ref = median(ms[0]);
       std::fprintf(stderr,
                    "  A/B decode B=%d ctx=%d, %d rounds (median / min / max ms per step, median vs '%s'; then the "
                    "median graph replay, the GPU alone):\n",
                    B, o_.context, o_.ab_rounds, o_.ab[0].c_str());
       for (std::size_t i = 0; i < ts.size(); ++i) {
+        if (ms[i].empty()) {
+          std::fprintf(stderr, "    %-40s failed\n", o_.ab[i].c_str());
+          continue;
+        }
         const double med = median(ms[i]);
         const double copy_floor = out.back().copy_floor_ms;
         std::fprintf(stderr, "    %-40s %7.3f %7.3f %7.3f  %+6.2f%%", o_.ab[i].c_str(), med,

@@ -125,7 +125,7 @@ bench_variant() {
   rc=$?
   say "vireo-bench model $label exit $rc"
   { echo "==== $label"; cat "$OUT/variant.log"; } >> "$OUT/vireo-bench-model.log"
-  grep -E "^  (decode|prefill)|copy-bandwidth|^bar " "$OUT/variant.log" | tee -a "$SUMMARY"
+  grep -E "^  (decode|prefill)|copy-bandwidth|^bar |^  A/B|^    [a-z]" "$OUT/variant.log" | tee -a "$SUMMARY"
   rm -f "$OUT/variant.log"
   return $rc
 }
@@ -208,27 +208,34 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   # The real SmolLM2 file too when it is here (see --split-model).
   MODELS=smollm2-135m,llama-3.2-1b
   [ -f "$MODEL" ] && MODELS="$MODELS,file:$MODEL"
-  # The decode A/B too: small models are launch-bound (~200 kernels per SmolLM2 step), so the
-  # kernel count that fusion=4 saves shows more there than on the 8B.
-  timeout 120 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model "$MODELS" \
+  timeout 90 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model "$MODELS" \
     --batch 1,8,32,64 --prefill 512,2048 --decode-steps 16 --context 512 --ttft 512 --repeats 2 \
-    --ab "$AB" --ab-rounds 3 --json "$OUT/vireo-bench-model.json" > "$OUT/vireo-bench-model.log" 2>&1
+    --json "$OUT/vireo-bench-model.json" > "$OUT/vireo-bench-model.log" 2>&1
   rc=$?
   say "vireo-bench model exit $rc"
   tail -30 "$OUT/vireo-bench-model.log"
-  grep -E "^  A/B|^    [a-z]" "$OUT/vireo-bench-model.log" >> "$SUMMARY"
   [ $rc -ne 0 ] && status=1
   # The issue's bars are set on the Llama-3.1-8B shape: its own step, so a timeout there
   # keeps the results above (random bf16 weights: ~16 GB host + device, built in parallel).
-  say "== vireo-bench model, llama-3.1-8b (the bar's shape), with the decode A/B ($AB)"
-  timeout 180 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
+  say "== vireo-bench model, llama-3.1-8b (the bar's shape)"
+  timeout 150 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
     --batch 1,8,32,64 --prefill 512,2048 --decode-steps 16 --context 512 --ttft 512 --repeats 2 \
-    --ab "$AB" --ab-rounds 5 --json "$OUT/vireo-bench-8b.json" >> "$OUT/vireo-bench-model.log" 2>&1
+    --json "$OUT/vireo-bench-8b.json" >> "$OUT/vireo-bench-model.log" 2>&1
   rc=$?
   say "vireo-bench model 8b exit $rc"
-  tail -20 "$OUT/vireo-bench-model.log"
-  grep -E "^bar |^  A/B|^    [a-z]" "$OUT/vireo-bench-model.log" | tail -16 >> "$SUMMARY"
+  tail -12 "$OUT/vireo-bench-model.log"
+  grep -E "^bar " "$OUT/vireo-bench-model.log" | tail -3 >> "$SUMMARY"
   [ $rc -ne 0 ] && status=1
+  # The decode settings still being measured, each process apart from the bars above (a
+  # setting that faults the GPU must not take the bars with it): the 8B shape, then the small
+  # ones (launch-bound: ~200 kernels per SmolLM2 step, so a kernel fewer per layer shows
+  # most there). JSON to the log.
+  say "== decode A/B, llama-3.1-8b: $AB"
+  bench_variant "8b A/B" "" 150 --model llama-3.1-8b --weights bf16 --batch 1,8 --prefill none \
+    --decode-steps 32 --context 512 --ttft 0 --ab "$AB" --ab-rounds 5 || status=1
+  say "== decode A/B, small models: $AB"
+  bench_variant "small A/B" "" 90 --model "$MODELS" --batch 1,8 --prefill none --decode-steps 32 --context 512 \
+    --ttft 0 --ab "$AB" --ab-rounds 3 || status=1
   # Quantized weights kept quantized on the GPU (ModelOptions::gpu_quantized; written without
   # a GPU on 2026-11-26): the 8B shape in Q4_0, batch 1 (the design's target: >= 3x the bf16
   # batch-1 token rate above), batch 8 (the largest single GEMV), 16 and 32 (GEMV groups of
@@ -236,12 +243,15 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "== vireo-bench model, llama-3.1-8b Q4_0 kept quantized (--gpu-weights native)"
   timeout 120 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights q4_0 \
     --gpu-weights native --batch 1,8,16,32,64 --prefill 512 --decode-steps 16 --context 512 --ttft 0 --repeats 2 \
-    --ab "default;qxsmem=1;fusion=4,qxsmem=1" --ab-rounds 3 \
     --json "$OUT/vireo-bench-8b-q4_0.json" >> "$OUT/vireo-bench-model.log" 2>&1
   rc=$?
   say "vireo-bench model 8b q4_0 native exit $rc"
-  grep -E "^  (decode|prefill)|^  A/B|^    [a-z]" "$OUT/vireo-bench-model.log" | tail -14 | tee -a "$SUMMARY"
+  grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -6 | tee -a "$SUMMARY"
   [ $rc -ne 0 ] && status=1
+  say "== decode A/B, llama-3.1-8b Q4_0 kept quantized: x staged in shared memory"
+  bench_variant "8b q4_0 A/B" "" 120 --model llama-3.1-8b --weights q4_0 --gpu-weights native --batch 1,8 \
+    --prefill none --decode-steps 32 --context 512 --ttft 0 --ab "default;qxsmem=1;fusion=4,qxsmem=1" \
+    --ab-rounds 3 || status=1
 
   # Continuous batching on the GPU (issue 4's serving numbers were CPU-only): Llama-3.2-1B
   # shape, random weights, 96 requests at 48/s through the Scheduler.
@@ -284,14 +294,17 @@ if [ "$BARS" = 1 ]; then
   rc=$?
   say "vireo-tests [cuda] exit $rc $(tail -2 "$OUT/tests-cuda.log" | tr '\n' ' ')"
   [ $rc -ne 0 ] && status=1
-  say "== vireo-bench model, llama-3.1-8b (the bar's shape), with the decode A/B ($AB)"
-  timeout 130 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
+  say "== vireo-bench model, llama-3.1-8b (the bar's shape)"
+  timeout 100 "$BUILD/bench/vireo-bench" model --device cuda --dtype bf16 --model llama-3.1-8b --weights bf16 \
     --batch 1,8,64 --prefill 2048 --decode-steps 32 --context 512 --ttft 512 --repeats 3 \
-    --ab "$AB" --ab-rounds 5 --json "$OUT/vireo-bench-8b.json" > "$OUT/vireo-bench-model.log" 2>&1
+    --json "$OUT/vireo-bench-8b.json" > "$OUT/vireo-bench-model.log" 2>&1
   rc=$?
   say "vireo-bench model 8b exit $rc"
-  grep -E "^  (decode|prefill)|copy-bandwidth|^bar |^  A/B|^    [a-z]" "$OUT/vireo-bench-model.log" | tee -a "$SUMMARY"
+  grep -E "^  (decode|prefill)|copy-bandwidth|^bar " "$OUT/vireo-bench-model.log" | tee -a "$SUMMARY"
   [ $rc -ne 0 ] && status=1
+  say "== decode A/B, llama-3.1-8b: $AB"
+  bench_variant "8b A/B" "" 150 --model llama-3.1-8b --weights bf16 --batch 1,8 --prefill none \
+    --decode-steps 32 --context 512 --ttft 0 --ab "$AB" --ab-rounds 5 || status=1
   for variant in "VIREO_WO_PREFETCH=1 VIREO_ATTN_WARM=0 VIREO_ATTN_SPLIT_KEYS=128" "VIREO_PDL=0" "VIREO_DECODE_FUSION=0"; do
     say "== $variant: llama-3.1-8b decode batch 1"
     bench_variant "8b ($variant)" "$variant" 60 --model llama-3.1-8b --weights bf16 --batch 1 --prefill none \
