@@ -3,7 +3,9 @@
 # benchmarks, vireo-bench model (the bars on the Llama-3.1-8B shape, Q4_0 kept
 # quantized, int8 K/V) and serve on CUDA; logs and JSON under $OUT (8 files, the most the device
 # tool returns: summary.txt, tests-cuda.log, vireo-bench-model.log and 5 JSON).
-#   scripts/gpu-check.sh                 the check: 125 s on an H100 (2026-11-26 14:28 UTC run)
+#   scripts/gpu-check.sh                 the check: 125 s on an H100 (2026-11-26 14:28 UTC run),
+#                                        before the decode A/Bs were added (~2-3 more minutes by
+#                                        estimate: three more model builds and ~150 timed runs)
 #   scripts/gpu-check.sh --experiments   the check, then the A/B runs listed at the loop below
 #                                        (the defaults against their switches, and any new
 #                                        experiment) and the per-stage profile: 259 s with 11
