@@ -153,7 +153,8 @@ const char* kUsage =
     "                       decode setting, interleaved over --ab-rounds rounds on the same model\n"
     "                       (kind \"decode_ab\" in the JSON). A setting is 'default' (the settings\n"
     "                       the model loaded with) or key=value pairs joined by ',': fusion=0|1|2|4,\n"
-    "                       fusion_max_tokens=0..8, depth=1|2, qxsmem=0|1, cluster=0|1 (cuda::DecodeTuning)\n"
+    "                       fusion_max_tokens=0..8, depth=1|2, qxsmem=0|1, cluster=0|1, splitkeys=32..1024\n"
+    "                       (cuda::DecodeTuning)\n"
     "  --ab-rounds N        rounds of --ab (default 5)\n";
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -802,9 +803,11 @@ class ModelBench {
       else if (k == "depth") t.gemv_depth = parse_int("--ab depth", v, 1);
       else if (k == "qxsmem") t.quant_x_smem = parse_int("--ab qxsmem", v, 0);
       else if (k == "cluster") t.attn_cluster = parse_int("--ab cluster", v, 0);
+      else if (k == "splitkeys") t.attn_split_keys = parse_int("--ab splitkeys", v, 0);
       else
         throw Error(ErrorCode::InvalidArgument,
-                    fmt::format("--ab: unknown setting '{}' in '{}' (fusion, fusion_max_tokens, depth, qxsmem, cluster)",
+                    fmt::format("--ab: unknown setting '{}' in '{}' (fusion, fusion_max_tokens, depth, qxsmem, cluster, "
+                                "splitkeys)",
                                 kv, spec));
     }
     return t;

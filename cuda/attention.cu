@@ -549,7 +549,7 @@ std::size_t decode_attention_workspace_floats(int n, int n_heads, int head_dim, 
   return std::size_t(n) * n_heads * splits * (head_dim + 2) + std::size_t(n) * n_heads;
 }
 
-int decode_attention_splits(int n, int n_kv_heads, int n_sms, int max_kv_len) noexcept {
+int decode_attention_splits(int n, int n_kv_heads, int n_sms, int max_kv_len, int min_keys_arg) noexcept {
   const int work = n * n_kv_heads, target = 2 * n_sms;
   if (work <= 0 || work >= target) return 1;
   // Enough CTAs to fill the GPU, but at least one key tile (64 keys) per split: a split of a
@@ -559,11 +559,12 @@ int decode_attention_splits(int n, int n_kv_heads, int n_sms, int max_kv_len) no
   // 6.03 ms per token against 6.10 alone; with the attention warm-up and the Wo prefetch,
   // 5.97 against 5.99 in a later run: within noise, never slower).
   // VIREO_ATTN_SPLIT_KEYS=k (32-1024) sets the minimum.
-  static const int min_keys = [] {
+  static const int env_keys = [] {
     const char* e = std::getenv("VIREO_ATTN_SPLIT_KEYS");
     const int k = e ? std::atoi(e) : 0;
     return k >= 32 && k <= 1024 ? k : 64;
   }();
+  const int min_keys = min_keys_arg >= 32 && min_keys_arg <= 1024 ? min_keys_arg : env_keys;
   const int by_len = std::max(1, (max_kv_len + min_keys - 1) / min_keys);
   return std::max(1, std::min({16, (target + work - 1) / work, by_len}));
 }

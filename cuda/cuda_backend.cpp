@@ -242,16 +242,19 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   int max_tokens() const noexcept override { return kMaxTokens; }
   cuda::DecodeTuning decode_tuning() const noexcept override {
     return {.fusion = fuse_, .fusion_max_tokens = fuse_max_tokens_, .gemv_depth = gemv_depth_,
-            .quant_x_smem = qx_smem_ ? 1 : 0, .attn_cluster = attn_cluster_ ? 1 : 0};
+            .quant_x_smem = qx_smem_ ? 1 : 0, .attn_cluster = attn_cluster_ ? 1 : 0,
+            .attn_split_keys = attn_split_keys_};
   }
   void set_decode_tuning(const cuda::DecodeTuning& t) override {
     if (t.fusion > 4 || t.fusion == 3 || t.fusion_max_tokens > cuda::GEMV_MAX_TOKENS || t.gemv_depth == 0 ||
-        t.gemv_depth > 2 || t.quant_x_smem > 1 || t.attn_cluster > 1)
+        t.gemv_depth > 2 || t.quant_x_smem > 1 || t.attn_cluster > 1 ||
+        (t.attn_split_keys > 0 && (t.attn_split_keys < 32 || t.attn_split_keys > 1024)))
       throw Error(ErrorCode::InvalidArgument,
                   fmt::format("decode tuning: fusion {} (0, 1, 2 or 4), fusion_max_tokens {} (<= {}), gemv_depth {} "
-                              "(1 or 2), quant_x_smem {} (0 or 1), attn_cluster {} (0 or 1)",
+                              "(1 or 2), quant_x_smem {} (0 or 1), attn_cluster {} (0 or 1), attn_split_keys {} "
+                              "(0 or 32..1024)",
                               t.fusion, t.fusion_max_tokens, cuda::GEMV_MAX_TOKENS, t.gemv_depth, t.quant_x_smem,
-                              t.attn_cluster));
+                              t.attn_cluster, t.attn_split_keys));
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "decode tuning");
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
     graphs_.clear();
@@ -262,6 +265,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     if (t.gemv_depth >= 0) gemv_depth_ = t.gemv_depth;
     if (t.quant_x_smem >= 0) qx_smem_ = t.quant_x_smem == 1;
     if (t.attn_cluster >= 0) attn_cluster_ = t.attn_cluster == 1;
+    if (t.attn_split_keys >= 0) attn_split_keys_ = t.attn_split_keys;
   }
   double time_graph_replay(int reps) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -430,7 +434,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       if (t < T) max_kv = std::max(max_kv, plan.positions[std::size_t(t)] + 1);
     int kv_bucket = 1;
     while (kv_bucket < max_kv) kv_bucket *= 2;
-    st.splits = cuda::decode_attention_splits(st.n_dec, cfg_.n_kv_heads, n_sms_, kv_bucket);
+    st.splits = cuda::decode_attention_splits(st.n_dec, cfg_.n_kv_heads, n_sms_, kv_bucket, attn_split_keys_);
     char* d = static_cast<char*>(dplan.get());
     auto d32 = [&](std::size_t off) { return reinterpret_cast<std::int32_t*>(d + off); };
     st.tokens = d32(lay.tokens);
@@ -883,6 +887,8 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// VIREO_ATTN_CLUSTER=1: decode attention's splits merge inside a thread-block cluster
   /// (AttentionParams::cluster_merge). Written 2026-11-26 without a GPU; off until measured.
   bool attn_cluster_ = false;
+  /// Fewest keys per split-KV split (0: VIREO_ATTN_SPLIT_KEYS, default 64; DecodeTuning).
+  int attn_split_keys_ = 0;
   int fuse_max_tokens_ = 1;  ///< largest step fused: 1 by default, GEMV_MAX_TOKENS when VIREO_DECODE_FUSION is set
   int qgemv_max_env_ = [] {  ///< VIREO_QGEMV_MAX_TOKENS (0: per-format default)
     const char* e = std::getenv("VIREO_QGEMV_MAX_TOKENS");

@@ -14,6 +14,7 @@ struct DecodeTuning {
   int gemv_depth = -1;         ///< VIREO_GEMV_DEPTH: weight chunks in flight per warp in the fused Wo / down GEMVs, 1 or 2
   int quant_x_smem = -1;       ///< VIREO_QGEMV_XSMEM: quantized GEMVs stage x in shared memory, 0 or 1
   int attn_cluster = -1;       ///< VIREO_ATTN_CLUSTER: decode attention merges its splits in a cluster, 0 or 1
+  int attn_split_keys = -1;    ///< fewest keys per split-KV split: 0 (VIREO_ATTN_SPLIT_KEYS, default 64) or 32..1024
 };
 
 class BackendControls {

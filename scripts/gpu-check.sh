@@ -55,10 +55,11 @@ cd "$(dirname "$0")/.."
 # (vireo-bench model --ab; cuda::DecodeTuning): the first is the reference. Written without a
 # GPU on 2026-11-26: fused mode 4 (FFN norm inside a persistent gate/up GEMV), two weight
 # chunks in flight per warp in the Wo / down GEMVs, decode attention's splits merged inside a
-# thread-block cluster, all three, the unfused step, and fusion for steps of up to 8 tokens
+# thread-block cluster (also with 8 splits of >= 128 keys instead of 16 of >= 64), all three,
+# the unfused step, and fusion for steps of up to 8 tokens
 # (slower at batch 8 on 2026-11-26, when each CTA's norm prologue took 8 dependent L2 round
 # trips per token; now one).
-AB="${VIREO_AB:-default;fusion=4;depth=2;cluster=1;fusion=4,depth=2,cluster=1;fusion=0;fusion_max_tokens=8}"
+AB="${VIREO_AB:-default;fusion=4;depth=2;cluster=1;cluster=1,splitkeys=128;fusion=4,depth=2,cluster=1;fusion=0;fusion_max_tokens=8}"
 BUILD="${BUILD:-build-cuda}"
 BINS=("$BUILD/tests/vireo-tests" "$BUILD/bench/vireo-kernel-bench" "$BUILD/bench/vireo-bench")
 

@@ -99,6 +99,7 @@ TEST_CASE("cuda forward matches the CPU backend on a random model", "[cuda][mode
     for (const cuda::DecodeTuning t :
          {cuda::DecodeTuning{.fusion = 4}, cuda::DecodeTuning{.gemv_depth = 2}, cuda::DecodeTuning{.attn_cluster = 1},
           cuda::DecodeTuning{.fusion = 4, .fusion_max_tokens = 8, .gemv_depth = 2, .attn_cluster = 1},
+          cuda::DecodeTuning{.attn_cluster = 1, .attn_split_keys = 32},
           cuda::DecodeTuning{.fusion = 0}}) {
       INFO("fusion " << t.fusion << " max tokens " << t.fusion_max_tokens << " depth " << t.gemv_depth << " cluster "
                      << t.attn_cluster);
