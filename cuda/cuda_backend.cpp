@@ -255,6 +255,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
                               "(0 or 32..1024)",
                               t.fusion, t.fusion_max_tokens, cuda::GEMV_MAX_TOKENS, t.gemv_depth, t.quant_x_smem,
                               t.attn_cluster, t.attn_split_keys));
+    std::lock_guard<std::mutex> lock(mu_);  // not while a forward uses the graphs
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "decode tuning");
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
     graphs_.clear();
