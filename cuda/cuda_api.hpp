@@ -235,15 +235,6 @@ struct GemvExtras {
   /// Add over 16-bit weights (the Wo / down GEMVs): weight chunks each warp has in flight
   /// before its MMAs, 1 or 2. 2 applies only to grids of <= 2 CTAs per SM (its occupancy).
   int depth = 1;
-  /// One wave of CTAs (3 per SM, or max_ctas when > 0), each looping over row tiles: a norm
-  /// prologue runs once per CTA instead of once per tile (the gate/up GEMV of fused decode
-  /// mode 4).
-  bool persistent = false;
-  int max_ctas = 0;
-  /// Quantized weights: x staged in shared memory (when n * cols * sizeof(T) <= 64 KiB), so
-  /// each warp keeps 4 Q4 chunks (2 Q8_0) of weights in flight instead of 2 (1) with their x
-  /// in registers. VIREO_QGEMV_XSMEM=1 in the backend; not yet measured.
-  bool quant_x_smem = false;
 };
 /// The prefetch depth (GemvExtras::prefetch_chunks) at which the first wave of a 16-bit
 /// [rows, cols] Store / Add GEMV pulls all of its warps' chunks into L2 before its PDL wait,

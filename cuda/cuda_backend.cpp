@@ -214,14 +214,13 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     sampler_ = std::make_unique<cuda::GpuSampler>(kMaxSampleRows, cfg_.vocab_size, stream_->get());
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "backend init");
     if (const char* e = std::getenv("VIREO_DECODE_FUSION");
-        e && std::strlen(e) == 1 && ((e[0] >= '0' && e[0] <= '2') || e[0] == '4')) {
+        e && std::strlen(e) == 1 && e[0] >= '0' && e[0] <= '2') {
       fuse_ = e[0] - '0';
       fuse_max_tokens_ = cuda::GEMV_MAX_TOKENS;
     }
     if (const char* e = std::getenv("VIREO_WO_PREFETCH")) wo_prefetch_ = std::clamp(std::atoi(e), 0, 64);
-    if (const char* e = std::getenv("VIREO_GEMV_DEPTH"); e && std::strcmp(e, "2") == 0) gemv_depth_ = 2;
-    if (const char* e = std::getenv("VIREO_QGEMV_XSMEM"); e && std::strcmp(e, "1") == 0) qx_smem_ = true;
-    if (const char* e = std::getenv("VIREO_ATTN_CLUSTER"); e && std::strcmp(e, "1") == 0) attn_cluster_ = true;
+    if (const char* e = std::getenv("VIREO_GEMV_DEPTH"); e && (e[0] == '1' || e[0] == '2') && !e[1]) gemv_depth_ = e[0] - '0';
+    if (const char* e = std::getenv("VIREO_ATTN_CLUSTER"); e && e[0] >= '0' && e[0] <= '2' && !e[1]) attn_cluster_ = e[0] - '0';
     if (const char* e = std::getenv("VIREO_CUDA_PROFILE"); e && std::strcmp(e, "1") == 0) {
       profile_on_ = true;
       graphs_on_ = false;
@@ -242,19 +241,18 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   int max_tokens() const noexcept override { return kMaxTokens; }
   cuda::DecodeTuning decode_tuning() const noexcept override {
     return {.fusion = fuse_, .fusion_max_tokens = fuse_max_tokens_, .gemv_depth = gemv_depth_,
-            .quant_x_smem = qx_smem_ ? 1 : 0, .attn_cluster = attn_cluster_ ? 1 : 0,
+            .attn_cluster = attn_cluster_,
             .attn_split_keys = attn_split_keys_};
   }
   void set_decode_tuning(const cuda::DecodeTuning& t) override {
-    if (t.fusion > 4 || t.fusion == 3 || t.fusion_max_tokens > cuda::GEMV_MAX_TOKENS || t.gemv_depth == 0 ||
-        t.gemv_depth > 2 || t.quant_x_smem > 1 || t.attn_cluster > 1 ||
+    if (t.fusion > 2 || t.fusion_max_tokens > cuda::GEMV_MAX_TOKENS || t.gemv_depth == 0 || t.gemv_depth > 2 ||
+        t.attn_cluster > 2 ||
         (t.attn_split_keys > 0 && (t.attn_split_keys < 32 || t.attn_split_keys > 1024)))
       throw Error(ErrorCode::InvalidArgument,
-                  fmt::format("decode tuning: fusion {} (0, 1, 2 or 4), fusion_max_tokens {} (<= {}), gemv_depth {} "
-                              "(1 or 2), quant_x_smem {} (0 or 1), attn_cluster {} (0 or 1), attn_split_keys {} "
-                              "(0 or 32..1024)",
-                              t.fusion, t.fusion_max_tokens, cuda::GEMV_MAX_TOKENS, t.gemv_depth, t.quant_x_smem,
-                              t.attn_cluster, t.attn_split_keys));
+                  fmt::format("decode tuning: fusion {} (0, 1 or 2), fusion_max_tokens {} (<= {}), gemv_depth {} "
+                              "(1 or 2), attn_cluster {} (0, 1 or 2), attn_split_keys {} (0 or 32..1024)",
+                              t.fusion, t.fusion_max_tokens, cuda::GEMV_MAX_TOKENS, t.gemv_depth, t.attn_cluster,
+                              t.attn_split_keys));
     std::lock_guard<std::mutex> lock(mu_);  // not while a forward uses the graphs
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "decode tuning");
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
@@ -264,8 +262,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     if (t.fusion >= 0) fuse_ = t.fusion;
     if (t.fusion_max_tokens >= 0) fuse_max_tokens_ = t.fusion_max_tokens;
     if (t.gemv_depth >= 0) gemv_depth_ = t.gemv_depth;
-    if (t.quant_x_smem >= 0) qx_smem_ = t.quant_x_smem == 1;
-    if (t.attn_cluster >= 0) attn_cluster_ = t.attn_cluster == 1;
+    if (t.attn_cluster >= 0) attn_cluster_ = t.attn_cluster;
     if (t.attn_split_keys >= 0) attn_split_keys_ = t.attn_split_keys;
   }
   double time_graph_replay(int reps) override {
@@ -514,7 +511,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       for (int t0 = 0; t0 < n; t0 += cuda::GEMV_MAX_TOKENS)
         ck(cuda::gemv_q(dt_, w.qview(), static_cast<const char*>(x) + std::size_t(t0) * xs,
                         static_cast<char*>(y) + std::size_t(t0) * ys, y_f32, std::min(cuda::GEMV_MAX_TOKENS, n - t0),
-                        w.rows, w.cols, s, quant_extras()),
+                        w.rows, w.cols, s),
            "gemv (quantized)");
       return;
     }
@@ -558,10 +555,10 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// 10.38 ms and mode 2 6.98 ms against 6.49 unfused, so larger steps stay unfused unless
   /// VIREO_DECODE_FUSION=1 or 2 asks for every step of up to GEMV_MAX_TOKENS tokens
   /// (VIREO_DECODE_FUSION=0: never).
-  /// Mode 4 (not yet measured; written without a GPU on 2026-11-26) folds the FFN RMSNorm into
-  /// a persistent gate/up GEMV: one wave of CTAs (3 per SM) loops over the 8-output tiles, so
-  /// each CTA normalizes the residual once (~4.5 tiles per CTA at 8B) where mode 1 did it in
-  /// every one of 1792 CTAs, and its first chunks are prefetched while Wo finishes.
+  /// A mode 4 (commit 12cb228, removed) folded the FFN RMSNorm into a persistent gate/up GEMV
+  /// (one wave of CTAs looping over the tiles, each normalizing once): H100, 8B batch 1,
+  /// 6.93 ms against 5.66 for mode 2 in one process (2026-11-27); probably because one wave of
+  /// 396 CTAs keeps too few loads in flight for the 235 MB gate/up matrix (not profiled).
   bool fused_step(int n) const noexcept {
     const int d = cfg_.d_model, qd = cfg_.n_heads * cfg_.head_dim;
     // Quantized layer matrices fuse too (same kernel, quantized weight load): cols % 32 == 0.
@@ -570,21 +567,10 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
            cuda::gemv_fused_supported(dt_, n, cfg_.d_ff, false) && cfg_.head_dim % 16 == 0;
   }
 
-  /// Extras of an unfused quantized GEMV: the decode setting quant_x_smem.
-  cuda::GemvExtras quant_extras() const noexcept {
-    cuda::GemvExtras ex;
-    ex.quant_x_smem = qx_smem_;
-    return ex;
-  }
-
   /// One fused decode GEMV (cuda::gemv_fused) over a 16-bit or a quantized matrix.
   cuda::Status fused(cuda::GemvEpilogue epi, bool norm, const Mat& w, const void* x, void* y, int n, int rows,
                      const cuda::GemvExtras& ex) {
-    if (w.quant) {
-      cuda::GemvExtras qex = ex;
-      qex.quant_x_smem = qx_smem_;
-      return cuda::gemv_fused(dt_, epi, norm, w.qview(), x, y, n, rows, w.cols, qex, stream_->get());
-    }
+    if (w.quant) return cuda::gemv_fused(dt_, epi, norm, w.qview(), x, y, n, rows, w.cols, ex, stream_->get());
     return cuda::gemv_fused(dt_, epi, norm, w.ptr(), x, y, n, rows, w.cols, ex, stream_->get());
   }
 
@@ -652,7 +638,11 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       ap.head_dim = hd;
       ap.block_size = st.block_size;
       ap.scale = 1.0f / std::sqrt(float(hd));
-      ap.cluster_merge = attn_cluster_;
+      // The cluster merge (AttentionParams::cluster_merge) pays off for steps of several
+      // decode tokens only: H100, 2026-11-27, in one process each: batch 8 -0.8% (8B), -1.7%
+      // (1B), -6% (SmolLM2 shape) per step; batch 1 +1.7% (8B) and +16% (SmolLM2: 16-CTA
+      // clusters).
+      ap.cluster_merge = attn_cluster_ == 1 || (attn_cluster_ == 2 && st.n_dec > 1);
       ck(cuda::decode_attention(dt_, ap, st.dec_list, st.n_dec, st.splits, attn_ws_.as<float>(), s), "decode attention");
       ck(cuda::prefill_attention(dt_, ap, st.pf_list, st.tiles, st.n_tiles, s), "prefill attention");
       mark("attention");
@@ -672,11 +662,10 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
            "fused wo + residual");
         mark("wo+residual");
         cuda::GemvExtras ex;
-        if (fuse_ == 1 || fuse_ == 4) {
+        if (fuse_ == 1) {
           ex.resid = resid_.as<float>();
           ex.norm_w = L.ffn_norm.as<float>();
           ex.eps = cfg_.rms_eps;
-          ex.persistent = fuse_ == 4;
           ck(fused(cuda::GemvEpilogue::SwiGLU, true, L.wgu, nullptr, h_.get(), st.n, cfg_.d_ff, ex),
              "fused ffn norm + gate/up + swiglu");
           mark("norm+gate_up+swiglu");
@@ -708,7 +697,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       if (st.n <= cuda::GEMV_MAX_TOKENS) {
         // Decode: gate/up GEMV and SwiGLU in one kernel (no gu_ round trip, one launch less).
         if (L.wgu.quant)
-          ck(cuda::gemv_swiglu_q(dt_, L.wgu.qview(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s, quant_extras()),
+          ck(cuda::gemv_swiglu_q(dt_, L.wgu.qview(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s),
              "gemv_swiglu (quantized)");
         else
           ck(cuda::gemv_swiglu(dt_, L.wgu.ptr(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s), "gemv_swiglu");
@@ -875,19 +864,17 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   std::unique_ptr<cuda::GpuSampler> sampler_;
   bool graphs_on_ = true;
   bool profile_on_ = false;  ///< VIREO_CUDA_PROFILE=1 (see mark())
-  int fuse_ = 2;             ///< fused decode mode 1, 2 or 4 (see fused_step()); 0 = off
+  int fuse_ = 2;             ///< fused decode mode 1 or 2 (see fused_step()); 0 = off
   int wo_prefetch_ = -1;     ///< VIREO_WO_PREFETCH: the fused Wo GEMV's prefetch depth (< 0: its whole slice)
-  /// VIREO_GEMV_DEPTH=2: the fused Wo and down GEMVs keep two weight chunks per warp in
-  /// flight (their grids have <= 2 CTAs per SM at batch 1, so the 128 registers cost no
-  /// occupancy). Written 2026-11-26 without a GPU; off until measured.
-  int gemv_depth_ = 1;
-  /// VIREO_QGEMV_XSMEM=1: quantized GEMVs stage x in shared memory and keep twice the weight
-  /// chunks in flight (GemvExtras::quant_x_smem). Written 2026-11-26 without a GPU; off until
-  /// measured.
-  bool qx_smem_ = false;
-  /// VIREO_ATTN_CLUSTER=1: decode attention's splits merge inside a thread-block cluster
-  /// (AttentionParams::cluster_merge). Written 2026-11-26 without a GPU; off until measured.
-  bool attn_cluster_ = false;
+  /// The fused Wo and down GEMVs keep two weight chunks per warp in flight (their grids have
+  /// <= 2 CTAs per SM at batch 1, so the 128 registers cost no occupancy); VIREO_GEMV_DEPTH=1
+  /// keeps one. H100, 2026-11-27: 8B batch 1 5.625 against 5.663 ms per step (median of 5
+  /// interleaved rounds), 1B -0.7%, batch 8 unchanged; BM_gemv_fused 4096x4096 12.9 against
+  /// 16.3 us, 4096x14336 39.4 against 45.7 us (weights streamed from HBM).
+  int gemv_depth_ = 2;
+  /// Decode attention's splits merge inside a thread-block cluster: 0 never, 1 always, 2 (the
+  /// default) for steps of more than one decode token (VIREO_ATTN_CLUSTER; see run()).
+  int attn_cluster_ = 2;
   /// Fewest keys per split-KV split (0: VIREO_ATTN_SPLIT_KEYS, default 64; DecodeTuning).
   int attn_split_keys_ = 0;
   int fuse_max_tokens_ = 1;  ///< largest step fused: 1 by default, GEMV_MAX_TOKENS when VIREO_DECODE_FUSION is set

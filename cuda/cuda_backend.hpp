@@ -9,11 +9,10 @@ namespace vireo::cuda {
 /// A/B them in one process (interleaved, same weights) instead of one process per setting.
 /// Each starts from its environment variable (README); a field left at -1 is not changed.
 struct DecodeTuning {
-  int fusion = -1;             ///< VIREO_DECODE_FUSION: 0 off, 1, 2 or 4 (see the backend's fused_step())
+  int fusion = -1;             ///< VIREO_DECODE_FUSION: 0 off, 1 or 2 (see the backend's fused_step())
   int fusion_max_tokens = -1;  ///< largest step that fuses (1 by default; 8 when VIREO_DECODE_FUSION is set)
-  int gemv_depth = -1;         ///< VIREO_GEMV_DEPTH: weight chunks in flight per warp in the fused Wo / down GEMVs, 1 or 2
-  int quant_x_smem = -1;       ///< VIREO_QGEMV_XSMEM: quantized GEMVs stage x in shared memory, 0 or 1
-  int attn_cluster = -1;       ///< VIREO_ATTN_CLUSTER: decode attention merges its splits in a cluster, 0 or 1
+  int gemv_depth = -1;         ///< VIREO_GEMV_DEPTH: weight chunks in flight per warp in the fused Wo / down GEMVs, 1 or 2 (default)
+  int attn_cluster = -1;       ///< VIREO_ATTN_CLUSTER: decode attention merges its splits in a cluster: 0 never, 1 always, 2 (default) steps of > 1 decode token
   int attn_split_keys = -1;    ///< fewest keys per split-KV split: 0 (VIREO_ATTN_SPLIT_KEYS, default 64) or 32..1024
 };
 

@@ -98,7 +98,7 @@ enum Epi : int {
 /// vector elements onto fragment k slots depends only on q, identically for W and x, and the
 /// dot product does not care which physical column a k slot stands for. Q4 chunks carry 4x
 /// fewer bytes than 16-bit ones, so Q4 warps load two chunks before multiplying (UNROLL).
-template <typename T, typename OT, int EPI, bool NORM, int WF = 0, int DEPTH = 1, bool QX = false>
+template <typename T, typename OT, int EPI, bool NORM, int WF = 0, int DEPTH = 1>
 __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
     gemv_mma_kernel(std::conditional_t<WF == 0, const T*, QuantView> w, const T* __restrict__ x,
                     OT* __restrict__ y, int n, int rows, int cols, GemvExtras ex) {
@@ -108,22 +108,16 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
   __shared__ TilePartials part;
   extern __shared__ __align__(16) unsigned char gemv_dyn_smem[];  // NORM: the normalized x [n][cols] in T
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
-  // The CTA's tiles: blockIdx.x, then (a persistent grid, GemvExtras::persistent) every
-  // gridDim.x-th one after it.
-  const int n_tiles = SWIGLU ? (rows + 7) / 8 : (rows + 15) / 16;
-  int tile = int(blockIdx.x);
+  const int tile = int(blockIdx.x);
   std::size_t ra, rb;
+  gemv_tile_rows<SWIGLU>(tile, rows, ra, rb);
   // 16-bit weights: rows g and g + 8 of the tile, at this lane's 8 columns of each 32.
   const T* wa = nullptr;
   const T* wb = nullptr;
-  auto set_rows = [&] {
-    gemv_tile_rows<SWIGLU>(tile, rows, ra, rb);
-    if constexpr (!QUANT) {
-      wa = w + ra * cols + q * 8;
-      wb = w + rb * cols + q * 8;
-    }
-  };
-  set_rows();
+  if constexpr (!QUANT) {
+    wa = w + ra * cols + q * 8;
+    wb = w + rb * cols + q * 8;
+  }
   // Lanes of tokens g >= n read token n - 1: B column g only feeds C column g, never stored.
   const T* xg = NORM ? nullptr : x + std::size_t(min(g, n - 1)) * cols + q * 8;
 
@@ -164,15 +158,6 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
   prefetch_rows(ra, rb, n_prefetch);
   pdl_wait();
   pdl_trigger();
-  if constexpr (QX && !NORM) {
-    // Quantized, x staged: the n token rows of x into shared memory once (8 KiB at n = 1,
-    // d = 4096), so the weight loads below need no registers for x.
-    const int nv = n * cols / 8;
-    for (int i = int(threadIdx.x); i < nv; i += int(blockDim.x))
-      reinterpret_cast<uint4*>(gemv_dyn_smem)[i] = load_x(x + std::size_t(i) * 8);
-    __syncthreads();
-    xg = reinterpret_cast<const T*>(gemv_dyn_smem) + std::size_t(min(g, n - 1)) * cols + q * 8;
-  }
   if constexpr (NORM) {
     // Normalize the n residual rows into shared memory; then every x load below reads it.
     // Rows of up to NORM_VPT float4 per thread (d <= 4096) are held in registers: every load
@@ -233,184 +218,140 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
   }
 
   const int n_chunks = (cols + CHUNK_COLS - 1) / CHUNK_COLS;
-  for (;;) {
-    // Two accumulators: two independent HMMA chains per chunk instead of one of length 8.
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    // All loads of a chunk are issued before any of its arithmetic (fixed trip counts over
-    // register arrays: fully unrolled). Full chunks carry no predicates: with predicated loads
-    // ptxas interleaved each load with the mma that uses it, leaving 2-3 loads in flight
-    // instead of 12.
-    auto load_chunk = [&](int ch, uint4 (&va)[CHUNK_STEPS], uint4 (&vb)[CHUNK_STEPS], uint4 (&vx)[CHUNK_STEPS]) {
-      const int c0 = ch * CHUNK_COLS;
-      if (c0 + CHUNK_COLS <= cols) {
-#pragma unroll
-        for (int j = 0; j < CHUNK_STEPS; ++j) {
-          va[j] = load_w(wa + c0 + 32 * j);
-          vb[j] = load_w(wb + c0 + 32 * j);
-        }
-#pragma unroll
-        for (int j = 0; j < CHUNK_STEPS; ++j) vx[j] = NORM ? *reinterpret_cast<const uint4*>(xg + c0 + 32 * j)
-                                                           : load_x(xg + c0 + 32 * j);
-      } else {  // the last, partial chunk: vectors past the row end are zeros in W and x
-#pragma unroll
-        for (int j = 0; j < CHUNK_STEPS; ++j) {
-          const int c = c0 + 32 * j;
-          const bool ok = c + q * 8 < cols;  // cols % 8 == 0: a vector is all in or all out
-          const uint4 z = make_uint4(0u, 0u, 0u, 0u);
-          va[j] = ok ? load_w(wa + c) : z;
-          vb[j] = ok ? load_w(wb + c) : z;
-          vx[j] = ok ? (NORM ? *reinterpret_cast<const uint4*>(xg + c) : load_x(xg + c)) : z;
-        }
-      }
-    };
-    auto mma_chunk = [&](const uint4 (&va)[CHUNK_STEPS], const uint4 (&vb)[CHUNK_STEPS], const uint4 (&vx)[CHUNK_STEPS]) {
+  // Two accumulators: two independent HMMA chains per chunk instead of one of length 8.
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  // All loads of a chunk are issued before any of its arithmetic (fixed trip counts over
+  // register arrays: fully unrolled). Full chunks carry no predicates: with predicated loads
+  // ptxas interleaved each load with the mma that uses it, leaving 2-3 loads in flight
+  // instead of 12.
+  auto load_chunk = [&](int ch, uint4 (&va)[CHUNK_STEPS], uint4 (&vb)[CHUNK_STEPS], uint4 (&vx)[CHUNK_STEPS]) {
+    const int c0 = ch * CHUNK_COLS;
+    if (c0 + CHUNK_COLS <= cols) {
 #pragma unroll
       for (int j = 0; j < CHUNK_STEPS; ++j) {
-        const std::uint32_t lo[4] = {va[j].x, vb[j].x, va[j].y, vb[j].y}, hi[4] = {va[j].z, vb[j].z, va[j].w, vb[j].w};
-        mma16816<T>(acc, lo, vx[j].x, vx[j].y);
-        mma16816<T>(acc2, hi, vx[j].z, vx[j].w);
+        va[j] = load_w(wa + c0 + 32 * j);
+        vb[j] = load_w(wb + c0 + 32 * j);
       }
-    };
-    if constexpr (QUANT && QX) {
-      // x in shared memory (staged above, or normalized there): the load phase holds only the
-      // weight blocks, so each warp keeps QU chunks in flight (Q4: 4 x 2 rows x 16 B per lane,
-      // 4 KiB per warp; Q8_0: 2 chunks, the same bytes) where the register-x path holds 2 (Q4)
-      // or 1 (Q8_0) chunk and their x vectors. x is read from shared memory right before each
-      // chunk's MMAs; a block past the row end has zero weights and reads no x.
-      constexpr int QU = F == QFormat::Q8_0 ? 2 : 4;
-      const int nb = cols / 32, n_qchunks = (nb + 3) / 4;
-      const T* xrow = xg - q * 8;  // this lane's token row in shared memory
-      for (int ch0 = warp; ch0 < n_qchunks; ch0 += MMA_WARPS * QU) {
-        uint4 ra_raw[QU][2], rb_raw[QU][2];
-        float da[QU], db[QU], ma[QU], mb[QU];
 #pragma unroll
-        for (int u = 0; u < QU; ++u) {
-          const int b = (ch0 + u * MMA_WARPS) * 4 + q;  // >= nb past the end: zeros, nothing loaded
-          load_block<F>(w, ra, nb, b, ra_raw[u], da[u], ma[u]);
-          load_block<F>(w, rb, nb, b, rb_raw[u], db[u], mb[u]);
-        }
+      for (int j = 0; j < CHUNK_STEPS; ++j) vx[j] = NORM ? *reinterpret_cast<const uint4*>(xg + c0 + 32 * j)
+                                                         : load_x(xg + c0 + 32 * j);
+    } else {  // the last, partial chunk: vectors past the row end are zeros in W and x
 #pragma unroll
-        for (int u = 0; u < QU; ++u) {
-          const int b = (ch0 + u * MMA_WARPS) * 4 + q;
-          uint4 va[4], vb[4], vx[4];
-#pragma unroll
-          for (int j = 0; j < 4; ++j)
-            vx[j] = b >= nb ? make_uint4(0u, 0u, 0u, 0u)
-                            : *reinterpret_cast<const uint4*>(xrow + std::size_t(b) * 32 + 8 * j);
-          dequant_block<T, F>(ra_raw[u], da[u], ma[u], va);
-          dequant_block<T, F>(rb_raw[u], db[u], mb[u], vb);
-          mma_chunk(va, vb, vx);
-        }
-      }
-    } else if constexpr (QUANT) {
-      constexpr int UNROLL = F == QFormat::Q8_0 ? 1 : 2;
-      const int nb = cols / 32, n_qchunks = (nb + 3) / 4;
-      const T* xrow = xg - q * 8;  // this lane's token row (global memory, or shared under NORM)
-      for (int ch0 = warp; ch0 < n_qchunks; ch0 += MMA_WARPS * UNROLL) {
-        uint4 ra_raw[UNROLL][2], rb_raw[UNROLL][2], vx[UNROLL][4];
-        float da[UNROLL], db[UNROLL], ma[UNROLL], mb[UNROLL];
-        // Every load of the UNROLL chunks first, then the arithmetic.
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-          const int b = (ch0 + u * MMA_WARPS) * 4 + q;  // this lane's block; >= nb past the end
-          load_block<F>(w, ra, nb, b, ra_raw[u], da[u], ma[u]);
-          load_block<F>(w, rb, nb, b, rb_raw[u], db[u], mb[u]);
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const T* p = xrow + std::size_t(b) * 32 + 8 * j;
-            vx[u][j] = b >= nb ? make_uint4(0u, 0u, 0u, 0u) : NORM ? *reinterpret_cast<const uint4*>(p) : load_x(p);
-          }
-        }
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-          uint4 va[4], vb[4];
-          dequant_block<T, F>(ra_raw[u], da[u], ma[u], va);
-          dequant_block<T, F>(rb_raw[u], db[u], mb[u], vb);
-          mma_chunk(va, vb, vx[u]);
-        }
-      }
-    } else if constexpr (DEPTH == 2) {
-      // Two chunks per warp in flight (8 KB) before their MMAs: for grids of <= 2 CTAs per SM
-      // (Wo, down at batch 1), where the 128 registers this takes cost no occupancy. An odd
-      // last chunk is loaded twice (an L2 hit) and multiplied once.
-      uint4 va[2][CHUNK_STEPS], vb[2][CHUNK_STEPS], vx[2][CHUNK_STEPS];
-      for (int ch = warp; ch < n_chunks; ch += 2 * MMA_WARPS) {
-        const bool two = ch + MMA_WARPS < n_chunks;
-        load_chunk(ch, va[0], vb[0], vx[0]);
-        load_chunk(two ? ch + MMA_WARPS : ch, va[1], vb[1], vx[1]);
-        mma_chunk(va[0], vb[0], vx[0]);
-        if (two) mma_chunk(va[1], vb[1], vx[1]);
-      }
-    } else {
-      uint4 va[CHUNK_STEPS], vb[CHUNK_STEPS], vx[CHUNK_STEPS];
-      for (int ch = warp; ch < n_chunks; ch += MMA_WARPS) {
-        load_chunk(ch, va, vb, vx);
-        mma_chunk(va, vb, vx);
+      for (int j = 0; j < CHUNK_STEPS; ++j) {
+        const int c = c0 + 32 * j;
+        const bool ok = c + q * 8 < cols;  // cols % 8 == 0: a vector is all in or all out
+        const uint4 z = make_uint4(0u, 0u, 0u, 0u);
+        va[j] = ok ? load_w(wa + c) : z;
+        vb[j] = ok ? load_w(wb + c) : z;
+        vx[j] = ok ? (NORM ? *reinterpret_cast<const uint4*>(xg + c) : load_x(xg + c)) : z;
       }
     }
+  };
+  auto mma_chunk = [&](const uint4 (&va)[CHUNK_STEPS], const uint4 (&vb)[CHUNK_STEPS], const uint4 (&vx)[CHUNK_STEPS]) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) acc[i] += acc2[i];
-    if (tile + int(gridDim.x) < n_tiles) {
-      // A persistent CTA with a tile after this one: its first chunk heads for L2 during this
-      // tile's reduction and epilogue.
-      std::size_t na, nb2;
-      gemv_tile_rows<SWIGLU>(tile + int(gridDim.x), rows, na, nb2);
-      prefetch_rows(na, nb2, 1);
+    for (int j = 0; j < CHUNK_STEPS; ++j) {
+      const std::uint32_t lo[4] = {va[j].x, vb[j].x, va[j].y, vb[j].y}, hi[4] = {va[j].z, vb[j].z, va[j].w, vb[j].w};
+      mma16816<T>(acc, lo, vx[j].x, vx[j].y);
+      mma16816<T>(acc2, hi, vx[j].z, vx[j].w);
     }
-    gemv_tile_partials(part, acc);
-    const int tid = threadIdx.x;
-    if constexpr (SWIGLU) {
-      gemv_tile_swiglu<T>(part, tile, y, n, rows);
-    } else if constexpr (EPI == kRope) {
-      // Rows come in (2i, 2i+1) RoPE pairs inside the 16-row tile (head_dim is a multiple of
-      // 16): thread (pair, token) rounds both sums to T as the unfused path stores qkv, then
-      // applies rope_kv_kernel's arithmetic (bias, double-precision sincos of pos * inv_freq).
-      __shared__ float red[16][8];
-      if (tid < 128) {
-        const int r = tid & 15, t = tid >> 4;
-        float sum = 0.0f;
+  };
+  if constexpr (QUANT) {
+    constexpr int UNROLL = F == QFormat::Q8_0 ? 1 : 2;
+    const int nb = cols / 32, n_qchunks = (nb + 3) / 4;
+    const T* xrow = xg - q * 8;  // this lane's token row (global memory, or shared under NORM)
+    for (int ch0 = warp; ch0 < n_qchunks; ch0 += MMA_WARPS * UNROLL) {
+      uint4 ra_raw[UNROLL][2], rb_raw[UNROLL][2], vx[UNROLL][4];
+      float da[UNROLL], db[UNROLL], ma[UNROLL], mb[UNROLL];
+      // Every load of the UNROLL chunks first, then the arithmetic.
 #pragma unroll
-        for (int k = 0; k < MMA_WARPS; ++k) sum += part[k][r][t];
-        red[r][t] = to_f32(from_f32<T>(sum));
-      }
-      __syncthreads();
-      if (tid < 64) {
-        const int pr = tid & 7, t = tid >> 3, col = tile * 16 + 2 * pr;
-        const RopeKVParams& rp = ex.rope;
-        const int hd = rp.head_dim, nh = rp.n_heads, nkv = rp.n_kv_heads;
-        if (t < n && col < rows) {
-          float x0 = red[2 * pr][t], x1 = red[2 * pr + 1][t];
-          if (rp.bias) {
-            x0 += rp.bias[col];
-            x1 += rp.bias[col + 1];
-          }
-          const std::int64_t slot = rp.slots[t];
-          T* out = nullptr;
-          if (col >= (nh + nkv) * hd) {  // v
-            if (slot >= 0) out = static_cast<T*>(rp.v_cache) + std::size_t(slot) * nkv * hd + (col - (nh + nkv) * hd);
-          } else {
-            double sn, cs;
-            sincos(double(rp.positions[t]) * double(rp.inv_freq[(col % hd) / 2]), &sn, &cs);
-            const float cf = float(cs), sf = float(sn);
-            const float y0 = x0 * cf - x1 * sf, y1 = x0 * sf + x1 * cf;
-            x0 = y0;
-            x1 = y1;
-            if (col < nh * hd) out = static_cast<T*>(rp.q_out) + std::size_t(t) * nh * hd + col;
-            else if (slot >= 0) out = static_cast<T*>(rp.k_cache) + std::size_t(slot) * nkv * hd + (col - nh * hd);
-          }
-          if (out) {
-            out[0] = from_f32<T>(x0);
-            out[1] = from_f32<T>(x1);
-          }
+      for (int u = 0; u < UNROLL; ++u) {
+        const int b = (ch0 + u * MMA_WARPS) * 4 + q;  // this lane's block; >= nb past the end
+        load_block<F>(w, ra, nb, b, ra_raw[u], da[u], ma[u]);
+        load_block<F>(w, rb, nb, b, rb_raw[u], db[u], mb[u]);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const T* p = xrow + std::size_t(b) * 32 + 8 * j;
+          vx[u][j] = b >= nb ? make_uint4(0u, 0u, 0u, 0u) : NORM ? *reinterpret_cast<const uint4*>(p) : load_x(p);
         }
       }
-    } else {
-      gemv_tile_store<T, OT, EPI == kAdd>(part, tile, y, n, rows);
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) {
+        uint4 va[4], vb[4];
+        dequant_block<T, F>(ra_raw[u], da[u], ma[u], va);
+        dequant_block<T, F>(rb_raw[u], db[u], mb[u], vb);
+        mma_chunk(va, vb, vx[u]);
+      }
     }
-    tile += int(gridDim.x);
-    if (tile >= n_tiles) break;
-    __syncthreads();  // the epilogue has read part (and red) before the next tile writes them
-    set_rows();
+  } else if constexpr (DEPTH == 2) {
+    // Two chunks per warp in flight (8 KB) before their MMAs: for grids of <= 2 CTAs per SM
+    // (Wo, down at batch 1), where the 128 registers this takes cost no occupancy. An odd
+    // last chunk is loaded twice (an L2 hit) and multiplied once.
+    uint4 va[2][CHUNK_STEPS], vb[2][CHUNK_STEPS], vx[2][CHUNK_STEPS];
+    for (int ch = warp; ch < n_chunks; ch += 2 * MMA_WARPS) {
+      const bool two = ch + MMA_WARPS < n_chunks;
+      load_chunk(ch, va[0], vb[0], vx[0]);
+      load_chunk(two ? ch + MMA_WARPS : ch, va[1], vb[1], vx[1]);
+      mma_chunk(va[0], vb[0], vx[0]);
+      if (two) mma_chunk(va[1], vb[1], vx[1]);
+    }
+  } else {
+    uint4 va[CHUNK_STEPS], vb[CHUNK_STEPS], vx[CHUNK_STEPS];
+    for (int ch = warp; ch < n_chunks; ch += MMA_WARPS) {
+      load_chunk(ch, va, vb, vx);
+      mma_chunk(va, vb, vx);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) acc[i] += acc2[i];
+  gemv_tile_partials(part, acc);
+  const int tid = threadIdx.x;
+  if constexpr (SWIGLU) {
+    gemv_tile_swiglu<T>(part, tile, y, n, rows);
+  } else if constexpr (EPI == kRope) {
+    // Rows come in (2i, 2i+1) RoPE pairs inside the 16-row tile (head_dim is a multiple of
+    // 16): thread (pair, token) rounds both sums to T as the unfused path stores qkv, then
+    // applies rope_kv_kernel's arithmetic (bias, double-precision sincos of pos * inv_freq).
+    __shared__ float red[16][8];
+    if (tid < 128) {
+      const int r = tid & 15, t = tid >> 4;
+      float sum = 0.0f;
+#pragma unroll
+      for (int k = 0; k < MMA_WARPS; ++k) sum += part[k][r][t];
+      red[r][t] = to_f32(from_f32<T>(sum));
+    }
+    __syncthreads();
+    if (tid < 64) {
+      const int pr = tid & 7, t = tid >> 3, col = tile * 16 + 2 * pr;
+      const RopeKVParams& rp = ex.rope;
+      const int hd = rp.head_dim, nh = rp.n_heads, nkv = rp.n_kv_heads;
+      if (t < n && col < rows) {
+        float x0 = red[2 * pr][t], x1 = red[2 * pr + 1][t];
+        if (rp.bias) {
+          x0 += rp.bias[col];
+          x1 += rp.bias[col + 1];
+        }
+        const std::int64_t slot = rp.slots[t];
+        T* out = nullptr;
+        if (col >= (nh + nkv) * hd) {  // v
+          if (slot >= 0) out = static_cast<T*>(rp.v_cache) + std::size_t(slot) * nkv * hd + (col - (nh + nkv) * hd);
+        } else {
+          double sn, cs;
+          sincos(double(rp.positions[t]) * double(rp.inv_freq[(col % hd) / 2]), &sn, &cs);
+          const float cf = float(cs), sf = float(sn);
+          const float y0 = x0 * cf - x1 * sf, y1 = x0 * sf + x1 * cf;
+          x0 = y0;
+          x1 = y1;
+          if (col < nh * hd) out = static_cast<T*>(rp.q_out) + std::size_t(t) * nh * hd + col;
+          else if (slot >= 0) out = static_cast<T*>(rp.k_cache) + std::size_t(slot) * nkv * hd + (col - nh * hd);
+        }
+        if (out) {
+          out[0] = from_f32<T>(x0);
+          out[1] = from_f32<T>(x1);
+        }
+      }
+    }
+  } else {
+    gemv_tile_store<T, OT, EPI == kAdd>(part, tile, y, n, rows);
   }
 }
 
@@ -604,24 +545,10 @@ cudaError_t opt_in_norm_smem(Kernel kernel, cudaStream_t s) {
 template <typename T, int EPI, bool NORM, int WF = 0, typename OT = std::conditional_t<EPI == kAdd, float, T>>
 cudaError_t launch_fused_t(GemvW<T, WF> w, const T* x, void* y, int n, int rows, int cols, const GemvExtras& ex,
                            cudaStream_t s) {
-  const std::size_t x_bytes = std::size_t(n) * cols * sizeof(T);
-  // Quantized weights with x staged in shared memory (GemvExtras::quant_x_smem) where it fits.
-  const bool qx = WF != 0 && ex.quant_x_smem && x_bytes <= kGemvNormSmemBytes;
-  const std::size_t smem = NORM || qx ? x_bytes : 0;
+  const std::size_t smem = NORM ? std::size_t(n) * cols * sizeof(T) : 0;
   const int tiles = EPI == kSwiglu ? (rows + 7) / 8 : (rows + 15) / 16;
-  // A persistent grid: one wave of CTAs, each looping over tiles (a NORM prologue runs once
-  // per CTA instead of once per tile).
-  const int wave = ex.max_ctas > 0 ? ex.max_ctas : first_wave_ctas();
-  const dim3 grid(ex.persistent ? std::min(tiles, wave) : tiles), block(MMA_WARPS * 32);
+  const dim3 grid(tiles), block(MMA_WARPS * 32);
   const GemvExtras exp = with_prefetch(ex);
-  if constexpr (WF != 0) {
-    if (qx) {
-      if (const cudaError_t e = opt_in_norm_smem(gemv_mma_kernel<T, OT, EPI, NORM, WF, 1, true>, s); e != cudaSuccess)
-        return e;
-      return cuda::launch(gemv_mma_kernel<T, OT, EPI, NORM, WF, 1, true>, grid, block, smem, s, w, x,
-                          static_cast<OT*>(y), n, rows, cols, exp);
-    }
-  }
   if constexpr (NORM) {
     if (const cudaError_t e = opt_in_norm_smem(gemv_mma_kernel<T, OT, EPI, true, WF>, s); e != cudaSuccess)
       return e;

@@ -30,7 +30,7 @@ __device__ __forceinline__ uint4 load_x(const void* p) {
 }
 
 /// The weight rows of this lane's tile rows g and g + 8 (g = lane / 4) in tile b (the CTA's
-/// index, or each tile of a persistent CTA in turn): rows 16 b + g and 16 b + 8 + g; with
+/// index): rows 16 b + g and 16 b + 8 + g; with
 /// SWIGLU (rows = ff of a stacked [2 ff, cols] gate/up matrix) gate row 8 b + g and its up row
 /// ff + 8 b + g. Rows past the end are clamped: read, never written.
 template <bool SWIGLU>

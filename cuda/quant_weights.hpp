@@ -57,7 +57,7 @@ float repacked_weight(QFormat f, const std::uint8_t* qs, const std::uint16_t* d,
 
 /// Decode GEMV over quantized weights: y[n, rows] = x[n, cols] . W[rows, cols]^T for
 /// 1 <= n <= GEMV_MAX_TOKENS; dt BF16 or F16 (x in dt; y in dt, or fp32 when y_f32); x 16-byte
-/// aligned, cols % 32 == 0. ex: only quant_x_smem (and the prefetch fields) apply.
+/// aligned, cols % 32 == 0. ex: only the prefetch fields apply.
 Status gemv_q(DType dt, const QuantView& w, const void* x, void* y, bool y_f32, int n, int rows, int cols,
               void* stream, const GemvExtras& ex = {});
 /// gemv_swiglu() over a quantized stacked [2 ff, cols] gate/up matrix.

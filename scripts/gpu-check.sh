@@ -23,7 +23,9 @@
 #                                        test when the joined model is here.
 # The 98 MB SmolLM2 file does not fit in one call's carry with the binaries. What worked:
 #   call 1: `true`, carry gpu-bins.tar.gz + models/part-00 (starts the machine);
-#   call 2, within the machine's ~30 s idle window: the real command, carry models/part-01.
+#   call 2, within the machine's ~30 s idle window: the real command, carry models/part-01 and
+#   models/part-02 (2026-11-27: 263 s of device time for both calls, the machine's start
+#   included; then --ncu, 45 s).
 #
 # Two steps, because the lent machine has nvcc and the CUDA libraries but no libfmt, no
 # Google Benchmark and no package registry:
@@ -39,7 +41,7 @@
 #        OUT=/some/dir scripts/gpu-check.sh          # default OUT: ./gpu-check-out
 #      Device tool: command "bash scripts/gpu-check.sh", timeout_s 580, carry
 #      ["build-cuda/gpu-bins.tar.gz"] (unpacked over older binaries already there), plus
-#      models/part-01 after --split-model (below). Carrying the unpacked binaries works too.
+#      models/part-01 and part-02 after --split-model (below). Carrying the unpacked binaries works too.
 #
 # libcudart / libcublas / libcublasLt (CUDA 13) are taken from the machine: when the loader
 # cannot find them, the usual CUDA folders and pip's nvidia-* wheels are searched. The
@@ -52,14 +54,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # The decode settings the 8B runs A/B on one loaded model, interleaved over 5 rounds
-# (vireo-bench model --ab; cuda::DecodeTuning): the first is the reference. Written without a
-# GPU on 2026-11-26: fused mode 4 (FFN norm inside a persistent gate/up GEMV), two weight
-# chunks in flight per warp in the Wo / down GEMVs, decode attention's splits merged inside a
-# thread-block cluster (also with 8 splits of >= 128 keys instead of 16 of >= 64), all three,
-# the unfused step, and fusion for steps of up to 8 tokens
-# (slower at batch 8 on 2026-11-26, when each CTA's norm prologue took 8 dependent L2 round
-# trips per token; now one).
-AB="${VIREO_AB:-default;fusion=4;depth=2;cluster=1;cluster=1,splitkeys=128;fusion=4,depth=2,cluster=1;fusion=0;fusion_max_tokens=8}"
+# (vireo-bench model --ab; cuda::DecodeTuning): the first is the reference. The defaults
+# against their switches (2026-11-27 run: bench/results/h100-2026-11-27-0326): one weight chunk
+# in flight per warp in Wo / down instead of two, decode attention's splits merged through the
+# workspace always / through a cluster always (the default: for steps of > 1 decode token),
+# 8 splits of >= 128 keys instead of 16 of >= 64, the unfused step, and fusion for steps of
+# up to 8 tokens.
+AB="${VIREO_AB:-default;depth=1;cluster=0;cluster=1;splitkeys=128;fusion=0;fusion_max_tokens=8}"
 BUILD="${BUILD:-build-cuda}"
 BINS=("$BUILD/tests/vireo-tests" "$BUILD/bench/vireo-kernel-bench" "$BUILD/bench/vireo-bench")
 
@@ -85,18 +86,18 @@ fi
 
 if [ "${1:-}" = "--split-model" ]; then
   # The real SmolLM2 file (98 MB) is larger than what one device call may carry (64 MiB, the
-  # working tree included). Split it into two parts, models/part-00 (49 MiB) and part-01
-  # (~47 MB; git-ignored), and carry one per call while the lent machine stays warm (it keeps
-  # carried files between calls while it is held): call 1 `true` carrying models/part-00,
-  # call 2 `bash scripts/gpu-check.sh` carrying build-cuda/gpu-bins.tar.gz and models/part-01
-  # (~60 MB with the ~1.3 MB tree).
+  # working tree included). Split it into parts of 45 MiB, models/part-00 .. part-02
+  # (git-ignored), and carry them over two calls while the lent machine stays warm (it keeps
+  # carried files between calls while it is held): call 1 `true` carrying
+  # build-cuda/gpu-bins.tar.gz (~14.5 MB) and models/part-00 (~63 MB with the ~1.8 MB tree),
+  # call 2 `bash scripts/gpu-check.sh` carrying models/part-01 and part-02.
   # gpu-check joins the parts, checks the hash from fetch-model.sh, and the [cuda] SmolLM2 test
   # (fp32 greedy identical to the CPU, bf16 logits within tolerance) runs on the real weights.
   set -e
   m=models/SmolLM2-135M-Instruct.Q4_1.gguf
   [ -f "$m" ] || scripts/fetch-model.sh
   rm -f models/part-*
-  split -b 49M -d "$m" models/part-
+  split -b 45M -d "$m" models/part-
   ls -la models/part-*
   exit 0
 fi
@@ -193,7 +194,8 @@ tail -30 "$OUT/tests-cuda.log"
 if [ -f "$BUILD/bench/vireo-kernel-bench" ]; then
   say "== kernel benchmarks"
   # Google Benchmark 1.7 (Debian) takes --benchmark_min_time in plain seconds, no 's' suffix.
-  timeout 50 "$BUILD/bench/vireo-kernel-bench" \
+  # ~50 s up to the GEMMs with the weights streamed from HBM (2026-11-27, when 50 s cut it off).
+  timeout 110 "$BUILD/bench/vireo-kernel-bench" \
     --benchmark_filter='BM_(gemv|gemm|rmsnorm|prefill_attention|pdl_probe|decode_attention)' \
     --benchmark_min_time=0.05 --benchmark_out="$OUT/bench-cuda-kernels.json" --benchmark_out_format=json \
     > "$OUT/bench-cuda-kernels.log" 2>&1
@@ -251,9 +253,9 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "vireo-bench model 8b q4_0 native exit $rc"
   grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -6 | tee -a "$SUMMARY"
   [ $rc -ne 0 ] && status=1
-  say "== decode A/B, llama-3.1-8b Q4_0 kept quantized: x staged in shared memory"
+  say "== decode A/B, llama-3.1-8b Q4_0 kept quantized: fused against unfused"
   bench_variant "8b q4_0 A/B" "" 120 --model llama-3.1-8b --weights q4_0 --gpu-weights native --batch 1,8 \
-    --prefill none --decode-steps 32 --context 512 --ttft 0 --ab "default;qxsmem=1;fusion=4,qxsmem=1" \
+    --prefill none --decode-steps 32 --context 512 --ttft 0 --ab "default;fusion=0;cluster=0" \
     --ab-rounds 3 || status=1
 
   # Continuous batching on the GPU (issue 4's serving numbers were CPU-only): Llama-3.2-1B
@@ -289,9 +291,10 @@ if [ "$CHECK" = 0 ] && [ -f "$MODEL" ]; then
 fi
 
 if [ "$BARS" = 1 ]; then
-  # --bars: the short confirmation for a session's last minutes of device time (~2 min): the
-  # [cuda] tests, the 8B bars on the defaults, and the batch-1 step again under the previous
-  # defaults and without PDL, all in one run on one card.
+  # --bars: the short confirmation for a session's last minutes of device time (~2-3 min):
+  # the [cuda] tests, the 8B bars on the defaults, the decode A/B (the defaults against their
+  # switches) on the 8B and SmolLM2 shapes, and the batch-1 step without PDL, all in one run
+  # on one card.
   say "== [cuda] tests"
   timeout 150 "$BUILD/tests/vireo-tests" "[cuda]" --durations yes > "$OUT/tests-cuda.log" 2>&1
   rc=$?
@@ -308,7 +311,10 @@ if [ "$BARS" = 1 ]; then
   say "== decode A/B, llama-3.1-8b: $AB"
   bench_variant "8b A/B" "" 150 --model llama-3.1-8b --weights bf16 --batch 1,8 --prefill none \
     --decode-steps 32 --context 512 --ttft 0 --ab "$AB" --ab-rounds 5 || status=1
-  for variant in "VIREO_WO_PREFETCH=1 VIREO_ATTN_WARM=0 VIREO_ATTN_SPLIT_KEYS=128" "VIREO_PDL=0" "VIREO_DECODE_FUSION=0"; do
+  say "== decode A/B, smollm2-135m shape: $AB"
+  bench_variant "smollm2 A/B" "" 60 --model smollm2-135m --batch 1,8 --prefill none --decode-steps 32 --context 512 \
+    --ttft 0 --ab "$AB" --ab-rounds 3 || status=1
+  for variant in "VIREO_PDL=0"; do
     say "== $variant: llama-3.1-8b decode batch 1"
     bench_variant "8b ($variant)" "$variant" 60 --model llama-3.1-8b --weights bf16 --batch 1 --prefill none \
       --decode-steps 32 --context 512 --ttft 0 --repeats 2

@@ -93,6 +93,24 @@ inline void check_close(const std::vector<float>& got, const std::vector<float>&
   CHECK(bad == 0);
 }
 
+/// check_close with the relative part of the tolerance taken from max(|ref|, mag[i]): for
+/// outputs computed from inputs of magnitude mag whose rounding they inherit.
+inline void check_close_scaled(const std::vector<float>& got, const std::vector<float>& ref,
+                               const std::vector<float>& mag, Tol t, const std::string& what) {
+  REQUIRE(got.size() == ref.size());
+  REQUIRE(mag.size() == ref.size());
+  std::size_t bad = 0, first = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double err = std::fabs(double(got[i]) - double(ref[i]));
+    const bool ok = !std::isnan(got[i]) && err <= t.atol + t.rtol * std::max(std::fabs(ref[i]), mag[i]);
+    if (!ok && bad++ == 0) first = i;
+  }
+  INFO(what << ": " << bad << " of " << got.size() << " elements out of tolerance (atol " << t.atol << ", rtol "
+            << t.rtol << " of max(|ref|, input magnitude)); first at " << first << ": got " << (bad ? got[first] : 0.f)
+            << " ref " << (bad ? ref[first] : 0.f) << " magnitude " << (bad ? mag[first] : 0.f));
+  CHECK(bad == 0);
+}
+
 inline const DType kDtypes[] = {DType::F32, DType::F16, DType::BF16};
 
 // ---- matmuls --------------------------------------------------------------------------------

@@ -567,10 +567,17 @@ TEST_CASE("cuda fused decode GEMVs match norm, matmul, RoPE and residual on the 
         // Reference: T(xn . W^T), + bias, rotate q and k pairs by pos * inv_freq, round to T.
         auto y = round_to(dt, ref_matmul(xn, w, n, qkvw, d));
         std::vector<float> q_ref(std::size_t(n) * nh * hd), k_ref(cache, NAN), v_ref(cache, NAN);
+        // |x0| + |x1| of each q element's pair before the rotation: the kernel and the reference
+        // round x0 and x1 to T from sums in different orders, so one may land a step of T at
+        // |x| away, and the rotation carries that into an output that can be much smaller than
+        // |x| (H100, 2026-11-27: -0.359 against -0.338,
+        // bf16, Q4_0 weights, d = 4096).
+        std::vector<float> q_mag(q_ref.size());
         for (int t = 0; t < n; ++t)
           for (int col = 0; col < qkvw; col += 2) {
             float x0 = y[std::size_t(t) * qkvw + col] + bias[std::size_t(col)];
             float x1 = y[std::size_t(t) * qkvw + col + 1] + bias[std::size_t(col) + 1];
+            const float x0_in = x0, x1_in = x1;
             if (col < (nh + nkv) * hd) {
               const double a = double(pos[std::size_t(t)]) * double(inv[std::size_t((col % hd) / 2)]);
               const float c = float(std::cos(a)), s = float(std::sin(a));
@@ -580,14 +587,18 @@ TEST_CASE("cuda fused decode GEMVs match norm, matmul, RoPE and residual on the 
             }
             const std::int64_t slot = slots[std::size_t(t)];
             float* dst = nullptr;
-            if (col < nh * hd) dst = &q_ref[std::size_t(t) * nh * hd + std::size_t(col)];
-            else if (slot < 0) continue;
+            if (col < nh * hd) {
+              dst = &q_ref[std::size_t(t) * nh * hd + std::size_t(col)];
+              const float mag = std::fabs(x0_in) + std::fabs(x1_in);
+              q_mag[std::size_t(t) * nh * hd + std::size_t(col)] = mag;
+              q_mag[std::size_t(t) * nh * hd + std::size_t(col) + 1] = mag;
+            } else if (slot < 0) continue;
             else if (col < (nh + nkv) * hd) dst = &k_ref[std::size_t(slot) * nkv * hd + std::size_t(col - nh * hd)];
             else dst = &v_ref[std::size_t(slot) * nkv * hd + std::size_t(col - (nh + nkv) * hd)];
             dst[0] = x0;
             dst[1] = x1;
           }
-        check_close(from_device(dt, dq, q_ref.size()), round_to(dt, q_ref), tol, "fused rope q");
+        check_close_scaled(from_device(dt, dq, q_ref.size()), round_to(dt, q_ref), q_mag, tol, "fused rope q");
         // Cache rows of unwritten slots must still hold the poison; written ones the reference.
         for (auto [buf, ref, name] : {std::tuple{&dk, &k_ref, "k"}, std::tuple{&dv, &v_ref, "v"}}) {
           const auto got = from_device(dt, *buf, cache);
@@ -651,16 +662,6 @@ TEST_CASE("cuda fused decode GEMVs match norm, matmul, RoPE and residual on the 
           }
         REQUIRE(W.fused(dt, vc::GemvEpilogue::SwiGLU, true, nullptr, dh.get(), n, ff, d, ex) == 0);
         check_close(from_device(dt, dh, h.size()), round_to(dt, h), tol, "fused norm + swiglu");
-        // A persistent grid (fused decode mode 4): 7 CTAs, each normalizing once and looping
-        // over every 7th tile (25 to 192 tiles here, so some CTAs take one tile more).
-        {
-          vc::GemvExtras pex = ex;
-          pex.persistent = true;
-          pex.max_ctas = 7;
-          auto dh2 = poisoned(std::size_t(n) * ff * vireo::dtype_size(dt));
-          REQUIRE(W.fused(dt, vc::GemvEpilogue::SwiGLU, true, nullptr, dh2.get(), n, ff, d, pex) == 0);
-          check_close(from_device(dt, dh2, h.size()), round_to(dt, h), tol, "persistent norm + swiglu");
-        }
         auto dy = poisoned(std::size_t(n) * 2 * ff * vireo::dtype_size(dt));
         REQUIRE(W.fused(dt, vc::GemvEpilogue::Store, true, nullptr, dy.get(), n, 2 * ff, d, ex) == 0);
         check_close(from_device(dt, dy, gu.size()), gu, tol, "fused norm + store");

@@ -82,20 +82,16 @@ TEST_CASE("cuda quantized GEMVs match the CPU matmul over the same weights", "[c
   std::mt19937 rng(5);
   struct Shape { int n, rows, cols; };
   // One block per row; SmolLM2's width (4.5 chunks: a partial chunk, lanes past the row end);
-  // fewer chunks than warps; rows not a multiple of 16; Llama-8B's width with 8 tokens (x
-  // exactly fills the 64 KiB a staged x may take); Llama-8B's down width (112 chunks: 14 per
-  // warp, 3.5 rounds of 4 with x staged); x of 80 KiB (too large to stage: the register path).
+  // fewer chunks than warps; rows not a multiple of 16; Llama-8B's width with 8 tokens;
+  // Llama-8B's down width (112 chunks: 14 per warp); 8 tokens of 5120.
   const Shape shapes[] = {{1, 37, 32},    {3, 129, 576}, {2, 33, 160},  {8, 48, 4096},
                           {5, 17, 1152}, {2, 20, 14336}, {8, 16, 5120}};
-  // xs: GemvExtras::quant_x_smem (x staged in shared memory, more weight chunks in flight).
-  for (bool xs : {false, true})
   for (TensorType t : kQuantTypes)
     for (DType dt : k16)
       for (const Shape& s : shapes)
         for (bool y_f32 : {false, true}) {
           const std::string what = "gemv_q " + name_of(t, dt) + " n=" + std::to_string(s.n) +
-                                   " rows=" + std::to_string(s.rows) + " cols=" + std::to_string(s.cols) +
-                                   (xs ? " x staged" : "");
+                                   " rows=" + std::to_string(s.rows) + " cols=" + std::to_string(s.cols);
           INFO(what);
           const QMatrix q = make_qmatrix(t, s.rows, s.cols, rng);
           const DeviceQ g = to_device_q(q);
@@ -104,20 +100,17 @@ TEST_CASE("cuda quantized GEMVs match the CPU matmul over the same weights", "[c
           auto dx = to_device(dt, x);
           const DType ydt = y_f32 ? DType::F32 : dt;
           auto dy = poisoned(std::size_t(s.n) * s.rows * vireo::dtype_size(ydt));
-          vc::GemvExtras ex;
-          ex.quant_x_smem = xs;
-          REQUIRE(vc::gemv_q(dt, g.view, dx.get(), dy.get(), y_f32, s.n, s.rows, s.cols, nullptr, ex) == 0);
+          REQUIRE(vc::gemv_q(dt, g.view, dx.get(), dy.get(), y_f32, s.n, s.rows, s.cols, nullptr) == 0);
           vc::synchronize(nullptr);
           Tol tol = tol_for(ydt);
           tol.atol *= std::sqrt(float(s.cols) / 64.0f);  // fp32 accumulation error grows with the length
           check_close(from_device(ydt, dy, std::size_t(s.n) * s.rows), ref_matmul(x, w, s.n, s.rows, s.cols), tol, what);
         }
   // Fused gate/up + SwiGLU over a stacked quantized [2 ff, cols] matrix.
-  for (bool xs : {false, true})
   for (TensorType t : kQuantTypes)
     for (DType dt : k16)
       for (auto [n, ff, cols] : {std::tuple{1, 40, 576}, std::tuple{6, 24, 4096}, std::tuple{3, 20, 160}}) {
-        const std::string what = "gemv_swiglu_q " + name_of(t, dt) + " n=" + std::to_string(n) + (xs ? " x staged" : "");
+        const std::string what = "gemv_swiglu_q " + name_of(t, dt) + " n=" + std::to_string(n);
         INFO(what);
         const QMatrix q = make_qmatrix(t, 2 * ff, cols, rng);
         const DeviceQ g = to_device_q(q);
@@ -125,9 +118,7 @@ TEST_CASE("cuda quantized GEMVs match the CPU matmul over the same weights", "[c
         const auto x = random_vec(std::size_t(n) * cols, dt, rng);
         auto dx = to_device(dt, x);
         auto dh = poisoned(std::size_t(n) * ff * vireo::dtype_size(dt));
-        vc::GemvExtras ex;
-        ex.quant_x_smem = xs;
-        REQUIRE(vc::gemv_swiglu_q(dt, g.view, dx.get(), dh.get(), n, ff, cols, nullptr, ex) == 0);
+        REQUIRE(vc::gemv_swiglu_q(dt, g.view, dx.get(), dh.get(), n, ff, cols, nullptr) == 0);
         // g and u rounded to T as stored by the unfused path, then silu(g) * u rounded to T.
         const auto gu = round_to(dt, ref_matmul(x, w, n, 2 * ff, cols));
         std::vector<float> h(std::size_t(n) * ff);
@@ -252,15 +243,6 @@ TEST_CASE("cuda model with quantized weights kept quantized matches converted we
       CHECK(rel_err(nq, c) < 2e-2);
       CHECK(rel_err(nq, ref) < 3e-2);  // as the converted bf16 model against the CPU
       CHECK(rel_err(c, ref) < 3e-2);
-      // x staged in shared memory by every quantized GEMV (the decode setting quant_x_smem),
-      // unfused and fused.
-      for (const Model* m : {&native, &fused}) {
-        auto* ctl = dynamic_cast<vireo::cuda::BackendControls*>(m->impl().backend.get());
-        REQUIRE(ctl != nullptr);
-        ctl->set_decode_tuning({.quant_x_smem = 1});
-        CHECK(rel_err(run(*m), c) < 2e-2);
-        ctl->set_decode_tuning({.quant_x_smem = 0});
-      }
     }
 }
 
