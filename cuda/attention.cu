@@ -552,17 +552,18 @@ std::size_t decode_attention_workspace_floats(int n, int n_heads, int head_dim, 
 int decode_attention_splits(int n, int n_kv_heads, int n_sms, int max_kv_len, int min_keys_arg) noexcept {
   const int work = n * n_kv_heads, target = 2 * n_sms;
   if (work <= 0 || work >= target) return 1;
-  // Enough CTAs to fill the GPU, but at least one key tile (64 keys) per split: a split of a
-  // few keys costs a CTA's fixed latency for almost no bytes. At batch 1 and a 513-key
-  // context that is 16 splits of 33 keys (one tile iteration each); the minimum was 128 keys
-  // (8 splits of 65: two iterations) until the H100 runs of 2026-11-26 (Llama-3.1-8B, batch 1:
-  // 6.03 ms per token against 6.10 alone; with the attention warm-up and the Wo prefetch,
-  // 5.97 against 5.99 in a later run: within noise, never slower).
+  // Enough CTAs to fill the GPU, but at least 128 keys (of the longest context's bucket) per
+  // split: a split of a few keys costs a CTA's fixed latency for almost no bytes, and each
+  // split adds to the merge. At batch 1 and a ~530-key context (bucket 1024) that is 8 splits
+  // of ~66 keys. History (H100, Llama-3.1-8B batch 1): 128 until 2026-11-26, when 64 (16
+  // splits of 33) measured 6.03 against 6.10 ms and later 5.97 against 5.99 (within noise);
+  // on 2026-11-27 (after the Wo / down GEMVs went to two chunks in flight) 128 took 5.63
+  // against 5.84 ms in one process, interleaved, and the SmolLM2 shape 0.525 against 0.627.
   // VIREO_ATTN_SPLIT_KEYS=k (32-1024) sets the minimum.
   static const int env_keys = [] {
     const char* e = std::getenv("VIREO_ATTN_SPLIT_KEYS");
     const int k = e ? std::atoi(e) : 0;
-    return k >= 32 && k <= 1024 ? k : 64;
+    return k >= 32 && k <= 1024 ? k : 128;
   }();
   const int min_keys = min_keys_arg >= 32 && min_keys_arg <= 1024 ? min_keys_arg : env_keys;
   const int by_len = std::max(1, (max_kv_len + min_keys - 1) / min_keys);

@@ -274,7 +274,7 @@ struct AttentionParams {
 std::size_t decode_attention_workspace_floats(int n, int n_heads, int head_dim, int splits) noexcept;
 /// Splits that fill the GPU for n tokens x nkv heads (1 when there is already enough work),
 /// with at least min_keys of the longest context's keys per split (32..1024; otherwise
-/// VIREO_ATTN_SPLIT_KEYS, default 64).
+/// VIREO_ATTN_SPLIT_KEYS, default 128).
 int decode_attention_splits(int n, int n_kv_heads, int n_sms, int max_kv_len = 1 << 30, int min_keys = 0) noexcept;
 Status decode_attention(DType dt, const AttentionParams& p, const std::int32_t* tok_list, int n,
                         int splits, float* workspace, void* stream);

@@ -875,7 +875,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// Decode attention's splits merge inside a thread-block cluster: 0 never, 1 always, 2 (the
   /// default) for steps of more than one decode token (VIREO_ATTN_CLUSTER; see run()).
   int attn_cluster_ = 2;
-  /// Fewest keys per split-KV split (0: VIREO_ATTN_SPLIT_KEYS, default 64; DecodeTuning).
+  /// Fewest keys per split-KV split (0: VIREO_ATTN_SPLIT_KEYS, default 128; DecodeTuning).
   int attn_split_keys_ = 0;
   int fuse_max_tokens_ = 1;  ///< largest step fused: 1 by default, GEMV_MAX_TOKENS when VIREO_DECODE_FUSION is set
   int qgemv_max_env_ = [] {  ///< VIREO_QGEMV_MAX_TOKENS (0: per-format default)

@@ -13,7 +13,7 @@ struct DecodeTuning {
   int fusion_max_tokens = -1;  ///< largest step that fuses (1 by default; 8 when VIREO_DECODE_FUSION is set)
   int gemv_depth = -1;         ///< VIREO_GEMV_DEPTH: weight chunks in flight per warp in the fused Wo / down GEMVs, 1 or 2 (default)
   int attn_cluster = -1;       ///< VIREO_ATTN_CLUSTER: decode attention merges its splits in a cluster: 0 never, 1 always, 2 (default) steps of > 1 decode token
-  int attn_split_keys = -1;    ///< fewest keys per split-KV split: 0 (VIREO_ATTN_SPLIT_KEYS, default 64) or 32..1024
+  int attn_split_keys = -1;    ///< fewest keys per split-KV split: 0 (VIREO_ATTN_SPLIT_KEYS, default 128) or 32..1024
 };
 
 class BackendControls {

@@ -58,9 +58,9 @@ cd "$(dirname "$0")/.."
 # against their switches (2026-11-27 run: bench/results/h100-2026-11-27-0326): one weight chunk
 # in flight per warp in Wo / down instead of two, decode attention's splits merged through the
 # workspace always / through a cluster always (the default: for steps of > 1 decode token),
-# 8 splits of >= 128 keys instead of 16 of >= 64, the unfused step, and fusion for steps of
+# 16 splits of >= 64 keys instead of 8 of >= 128, the unfused step, and fusion for steps of
 # up to 8 tokens.
-AB="${VIREO_AB:-default;depth=1;cluster=0;cluster=1;splitkeys=128;fusion=0;fusion_max_tokens=8}"
+AB="${VIREO_AB:-default;depth=1;cluster=0;cluster=1;splitkeys=64;cluster=1,splitkeys=64;fusion=0;fusion_max_tokens=8}"
 BUILD="${BUILD:-build-cuda}"
 BINS=("$BUILD/tests/vireo-tests" "$BUILD/bench/vireo-kernel-bench" "$BUILD/bench/vireo-bench")
 

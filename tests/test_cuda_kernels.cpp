@@ -359,11 +359,12 @@ TEST_CASE("cuda split-KV decode attention matches cpu::attention", "[cuda]") {
       }
   CHECK(vc::decode_attention_splits(1, 8, 132) > 1);
   CHECK(vc::decode_attention_splits(64, 8, 132) == 1);
-  CHECK(vc::decode_attention_splits(1, 8, 132, 512) == 8);  // >= 64 keys per split
-  CHECK(vc::decode_attention_splits(1, 8, 132, 60) == 1);
-  CHECK(vc::decode_attention_splits(1, 8, 132, 1024) == 16);
-  CHECK(vc::decode_attention_splits(1, 8, 132, 1024, 128) == 8);  // a caller's minimum (DecodeTuning)
-  CHECK(vc::decode_attention_splits(1, 8, 132, 1024, 5) == 16);   // out of range: the default
+  CHECK(vc::decode_attention_splits(1, 8, 132, 512) == 4);  // >= 128 keys per split
+  CHECK(vc::decode_attention_splits(1, 8, 132, 120) == 1);
+  CHECK(vc::decode_attention_splits(1, 8, 132, 1024) == 8);
+  CHECK(vc::decode_attention_splits(1, 8, 132, 2048) == 16);
+  CHECK(vc::decode_attention_splits(1, 8, 132, 1024, 64) == 16);  // a caller's minimum (DecodeTuning)
+  CHECK(vc::decode_attention_splits(1, 8, 132, 1024, 5) == 8);    // out of range: the default
 }
 
 TEST_CASE("cuda tensor-core prefill attention matches cpu::attention", "[cuda]") {
