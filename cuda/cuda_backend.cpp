@@ -868,8 +868,9 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   int wo_prefetch_ = -1;     ///< VIREO_WO_PREFETCH: the fused Wo GEMV's prefetch depth (< 0: its whole slice)
   /// The fused Wo and down GEMVs keep two weight chunks per warp in flight (their grids have
   /// <= 2 CTAs per SM at batch 1, so the 128 registers cost no occupancy); VIREO_GEMV_DEPTH=1
-  /// keeps one. H100, 2026-11-27: 8B batch 1 5.625 against 5.663 ms per step (median of 5
-  /// interleaved rounds), 1B -0.7%, batch 8 unchanged; BM_gemv_fused 4096x4096 12.9 against
+  /// keeps one. H100, 2026-11-27, medians of 5 interleaved rounds, 8B batch 1:
+  /// 5.625 against 5.663 ms per step, then in two later runs (fresh machines) +0.56%
+  /// and -0.51%; SmolLM2 shape -0.8 to -1.8%; batch 8 unchanged; BM_gemv_fused 4096x4096 12.9 against
   /// 16.3 us, 4096x14336 39.4 against 45.7 us (weights streamed from HBM).
   int gemv_depth_ = 2;
   /// Decode attention's splits merge inside a thread-block cluster: 0 never, 1 always, 2 (the
