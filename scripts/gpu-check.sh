@@ -21,6 +21,8 @@
 #   scripts/gpu-check.sh --experiments-only
 #                                        the experiments alone, plus the real-SmolLM2 [cuda]
 #                                        test when the joined model is here.
+#   scripts/gpu-check.sh --kernels       the kernel benchmarks alone (~60-110 s), plus the
+#                                        real-SmolLM2 [cuda] test when the joined model is here.
 # The 98 MB SmolLM2 file does not fit in one call's carry with the binaries. What worked:
 #   call 1: `true`, carry gpu-bins.tar.gz + models/part-00 (starts the machine);
 #   call 2, within the machine's ~30 s idle window: the real command, carry models/part-01 and
@@ -102,15 +104,16 @@ if [ "${1:-}" = "--split-model" ]; then
   exit 0
 fi
 
-CHECK=1 EXPERIMENTS=0 BARS=0 NCU=0
+CHECK=1 EXPERIMENTS=0 BARS=0 NCU=0 KERNELS=0
 case "${1:-}" in
   "") ;;
   --experiments) EXPERIMENTS=1 ;;
   --experiments-only) CHECK=0 EXPERIMENTS=1 ;;
+  --kernels) CHECK=0 KERNELS=1 ;;
   --bars) CHECK=0 BARS=1 ;;
   --ncu) CHECK=0 NCU=1 ;;
   --bars-ncu) CHECK=0 BARS=1 NCU=1 ;;
-  *) echo "usage: scripts/gpu-check.sh [--prepare | --split-model | --experiments | --experiments-only | --bars | --ncu | --bars-ncu]" >&2; exit 2 ;;
+  *) echo "usage: scripts/gpu-check.sh [--prepare | --split-model | --experiments | --experiments-only | --kernels | --bars | --ncu | --bars-ncu]" >&2; exit 2 ;;
 esac
 
 OUT="${OUT:-$PWD/gpu-check-out}"
@@ -183,6 +186,26 @@ if [ ! -f "$MODEL" ] && ls models/part-* > /dev/null 2>&1; then
 fi
 [ -f "$MODEL" ] && export VIREO_MODEL="$PWD/$MODEL"
 
+# The CUDA kernel benchmarks (console log into the summary, JSON beside it).
+kernel_benchmarks() {
+  if [ -f "$BUILD/bench/vireo-kernel-bench" ]; then
+    say "== kernel benchmarks"
+    # Google Benchmark 1.7 (Debian) takes --benchmark_min_time in plain seconds, no 's' suffix.
+    # ~50 s up to the GEMMs with the weights streamed from HBM (2026-11-27, when 50 s cut it off).
+    timeout 110 "$BUILD/bench/vireo-kernel-bench" \
+      --benchmark_filter='BM_(gemv|gemm|rmsnorm|prefill_attention|pdl_probe|decode_attention)' \
+      --benchmark_min_time=0.05 --benchmark_out="$OUT/bench-cuda-kernels.json" --benchmark_out_format=json \
+      > "$OUT/bench-cuda-kernels.log" 2>&1
+    rc=$?
+    say "vireo-kernel-bench exit $rc"
+    cat "$OUT/bench-cuda-kernels.log"
+    [ $rc -ne 0 ] && status=1
+    # The device tool returns at most 8 files: the console log joins the summary.
+    { echo "== kernel benchmark console log"; cat "$OUT/bench-cuda-kernels.log"; } >> "$SUMMARY"
+    rm -f "$OUT/bench-cuda-kernels.log"
+  fi
+}
+
 if [ "$CHECK" = 1 ]; then
 say "== [cuda] tests"
 timeout 150 "$BUILD/tests/vireo-tests" "[cuda]" --durations yes > "$OUT/tests-cuda.log" 2>&1
@@ -191,22 +214,7 @@ say "vireo-tests [cuda] exit $rc $(tail -2 "$OUT/tests-cuda.log" | tr '\n' ' ')"
 tail -30 "$OUT/tests-cuda.log"
 [ $rc -ne 0 ] && status=1
 
-if [ -f "$BUILD/bench/vireo-kernel-bench" ]; then
-  say "== kernel benchmarks"
-  # Google Benchmark 1.7 (Debian) takes --benchmark_min_time in plain seconds, no 's' suffix.
-  # ~50 s up to the GEMMs with the weights streamed from HBM (2026-11-27, when 50 s cut it off).
-  timeout 110 "$BUILD/bench/vireo-kernel-bench" \
-    --benchmark_filter='BM_(gemv|gemm|rmsnorm|prefill_attention|pdl_probe|decode_attention)' \
-    --benchmark_min_time=0.05 --benchmark_out="$OUT/bench-cuda-kernels.json" --benchmark_out_format=json \
-    > "$OUT/bench-cuda-kernels.log" 2>&1
-  rc=$?
-  say "vireo-kernel-bench exit $rc"
-  cat "$OUT/bench-cuda-kernels.log"
-  [ $rc -ne 0 ] && status=1
-  # The device tool returns at most 8 files: the console log joins the summary.
-  { echo "== kernel benchmark console log"; cat "$OUT/bench-cuda-kernels.log"; } >> "$SUMMARY"
-  rm -f "$OUT/bench-cuda-kernels.log"
-fi
+kernel_benchmarks
 
 if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "== vireo-bench model (cuda, bf16, random weights)"
@@ -288,6 +296,12 @@ if [ "$CHECK" = 0 ] && [ -f "$MODEL" ]; then
   rc=$?
   say "vireo-tests cuda SmolLM2 exit $rc $(tail -2 "$OUT/tests-cuda.log" | tr '\n' ' ')"
   [ $rc -ne 0 ] && status=1
+fi
+
+if [ "$KERNELS" = 1 ]; then
+  # --kernels: the kernel benchmarks alone (with the real-SmolLM2 test above when the joined
+  # model is here).
+  kernel_benchmarks
 fi
 
 if [ "$BARS" = 1 ]; then
