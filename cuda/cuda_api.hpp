@@ -268,7 +268,8 @@ struct AttentionParams {
   const float* v_scale = nullptr;
   /// Decode, 16-bit K/V, 2..16 splits: the splits of each (token, KV head) run as one
   /// thread-block cluster and merge through distributed shared memory, with no workspace
-  /// round trip (VIREO_ATTN_CLUSTER=1 in the backend; written 2026-11-26 without a GPU).
+  /// round trip. The backend sets it for steps of more than one decode token (VIREO_ATTN_CLUSTER;
+  /// measured on the H100, 2026-11-27).
   bool cluster_merge = false;
 };
 std::size_t decode_attention_workspace_floats(int n, int n_heads, int head_dim, int splits) noexcept;

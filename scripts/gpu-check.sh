@@ -3,21 +3,20 @@
 # benchmarks, vireo-bench model (the issue's bars on the Llama-3.1-8B shape, Q4_0 kept
 # quantized, int8 K/V) and serve on CUDA; logs and JSON under $OUT (8 files, the most the device
 # tool returns: summary.txt, tests-cuda.log, vireo-bench-model.log and 5 JSON).
-#   scripts/gpu-check.sh                 the check: 125 s on an H100 (2026-11-26 14:28 UTC run),
-#                                        before the decode A/Bs were added (~2-3 more minutes by
-#                                        estimate: three more model builds and ~150 timed runs)
+#   scripts/gpu-check.sh                 the check: 208 s on an H100 (2026-11-27 03:26 UTC run,
+#                                        the decode A/Bs included)
 #   scripts/gpu-check.sh --experiments   the check, then the A/B runs listed at the loop below
 #                                        (the defaults against their switches, and any new
 #                                        experiment) and the per-stage profile: 259 s with 11
 #                                        variants (14:56 UTC run). Everything important comes
 #                                        first, so a timeout loses only experiments.
-#   scripts/gpu-check.sh --bars          the [cuda] tests, the 8B bars, and the batch-1 step under
-#                                        the previous decode defaults, without PDL and unfused
-#                                        (66 s, 15:02 UTC run)
+#   scripts/gpu-check.sh --bars          the [cuda] tests, the 8B bars, the decode A/Bs on the 8B
+#                                        and SmolLM2 shapes, and the batch-1 step without PDL
+#                                        (84-90 s, 2026-11-27 runs)
 #   scripts/gpu-check.sh --ncu           Nsight Compute over the kernels of four 8B batch-1 decode
 #                                        steps, each alone (duration, DRAM bytes; ncu.csv and a
-#                                        per-kernel table from scripts/ncu-summary.py). Not yet
-#                                        run (2026-11-26). --bars-ncu: --bars, then --ncu.
+#                                        per-kernel table from scripts/ncu-summary.py): 45 s
+#                                        (2026-11-27). --bars-ncu: --bars, then --ncu.
 #   scripts/gpu-check.sh --experiments-only
 #                                        the experiments alone, plus the real-SmolLM2 [cuda]
 #                                        test when the joined model is here.
@@ -277,7 +276,8 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   tail -25 "$OUT/vireo-bench-model.log"
   [ $rc -ne 0 ] && status=1
 
-  # int8 K/V on the GPU (KVPrecision::Int8, written without a GPU on 2026-11-26) against the
+  # int8 K/V on the GPU (KVPrecision::Int8; on 2026-11-27 slower than 16-bit: 5.48 against
+  # 4.74 ms at batch 32) against the
   # 16-bit cache at a long context, Llama-3.2-1B shape: decode reads ~half the KV bytes.
   for kv in model int8; do
     say "== vireo-bench model llama-3.2-1b, --kv $kv, context 8192"
@@ -344,11 +344,11 @@ if [ "$EXPERIMENTS" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then
   # shows what each default is worth. A new experiment goes here as one more spec line:
   #   VIREO_DECODE_FUSION=0          the unfused decode step (default: fused at batch 1)
   #   VIREO_PDL=0                    no programmatic dependent launch
-  #   the previous attention / Wo defaults (no warm-up, 128-key splits, one Wo chunk)
+  #   the Wo prefetch and the attention warm-up off, 64-key splits (default 128)
   #   VIREO_PREFILL_MT=1             64-token prefill attention tiles (default 128)
   # Each variant generates the 8B weights again (~10 s).
   for spec in "VIREO_DECODE_FUSION=0|1,8|none|[cuda][model]~[slow]" "VIREO_PDL=0|1|none|" \
-              "VIREO_WO_PREFETCH=1 VIREO_ATTN_WARM=0 VIREO_ATTN_SPLIT_KEYS=128|1|none|[cuda][model]~[slow]" \
+              "VIREO_WO_PREFETCH=1 VIREO_ATTN_WARM=0 VIREO_ATTN_SPLIT_KEYS=64|1|none|[cuda][model]~[slow]" \
               "VIREO_PREFILL_MT=1|none|2048|[cuda][model]~[slow]"; do
     IFS='|' read -r variant batches prefills tests <<< "$spec"
     say "== $variant: llama-3.1-8b decode batch $batches, prefill $prefills"
@@ -379,7 +379,7 @@ if [ "$NCU" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then
   # it: duration and DRAM bytes per kernel, so each one's distance from the bandwidth floor
   # shows without PDL's overlap (the A/B and the step time say what overlap adds). Seen
   # working on the Firecracker H100s (KINDS.md: ncu with --clock-control none); written on
-  # 2026-11-26 without a GPU, not yet run. The CSV is ncu.csv; scripts/ncu-summary.py groups it.
+  # 2026-11-26; first run 2026-11-27 (45 s). The CSV is ncu.csv; scripts/ncu-summary.py groups it.
   NCU_BIN="$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)"
   if [ -z "$NCU_BIN" ]; then
     say "== ncu: not found on this machine; skipped"
