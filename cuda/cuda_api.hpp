@@ -235,6 +235,10 @@ struct GemvExtras {
   /// Add over 16-bit weights (the Wo / down GEMVs): weight chunks each warp has in flight
   /// before its MMAs, 1 or 2. 2 applies only to grids of <= 2 CTAs per SM (its occupancy).
   int depth = 1;
+  /// Q4_0 weights (cols % 128 == 0): the MMAs take the integer quants and each block's scale
+  /// is applied to its fp32 partial sums after them, instead of dequantizing every weight to T
+  /// first (gemv.cu). Written 2026-11-27 without a GPU; off until measured.
+  bool q4_scale_after = false;
 };
 /// The prefetch depth (GemvExtras::prefetch_chunks) at which the first wave of a 16-bit
 /// [rows, cols] Store / Add GEMV pulls all of its warps' chunks into L2 before its PDL wait,

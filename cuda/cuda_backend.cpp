@@ -220,6 +220,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     }
     if (const char* e = std::getenv("VIREO_WO_PREFETCH")) wo_prefetch_ = std::clamp(std::atoi(e), 0, 64);
     if (const char* e = std::getenv("VIREO_GEMV_DEPTH"); e && (e[0] == '1' || e[0] == '2') && !e[1]) gemv_depth_ = e[0] - '0';
+    if (const char* e = std::getenv("VIREO_Q4_SCALE_AFTER"); e && std::strcmp(e, "1") == 0) q4_scale_after_ = true;
     if (const char* e = std::getenv("VIREO_ATTN_CLUSTER"); e && e[0] >= '0' && e[0] <= '2' && !e[1]) attn_cluster_ = e[0] - '0';
     if (const char* e = std::getenv("VIREO_CUDA_PROFILE"); e && std::strcmp(e, "1") == 0) {
       profile_on_ = true;
@@ -241,18 +242,19 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   int max_tokens() const noexcept override { return kMaxTokens; }
   cuda::DecodeTuning decode_tuning() const noexcept override {
     return {.fusion = fuse_, .fusion_max_tokens = fuse_max_tokens_, .gemv_depth = gemv_depth_,
-            .attn_cluster = attn_cluster_,
-            .attn_split_keys = attn_split_keys_};
+            .attn_cluster = attn_cluster_, .attn_split_keys = attn_split_keys_,
+            .q4_scale_after = q4_scale_after_ ? 1 : 0};
   }
   void set_decode_tuning(const cuda::DecodeTuning& t) override {
     if (t.fusion > 2 || t.fusion_max_tokens > cuda::GEMV_MAX_TOKENS || t.gemv_depth == 0 || t.gemv_depth > 2 ||
-        t.attn_cluster > 2 ||
+        t.attn_cluster > 2 || t.q4_scale_after > 1 ||
         (t.attn_split_keys > 0 && (t.attn_split_keys < 32 || t.attn_split_keys > 1024)))
       throw Error(ErrorCode::InvalidArgument,
                   fmt::format("decode tuning: fusion {} (0, 1 or 2), fusion_max_tokens {} (<= {}), gemv_depth {} "
-                              "(1 or 2), attn_cluster {} (0, 1 or 2), attn_split_keys {} (0 or 32..1024)",
+                              "(1 or 2), attn_cluster {} (0, 1 or 2), attn_split_keys {} (0 or 32..1024), "
+                              "q4_scale_after {} (0 or 1)",
                               t.fusion, t.fusion_max_tokens, cuda::GEMV_MAX_TOKENS, t.gemv_depth, t.attn_cluster,
-                              t.attn_split_keys));
+                              t.attn_split_keys, t.q4_scale_after));
     std::lock_guard<std::mutex> lock(mu_);  // not while a forward uses the graphs
     cu(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "decode tuning");
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
@@ -263,6 +265,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
     if (t.fusion_max_tokens >= 0) fuse_max_tokens_ = t.fusion_max_tokens;
     if (t.gemv_depth >= 0) gemv_depth_ = t.gemv_depth;
     if (t.attn_cluster >= 0) attn_cluster_ = t.attn_cluster;
+    if (t.q4_scale_after >= 0) q4_scale_after_ = t.q4_scale_after == 1;
     if (t.attn_split_keys >= 0) attn_split_keys_ = t.attn_split_keys;
   }
   double time_graph_replay(int reps) override {
@@ -511,7 +514,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       for (int t0 = 0; t0 < n; t0 += cuda::GEMV_MAX_TOKENS)
         ck(cuda::gemv_q(dt_, w.qview(), static_cast<const char*>(x) + std::size_t(t0) * xs,
                         static_cast<char*>(y) + std::size_t(t0) * ys, y_f32, std::min(cuda::GEMV_MAX_TOKENS, n - t0),
-                        w.rows, w.cols, s),
+                        w.rows, w.cols, s, quant_extras()),
            "gemv (quantized)");
       return;
     }
@@ -567,10 +570,21 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
            cuda::gemv_fused_supported(dt_, n, cfg_.d_ff, false) && cfg_.head_dim % 16 == 0;
   }
 
+  /// Extras of an unfused quantized GEMV: the decode setting q4_scale_after.
+  cuda::GemvExtras quant_extras() const noexcept {
+    cuda::GemvExtras ex;
+    ex.q4_scale_after = q4_scale_after_;
+    return ex;
+  }
+
   /// One fused decode GEMV (cuda::gemv_fused) over a 16-bit or a quantized matrix.
   cuda::Status fused(cuda::GemvEpilogue epi, bool norm, const Mat& w, const void* x, void* y, int n, int rows,
                      const cuda::GemvExtras& ex) {
-    if (w.quant) return cuda::gemv_fused(dt_, epi, norm, w.qview(), x, y, n, rows, w.cols, ex, stream_->get());
+    if (w.quant) {
+      cuda::GemvExtras qex = ex;
+      qex.q4_scale_after = q4_scale_after_;
+      return cuda::gemv_fused(dt_, epi, norm, w.qview(), x, y, n, rows, w.cols, qex, stream_->get());
+    }
     return cuda::gemv_fused(dt_, epi, norm, w.ptr(), x, y, n, rows, w.cols, ex, stream_->get());
   }
 
@@ -697,7 +711,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
       if (st.n <= cuda::GEMV_MAX_TOKENS) {
         // Decode: gate/up GEMV and SwiGLU in one kernel (no gu_ round trip, one launch less).
         if (L.wgu.quant)
-          ck(cuda::gemv_swiglu_q(dt_, L.wgu.qview(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s),
+          ck(cuda::gemv_swiglu_q(dt_, L.wgu.qview(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s, quant_extras()),
              "gemv_swiglu (quantized)");
         else
           ck(cuda::gemv_swiglu(dt_, L.wgu.ptr(), xn_.get(), h_.get(), st.n, cfg_.d_ff, L.wgu.cols, s), "gemv_swiglu");
@@ -876,6 +890,9 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   /// Decode attention's splits merge inside a thread-block cluster: 0 never, 1 always, 2 (the
   /// default) for steps of more than one decode token (VIREO_ATTN_CLUSTER; see run()).
   int attn_cluster_ = 2;
+  /// VIREO_Q4_SCALE_AFTER=1: Q4_0 GEMVs apply each block's scale after the MMA
+  /// (GemvExtras::q4_scale_after). Written 2026-11-27 without a GPU; off until measured.
+  bool q4_scale_after_ = false;
   /// Fewest keys per split-KV split (0: VIREO_ATTN_SPLIT_KEYS, default 128; DecodeTuning).
   int attn_split_keys_ = 0;
   int fuse_max_tokens_ = 1;  ///< largest step fused: 1 by default, GEMV_MAX_TOKENS when VIREO_DECODE_FUSION is set

@@ -14,6 +14,7 @@ struct DecodeTuning {
   int gemv_depth = -1;         ///< VIREO_GEMV_DEPTH: weight chunks in flight per warp in the fused Wo / down GEMVs, 1 or 2 (default)
   int attn_cluster = -1;       ///< VIREO_ATTN_CLUSTER: decode attention merges its splits in a cluster: 0 never, 1 always, 2 (default) steps of > 1 decode token
   int attn_split_keys = -1;    ///< fewest keys per split-KV split: 0 (VIREO_ATTN_SPLIT_KEYS, default 128) or 32..1024
+  int q4_scale_after = -1;     ///< VIREO_Q4_SCALE_AFTER: Q4_0 GEMVs scale each block after the MMA, 0 or 1
 };
 
 class BackendControls {

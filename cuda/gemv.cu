@@ -98,7 +98,7 @@ enum Epi : int {
 /// vector elements onto fragment k slots depends only on q, identically for W and x, and the
 /// dot product does not care which physical column a k slot stands for. Q4 chunks carry 4x
 /// fewer bytes than 16-bit ones, so Q4 warps load two chunks before multiplying (UNROLL).
-template <typename T, typename OT, int EPI, bool NORM, int WF = 0, int DEPTH = 1>
+template <typename T, typename OT, int EPI, bool NORM, int WF = 0, int DEPTH = 1, bool QS = false>
 __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
     gemv_mma_kernel(std::conditional_t<WF == 0, const T*, QuantView> w, const T* __restrict__ x,
                     OT* __restrict__ y, int n, int rows, int cols, GemvExtras ex) {
@@ -255,7 +255,94 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
       mma16816<T>(acc2, hi, vx[j].z, vx[j].w);
     }
   };
-  if constexpr (QUANT) {
+  if constexpr (QUANT && QS) {
+    // Q4_0 with the scale after the MMA (GemvExtras::q4_scale_after; cols % 128 == 0). The
+    // 4 q-lanes of an MMA take the same block: lane q reads 4 bytes, bytes 4q .. 4q + 3 of
+    // each of the chunk's 4 blocks (the L1 serves the other three reads of each 16-byte
+    // block). Their low nibbles are elements 4q .. 4q + 3 and their high nibbles elements
+    // 16 + 4q .. 16 + 4q + 3. Each feeds an MMA as the integers q - 8, which are exact in T:
+    // one PRMT makes two T of 128 + q (bf16 0x43qq; fp16 0x64qq is 1024 + q), and one packed
+    // FMA subtracts 136 (1032). The block's two MMAs go into a zeroed accumulator, which is
+    // then scaled by the block's d per row and added in fp32. That is ~1.3 instructions per
+    // weight where dequantize-then-MMA takes ~3.5.
+    // Not the bit-for-bit weights of the converted model: q * d is never rounded to T.
+    static_assert(F == QFormat::Q4_0, "scale after the MMA: Q4_0 only");
+    constexpr int QSU = 2;  // chunks per warp in flight
+    constexpr bool BF = std::is_same_v<T, __nv_bfloat16>;
+    constexpr std::uint32_t kMagic = BF ? 0x43434343u : 0x64646464u;  // 128 + q (bf16), 1024 + q (fp16)
+    constexpr std::uint32_t kOne = BF ? 0x3F803F80u : 0x3C003C00u;
+    constexpr std::uint32_t kNegBias = BF ? 0xC308C308u : 0xE408E408u;  // -136, -1032
+    auto to_q = [&](std::uint32_t nib, unsigned sel) -> std::uint32_t {
+      const std::uint32_t v = __byte_perm(nib, kMagic, sel);
+      std::uint32_t r;
+      if constexpr (BF)
+        asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(v), "r"(kOne), "r"(kNegBias));
+      else
+        asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(v), "r"(kOne), "r"(kNegBias));
+      return r;
+    };
+    auto load_x8 = [&](const T* p) -> uint2 {
+      if constexpr (NORM) return *reinterpret_cast<const uint2*>(p);
+      else return __ldg(reinterpret_cast<const uint2*>(p));
+    };
+    const int nb = cols / 32, n_qchunks = nb / 4;
+    const T* xrow = xg - q * 8;  // this lane's token row (global memory, or shared under NORM)
+    for (int ch0 = warp; ch0 < n_qchunks; ch0 += MMA_WARPS * QSU) {
+      std::uint32_t qa[QSU][4], qb[QSU][4];
+      uint2 da[QSU], db[QSU];
+#pragma unroll
+      for (int u = 0; u < QSU; ++u) {
+        const int c = ch0 + u * MMA_WARPS;
+        const std::size_t ba = ra * std::size_t(nb) + std::size_t(4 * c), bb = rb * std::size_t(nb) + std::size_t(4 * c);
+        if (c < n_qchunks) {
+#pragma unroll
+          for (int sb = 0; sb < 4; ++sb) {
+            qa[u][sb] = __ldg(reinterpret_cast<const std::uint32_t*>(w.qs + (ba + sb) * 16) + q);
+            qb[u][sb] = __ldg(reinterpret_cast<const std::uint32_t*>(w.qs + (bb + sb) * 16) + q);
+          }
+          da[u] = __ldg(reinterpret_cast<const uint2*>(w.d + ba));  // the 4 fp16 scales
+          db[u] = __ldg(reinterpret_cast<const uint2*>(w.d + bb));
+        } else {  // past the row end: no weights, no x read
+#pragma unroll
+          for (int sb = 0; sb < 4; ++sb) qa[u][sb] = qb[u][sb] = 0x88888888u;  // q - 8 = 0
+          da[u] = db[u] = make_uint2(0u, 0u);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < QSU; ++u) {
+        const int c = ch0 + u * MMA_WARPS;
+        const std::uint32_t dwa[2] = {da[u].x, da[u].y}, dwb[2] = {db[u].x, db[u].y};
+#pragma unroll
+        for (int sb = 0; sb < 4; ++sb) {
+          const std::uint32_t la = qa[u][sb] & 0x0F0F0F0Fu, ha = (qa[u][sb] >> 4) & 0x0F0F0F0Fu;
+          const std::uint32_t lb = qb[u][sb] & 0x0F0F0F0Fu, hb = (qb[u][sb] >> 4) & 0x0F0F0F0Fu;
+          // A fragments: {row g k 2q.., row g+8 k 2q.., row g k 2q+8.., row g+8 k 2q+8..} with
+          // k slots 2q, 2q+1 <- elements 4q, 4q+1 and 2q+8, 2q+9 <- 4q+2, 4q+3 (low nibbles;
+          // the high nibbles likewise 16 further on). B takes x of the same elements.
+          const std::uint32_t a_lo[4] = {to_q(la, 0x4140u), to_q(lb, 0x4140u), to_q(la, 0x4342u), to_q(lb, 0x4342u)};
+          const std::uint32_t a_hi[4] = {to_q(ha, 0x4140u), to_q(hb, 0x4140u), to_q(ha, 0x4342u), to_q(hb, 0x4342u)};
+          uint2 x_lo = make_uint2(0u, 0u), x_hi = x_lo;
+          if (c < n_qchunks) {
+            const T* xb = xrow + std::size_t(4 * c + sb) * 32 + 4 * q;
+            x_lo = load_x8(xb);
+            x_hi = load_x8(xb + 16);
+          }
+          float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+          mma16816<T>(t, a_lo, x_lo.x, x_lo.y);
+          mma16816<T>(t, a_hi, x_hi.x, x_hi.y);
+          const std::uint32_t hwa = (dwa[sb >> 1] >> (16 * (sb & 1))) & 0xFFFFu;
+          const std::uint32_t hwb = (dwb[sb >> 1] >> (16 * (sb & 1))) & 0xFFFFu;
+          const float sa = __half2float(__ushort_as_half(static_cast<unsigned short>(hwa)));
+          const float sbv = __half2float(__ushort_as_half(static_cast<unsigned short>(hwb)));
+          float (&ac)[4] = (sb & 1) ? acc2 : acc;
+          ac[0] = fmaf(sa, t[0], ac[0]);
+          ac[1] = fmaf(sa, t[1], ac[1]);
+          ac[2] = fmaf(sbv, t[2], ac[2]);
+          ac[3] = fmaf(sbv, t[3], ac[3]);
+        }
+      }
+    }
+  } else if constexpr (QUANT) {
     constexpr int UNROLL = F == QFormat::Q8_0 ? 1 : 2;
     const int nb = cols / 32, n_qchunks = (nb + 3) / 4;
     const T* xrow = xg - q * 8;  // this lane's token row (global memory, or shared under NORM)
@@ -549,6 +636,18 @@ cudaError_t launch_fused_t(GemvW<T, WF> w, const T* x, void* y, int n, int rows,
   const int tiles = EPI == kSwiglu ? (rows + 7) / 8 : (rows + 15) / 16;
   const dim3 grid(tiles), block(MMA_WARPS * 32);
   const GemvExtras exp = with_prefetch(ex);
+  if constexpr (WF == 1 + int(QFormat::Q4_0)) {
+    // Q4_0 with the scale after the MMA (GemvExtras::q4_scale_after): whole 4-block chunks
+    // and 8-byte loads of their 4 fp16 scales.
+    if (ex.q4_scale_after && cols % 128 == 0 && (reinterpret_cast<std::uintptr_t>(w.d) & 7u) == 0) {
+      if constexpr (NORM) {
+        if (const cudaError_t e = opt_in_norm_smem(gemv_mma_kernel<T, OT, EPI, true, WF, 1, true>, s); e != cudaSuccess)
+          return e;
+      }
+      return cuda::launch(gemv_mma_kernel<T, OT, EPI, NORM, WF, 1, true>, grid, block, smem, s, w, x,
+                          static_cast<OT*>(y), n, rows, cols, exp);
+    }
+  }
   if constexpr (NORM) {
     if (const cudaError_t e = opt_in_norm_smem(gemv_mma_kernel<T, OT, EPI, true, WF>, s); e != cudaSuccess)
       return e;

@@ -260,9 +260,11 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "vireo-bench model 8b q4_0 native exit $rc"
   grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -6 | tee -a "$SUMMARY"
   [ $rc -ne 0 ] && status=1
-  say "== decode A/B, llama-3.1-8b Q4_0 kept quantized: fused against unfused"
+  # q4s=1: the Q4_0 GEMVs apply each block's scale after the MMA (written without a GPU on
+  # 2026-11-27; the [cuda][quant] tests check it).
+  say "== decode A/B, llama-3.1-8b Q4_0 kept quantized: scale after the MMA, unfused"
   bench_variant "8b q4_0 A/B" "" 120 --model llama-3.1-8b --weights q4_0 --gpu-weights native --batch 1,8 \
-    --prefill none --decode-steps 32 --context 512 --ttft 0 --ab "default;fusion=0;cluster=0" \
+    --prefill none --decode-steps 32 --context 512 --ttft 0 --ab "default;q4s=1;fusion=0;fusion=0,q4s=1" \
     --ab-rounds 3 || status=1
 
   # Continuous batching on the GPU (issue 4's serving numbers were CPU-only): Llama-3.2-1B
