@@ -43,6 +43,10 @@ class Sampler {
   /// generated tokens) for the penalties. Throws InvalidArgument on an empty row, NaN logits
   /// or bad parameters. Each call advances the stream counter by one.
   Sampled sample(std::span<const float> logits, std::span<const Token> history = {});
+  /// The distribution sample() draws from for these logits and history, as probabilities
+  /// per token (penalties, temperature, top-k, top-p and min-p applied; greedy: one-hot on
+  /// the argmax). Does not advance the stream. Throws as sample() does.
+  void distribution(std::span<const float> logits, std::span<const Token> history, std::vector<float>& probs);
   const SamplerParams& params() const noexcept { return params_; }
   /// The counter of the next draw: draw number c of a stream uses uniform01(seed, c).
   std::uint64_t counter() const noexcept { return counter_; }
@@ -62,6 +66,16 @@ class Sampler {
   std::vector<float> scratch_;       ///< [2 * vocab]: scaled logits, then their weights
   std::vector<std::int32_t> index_;  ///< penalty window scratch
   std::vector<std::uint64_t> keys_;  ///< candidates as (descending score, id) sort keys
+  std::size_t count_ = 0;            ///< candidates in keys_ (after top-k)
+  std::size_t sorted_ = 0;           ///< keys_[0, sorted_) is sorted and ranks first
+  struct Kept {
+    bool greedy = false;
+    std::size_t best = 0;  ///< greedy: the argmax
+    double z = 0.0;        ///< greedy: the softmax normaliser over exp(l - max); else the kept weights' sum
+    std::size_t kept = 0;  ///< not greedy: keys_[0, kept) survive top-k / top-p / min-p
+  };
+  Kept keep_(std::span<const float> logits, std::span<const Token> history);
+  void ensure_sorted_(std::size_t need);
 };
 
 }  // namespace vireo

@@ -10,5 +10,6 @@
 #include "vireo/model.hpp"
 #include "vireo/sampler.hpp"
 #include "vireo/scheduler.hpp"
+#include "vireo/speculative.hpp"
 #include "vireo/tokenizer.hpp"
 #include "vireo/types.hpp"

@@ -49,6 +49,8 @@ std::uint32_t descending_bits(float f) {
   return ~u;
 }
 
+std::int32_t id_of(std::uint64_t key) { return static_cast<std::int32_t>(key & 0xffffffffu); }
+
 void validate(const SamplerParams& p) {
   if (std::isnan(p.temperature))
     throw Error(ErrorCode::InvalidArgument, "sampler temperature is NaN");
@@ -79,7 +81,18 @@ void validate(const SamplerParams& p) {
 
 Sampler::Sampler(SamplerParams params) : params_(params) { validate(params_); }
 
-Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> history) {
+void Sampler::ensure_sorted_(std::size_t need) {
+  if (need <= sorted_) return;
+  auto it = [this](std::size_t i) { return keys_.begin() + static_cast<std::ptrdiff_t>(i); };
+  const std::size_t target = std::min(count_, std::max({need, 2 * sorted_, std::size_t(64)}));
+  if (target < count_) std::nth_element(it(sorted_), it(target), it(count_));
+  std::sort(it(sorted_), it(target));
+  sorted_ = target;
+}
+
+// Steps 1-7 of the header comment: validation, penalties, then either the greedy token
+// (k.greedy) or the kept prefix keys_[0, k.kept) with weights in scratch_'s second half.
+Sampler::Kept Sampler::keep_(std::span<const float> logits, std::span<const Token> history) {
   const SamplerParams& p = params_;
   const std::size_t n = logits.size();
   if (n == 0) throw Error(ErrorCode::InvalidArgument, "sampler got an empty row of logits");
@@ -149,8 +162,7 @@ Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> hi
   if (p.temperature <= 0.0f) {
     double z = 0.0;
     for (std::size_t i = 0; i < n; ++i) z += double(std::exp(scratch_[i] - lmax));
-    ++counter_;
-    return {static_cast<Token>(best), static_cast<float>(-std::log(z))};
+    return {true, best, z, 0};
   }
 
   // ---- temperature: s_i = (l_i - max) / T over the finite candidates ------------------------
@@ -169,24 +181,18 @@ Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> hi
   }
   const float* s = scratch_.data();
   auto it = [this](std::size_t i) { return keys_.begin() + static_cast<std::ptrdiff_t>(i); };
-  auto id_of = [](std::uint64_t key) { return static_cast<std::int32_t>(key & 0xffffffffu); };
 
-  std::size_t sorted = 0;  // keys_[0, sorted) is sorted and ranks before keys_[sorted, count)
+  sorted_ = 0;  // keys_[0, sorted_) is sorted and ranks before keys_[sorted_, count_)
   if (p.top_k > 0 && static_cast<std::size_t>(p.top_k) < count) {
     const std::size_t k = static_cast<std::size_t>(p.top_k);
     std::nth_element(it(0), it(k), it(count));
     count = k;
     std::sort(it(0), it(k));
-    sorted = k;
+    sorted_ = k;
   }
+  count_ = count;
   // Make keys_[0, need) sorted, growing the sorted prefix at least geometrically.
-  auto ensure_sorted = [&](std::size_t need) {
-    if (need <= sorted) return;
-    const std::size_t target = std::min(count, std::max({need, 2 * sorted, std::size_t(64)}));
-    if (target < count) std::nth_element(it(sorted), it(target), it(count));
-    std::sort(it(sorted), it(target));
-    sorted = target;
-  };
+  auto ensure_sorted = [this](std::size_t need) { ensure_sorted_(need); };
 
   // Weights w_i = exp(s_i) in (0, 1] (0 on underflow), once per candidate left after top-k,
   // stored in the second half of scratch_; sums are in double.
@@ -229,9 +235,24 @@ Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> hi
     z_kept = 0.0;
     for (std::size_t i = 0; i < kept; ++i) z_kept += weight(i);
   }
+  return {false, 0, z_kept, kept};
+}
+
+Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> history) {
+  const Kept k = keep_(logits, history);
+  if (k.greedy) {
+    ++counter_;
+    return {static_cast<Token>(k.best), static_cast<float>(-std::log(k.z))};
+  }
+  const std::size_t n = logits.size(), kept = k.kept;
+  const double z_kept = k.z;
+  const float* s = scratch_.data();
+  const float* w = scratch_.data() + n;
+  auto weight = [&](std::size_t rank) { return double(w[id_of(keys_[rank])]); };
+  auto ensure_sorted = [this](std::size_t need) { ensure_sorted_(need); };
 
   // ---- draw by inverse CDF in descending order ------------------------------------------------
-  const double u = double(uniform01(p.seed, counter_));
+  const double u = double(uniform01(params_.seed, counter_));
   const double target = u * z_kept;
   double cum = 0.0;
   // If rounding leaves cum <= target at the end (z_kept may be summed in another order), take
@@ -248,6 +269,21 @@ Sampled Sampler::sample(std::span<const float> logits, std::span<const Token> hi
   const std::int32_t token = id_of(keys_[pick]);
   ++counter_;
   return {token, static_cast<float>(double(s[token]) - std::log(z_kept))};
+}
+
+void Sampler::distribution(std::span<const float> logits, std::span<const Token> history, std::vector<float>& probs) {
+  const Kept k = keep_(logits, history);
+  const std::size_t n = logits.size();
+  probs.assign(n, 0.0f);
+  if (k.greedy) {
+    probs[k.best] = 1.0f;
+    return;
+  }
+  const float* w = scratch_.data() + n;
+  for (std::size_t i = 0; i < k.kept; ++i) {
+    const std::int32_t id = id_of(keys_[i]);
+    probs[std::size_t(id)] = float(double(w[id]) / k.z);
+  }
 }
 
 }  // namespace vireo

@@ -1,0 +1,216 @@
+// SpeculativeDecoder: greedy output equals the target's greedy output, sampled output has the
+// target's distribution (chi-square against the exact joint distribution of two tokens),
+// the caches end as documented, and bad input is refused.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <vector>
+
+#include "test_util.hpp"
+#include "vireo/vireo.hpp"
+
+using namespace vireo;
+
+namespace {
+
+ModelConfig tiny(int vocab) { return test::model_shape(2, 32, 2, 1, 16, 64, vocab, 256); }
+
+/// The target's own tokens, one forward per token, drawn by `params` (greedy or not).
+std::vector<Token> plain(const Model& m, const std::vector<Token>& prompt, int count, SamplerParams params) {
+  KVCache cache(m, {.num_blocks = 64});
+  const SeqId s = cache.add_sequence();
+  Sampler sampler(params);
+  std::vector<Token> toks = prompt;
+  Batch b;
+  b.add(s, prompt, Last);
+  Logits lg;
+  for (int i = 0; i < count; ++i) {
+    m.forward(b, cache, lg);
+    const Token t = sampler.sample(lg.row(0), toks).token;
+    toks.push_back(t);
+    b.clear();
+    b.add(s, {t}, Last);
+  }
+  return {toks.begin() + std::ptrdiff_t(prompt.size()), toks.end()};
+}
+
+/// `count` tokens by speculative rounds (the last round's extra tokens dropped).
+std::vector<Token> speculative(const Model& target, const Model& draft, const std::vector<Token>& prompt, int count,
+                               SamplerParams params, int k, SpeculativeStats* stats = nullptr) {
+  KVCache tc(target, {.num_blocks = 64}), dc(draft, {.num_blocks = 64});
+  const SeqId ts = tc.add_sequence(), ds = dc.add_sequence();
+  SpeculativeDecoder spec(target, draft, {.draft_tokens = k});
+  Sampler sampler(params);
+  std::vector<Token> toks = prompt;
+  while (toks.size() < prompt.size() + std::size_t(count)) {
+    const std::vector<Token> out = spec.step(toks, tc, ts, dc, ds, sampler);
+    REQUIRE(!out.empty());
+    REQUIRE(out.size() <= std::size_t(k) + 1);
+    toks.insert(toks.end(), out.begin(), out.end());
+    // The target cache holds every token but the last returned; the draft cache a prefix.
+    const auto held = tc.tokens(ts);
+    REQUIRE(held.size() == toks.size() - 1);
+    CHECK(std::equal(held.begin(), held.end(), toks.begin()));
+    const auto dheld = dc.tokens(ds);
+    REQUIRE(dheld.size() <= toks.size() - 1);
+    CHECK(std::equal(dheld.begin(), dheld.end(), toks.begin()));
+  }
+  if (stats) *stats = spec.stats();
+  return {toks.begin() + std::ptrdiff_t(prompt.size()), toks.begin() + std::ptrdiff_t(prompt.size() + count)};
+}
+
+}  // namespace
+
+TEST_CASE("greedy speculative decoding returns the target's greedy tokens", "[cpu][speculative]") {
+  const Model target = Model::random(tiny(64), 1, {.n_threads = 1});
+  const Model other = Model::random(tiny(64), 2, {.n_threads = 1});  // a poor drafter
+  const std::vector<Token> prompt = {3, 14, 15, 9, 26, 5};
+  for (const SamplerParams params : {SamplerParams{.temperature = 0.0f},
+                                     SamplerParams{.temperature = 0.0f, .repetition_penalty = 1.3f}}) {
+    const auto ref = plain(target, prompt, 40, params);
+    for (int k : {1, 3, 8}) {
+      INFO("draft tokens " << k << " repetition penalty " << params.repetition_penalty);
+      SpeculativeStats st;
+      CHECK(speculative(target, other, prompt, 40, params, k, &st) == ref);
+      CHECK(st.drafted > 0);
+      // The target as its own drafter: every draft is accepted, k + 1 tokens per round.
+      CHECK(speculative(target, target, prompt, 40, params, k, &st) == ref);
+      CHECK(st.accepted == st.drafted);
+      CHECK(st.emitted == st.rounds * (k + 1));
+    }
+  }
+}
+
+TEST_CASE("speculative sampling leaves the target's distribution unchanged", "[cpu][speculative]") {
+  // Vocabulary 8, two tokens after a fixed prompt: 64 outcomes, whose exact probabilities
+  // come from the target alone (p(t1) p(t2 | t1), Sampler::distribution). A drafter from
+  // other weights proposes from a different q, so drafts are both accepted and rejected.
+  const int V = 8;
+  const Model target = Model::random(tiny(V), 11, {.n_threads = 1});
+  const Model draft = Model::random(tiny(V), 12, {.n_threads = 1});
+  const std::vector<Token> prompt = {1, 2, 3, 4};
+  for (const SamplerParams base : {SamplerParams{.temperature = 1.0f}, SamplerParams{.temperature = 0.8f, .top_k = 5}}) {
+    INFO("temperature " << base.temperature << " top_k " << base.top_k);
+    // Exact joint distribution.
+    std::vector<double> exact(std::size_t(V * V));
+    {
+      Sampler s(base);
+      std::vector<float> p1, p2;
+      KVCache cache(target, {.num_blocks = 16});
+      const SeqId q = cache.add_sequence();
+      Batch b;
+      b.add(q, prompt, Last);
+      Logits lg = target.forward(b, cache);
+      s.distribution(lg.row(0), prompt, p1);
+      for (Token t1 = 0; t1 < V; ++t1) {
+        if (p1[std::size_t(t1)] == 0.0f) continue;
+        const SeqId f = cache.fork(q);
+        b.clear();
+        b.add(f, {t1}, Last);
+        Logits l2 = target.forward(b, cache);
+        std::vector<Token> h = prompt;
+        h.push_back(t1);
+        s.distribution(l2.row(0), h, p2);
+        for (Token t2 = 0; t2 < V; ++t2) exact[std::size_t(t1 * V + t2)] = double(p1[std::size_t(t1)]) * p2[std::size_t(t2)];
+        cache.remove(f);
+      }
+    }
+    // Speculative samples: fresh seeds, caches reused from the prompt on.
+    const int N = 8000;
+    std::vector<double> seen(std::size_t(V * V), 0.0);
+    KVCache tc(target, {.num_blocks = 16}), dc(draft, {.num_blocks = 16});
+    const SeqId ts = tc.add_sequence(), ds = dc.add_sequence();
+    SpeculativeDecoder spec(target, draft, {.draft_tokens = 3});
+    for (int r = 0; r < N; ++r) {
+      SamplerParams p = base;
+      p.seed = std::uint64_t(r) + 1000;
+      Sampler sampler(p);
+      tc.truncate(ts, std::min<std::int64_t>(tc.length(ts), std::int64_t(prompt.size())));
+      dc.truncate(ds, std::min<std::int64_t>(dc.length(ds), std::int64_t(prompt.size())));
+      std::vector<Token> toks = prompt;
+      while (toks.size() < prompt.size() + 2) {
+        const auto out = spec.step(toks, tc, ts, dc, ds, sampler);
+        toks.insert(toks.end(), out.begin(), out.end());
+      }
+      seen[std::size_t(toks[prompt.size()] * V + toks[prompt.size() + 1])] += 1.0;
+    }
+    const double acc = spec.stats().acceptance();
+    INFO("acceptance " << acc);
+    CHECK(acc > 0.05);
+    CHECK(acc < 0.95);
+    // Pearson chi-square; outcomes expected fewer than 5 times are pooled.
+    double chi2 = 0.0, pool_e = 0.0, pool_o = 0.0;
+    int cells = 0;
+    for (std::size_t i = 0; i < exact.size(); ++i) {
+      const double e = exact[i] * N;
+      if (e < 5.0) {
+        pool_e += e;
+        pool_o += seen[i];
+        continue;
+      }
+      chi2 += (seen[i] - e) * (seen[i] - e) / e;
+      ++cells;
+    }
+    if (pool_e > 0.0) {
+      chi2 += (pool_o - pool_e) * (pool_o - pool_e) / std::max(pool_e, 1e-9);
+      ++cells;
+    }
+    // Critical value at p = 1e-4 (Wilson-Hilferty): the seeds are fixed, so this is a
+    // deterministic check that a biased sampler (drafts kept as drawn, the residual not
+    // used) fails by a wide margin.
+    const double dof = cells - 1, z = 3.719;
+    const double crit = dof * std::pow(1.0 - 2.0 / (9.0 * dof) + z * std::sqrt(2.0 / (9.0 * dof)), 3.0);
+    INFO("chi2 " << chi2 << " over " << dof << " degrees of freedom, critical " << crit);
+    CHECK(chi2 < crit);
+  }
+}
+
+TEST_CASE("speculative decoding refuses mismatched vocabularies and bad input", "[cpu][speculative]") {
+  const Model target = Model::random(tiny(64), 1, {.n_threads = 1});
+  const Model small = Model::random(tiny(60), 2, {.n_threads = 1});
+  CHECK_THROWS_WITH(SpeculativeDecoder(target, small), Catch::Contains("vocabulary has 60 tokens"));
+  CHECK_THROWS_AS(SpeculativeDecoder(target, target, {.draft_tokens = 0}), Error);
+  CHECK_THROWS_AS(SpeculativeDecoder(target, target, {.draft_tokens = 17}), Error);
+
+  SpeculativeDecoder spec(target, target, {.draft_tokens = 2});
+  KVCache tc(target, {.num_blocks = 16}), dc(target, {.num_blocks = 16});
+  const SeqId ts = tc.add_sequence(), ds = dc.add_sequence();
+  Sampler sampler({.temperature = 0.0f});
+  const std::vector<Token> bad = {1, 2, 64};
+  CHECK_THROWS_WITH(spec.step(bad, tc, ts, dc, ds, sampler), Catch::Contains("outside the vocabulary"));
+  CHECK_THROWS_AS(spec.step(std::vector<Token>{}, tc, ts, dc, ds, sampler), Error);
+  CHECK(tc.length(ts) == 0);
+  // A cache holding tokens that are not a prefix of the sequence given.
+  Batch b;
+  b.add(ts, {7, 8}, Want::None);
+  target.forward(b, tc);
+  CHECK_THROWS_WITH(spec.step(std::vector<Token>{1, 2, 3}, tc, ts, dc, ds, sampler), Catch::Contains("not a prefix"));
+  CHECK(tc.length(ts) == 2);
+  // A full cache: the round throws CacheFull and both caches keep a prefix of the tokens.
+  KVCache full(target, {.num_blocks = 1});
+  const SeqId fs = full.add_sequence();
+  const std::vector<Token> toks(std::size_t(full.block_size()) - 1, 5);
+  CHECK_THROWS_AS(spec.step(toks, full, fs, dc, ds, sampler), Error);
+  const auto held = dc.tokens(ds);
+  CHECK(held.size() <= toks.size());
+  CHECK(std::equal(held.begin(), held.end(), toks.begin()));
+  CHECK(full.length(fs) <= std::int64_t(toks.size()));
+}
+
+TEST_CASE("SmolLM2 greedy speculative decoding equals its greedy decoding", "[golden][speculative]") {
+  REQUIRE(std::filesystem::exists(test::model_path()));
+  const Model target = Model::load(test::model_path(), {.n_threads = 2});
+  // A drafter of random weights over the same 49152-token vocabulary (no tokenizer): it
+  // proposes nonsense, so nearly every round keeps the target's own token.
+  ModelConfig dc = test::model_shape(1, 64, 2, 1, 32, 128, target.config().vocab_size, 512);
+  const Model draft = Model::random(dc, 5, {.n_threads = 2});
+  const std::vector<Token> prompt = target.tokenizer().encode("The capital of France is");
+  const SamplerParams greedy{.temperature = 0.0f};
+  const auto ref = plain(target, prompt, 32, greedy);
+  CHECK(speculative(target, draft, prompt, 32, greedy, 4) == ref);
+  SpeculativeStats st;
+  CHECK(speculative(target, target, prompt, 32, greedy, 4, &st) == ref);
+  CHECK(st.accepted == st.drafted);
+}
