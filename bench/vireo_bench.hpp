@@ -3,6 +3,9 @@
 //                           the fraction of the hardware floor (vireo_bench_model.cpp)
 //   vireo-bench serve ...   workload replay: continuous vs static batching, prefix caching
 //                           on vs off, on one Poisson trace (vireo_bench_serve.cpp)
+//   vireo-bench spec ...    speculative decoding (prompt lookup) against plain greedy decoding
+//                           on tasks that quote their input and on one that does not
+//                           (vireo_bench_spec.cpp)
 // vireo_bench_main.cpp dispatches. Each subcommand prints a human summary to stderr and
 // JSON to stdout (or --json FILE); results are committed under bench/results/.
 #pragma once
@@ -10,4 +13,8 @@
 namespace vireo::bench {
 int run_model(int argc, char** argv);
 int run_serve(int argc, char** argv);
+int run_spec(int argc, char** argv);
+/// The CPU's read bandwidth in GB/s on `threads` threads (vireo-bench model's measurement,
+/// with its matmul rates: a few seconds).
+double measure_cpu_read_gbs(int threads);
 }  // namespace vireo::bench

@@ -1197,6 +1197,8 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
+double measure_cpu_read_gbs(int threads) { return measure_cpu(threads).read_gbs; }
+
 int run_model(int argc, char** argv) {
   try {
     return run(argc, argv);

@@ -37,15 +37,17 @@ std::vector<Token> plain(const Model& m, const std::vector<Token>& prompt, int c
 }
 
 /// `count` tokens by speculative rounds (the last round's extra tokens dropped).
-std::vector<Token> speculative(const Model& target, const Model& draft, const std::vector<Token>& prompt, int count,
+/// draft == nullptr: prompt lookup.
+std::vector<Token> speculative(const Model& target, const Model* draft, const std::vector<Token>& prompt, int count,
                                SamplerParams params, int k, SpeculativeStats* stats = nullptr) {
-  KVCache tc(target, {.num_blocks = 64}), dc(draft, {.num_blocks = 64});
+  KVCache tc(target, {.num_blocks = 64}), dc(draft ? *draft : target, {.num_blocks = 64});
   const SeqId ts = tc.add_sequence(), ds = dc.add_sequence();
-  SpeculativeDecoder spec(target, draft, {.draft_tokens = k});
+  SpeculativeDecoder spec = draft ? SpeculativeDecoder(target, *draft, {.draft_tokens = k})
+                                  : SpeculativeDecoder(target, {.draft_tokens = k});
   Sampler sampler(params);
   std::vector<Token> toks = prompt;
   while (toks.size() < prompt.size() + std::size_t(count)) {
-    const std::vector<Token> out = spec.step(toks, tc, ts, dc, ds, sampler);
+    const std::vector<Token> out = draft ? spec.step(toks, tc, ts, dc, ds, sampler) : spec.step(toks, tc, ts, sampler);
     REQUIRE(!out.empty());
     REQUIRE(out.size() <= std::size_t(k) + 1);
     toks.insert(toks.end(), out.begin(), out.end());
@@ -73,12 +75,15 @@ TEST_CASE("greedy speculative decoding returns the target's greedy tokens", "[cp
     for (int k : {1, 3, 8}) {
       INFO("draft tokens " << k << " repetition penalty " << params.repetition_penalty);
       SpeculativeStats st;
-      CHECK(speculative(target, other, prompt, 40, params, k, &st) == ref);
+      CHECK(speculative(target, &other, prompt, 40, params, k, &st) == ref);
       CHECK(st.drafted > 0);
       // The target as its own drafter: every draft is accepted, k + 1 tokens per round.
-      CHECK(speculative(target, target, prompt, 40, params, k, &st) == ref);
+      CHECK(speculative(target, &target, prompt, 40, params, k, &st) == ref);
       CHECK(st.accepted == st.drafted);
       CHECK(st.emitted == st.rounds * (k + 1));
+      // Prompt lookup (a random model's greedy output falls into loops, which lookup drafts).
+      CHECK(speculative(target, nullptr, prompt, 40, params, k, &st) == ref);
+      CHECK(st.drafted > 0);
     }
   }
 }
@@ -90,9 +95,31 @@ TEST_CASE("speculative sampling leaves the target's distribution unchanged", "[c
   const int V = 8;
   const Model target = Model::random(tiny(V), 11, {.n_threads = 1});
   const Model draft = Model::random(tiny(V), 12, {.n_threads = 1});
-  const std::vector<Token> prompt = {1, 2, 3, 4};
+  // The prompt repeats itself, so prompt lookup always drafts the token after "1 2 3": x,
+  // chosen as the target's likeliest next token after the whole prompt, so that lookup
+  // drafts are kept often enough (under top-k too) to test both branches.
+  std::vector<Token> prompt = {1, 2, 3, 0, 5, 1, 2, 3};
+  {
+    double best = -1.0;
+    Token bx = 0;
+    for (Token x = 0; x < V; ++x) {
+      prompt[3] = x;
+      KVCache c(target, {.num_blocks = 16});
+      Batch b;
+      b.add(c.add_sequence(), prompt, Last);
+      const Logits lg = target.forward(b, c);
+      std::vector<float> p;
+      Sampler({.temperature = 0.8f, .top_k = 5}).distribution(lg.row(0), prompt, p);
+      if (p[std::size_t(x)] > best) {
+        best = p[std::size_t(x)];
+        bx = x;
+      }
+    }
+    prompt[3] = bx;
+  }
+  for (const bool lookup : {false, true})
   for (const SamplerParams base : {SamplerParams{.temperature = 1.0f}, SamplerParams{.temperature = 0.8f, .top_k = 5}}) {
-    INFO("temperature " << base.temperature << " top_k " << base.top_k);
+    INFO((lookup ? "prompt lookup" : "draft model") << " temperature " << base.temperature << " top_k " << base.top_k);
     // Exact joint distribution.
     std::vector<double> exact(std::size_t(V * V));
     {
@@ -122,7 +149,8 @@ TEST_CASE("speculative sampling leaves the target's distribution unchanged", "[c
     std::vector<double> seen(std::size_t(V * V), 0.0);
     KVCache tc(target, {.num_blocks = 16}), dc(draft, {.num_blocks = 16});
     const SeqId ts = tc.add_sequence(), ds = dc.add_sequence();
-    SpeculativeDecoder spec(target, draft, {.draft_tokens = 3});
+    SpeculativeDecoder spec = lookup ? SpeculativeDecoder(target, {.draft_tokens = 3})
+                                     : SpeculativeDecoder(target, draft, {.draft_tokens = 3});
     for (int r = 0; r < N; ++r) {
       SamplerParams p = base;
       p.seed = std::uint64_t(r) + 1000;
@@ -131,13 +159,14 @@ TEST_CASE("speculative sampling leaves the target's distribution unchanged", "[c
       dc.truncate(ds, std::min<std::int64_t>(dc.length(ds), std::int64_t(prompt.size())));
       std::vector<Token> toks = prompt;
       while (toks.size() < prompt.size() + 2) {
-        const auto out = spec.step(toks, tc, ts, dc, ds, sampler);
+        const auto out = lookup ? spec.step(toks, tc, ts, sampler) : spec.step(toks, tc, ts, dc, ds, sampler);
         toks.insert(toks.end(), out.begin(), out.end());
       }
       seen[std::size_t(toks[prompt.size()] * V + toks[prompt.size() + 1])] += 1.0;
     }
     const double acc = spec.stats().acceptance();
     INFO("acceptance " << acc);
+    // Both branches taken.
     CHECK(acc > 0.05);
     CHECK(acc < 0.95);
     // Pearson chi-square; outcomes expected fewer than 5 times are pooled.
@@ -173,6 +202,7 @@ TEST_CASE("speculative decoding refuses mismatched vocabularies and bad input", 
   CHECK_THROWS_WITH(SpeculativeDecoder(target, small), Catch::Contains("vocabulary has 60 tokens"));
   CHECK_THROWS_AS(SpeculativeDecoder(target, target, {.draft_tokens = 0}), Error);
   CHECK_THROWS_AS(SpeculativeDecoder(target, target, {.draft_tokens = 17}), Error);
+  CHECK_THROWS_AS(SpeculativeDecoder(target, {.lookup_ngram = 0}), Error);
 
   SpeculativeDecoder spec(target, target, {.draft_tokens = 2});
   KVCache tc(target, {.num_blocks = 16}), dc(target, {.num_blocks = 16});
@@ -197,6 +227,16 @@ TEST_CASE("speculative decoding refuses mismatched vocabularies and bad input", 
   CHECK(held.size() <= toks.size());
   CHECK(std::equal(held.begin(), held.end(), toks.begin()));
   CHECK(full.length(fs) <= std::int64_t(toks.size()));
+  // Each decoder takes its own step(): the lookup one has no draft cache, and the other way.
+  SpeculativeDecoder lookup(target, {.draft_tokens = 2});
+  KVCache lc(target, {.num_blocks = 16});
+  const SeqId ls = lc.add_sequence();
+  CHECK_THROWS_WITH(lookup.step(std::vector<Token>{1, 2}, lc, ls, dc, ds, sampler), Catch::Contains("prompt lookup"));
+  CHECK_THROWS_WITH(spec.step(std::vector<Token>{1, 2}, lc, ls, sampler), Catch::Contains("draft's cache"));
+  // No earlier occurrence of any n-gram: a plain decode step, one token.
+  const auto one = lookup.step(std::vector<Token>{1, 2, 3}, lc, ls, sampler);
+  CHECK(one.size() == 1);
+  CHECK(lookup.stats().drafted == 0);
 }
 
 TEST_CASE("SmolLM2 greedy speculative decoding equals its greedy decoding", "[golden][speculative]") {
@@ -209,8 +249,18 @@ TEST_CASE("SmolLM2 greedy speculative decoding equals its greedy decoding", "[go
   const std::vector<Token> prompt = target.tokenizer().encode("The capital of France is");
   const SamplerParams greedy{.temperature = 0.0f};
   const auto ref = plain(target, prompt, 32, greedy);
-  CHECK(speculative(target, draft, prompt, 32, greedy, 4) == ref);
+  CHECK(speculative(target, &draft, prompt, 32, greedy, 4) == ref);
   SpeculativeStats st;
-  CHECK(speculative(target, target, prompt, 32, greedy, 4, &st) == ref);
+  CHECK(speculative(target, &target, prompt, 32, greedy, 4, &st) == ref);
   CHECK(st.accepted == st.drafted);
+  // Prompt lookup on a prompt the model repeats.
+  const std::vector<ChatMessage> msgs = {
+      {"user", "Repeat the following paragraph word for word:\n\nThe lighthouse stood on a narrow spit of rock at the "
+               "mouth of the harbour. Every evening the keeper climbed the steps, trimmed the wick and polished the "
+               "great lens."}};
+  const std::vector<Token> quote = target.tokenizer().encode(target.tokenizer().apply_chat_template(msgs));
+  const auto qref = plain(target, quote, 24, greedy);
+  CHECK(speculative(target, nullptr, quote, 24, greedy, 6, &st) == qref);
+  INFO("lookup acceptance " << st.acceptance());
+  CHECK(st.accepted > 0);
 }
