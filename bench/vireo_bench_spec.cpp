@@ -129,14 +129,22 @@ struct Run {
   SpeculativeStats stats;
 };
 
-/// Plain greedy decoding of up to n tokens after `prompt` (prefilled before the clock).
-Run plain(const Model& m, const std::vector<Token>& prompt, int n) {
+/// A cache holding every prompt token but the last (which each method feeds first).
+KVCache prefilled(const Model& m, const std::vector<Token>& prompt, SeqId& s) {
   KVCache cache(m, {.num_blocks = 256});
-  const SeqId s = cache.add_sequence();
+  s = cache.add_sequence();
   Batch b;
   b.add(s, std::span<const Token>(prompt.data(), prompt.size() - 1), Want::None);
+  m.forward(b, cache);
+  return cache;
+}
+
+/// Plain greedy decoding of up to n tokens after `prompt` (prefilled before the clock).
+Run plain(const Model& m, const std::vector<Token>& prompt, int n) {
+  SeqId s = 0;
+  KVCache cache = prefilled(m, prompt, s);
+  Batch b;
   Logits lg;
-  m.forward(b, cache, lg);
   Sampler greedy({.temperature = 0.0f});
   Run r;
   Token next = prompt.back();
@@ -156,12 +164,8 @@ Run plain(const Model& m, const std::vector<Token>& prompt, int n) {
 /// Prompt-lookup speculative decoding of up to n tokens (the last round may overshoot; the
 /// extra tokens are dropped, their time kept).
 Run lookup(const Model& m, const std::vector<Token>& prompt, int n, int k, int ngram) {
-  KVCache cache(m, {.num_blocks = 256});
-  const SeqId s = cache.add_sequence();
-  Batch b;
-  b.add(s, std::span<const Token>(prompt.data(), prompt.size() - 1), Want::None);
-  Logits lg;
-  m.forward(b, cache, lg);
+  SeqId s = 0;
+  KVCache cache = prefilled(m, prompt, s);
   SpeculativeDecoder spec(m, {.draft_tokens = k, .lookup_ngram = ngram});
   Sampler greedy({.temperature = 0.0f});
   std::vector<Token> toks = prompt;
