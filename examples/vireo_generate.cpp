@@ -30,7 +30,9 @@ void usage() {
       "                          or keep them quantized on the GPU (experimental)\n"
       "      --cpu-activations f32|q8  CPU: decode over 8-bit activations (q8: faster, not the\n"
       "                          fp32 reference arithmetic; default f32)\n"
-      "      --ignore-eos        keep generating past end-of-generation tokens\n",
+      "      --ignore-eos        keep generating past end-of-generation tokens\n"
+      "      --lookup K          speculative decoding with prompt lookup, up to K drafts per round\n"
+      "                          (same output; faster where the text repeats the prompt)\n",
       stderr);
 }
 
@@ -40,7 +42,7 @@ int main(int argc, char** argv) {
   std::string model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
   std::string prompt = "The capital of France is";
   std::string device = "best";
-  int n_tokens = 64, threads = 0;
+  int n_tokens = 64, threads = 0, lookup = 0;
   bool chat = false, ignore_eos = false, gpu_quantized = false, cpu_q8 = false;
   vireo::SamplerParams sp;
   sp.temperature = 0.0f;
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
       else if (a == "-t" || a == "--threads") threads = std::stoi(next());
       else if (a == "--device") device = next();
       else if (a == "--ignore-eos") ignore_eos = true;
+      else if (a == "--lookup") lookup = std::stoi(next());
       else if (a == "--gpu-weights") {
         const std::string v = next();
         if (v != "native" && v != "convert")
@@ -115,17 +118,36 @@ int main(int argc, char** argv) {
     model.forward(batch, cache, logits);
     auto t_first = clock::now();
     int generated = 0;
-    for (; generated < n_tokens; ++generated) {
-      auto s = sampler.sample(logits.row(0), history);
-      if (!ignore_eos && tok.is_eog(s.token)) break;
-      history.push_back(s.token);
-      std::string piece = stream.push(s.token);
+    // Emit one token; false when generation ends with it (end of generation, or n_tokens).
+    auto emit = [&](vireo::Token t) {
+      if (!ignore_eos && tok.is_eog(t)) return false;
+      history.push_back(t);
+      std::string piece = stream.push(t);
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
-      if (generated + 1 == n_tokens) { ++generated; break; }
-      batch.clear();
-      batch.add(seq, s.token, true);
-      model.forward(batch, cache, logits);
+      return ++generated < n_tokens;
+    };
+    if (lookup > 0 && n_tokens > 0) {
+      // The first token from the prefill's logits, then speculative rounds (each returns
+      // 1..lookup + 1 tokens; the cache holds the history but its last token).
+      vireo::SpeculativeDecoder spec(model, {.draft_tokens = lookup});
+      bool more = emit(sampler.sample(logits.row(0), history).token);
+      while (more) {
+        const std::vector<vireo::Token> out = spec.step(history, cache, seq, sampler);
+        for (vireo::Token t : out)
+          if (!(more = emit(t))) break;
+      }
+      std::fprintf(stderr, "\n[lookup] %lld rounds, %lld drafts, acceptance %.2f",
+                   static_cast<long long>(spec.stats().rounds), static_cast<long long>(spec.stats().drafted),
+                   spec.stats().acceptance());
+    } else {
+      while (generated < n_tokens) {
+        const auto s = sampler.sample(logits.row(0), history);
+        if (!emit(s.token)) break;
+        batch.clear();
+        batch.add(seq, s.token, true);
+        model.forward(batch, cache, logits);
+      }
     }
     std::string tail = stream.flush();
     std::fwrite(tail.data(), 1, tail.size(), stdout);
