@@ -264,3 +264,24 @@ TEST_CASE("SmolLM2 greedy speculative decoding equals its greedy decoding", "[go
   INFO("lookup acceptance " << st.acceptance());
   CHECK(st.accepted > 0);
 }
+
+TEST_CASE("cuda greedy speculative decoding equals its greedy decoding", "[cuda][speculative]") {
+  VIREO_REQUIRE_GPU();
+  // fp32 mode: the verification forward (several tokens: cuBLAS and the prefill attention)
+  // and the one-token decode steps (GEMV, graph replay) differ only in summation order. In
+  // bf16 they round intermediates differently, so a near-tie could pick another token there.
+  const ModelConfig cfg = test::model_shape(2, 256, 4, 2, 64, 512, 333, 1024);
+  for (DType dt : {DType::F32}) {
+    INFO("dtype " << to_string(dt));
+    const Model target = Model::random(cfg, 21, {.device = Device::cuda(), .dtype = dt});
+    const Model draft = Model::random(cfg, 22, {.device = Device::cuda(), .dtype = dt});
+    const std::vector<Token> prompt = {3, 14, 15, 92, 65, 35, 89, 79};
+    const SamplerParams greedy{.temperature = 0.0f};
+    const auto ref = plain(target, prompt, 32, greedy);
+    SpeculativeStats st;
+    CHECK(speculative(target, &target, prompt, 32, greedy, 4, &st) == ref);
+    CHECK(st.accepted == st.drafted);
+    CHECK(speculative(target, &draft, prompt, 32, greedy, 4) == ref);
+    CHECK(speculative(target, nullptr, prompt, 32, greedy, 4) == ref);
+  }
+}
