@@ -103,7 +103,7 @@ class SpeculativeDecoder {
   SpeculativeStats stats_;
   std::uint64_t draft_counter_ = 0;  ///< the draft stream's next draw
   int cur_k_ = 0;                     ///< this round's draft length (adaptive)
-  std::vector<float> p_, q1_, r_;    ///< scratch distributions
+  std::vector<float> p_, r_;         ///< scratch distributions
 };
 
 }  // namespace vireo

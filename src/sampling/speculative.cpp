@@ -223,12 +223,7 @@ std::vector<Token> SpeculativeDecoder::verify(std::span<const Token> tokens, KVC
     const std::span<const Token> h(hist.data(), std::size_t(n + i));
     sampler.distribution(lg.row(std::size_t(i)), h, p_);
     const Token x = drafts[std::size_t(i)];
-    if (!qs) {
-      q1_.assign(p_.size(), 0.0f);
-      q1_[std::size_t(x)] = 1.0f;
-    }
-    const std::vector<float>& q = qs ? (*qs)[std::size_t(i)] : q1_;
-    const double px = p_[std::size_t(x)], qx = q[std::size_t(x)];
+    const double px = p_[std::size_t(x)], qx = qs ? (*qs)[std::size_t(i)][std::size_t(x)] : 1.0;
     const double u = double(uniform01(seed, sampler.counter()));
     sampler.advance();
     const double ratio = qx > 0.0 ? px / qx : (px > 0.0 ? 1.0 : 0.0);
@@ -237,11 +232,12 @@ std::vector<Token> SpeculativeDecoder::verify(std::span<const Token> tokens, KVC
       ++accepted;
       continue;
     }
-    // Rejected: draw from norm(max(0, p - q)); it has mass whenever p(x) < q(x).
+    // Rejected: draw from norm(max(0, p - q)); it has mass whenever p(x) < q(x). A one-hot q
+    // (prompt lookup) leaves p with x removed.
     r_.resize(p_.size());
     bool any = false;
     for (std::size_t t = 0; t < p_.size(); ++t) {
-      r_[t] = std::max(0.0f, p_[t] - q[t]);
+      r_[t] = qs ? std::max(0.0f, p_[t] - (*qs)[std::size_t(i)][t]) : (Token(t) == x ? 0.0f : p_[t]);
       any = any || r_[t] > 0.0f;
     }
     const double u2 = double(uniform01(seed, sampler.counter()));
