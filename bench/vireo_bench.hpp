@@ -9,11 +9,18 @@
 // vireo_bench_main.cpp dispatches. Each subcommand prints a human summary to stderr and
 // JSON to stdout (or --json FILE); results are committed under bench/results/.
 #pragma once
+#include <string>
 
 namespace vireo::bench {
 int run_model(int argc, char** argv);
 int run_serve(int argc, char** argv);
 int run_spec(int argc, char** argv);
+/// s as a JSON string literal (quotes, backslashes and control characters escaped).
+std::string jstr(const std::string& s);
+/// The first line a shell command prints, without its line end ("" when it fails).
+std::string first_line(const char* cmd);
+/// /proc/cpuinfo's first "model name" ("unknown" elsewhere).
+std::string cpu_name();
 /// The CPU's read bandwidth in GB/s on `threads` threads (vireo-bench model's measurement,
 /// with its matmul rates: a few seconds).
 double measure_cpu_read_gbs(int threads);

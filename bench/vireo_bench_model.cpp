@@ -1039,17 +1039,6 @@ class ModelBench {
 
 // ---- JSON --------------------------------------------------------------------------------
 
-std::string jstr(const std::string& s) {
-  std::string o = "\"";
-  for (char ch : s) {
-    unsigned char u = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') { o += '\\'; o += ch; }
-    else if (ch == '\n') o += "\\n";
-    else if (u < 0x20) o += fmt::format("\\u{:04x}", u);
-    else o += ch;
-  }
-  return o + "\"";
-}
 std::string jnum(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : "null"; }
 
 /// The CUDA issue's three bars, per model measured on a GPU with the steps they need (decode

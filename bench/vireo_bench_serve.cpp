@@ -320,26 +320,6 @@ RunResult replay(const Model& model, const Trace& trace, const std::string& name
   return res;
 }
 
-std::string jstr(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\', o += c;
-    else if (static_cast<unsigned char>(c) < 0x20) o += fmt::format("\\u{:04x}", int(c));
-    else o += c;
-  }
-  return o + "\"";
-}
-
-std::string first_line(const char* cmd) {
-  std::string out;
-  if (FILE* p = popen(cmd, "r")) {
-    char buf[512];
-    if (std::fgets(buf, sizeof buf, p)) out = buf;
-    pclose(p);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
-}
 
 // 1, 5 and 15 minute load averages: how busy the (possibly shared) machine was.
 std::string loadavg() {
@@ -349,13 +329,6 @@ std::string loadavg() {
   return in ? a + " " + b + " " + c : std::string("unknown");
 }
 
-std::string cpu_name() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
 
 std::string run_json(const RunResult& r) {
   const auto& s = r.summary;

@@ -99,29 +99,6 @@ std::vector<std::string> parse_list(const std::string& s) {
   return v;
 }
 
-std::string jstr(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    if (c == '\n') {
-      o += "\\n";
-      continue;
-    }
-    o += c;
-  }
-  return o + "\"";
-}
-
-std::string shell_line(const char* cmd) {
-  std::string out;
-  if (FILE* f = popen(cmd, "r")) {
-    char buf[256];
-    if (std::fgets(buf, sizeof buf, f)) out = buf;
-    pclose(f);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
-}
 
 struct Run {
   std::vector<Token> out;
@@ -219,7 +196,7 @@ int run(int argc, char** argv) {
   std::string commit = o.commit;
   if (commit.empty()) {
     const char* env = std::getenv("VIREO_COMMIT");
-    commit = env ? env : shell_line("git rev-parse HEAD 2>/dev/null");
+    commit = env ? env : first_line("git rev-parse HEAD 2>/dev/null");
   }
   char date[64];
   const std::time_t now = std::time(nullptr);
@@ -230,7 +207,7 @@ int run(int argc, char** argv) {
       "  \"machine\": {{\"cpu\": {}, \"hardware_threads\": {}}},\n  \"model\": {},\n  \"threads\": {},\n"
       "  \"read_gbs\": {:.2f},\n  \"floor_ms_per_token\": {:.4f},\n  \"drafter\": \"prompt lookup, ngram {}\",\n"
       "  \"sampling\": \"greedy\",\n  \"tasks\": [\n",
-      jstr(shell_line("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'")),
+      jstr(cpu_name()),
       std::thread::hardware_concurrency(), jstr(o.model), o.threads, read_gbs, floor_ms, o.ngram);
 
   for (std::size_t ti = 0; ti < o.tasks.size(); ++ti) {
