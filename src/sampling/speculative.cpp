@@ -61,13 +61,18 @@ void feed_prefix(const Model& m, KVCache& cache, SeqId seq, std::span<const Toke
   m.forward(b, cache, lg);
 }
 
+/// params with draft_tokens checked (both drafters).
+SpeculativeParams checked(SpeculativeParams params) {
+  if (params.draft_tokens < 1 || params.draft_tokens > 16)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("speculative decoding: draft_tokens = {} is outside 1..16", params.draft_tokens));
+  return params;
+}
+
 }  // namespace
 
 SpeculativeDecoder::SpeculativeDecoder(const Model& target, const Model& draft, SpeculativeParams params)
-    : target_(&target), draft_(&draft), params_(params), cur_k_(params.draft_tokens) {
-  if (params_.draft_tokens < 1 || params_.draft_tokens > 16)
-    throw Error(ErrorCode::InvalidArgument,
-                fmt::format("speculative decoding: draft_tokens = {} is outside 1..16", params_.draft_tokens));
+    : target_(&target), draft_(&draft), params_(checked(params)), cur_k_(params_.draft_tokens) {
   const int tv = target.config().vocab_size, dv = draft.config().vocab_size;
   if (tv != dv)
     throw Error(ErrorCode::InvalidArgument,
@@ -91,10 +96,7 @@ SpeculativeDecoder::SpeculativeDecoder(const Model& target, const Model& draft, 
 }
 
 SpeculativeDecoder::SpeculativeDecoder(const Model& target, SpeculativeParams params)
-    : target_(&target), draft_(nullptr), params_(params) {
-  if (params_.draft_tokens < 1 || params_.draft_tokens > 16)
-    throw Error(ErrorCode::InvalidArgument,
-                fmt::format("speculative decoding: draft_tokens = {} is outside 1..16", params_.draft_tokens));
+    : target_(&target), draft_(nullptr), params_(checked(params)), cur_k_(params_.draft_tokens) {
   if (params_.lookup_ngram < 1 || params_.lookup_ngram > 16)
     throw Error(ErrorCode::InvalidArgument,
                 fmt::format("speculative decoding: lookup_ngram = {} is outside 1..16", params_.lookup_ngram));
@@ -102,7 +104,6 @@ SpeculativeDecoder::SpeculativeDecoder(const Model& target, SpeculativeParams pa
     throw Error(ErrorCode::InvalidArgument,
                 fmt::format("speculative decoding: lookup_min_ngram = {} is outside 1..lookup_ngram ({})",
                             params_.lookup_min_ngram, params_.lookup_ngram));
-  cur_k_ = params_.draft_tokens;
 }
 
 void SpeculativeDecoder::check_tokens(std::span<const Token> tokens) const {
