@@ -77,37 +77,26 @@ inline vc::DeviceBuffer poisoned(std::size_t bytes) {
   return b;
 }
 
-inline void check_close(const std::vector<float>& got, const std::vector<float>& ref, Tol t, const std::string& what) {
+/// got against ref within atol + rtol * |ref[i]| per element (no NaN). With `mag`, the
+/// relative part is taken from max(|ref[i]|, mag[i]): for outputs computed from inputs of
+/// magnitude mag whose rounding they inherit.
+inline void check_close(const std::vector<float>& got, const std::vector<float>& ref, Tol t, const std::string& what,
+                        const std::vector<float>& mag = {}) {
   REQUIRE(got.size() == ref.size());
+  REQUIRE((mag.empty() || mag.size() == ref.size()));
   std::size_t bad = 0, first = 0;
   double worst = 0;
   for (std::size_t i = 0; i < got.size(); ++i) {
     const double err = std::fabs(double(got[i]) - double(ref[i]));
-    const bool ok = !std::isnan(got[i]) && err <= t.atol + t.rtol * std::fabs(ref[i]);
+    const double scale = mag.empty() ? std::fabs(ref[i]) : std::max(std::fabs(ref[i]), mag[i]);
+    const bool ok = !std::isnan(got[i]) && err <= t.atol + t.rtol * scale;
     if (!ok && bad++ == 0) first = i;
     if (!std::isnan(got[i])) worst = std::max(worst, err);
   }
   INFO(what << ": " << bad << " of " << got.size() << " elements out of tolerance (atol " << t.atol << ", rtol "
-            << t.rtol << "); first at " << first << ": got " << (bad ? got[first] : 0.f) << " ref "
-            << (bad ? ref[first] : 0.f) << "; max abs err " << worst);
-  CHECK(bad == 0);
-}
-
-/// check_close with the relative part of the tolerance taken from max(|ref|, mag[i]): for
-/// outputs computed from inputs of magnitude mag whose rounding they inherit.
-inline void check_close_scaled(const std::vector<float>& got, const std::vector<float>& ref,
-                               const std::vector<float>& mag, Tol t, const std::string& what) {
-  REQUIRE(got.size() == ref.size());
-  REQUIRE(mag.size() == ref.size());
-  std::size_t bad = 0, first = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const double err = std::fabs(double(got[i]) - double(ref[i]));
-    const bool ok = !std::isnan(got[i]) && err <= t.atol + t.rtol * std::max(std::fabs(ref[i]), mag[i]);
-    if (!ok && bad++ == 0) first = i;
-  }
-  INFO(what << ": " << bad << " of " << got.size() << " elements out of tolerance (atol " << t.atol << ", rtol "
-            << t.rtol << " of max(|ref|, input magnitude)); first at " << first << ": got " << (bad ? got[first] : 0.f)
-            << " ref " << (bad ? ref[first] : 0.f) << " magnitude " << (bad ? mag[first] : 0.f));
+            << t.rtol << (mag.empty() ? "" : " of max(|ref|, input magnitude)") << "); first at " << first
+            << ": got " << (bad ? got[first] : 0.f) << " ref " << (bad ? ref[first] : 0.f)
+            << (mag.empty() || !bad ? "" : " magnitude " + std::to_string(mag[first])) << "; max abs err " << worst);
   CHECK(bad == 0);
 }
 
