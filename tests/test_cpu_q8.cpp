@@ -177,10 +177,7 @@ TEST_CASE("8-bit activations on a random Q4_1 model stay close to the fp32 path"
 }
 
 TEST_CASE("8-bit activations on the real SmolLM2 keep the fp32 path's greedy choices", "[golden][model]") {
-  if (!std::filesystem::exists(test::model_path())) {
-    WARN("model not found at " << test::model_path() << " (scripts/fetch-model.sh)");
-    return;
-  }
+  test::require_model();
   const Model ref_m = Model::load(test::model_path(), {.n_threads = 2});
   const Model q8_m = Model::load(test::model_path(), {.n_threads = 2, .cpu_quantize_activations = true});
   const std::vector<Token> prompt =

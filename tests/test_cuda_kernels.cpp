@@ -5,7 +5,7 @@
 // |got - ref| <= atol + rtol * |ref|. Inputs are rounded to the kernel's dtype first and the
 // reference runs on the rounded values, so the tolerance only has to cover fp32 accumulation
 // order and the final rounding of the output (bf16: 2^-8 relative, fp16: 2^-11).
-// Without a GPU (cudaGetDeviceCount fails or returns 0) each test WARNs and returns.
+// Without a GPU (cudaGetDeviceCount fails or returns 0) each test is marked skipped and returns (VIREO_REQUIRE_GPU).
 #include <catch2/catch.hpp>
 
 #ifdef VIREO_WITH_CUDA

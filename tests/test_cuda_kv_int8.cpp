@@ -7,7 +7,7 @@
 //   the plain kernels (the GPU rounds each dequantized element to the 16-bit type);
 // * a whole model: int8 against 16-bit K/V on the GPU, and against the CPU's int8 path; a
 //   batched forward equals the separate ones, fork and swap out / in keep the int8 state.
-// Without a GPU each test WARNs and returns.
+// Without a GPU each test is marked skipped and returns (VIREO_REQUIRE_GPU).
 #include <catch2/catch.hpp>
 
 #ifdef VIREO_WITH_CUDA

@@ -8,7 +8,7 @@
 // * Decode steps replayed from CUDA graphs give bit-identical logits to the eager kernels.
 // * The real SmolLM2-135M: fp32 greedy continuation identical to the CPU's; bf16
 //   last-position logits within a tolerance (justified at the test).
-// Every test WARNs and returns when no GPU is present.
+// Every test is marked skipped and returns when no GPU is present (VIREO_REQUIRE_GPU).
 #include <catch2/catch.hpp>
 
 #ifdef VIREO_WITH_CUDA
@@ -252,10 +252,7 @@ TEST_CASE("cuda forward rejects a step larger than its workspaces", "[cuda][mode
 
 TEST_CASE("cuda SmolLM2: fp32 greedy equals the CPU, bf16 logits within tolerance", "[cuda][model][slow]") {
   VIREO_REQUIRE_GPU();
-  if (!std::filesystem::exists(test::model_path())) {
-    WARN("model not found at " << test::model_path() << " (scripts/fetch-model.sh)");
-    return;
-  }
+  test::require_model();
   const Model cpu = Model::load(test::model_path());
   const std::vector<Token> prompt = cpu.tokenizer().encode("The capital of France is Paris. The capital of Italy is");
   auto greedy = [&](const Model& m, int n, std::vector<float>* first_logits) {

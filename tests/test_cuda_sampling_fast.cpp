@@ -7,7 +7,7 @@
 // +0.0) must go to the lowest id; rows of -inf (all, or all but a few) and rows with NaN
 // (either sign) or +inf behave as on the CPU. Mixed batches (greedy and sampled rows
 // alternating, so the sort sees empty segments between full ones) are checked too.
-// Outputs are poisoned before every call. Without a GPU each test WARNs and returns.
+// Outputs are poisoned before every call. Without a GPU each test is marked skipped and returns (VIREO_REQUIRE_GPU).
 #include <catch2/catch.hpp>
 
 #ifdef VIREO_WITH_CUDA

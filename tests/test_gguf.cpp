@@ -643,11 +643,7 @@ TEST_CASE("File::open reports missing, non-regular and empty files", "[cpu][gguf
 }
 
 TEST_CASE("the real SmolLM2 model file", "[cpu][gguf]") {
-  const auto path = test::model_path();
-  if (!std::filesystem::exists(path)) {
-    WARN("model file " << path << " is missing; run scripts/fetch-model.sh");
-    return;
-  }
+  const auto path = test::require_model();
   const File f = File::open(path);
   CHECK(f.version() == 3);
   CHECK(f.alignment() == 32);

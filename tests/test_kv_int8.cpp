@@ -149,10 +149,7 @@ TEST_CASE("int8 KV against the fp32 path on a random model", "[cpu][kv][model]")
 }
 
 TEST_CASE("int8 KV on the real SmolLM2 stays close to the fp32 path", "[golden][kv]") {
-  if (!std::filesystem::exists(test::model_path())) {
-    WARN("model not found at " << test::model_path() << " (scripts/fetch-model.sh)");
-    return;
-  }
+  test::require_model();
   const Model m = Model::load(test::model_path(), {.n_threads = 2});
   const std::vector<Token> prompt =
       m.tokenizer().encode("The capital of France is Paris. The capital of Italy is Rome. The capital of Spain is");

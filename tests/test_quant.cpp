@@ -346,11 +346,7 @@ TEST_CASE("quantize matches gguf-py's reference quantizers bit for bit", "[cpu][
 }
 
 TEST_CASE("dequantize of the real model matches gguf-py", "[cpu][golden][gguf]") {
-  const auto path = test::model_path();
-  if (!std::filesystem::exists(path)) {
-    WARN("model file " << path << " is missing; run scripts/fetch-model.sh");
-    return;
-  }
+  const auto path = test::require_model();
   const Golden g = read_golden();
   REQUIRE(g.rows.size() >= 2);
   const gguf::File file = gguf::File::open(path);

@@ -19,15 +19,25 @@
 #include "vireo/gguf.hpp"
 #include "vireo/model.hpp"
 
-/// In a Catch2 test: return early, with a WARN saying why, when no CUDA device is usable
-/// (CPU-only builds and machines without a driver or GPU), so [cuda] tests pass there.
-#define VIREO_REQUIRE_GPU()                                            \
-  do {                                                                 \
-    std::string why_;                                                  \
-    if (::vireo::Device::cuda_device_count(&why_) == 0) {              \
-      WARN("no CUDA device, skipping: " << why_);                      \
-      return;                                                          \
-    }                                                                  \
+namespace vireo::test {
+/// Exit code of vireo-tests when every test case that ran is a [cuda] one and at least one
+/// skipped (CTest's SKIP_RETURN_CODE for the `cuda` group).
+inline constexpr int SKIP_EXIT_CODE = 77;
+/// Records that the running test case is skipped, and why (tests/main.cpp counts and lists
+/// skipped test cases after the run). The caller returns right after.
+void skip(const std::string& why);
+}  // namespace vireo::test
+
+/// In a Catch2 test: mark the test case skipped (counted and listed at the end of the run,
+/// see tests/main.cpp) and return, when no CUDA device is usable (CPU-only builds and
+/// machines without a driver or GPU).
+#define VIREO_REQUIRE_GPU()                                             \
+  do {                                                                  \
+    std::string why_;                                                   \
+    if (::vireo::Device::cuda_device_count(&why_) == 0) {               \
+      ::vireo::test::skip("no CUDA device: " + why_);                   \
+      return;                                                           \
+    }                                                                   \
   } while (0)
 
 namespace vireo::test {
@@ -52,6 +62,15 @@ inline ModelConfig model_shape(int layers, int d_model, int heads, int kv_heads,
 inline std::filesystem::path model_path() {
   if (const char* p = std::getenv("VIREO_MODEL")) return p;
   return std::filesystem::path(VIREO_SOURCE_DIR) / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+/// The default model's path; the calling test fails (not skips) when the file is missing:
+/// golden tests must not pass without the model they check.
+inline std::filesystem::path require_model() {
+  const std::filesystem::path p = model_path();
+  INFO("model file " << p << " is missing; run scripts/fetch-model.sh (or set VIREO_MODEL)");
+  REQUIRE(std::filesystem::exists(p));
+  return p;
 }
 
 inline std::filesystem::path fixture(const std::string& name) {
