@@ -1,13 +1,20 @@
 // vireo-generate: prompt -> streamed text with the default model (or any Llama-family GGUF).
 // Shows the intended use of the API: load, make a cache, prefill the prompt in one batch,
 // then decode one token per step, streaming whole UTF-8 characters as they complete.
-// Prints TTFT, prefill tok/s and decode tok/s at the end (to stderr).
+// Prints TTFT, prefill tok/s and decode tok/s at the end (to stderr). Every option value is
+// checked whole (no trailing characters, no silent truncation or overflow, within its range):
+// a bad one is refused with a message naming the option and the value.
 #include <fmt/format.h>
 
+#include <charconv>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "vireo/vireo.hpp"
@@ -31,9 +38,39 @@ void usage() {
       "      --cpu-activations f32|q8  CPU: decode over 8-bit activations (q8: faster, not the\n"
       "                          fp32 reference arithmetic; default f32)\n"
       "      --ignore-eos        keep generating past end-of-generation tokens\n"
-      "      --lookup K          speculative decoding with prompt lookup, up to K drafts per round\n"
+      "      --lookup K          speculative decoding with prompt lookup, up to K (1..16) drafts\n"
+      "                          per round; 0 = off (default)\n"
       "                          (same output; faster where the text repeats the prompt)\n",
       stderr);
+}
+
+[[noreturn]] void bad_value(const std::string& opt, const std::string& v, const std::string& why) {
+  throw vireo::Error(vireo::ErrorCode::InvalidArgument, fmt::format("{} '{}': {}", opt, v, why));
+}
+
+/// The whole of `v` as a decimal integer in [lo, hi].
+template <class I>
+I parse_int(const std::string& opt, const std::string& v, I lo, I hi) {
+  I x{};
+  const char* end = v.data() + v.size();
+  const auto [ptr, ec] = std::from_chars(v.data(), end, x);
+  if (ec == std::errc::result_out_of_range || (ec == std::errc() && ptr == end && (x < lo || x > hi)))
+    bad_value(opt, v, fmt::format("out of range (expected an integer in {}..{})", lo, hi));
+  if (ec != std::errc() || ptr != end || v.empty())
+    bad_value(opt, v, fmt::format("not an integer (expected an integer in {}..{})", lo, hi));
+  return x;
+}
+
+/// The whole of `v` as a finite number in [lo, hi] (or (lo, hi] with lo_open).
+float parse_float(const std::string& opt, const std::string& v, float lo, float hi, bool lo_open = false) {
+  float x = 0;
+  const char* end = v.data() + v.size();
+  const auto [ptr, ec] = std::from_chars(v.data(), end, x);
+  const std::string range = fmt::format("{}{}, {}]", lo_open ? "(" : "[", lo, hi);
+  if (ec != std::errc() || ptr != end || v.empty() || !std::isfinite(x))
+    bad_value(opt, v, "not a finite number (expected a number in " + range + ")");
+  if (x < lo || x > hi || (lo_open && x == lo)) bad_value(opt, v, "out of range (expected a number in " + range + ")");
+  return x;
 }
 
 }  // namespace
@@ -55,19 +92,22 @@ int main(int argc, char** argv) {
         return argv[++i];
       };
       if (a == "-m" || a == "--model") model_path = next();
-      else if (a == "-n" || a == "--tokens") n_tokens = std::stoi(next());
+      else if (a == "-n" || a == "--tokens") n_tokens = parse_int(a, next(), 0, 1 << 24);
       else if (a == "-p" || a == "--prompt") prompt = next();
       else if (a == "--chat") chat = true;
-      else if (a == "--temp") sp.temperature = std::stof(next());
-      else if (a == "--top-k") sp.top_k = std::stoi(next());
-      else if (a == "--top-p") sp.top_p = std::stof(next());
-      else if (a == "--min-p") sp.min_p = std::stof(next());
-      else if (a == "--repeat-penalty") sp.repetition_penalty = std::stof(next());
-      else if (a == "--seed") sp.seed = std::stoull(next());
-      else if (a == "-t" || a == "--threads") threads = std::stoi(next());
-      else if (a == "--device") device = next();
+      else if (a == "--temp") sp.temperature = parse_float(a, next(), 0.0f, 1e6f);
+      else if (a == "--top-k") sp.top_k = parse_int(a, next(), 0, std::numeric_limits<int>::max());
+      else if (a == "--top-p") sp.top_p = parse_float(a, next(), 0.0f, 1.0f, /*lo_open=*/true);
+      else if (a == "--min-p") sp.min_p = parse_float(a, next(), 0.0f, 1.0f);
+      else if (a == "--repeat-penalty") sp.repetition_penalty = parse_float(a, next(), 0.0f, 1e6f, /*lo_open=*/true);
+      else if (a == "--seed") sp.seed = parse_int(a, next(), std::uint64_t(0), std::numeric_limits<std::uint64_t>::max());
+      else if (a == "-t" || a == "--threads") threads = parse_int(a, next(), 0, 4096);
+      else if (a == "--device") {
+        device = next();
+        if (device != "cpu" && device != "cuda" && device != "best") bad_value(a, device, "expected cpu, cuda or best");
+      }
       else if (a == "--ignore-eos") ignore_eos = true;
-      else if (a == "--lookup") lookup = std::stoi(next());
+      else if (a == "--lookup") lookup = parse_int(a, next(), 0, 16);
       else if (a == "--gpu-weights") {
         const std::string v = next();
         if (v != "native" && v != "convert")
@@ -81,7 +121,11 @@ int main(int argc, char** argv) {
         cpu_q8 = v == "q8";
       }
       else if (a == "-h" || a == "--help") { usage(); return 0; }
-      else if (!a.empty() && a[0] == '-') { usage(); return 2; }
+      else if (!a.empty() && a[0] == '-') {
+        std::fprintf(stderr, "vireo-generate: unknown option '%s'\n", a.c_str());
+        usage();
+        return 2;
+      }
       else prompt = a;
     }
 
@@ -100,6 +144,10 @@ int main(int argc, char** argv) {
     }
     std::vector<vireo::Token> ids = tok.encode(text);
     if (ids.empty()) throw vireo::Error(vireo::ErrorCode::InvalidArgument, "the prompt encodes to no tokens");
+    if (const int ctx = model.config().context_length; ctx > 0 && std::int64_t(ids.size()) + n_tokens > ctx)
+      throw vireo::Error(vireo::ErrorCode::InvalidArgument,
+                         fmt::format("-n {}: the prompt's {} tokens + {} generated exceed the model's context of {} tokens",
+                                     n_tokens, ids.size(), n_tokens, ctx));
 
     vireo::KVCacheOptions ko;
     ko.num_blocks = (std::int64_t(ids.size()) + n_tokens) / ko.block_size + 2;

@@ -200,6 +200,16 @@ Value read_value(Cursor& c, ValueType t, std::uint32_t depth, const std::string&
          std::uint32_t(t));
 }
 
+/// What a non-regular file is, for the refusal.
+const char* file_kind(mode_t m) {
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISSOCK(m)) return "a socket";
+  return "not a plain file";
+}
+
 std::string shape_string(const std::vector<std::uint64_t>& shape) {
   return fmt::format("{{{}}}", fmt::join(shape, ", "));
 }
@@ -377,7 +387,10 @@ File::~File() = default;
 
 File File::open(const std::filesystem::path& path) {
   const std::string source = fmt::format("'{}'", path.string());
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever, before
+  // fstat can tell that it is not a regular file. It changes nothing for a regular file
+  // (which is only mapped, never read through the descriptor).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0)
     throw Error(ErrorCode::Io, fmt::format("{}: cannot open: {}", source, std::strerror(errno)));
   struct stat st {};
@@ -388,7 +401,8 @@ File File::open(const std::filesystem::path& path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw Error(ErrorCode::Io, fmt::format("{}: not a regular file", source));
+    throw Error(ErrorCode::Io, fmt::format("{}: not a regular file ({}); a model must be a regular file",
+                                           source, file_kind(st.st_mode)));
   }
   auto impl = std::make_unique<Impl>();
   impl->size = std::uint64_t(st.st_size);
