@@ -724,7 +724,11 @@ class ModelBench {
     load_s_ = seconds_since(t0);
     std::fprintf(stderr, "  built in %.1f s: %.1f MiB of weights on %s\n", load_s_,
                  double(model_->weight_bytes()) / double(1 << 20), model_->device().name().c_str());
-    const auto& w = model_->impl().weights;
+    const detail::Network& net = model_->impl().net;
+    gguf::TensorType layer_type = net.tok_embd.type;  // the gate projection's storage, when there is one
+    if (!net.layers.empty())
+      for (const detail::Op& op : net.layers[0].ops)
+        if (op.kind == detail::OpKind::Linear && op.dst[0] == detail::Buf::G) layer_type = op.w.type;
     const ModelConfig& c = model_->config();
     // What the step actually streams per matrix element, and the embedding table's bytes.
     if (o_.device.kind == DeviceKind::CUDA) {
@@ -734,7 +738,7 @@ class ModelBench {
       auto native = [](gguf::TensorType t) {
         return t == gguf::TensorType::Q8_0 || t == gguf::TensorType::Q4_0 || t == gguf::TensorType::Q4_1;
       };
-      const gguf::TensorType lt = w.layers.empty() ? w.tok_embd.type : w.layers[0].w_gate.type;
+      const gguf::TensorType lt = layer_type;
       const bool quant = native(lt);
       if (o_.gpu_quantized && !quant)
         std::fprintf(stderr, "note: --gpu-weights native keeps only Q8_0/Q4_0/Q4_1 matrices quantized; these are %s "
@@ -744,11 +748,11 @@ class ModelBench {
       if (o_.gpu_quantized && quant && o_.dtype != DType::F32) {
         // Matrices stay in their GGUF blocks (the embedding table too, when it is quantized).
         weights_label_ = lower(gguf::to_string(lt)) + " (native)";
-        if (native(w.tok_embd.type)) embd_bytes_ = double(w.tok_embd.bytes());
+        if (native(net.tok_embd.type)) embd_bytes_ = double(net.tok_embd.bytes());
       }
     } else {
-      weights_label_ = lower(gguf::to_string(w.layers.empty() ? w.tok_embd.type : w.layers[0].w_gate.type));
-      embd_bytes_ = double(w.tok_embd.bytes());
+      weights_label_ = lower(gguf::to_string(layer_type));
+      embd_bytes_ = double(net.tok_embd.bytes());
     }
   }
 

@@ -38,7 +38,6 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   float rms_eps = 1e-5f;
   bool tied_embeddings = true;
-  bool qkv_bias = false;  ///< Qwen2
   /// Parameters (weights) count.
   std::int64_t n_params() const noexcept;
 };

@@ -83,7 +83,7 @@ void fused_rows(const detail::WeightView& w, const float* x, std::int64_t T, con
 
 }  // namespace
 
-void matmul_many(std::initializer_list<MatmulOut> outs, const float* x, std::int64_t T, ThreadPool& pool) {
+void matmul_many(std::span<const MatmulOut> outs, const float* x, std::int64_t T, ThreadPool& pool) {
   bool fused = T <= kFusedMaxTokens && outs.size() > 0;
   std::int64_t total = 0;
   for (const MatmulOut& o : outs) {
@@ -109,7 +109,8 @@ void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* 
   // fp32 weights, go through cpu/gemm.hpp: dot-product tiles up to 23 tokens, 16-row panels
   // from 24.
   if (T <= kFusedMaxTokens && has_quant_dot(w.type)) {
-    matmul_many({{&w, y}}, x, T, pool);
+    const MatmulOut one[] = {{&w, y}};
+    matmul_many(one, x, T, pool);
     return;
   }
   // Panels pay a transposition per 16 rows; below ~24 tokens the dot-product tiles win
@@ -133,6 +134,19 @@ void rms_norm(const float* x, const float* g, std::int64_t T, std::int64_t d, fl
   }
 }
 
+void layer_norm(const float* x, const float* g, const float* b, std::int64_t T, std::int64_t d, float eps, float* y) {
+  for (std::int64_t t = 0; t < T; ++t) {
+    const float* xr = x + t * d;
+    float* yr = y + t * d;
+    double mean = 0.0, var = 0.0;
+    for (std::int64_t i = 0; i < d; ++i) mean += xr[i];
+    mean /= double(d);
+    for (std::int64_t i = 0; i < d; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+    const float inv = float(1.0 / std::sqrt(var / double(d) + double(eps))), m = float(mean);
+    for (std::int64_t i = 0; i < d; ++i) yr[i] = (xr[i] - m) * inv * g[i] + (b ? b[i] : 0.0f);
+  }
+}
+
 void rope(float* x, std::int64_t T, int n_heads, int head_dim, const std::int32_t* pos, float theta,
           const float* freq_factors) {
   const int half = head_dim / 2;
@@ -141,15 +155,22 @@ void rope(float* x, std::int64_t T, int n_heads, int head_dim, const std::int32_
     inv_freq[i] = float(std::pow(double(theta), -2.0 * i / head_dim));
     if (freq_factors) inv_freq[i] /= freq_factors[i];
   }
+  rope_ex(x, T, n_heads, head_dim, pos, inv_freq.data(), head_dim, false, 1.0f);
+}
+
+void rope_ex(float* x, std::int64_t T, int n_heads, int head_dim, const std::int32_t* pos, const float* inv_freq,
+             int n_rot, bool halves, float pos_scale) {
+  const int half = n_rot / 2;
   for (std::int64_t t = 0; t < T; ++t) {
     for (int i = 0; i < half; ++i) {
-      double ang = double(pos[t]) * double(inv_freq[i]);
+      double ang = double(pos[t]) * double(pos_scale) * double(inv_freq[i]);
       float c = float(std::cos(ang)), s = float(std::sin(ang));
+      const int i0 = halves ? i : 2 * i, i1 = halves ? i + half : 2 * i + 1;
       for (int h = 0; h < n_heads; ++h) {
-        float* p = x + (t * n_heads + h) * head_dim + 2 * i;
-        float x0 = p[0], x1 = p[1];
-        p[0] = x0 * c - x1 * s;
-        p[1] = x0 * s + x1 * c;
+        float* p = x + (t * n_heads + h) * head_dim;
+        float x0 = p[i0], x1 = p[i1];
+        p[i0] = x0 * c - x1 * s;
+        p[i1] = x0 * s + x1 * c;
       }
     }
   }
@@ -157,6 +178,14 @@ void rope(float* x, std::int64_t T, int n_heads, int head_dim, const std::int32_
 
 void silu_mul(float* g, const float* u, std::int64_t n) noexcept {
   for (std::int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+void gelu_tanh_mul(float* g, const float* u, std::int64_t n) noexcept {
+  constexpr float k = 0.7978845608028654f;  // sqrt(2 / pi)
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float x = g[i];
+    g[i] = 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x))) * u[i];
+  }
 }
 
 void quantize_kv_row(const float* x, int n, std::int8_t* q, float* scale) noexcept {
@@ -305,20 +334,26 @@ inline void qk_group(const float* q, int group, const float* k, int hd, float* o
 
 constexpr std::int64_t kAttnChunk = 256;  // context positions per attention work item
 
-/// Chunks of the context of a token at position pos (it sees positions 0..pos).
-std::int64_t attn_chunks(std::int32_t pos) noexcept { return (std::int64_t(pos) + kAttnChunk) / kAttnChunk; }
+/// The first position a token at position pos sees: 0, or within a sliding window.
+std::int64_t attn_lo(const AttentionArgs& a, std::int32_t pos) noexcept {
+  return a.window > 0 ? std::max<std::int64_t>(0, std::int64_t(pos) - a.window + 1) : 0;
+}
+/// Chunks of the context of a token at position pos (it sees positions attn_lo..pos).
+std::int64_t attn_chunks(const AttentionArgs& a, std::int32_t pos) noexcept {
+  return (std::int64_t(pos) - attn_lo(a, pos) + kAttnChunk) / kAttnChunk;
+}
 
 /// attention() for the tokens [tb, te) of the step (see attention()).
 void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, std::int64_t te) {
   const int hd = a.head_dim, nkv = a.n_kv_heads, group = a.n_heads / nkv;
   const std::int64_t part_len = hd + 2;
-  const float scale = 1.0f / std::sqrt(float(hd));
+  const float scale = a.scale > 0.0f ? a.scale : 1.0f / std::sqrt(float(hd));
   // chunk_start[t]: index of token t's first chunk; its chunks are numbered consecutively.
   // Token tb + i is local token i here.
   const std::int64_t T = te - tb;
   std::vector<std::int64_t> chunk_start(static_cast<std::size_t>(T) + 1, 0);
   for (std::int64_t i = 0; i < T; ++i)
-    chunk_start[std::size_t(i) + 1] = chunk_start[std::size_t(i)] + attn_chunks(a.pos[tb + i]);
+    chunk_start[std::size_t(i) + 1] = chunk_start[std::size_t(i)] + attn_chunks(a, a.pos[tb + i]);
   const std::int64_t n_items = chunk_start[std::size_t(T)] * nkv;
   const bool direct = chunk_start[std::size_t(T)] == T;  // every token within one chunk
   // Per item and query head of its group: {max, exp-sum, acc[hd]}; per (token, KV head) the
@@ -359,7 +394,7 @@ void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, 
       const std::int64_t t =
           std::int64_t(std::upper_bound(chunk_start.begin(), chunk_start.end(), tc) - chunk_start.begin()) - 1;
       const std::int64_t ta = tb + t;  // the token in the step
-      const std::int64_t p0 = (tc - chunk_start[std::size_t(t)]) * kAttnChunk;
+      const std::int64_t p0 = attn_lo(a, a.pos[ta]) + (tc - chunk_start[std::size_t(t)]) * kAttnChunk;
       const std::int64_t p1 = std::min<std::int64_t>(std::int64_t(a.pos[ta]) + 1, p0 + kAttnChunk), n = p1 - p0;
       const std::int32_t* table = a.block_ids + a.block_indptr[a.seq_of[ta]];
       const float* q = a.q + (ta * a.n_heads + std::int64_t(g) * group) * hd;  // the group's heads are consecutive
@@ -390,6 +425,8 @@ void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, 
           qk_group(q, group, a.k_cache + row * hd, hd, sp, kAttnChunk);
           for (int j = 0; j < group; ++j) sp[j * kAttnChunk] *= scale;
         }
+        if (a.softcap > 0.0f)
+          for (int j = 0; j < group; ++j) sp[j * kAttnChunk] = a.softcap * std::tanh(sp[j * kAttnChunk] / a.softcap);
       }
       float* part = direct ? own.data() : parts.data() + it * group * part_len;
       for (int j = 0; j < group; ++j) {
@@ -441,9 +478,9 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
   const std::int64_t per_chunk = std::int64_t(a.n_heads) * (a.head_dim + 2) * std::int64_t(sizeof(float));
   std::int64_t tb = 0;
   while (tb < a.T) {
-    std::int64_t te = tb + 1, bytes = attn_chunks(a.pos[tb]) * per_chunk;  // at least one token
+    std::int64_t te = tb + 1, bytes = attn_chunks(a, a.pos[tb]) * per_chunk;  // at least one token
     for (; te < a.T; ++te) {
-      const std::int64_t next = attn_chunks(a.pos[te]) * per_chunk;
+      const std::int64_t next = attn_chunks(a, a.pos[te]) * per_chunk;
       if (bytes + next > kPartsBudget) break;
       bytes += next;
     }

@@ -27,12 +27,15 @@ struct MatmulOut {
 /// and V; gate and up). Decode-sized steps over quantized weights run all their rows in one
 /// parallel_for (one fork / join instead of one per matrix); other steps run matmul() per
 /// matrix. The results are those of matmul().
-void matmul_many(std::initializer_list<MatmulOut> outs, const float* x, std::int64_t T, ThreadPool& pool);
+void matmul_many(std::span<const MatmulOut> outs, const float* x, std::int64_t T, ThreadPool& pool);
+inline void matmul_many(std::initializer_list<MatmulOut> outs, const float* x, std::int64_t T, ThreadPool& pool) {
+  matmul_many(std::span<const MatmulOut>(outs.begin(), outs.size()), x, T, pool);
+}
 
 /// Rows [r0, r1) of every product in outs, as one range over their concatenated rows: calls
 /// fn(out, local r0, local r1) for the parts of [g0, g1) that fall in each.
 template <class Fn>
-void for_rows_of(std::initializer_list<MatmulOut> outs, std::int64_t g0, std::int64_t g1, Fn&& fn) {
+void for_rows_of(std::span<const MatmulOut> outs, std::int64_t g0, std::int64_t g1, Fn&& fn) {
   std::int64_t base = 0;
   for (const MatmulOut& o : outs) {
     const std::int64_t lo = std::max(g0, base), hi = std::min(g1, base + o.w->rows);
@@ -44,13 +47,24 @@ void for_rows_of(std::initializer_list<MatmulOut> outs, std::int64_t g0, std::in
 /// y[T, d] = x * rsqrt(mean(x^2) + eps) * g, per row.
 void rms_norm(const float* x, const float* g, std::int64_t T, std::int64_t d, float eps, float* y);
 
+/// y[T, d] = (x - mean) * rsqrt(var + eps) * g (+ b when b is not null), per row.
+void layer_norm(const float* x, const float* g, const float* b, std::int64_t T, std::int64_t d, float eps, float* y);
+
 /// Rotate adjacent pairs (x[2i], x[2i+1]) of every head of x[T, n_heads * head_dim] by
 /// angle pos[t] * theta^(-2i/head_dim) / freq_factors[i] (freq_factors may be null).
 void rope(float* x, std::int64_t T, int n_heads, int head_dim, const std::int32_t* pos, float theta,
           const float* freq_factors);
 
+/// RoPE in general form: for i < n_rot / 2 rotate the pair (x[2i], x[2i+1]) (halves = false)
+/// or (x[i], x[i + n_rot/2]) (halves = true, GPT-NeoX) of every head by angle
+/// pos[t] * pos_scale * inv_freq[i]; dimensions from n_rot on are left alone.
+void rope_ex(float* x, std::int64_t T, int n_heads, int head_dim, const std::int32_t* pos, const float* inv_freq,
+             int n_rot, bool halves, float pos_scale);
+
 /// g[i] = silu(g[i]) * u[i]
 void silu_mul(float* g, const float* u, std::int64_t n) noexcept;
+/// g[i] = gelu_tanh(g[i]) * u[i], gelu_tanh(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+void gelu_tanh_mul(float* g, const float* u, std::int64_t n) noexcept;
 
 /// Symmetric int8 quantization of one K / V row of n values (KVPrecision::Int8): scale =
 /// max |x| / 127 (0 for an all-zero row), q = round(x / scale) in [-127, 127]; x ~ q * scale.
@@ -78,6 +92,9 @@ struct AttentionArgs {
   const std::int8_t* v8 = nullptr;
   const float* k_scale = nullptr;
   const float* v_scale = nullptr;
+  float scale = 0.0f;    ///< multiplies q . k (0: 1 / sqrt(head_dim))
+  int window = 0;        ///< > 0: token t sees positions pos[t] - window + 1 .. pos[t] only
+  float softcap = 0.0f;  ///< > 0: scores become softcap * tanh(score / softcap)
 };
 void attention(const AttentionArgs& a, ThreadPool& pool);
 

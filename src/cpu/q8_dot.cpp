@@ -189,10 +189,11 @@ void q8_rows(const detail::WeightView& w, const Q8Acts& a, float* y, std::int64_
 }  // namespace
 
 void q8_matmul(const detail::WeightView& w, const Q8Acts& a, float* y, ThreadPool& pool) {
-  q8_matmul_many({{&w, y}}, a, pool);
+  const MatmulOut one[] = {{&w, y}};
+  q8_matmul_many(one, a, pool);
 }
 
-void q8_matmul_many(std::initializer_list<MatmulOut> outs, const Q8Acts& a, ThreadPool& pool) {
+void q8_matmul_many(std::span<const MatmulOut> outs, const Q8Acts& a, ThreadPool& pool) {
   std::int64_t total = 0;
   for (const MatmulOut& o : outs) {
     check_q8(*o.w, a);

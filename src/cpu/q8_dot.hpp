@@ -12,6 +12,8 @@
 // (quant_dot.hpp) widens and converts every weight. Not the reference arithmetic: the
 // activations carry a rounding error of up to dx / 2 per element.
 #pragma once
+#include <initializer_list>
+#include <span>
 #include <cstdint>
 #include <vector>
 
@@ -41,6 +43,9 @@ void q8_matmul(const detail::WeightView& w, const Q8Acts& a, float* y, ThreadPoo
 
 /// q8_matmul of the same activations with several matrices (a layer's Q, K, V; gate and
 /// up) in one parallel_for over all their rows (see matmul_many).
-void q8_matmul_many(std::initializer_list<MatmulOut> outs, const Q8Acts& a, ThreadPool& pool);
+void q8_matmul_many(std::span<const MatmulOut> outs, const Q8Acts& a, ThreadPool& pool);
+inline void q8_matmul_many(std::initializer_list<MatmulOut> outs, const Q8Acts& a, ThreadPool& pool) {
+  q8_matmul_many(std::span<const MatmulOut>(outs.begin(), outs.size()), a, pool);
+}
 
 }  // namespace vireo::cpu

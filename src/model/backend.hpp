@@ -1,4 +1,4 @@
-// Backend: what a device must provide to run the Llama forward pass.
+// Backend: what a device must provide to run a Network (model/network.hpp).
 //
 // Model::forward does the device-independent part once (validate the batch, reserve KV
 // slots, copy-on-write, build a ForwardPlan of positions / slots / block tables) and hands
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "kv/kv_storage.hpp"
-#include "model/weights.hpp"
+#include "model/network.hpp"
 #include "vireo/error.hpp"
 #include "vireo/model.hpp"
 #include "vireo/sampler.hpp"
@@ -43,6 +43,10 @@ class Backend {
   virtual void forward(const ForwardPlan& plan, KVStorage& kv, Logits& out,
                        const std::atomic<bool>* cancel) = 0;
   virtual std::size_t weight_bytes() const noexcept = 0;
+  /// Calibration tools' hook (model/observer.hpp); only the CPU executor calls it.
+  virtual void set_linear_observer(class LinearObserver* obs) {
+    throw Error(ErrorCode::Unsupported, "this backend does not report activations (use the CPU)");
+  }
   /// The device stream (a cudaStream_t) the backend's work runs on; nullptr on the CPU.
   virtual void* stream() const noexcept { return nullptr; }
 
@@ -61,12 +65,12 @@ class Backend {
 
 /// The fp32, multithreaded CPU reference backend.
 /// quantize_acts: ModelOptions::cpu_quantize_activations.
-std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& cfg, const Weights& w, int n_threads,
-                                          bool quantize_acts = false);
+std::unique_ptr<Backend> make_cpu_backend(const Network& net, int n_threads, bool quantize_acts = false);
 #ifdef VIREO_WITH_CUDA
 /// The CUDA backend (cuda/): converts weights to `dtype` on device `index` at creation.
 /// `stream`: the caller's cudaStream_t, or nullptr for a stream of the backend's own;
 /// `quantized`: keep Q8_0 / Q4_0 / Q4_1 matrices quantized on the device.
+/// w: the network as a decoder stack (match_decoder_stack, model/patterns.hpp).
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& cfg, const Weights& w, int device_index,
                                            DType dtype, void* stream, bool quantized);
 #endif

@@ -10,7 +10,9 @@
 #include <unordered_map>
 
 #include "kv/kv_cache_impl.hpp"
+#include "model/arch/arch.hpp"
 #include "model/loader.hpp"
+#include "model/patterns.hpp"
 #include "model/model_impl.hpp"
 #include "vireo/error.hpp"
 #include "vireo/kv_cache.hpp"
@@ -22,7 +24,6 @@ using detail::ModelImpl;
 std::int64_t ModelConfig::n_params() const noexcept {
   std::int64_t d = d_model, qd = std::int64_t(n_heads) * head_dim, kvd = std::int64_t(n_kv_heads) * head_dim;
   std::int64_t per_layer = d * qd * 2 + d * kvd * 2 + 3 * d * std::int64_t(d_ff) + 2 * d;
-  if (qkv_bias) per_layer += qd + 2 * kvd;
   return std::int64_t(n_layers) * per_layer + std::int64_t(vocab_size) * d * (tied_embeddings ? 1 : 2) + d;
 }
 
@@ -47,7 +48,9 @@ namespace detail {
 void attach_backend(ModelImpl& m) {
   if (m.opts.device.kind == DeviceKind::CUDA) {
 #ifdef VIREO_WITH_CUDA
-    m.backend = make_cuda_backend(m.cfg, m.weights, m.opts.device.index, m.opts.dtype, m.opts.cuda_stream,
+    // The CUDA backend runs the pre-norm attention + gated-MLP block as one fused,
+    // graph-captured step; a network of another shape is refused, naming what differs.
+    m.backend = make_cuda_backend(m.cfg, match_decoder_stack(m.net, "the CUDA backend"), m.opts.device.index, m.opts.dtype, m.opts.cuda_stream,
                                   m.opts.gpu_quantized);
     m.device = m.opts.device;
     return;
@@ -55,7 +58,7 @@ void attach_backend(ModelImpl& m) {
     throw Error(ErrorCode::Unsupported, "this build of vireo has no CUDA backend (configure with the CUDA toolkit)");
 #endif
   }
-  m.backend = make_cpu_backend(m.cfg, m.weights, m.opts.n_threads, m.opts.cpu_quantize_activations);
+  m.backend = make_cpu_backend(m.net, m.opts.n_threads, m.opts.cpu_quantize_activations);
   m.device = Device::cpu();
 }
 
@@ -66,12 +69,11 @@ Model Model::load(const std::filesystem::path& path, ModelOptions opts) {
   m->opts = opts;
   m->file.emplace(gguf::File::open(path));
   if (opts.progress) opts.progress(0.1f);
-  m->cfg = detail::config_from_gguf(*m->file);
+  m->net = detail::describe_network(*m->file, m->store, m->cfg);
   m->tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_gguf(*m->file));
   if (m->tokenizer->vocab_size() != m->cfg.vocab_size)
     throw Error(ErrorCode::InvalidModel, fmt::format("vocabulary has {} tokens but the embedding has {} rows",
                                                      m->tokenizer->vocab_size(), m->cfg.vocab_size));
-  m->weights = detail::map_weights(*m->file, m->cfg);
   if (opts.cancel && opts.cancel->load()) throw Error(ErrorCode::Cancelled, "model load cancelled");
   if (opts.progress) opts.progress(0.5f);
   detail::attach_backend(*m);

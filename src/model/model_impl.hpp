@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "model/backend.hpp"
+#include "model/network.hpp"
 #include "model/weights.hpp"
 #include "vireo/gguf.hpp"
 #include "vireo/model.hpp"
@@ -17,7 +18,8 @@ struct ModelImpl {
   ModelOptions opts;
   std::optional<gguf::File> file;        // absent for random models
   std::unique_ptr<Tokenizer> tokenizer;  // absent for random models
-  Weights weights;
+  WeightStore store;  // what the network's views point into, besides the file
+  Network net;
   std::unique_ptr<Backend> backend;
   Device device;
 };

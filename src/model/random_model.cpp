@@ -1,4 +1,4 @@
-// Model::random: a Llama-shaped model with random weights generated in code, for
+// Model::random: a Llama network (model/arch/llama.cpp) with random weights generated in code, for
 // benchmarks of real shapes (SmolLM2-135M, Llama-3.2-1B, Llama-3.1-8B) and tests that must
 // not depend on a file. Values are N(0, 1/sqrt(fan_in))-like uniforms so activations stay
 // in a realistic range through many layers; norms are 1.
@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "cpu/thread_pool.hpp"
+#include "model/arch/arch.hpp"
 #include "model/loader.hpp"
 #include "model/model_impl.hpp"
 #include "vireo/error.hpp"
@@ -25,9 +26,7 @@ Model Model::random(const ModelConfig& cfg, std::uint64_t seed, ModelOptions opt
   auto m = std::make_unique<detail::ModelImpl>();
   m->cfg = cfg;
   m->opts = opts;
-  auto& w = m->weights;
-  const std::size_t n_mats = std::size_t(cfg.n_layers) * 7 + 2, n_vecs = std::size_t(cfg.n_layers) * 5 + 1;
-  w.owned.reserve(n_mats + n_vecs + 3 * std::size_t(cfg.n_layers));
+  auto& w = m->store;
   const std::size_t blk = gguf::block_elements(type);
 
   cpu::ThreadPool pool(opts.n_threads > 0 ? opts.n_threads : int(std::max(1u, std::thread::hardware_concurrency())));
@@ -38,7 +37,7 @@ Model Model::random(const ModelConfig& cfg, std::uint64_t seed, ModelOptions opt
                   fmt::format("random model: {} columns is not a multiple of the {} block of {}", cols, gguf::to_string(type), blk));
     const std::size_t row_bytes = gguf::row_bytes(type, std::uint64_t(cols));
     // Uninitialized: the rows are written in parallel below (first touch included).
-    auto buf = std::make_unique_for_overwrite<std::byte[]>(row_bytes * std::size_t(rows));
+    std::byte* buf = w.alloc(row_bytes * std::size_t(rows));
     const float a = std::sqrt(3.0f / float(cols));  // uniform(-a, a) has variance 1/cols
     const std::uint64_t mi = matrix_index++;
     auto fill = [&](std::int64_t r0, std::int64_t r1) {
@@ -53,44 +52,41 @@ Model Model::random(const ModelConfig& cfg, std::uint64_t seed, ModelOptions opt
           z ^= z >> 31;
           v = (float(z >> 40) * 0x1.0p-24f * 2.0f - 1.0f) * a;
         }
-        gguf::quantize(type, row.data(), buf.get() + std::size_t(r) * row_bytes, std::size_t(cols));
+        gguf::quantize(type, row.data(), buf + std::size_t(r) * row_bytes, std::size_t(cols));
       }
     };
     pool.parallel_for(rows, fill);
-    w.owned.push_back(std::move(buf));
-    return detail::WeightView{type, w.owned.back().get(), rows, cols};
+    return detail::WeightView{type, buf, rows, cols};
   };
   auto ones = [&](std::int64_t n) {
-    auto buf = std::make_unique_for_overwrite<std::byte[]>(std::size_t(n) * sizeof(float));
-    float* p = reinterpret_cast<float*>(buf.get());
+    std::byte* buf = w.alloc(std::size_t(n) * sizeof(float));
+    float* p = reinterpret_cast<float*>(buf);
     for (std::int64_t i = 0; i < n; ++i) p[i] = 1.0f;
-    w.owned.push_back(std::move(buf));
-    return detail::WeightView{gguf::TensorType::F32, w.owned.back().get(), 1, n};
+    return detail::WeightView{gguf::TensorType::F32, buf, 1, n};
   };
 
   const std::int64_t d = cfg.d_model, qd = std::int64_t(cfg.n_heads) * cfg.head_dim,
                      kvd = std::int64_t(cfg.n_kv_heads) * cfg.head_dim;
-  w.tok_embd = matrix(cfg.vocab_size, d);
-  w.output_norm = ones(d);
-  w.output = cfg.tied_embeddings ? w.tok_embd : matrix(cfg.vocab_size, d);
+  const detail::WeightView tok_embd = matrix(cfg.vocab_size, d);
+  const detail::WeightView output_norm = ones(d);
+  const detail::WeightView output = cfg.tied_embeddings ? tok_embd : matrix(cfg.vocab_size, d);
+  std::vector<detail::BlockWeights> blocks;
   for (int l = 0; l < cfg.n_layers; ++l) {
-    detail::LayerWeights L;
+    detail::BlockWeights L;
     L.attn_norm = ones(d);
     L.wq = matrix(qd, d);
     L.wk = matrix(kvd, d);
     L.wv = matrix(kvd, d);
     L.wo = matrix(d, qd);
-    if (cfg.qkv_bias) {
-      L.bq = ones(qd);
-      L.bk = ones(kvd);
-      L.bv = ones(kvd);
-    }
     L.ffn_norm = ones(d);
     L.w_gate = matrix(cfg.d_ff, d);
     L.w_up = matrix(cfg.d_ff, d);
     L.w_down = matrix(d, cfg.d_ff);
-    w.layers.push_back(L);
+    blocks.push_back(L);
   }
+  m->net = detail::describe_random_llama(cfg, blocks, tok_embd, output_norm, output);
+  m->net.validate();
+  m->cfg.arch = "llama";
   detail::attach_backend(*m);
   return Model(std::move(m));
 }
