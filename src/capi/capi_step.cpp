@@ -1,0 +1,257 @@
+// C API: KV caches, batches, logits and the forward step with its abort callback.
+//
+// The C++ API cancels a forward through the model's one std::atomic<bool> (ModelOptions::
+// cancel), which the backends read between layers. A C caller's per-call abort callback is
+// wired to it by a watcher thread that lives for the call: it polls the callback about every
+// millisecond and raises the flag when the callback says so; the flag is lowered again when
+// the aborted call returns.
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "capi/capi_internal.hpp"
+
+using namespace vireo::capi;
+
+namespace {
+
+vireo::KVCache& cache_of(vireo_kv_cache* c) {
+  need(c, "cache");
+  return *c->cache;
+}
+const vireo::KVCache& cache_of(const vireo_kv_cache* c) {
+  need(c, "cache");
+  return *c->cache;
+}
+
+class AbortWatch {
+ public:
+  AbortWatch(vireo_model* m, vireo_abort_fn fn, void* user) : m_(m) {
+    if (!fn) return;
+    if (fn(user)) throw vireo::Error(vireo::ErrorCode::Cancelled, "aborted by the abort callback before the step");
+    thread_ = std::thread([this, fn, user] {
+      std::unique_lock lk(mu_);
+      while (!done_) {
+        if (fn(user)) {
+          fired_ = true;
+          m_->cancel.store(true);
+          return;
+        }
+        cv_.wait_for(lk, std::chrono::milliseconds(1));
+      }
+    });
+  }
+  ~AbortWatch() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard lk(mu_);
+      done_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+    if (fired_) m_->cancel.store(false);
+  }
+
+ private:
+  vireo_model* m_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  bool fired_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+extern "C" {
+
+vireo_kv_cache_params vireo_kv_cache_default_params(void) {
+  const vireo::KVCacheOptions d;
+  vireo_kv_cache_params p{};
+  p.memory_budget_bytes = d.memory_budget_bytes;
+  p.num_blocks = d.num_blocks;
+  p.block_size = d.block_size;
+  p.prefix_caching = d.prefix_caching;
+  p.precision = VIREO_KV_MODEL;
+  return p;
+}
+
+vireo_status vireo_kv_cache_new(const vireo_model* model, const vireo_kv_cache_params* params,
+                                vireo_kv_cache** out_cache) {
+  return guard("vireo_kv_cache_new", [&] {
+    const vireo::Model& m = model_of(model);
+    need(out_cache, "out_cache");
+    const vireo_kv_cache_params p = params ? *params : vireo_kv_cache_default_params();
+    if (p.block_size < 1) invalid("block_size " + std::to_string(p.block_size) + " must be at least 1");
+    if (p.num_blocks < 0) invalid("num_blocks " + std::to_string(p.num_blocks) + " is negative");
+    if (p.precision != VIREO_KV_MODEL && p.precision != VIREO_KV_INT8)
+      invalid("precision " + std::to_string(int(p.precision)) + " is not one of MODEL, INT8");
+    if (p.memory_budget_bytes > SIZE_MAX) invalid("memory_budget_bytes does not fit this machine's size_t");
+    vireo::KVCacheOptions o;
+    o.memory_budget_bytes = std::size_t(p.memory_budget_bytes);
+    o.num_blocks = p.num_blocks;
+    o.block_size = p.block_size;
+    o.prefix_caching = p.prefix_caching;
+    o.precision = p.precision == VIREO_KV_INT8 ? vireo::KVPrecision::Int8 : vireo::KVPrecision::Model;
+    auto c = std::make_unique<vireo_kv_cache>();
+    c->owner = model;
+    c->cache.emplace(m, o);
+    *out_cache = c.release();
+  });
+}
+
+void vireo_kv_cache_free(vireo_kv_cache* cache) { delete cache; }
+
+vireo_status vireo_kv_cache_add_sequence(vireo_kv_cache* cache, vireo_seq_id* out_seq) {
+  return guard("vireo_kv_cache_add_sequence", [&] {
+    auto& c = cache_of(cache);
+    need(out_seq, "out_seq");
+    *out_seq = c.add_sequence();
+  });
+}
+
+vireo_status vireo_kv_cache_add_sequence_prefix(vireo_kv_cache* cache, const vireo_token* prompt, size_t n_prompt,
+                                                vireo_seq_id* out_seq, int64_t* out_reused) {
+  return guard("vireo_kv_cache_add_sequence_prefix", [&] {
+    auto& c = cache_of(cache);
+    need(out_seq, "out_seq");
+    need(out_reused, "out_reused");
+    check_tokens(prompt, n_prompt, model_of(cache->owner).config().vocab_size, "prompt");
+    std::int64_t reused = 0;
+    const vireo::SeqId s = c.add_sequence({prompt, n_prompt}, &reused);
+    *out_seq = s;
+    *out_reused = reused;
+  });
+}
+
+vireo_status vireo_kv_cache_fork(vireo_kv_cache* cache, vireo_seq_id seq, vireo_seq_id* out_seq) {
+  return guard("vireo_kv_cache_fork", [&] {
+    auto& c = cache_of(cache);
+    need(out_seq, "out_seq");
+    *out_seq = c.fork(seq);
+  });
+}
+
+vireo_status vireo_kv_cache_truncate(vireo_kv_cache* cache, vireo_seq_id seq, int64_t length) {
+  return guard("vireo_kv_cache_truncate", [&] { cache_of(cache).truncate(seq, length); });
+}
+
+vireo_status vireo_kv_cache_remove(vireo_kv_cache* cache, vireo_seq_id seq) {
+  return guard("vireo_kv_cache_remove", [&] {
+    auto& c = cache_of(cache);
+    if (!c.contains(seq)) invalid("sequence " + std::to_string(seq) + " is not in the cache");
+    c.remove(seq);
+  });
+}
+
+vireo_status vireo_kv_cache_length(const vireo_kv_cache* cache, vireo_seq_id seq, int64_t* out_length) {
+  return guard("vireo_kv_cache_length", [&] {
+    const auto& c = cache_of(cache);
+    need(out_length, "out_length");
+    if (!c.contains(seq)) invalid("sequence " + std::to_string(seq) + " is not in the cache");
+    *out_length = c.length(seq);
+  });
+}
+
+vireo_status vireo_kv_cache_get_stats(const vireo_kv_cache* cache, vireo_kv_cache_stats* out) {
+  return guard("vireo_kv_cache_get_stats", [&] {
+    const auto& c = cache_of(cache);
+    need(out, "out");
+    const vireo::KVCacheStats s = c.stats();
+    vireo_kv_cache_stats r{};
+    r.blocks_total = s.blocks_total;
+    r.blocks_used = s.blocks_used;
+    r.blocks_cached = s.blocks_cached;
+    r.blocks_free = s.blocks_free;
+    r.tokens_stored = s.tokens_stored;
+    r.bytes_total = s.bytes_total;
+    r.bytes_used = s.bytes_used;
+    r.bytes_per_token = c.bytes_per_token();
+    r.sequences = s.sequences;
+    r.prefix_query_tokens = s.prefix_query_tokens;
+    r.prefix_hit_tokens = s.prefix_hit_tokens;
+    r.evictions = s.evictions;
+    *out = r;
+  });
+}
+
+vireo_status vireo_batch_new(vireo_batch** out_batch) {
+  return guard("vireo_batch_new", [&] {
+    need(out_batch, "out_batch");
+    *out_batch = new vireo_batch();
+  });
+}
+
+void vireo_batch_free(vireo_batch* batch) { delete batch; }
+
+void vireo_batch_clear(vireo_batch* batch) {
+  if (batch) batch->batch.clear();
+}
+
+vireo_status vireo_batch_add(vireo_batch* batch, vireo_seq_id seq, const vireo_token* tokens, size_t n,
+                             vireo_want want) {
+  return guard("vireo_batch_add", [&] {
+    need(batch, "batch");
+    if (n && !tokens) invalid("tokens is NULL but n is " + std::to_string(n));
+    vireo::Want w;
+    switch (want) {
+      case VIREO_WANT_NONE: w = vireo::Want::None; break;
+      case VIREO_WANT_LAST: w = vireo::Want::Last; break;
+      case VIREO_WANT_ALL: w = vireo::Want::All; break;
+      default: invalid("want " + std::to_string(int(want)) + " is not one of NONE, LAST, ALL");
+    }
+    batch->batch.add(seq, std::span<const vireo::Token>(tokens, n), w);
+  });
+}
+
+vireo_status vireo_logits_new(vireo_logits** out_logits) {
+  return guard("vireo_logits_new", [&] {
+    need(out_logits, "out_logits");
+    *out_logits = new vireo_logits();
+  });
+}
+
+void vireo_logits_free(vireo_logits* logits) { delete logits; }
+
+size_t vireo_logits_rows(const vireo_logits* logits) { return logits ? logits->logits.rows() : 0; }
+
+const float* vireo_logits_row(const vireo_logits* logits, size_t i, size_t* out_vocab) {
+  if (!logits || i >= logits->logits.rows()) {
+    fail(VIREO_STATUS_INVALID_ARGUMENT, "vireo_logits_row",
+         logits ? "row " + std::to_string(i) + " is out of range (rows: " + std::to_string(logits->logits.rows()) + ")"
+                : std::string("logits is NULL"));
+    return nullptr;
+  }
+  if (out_vocab) *out_vocab = std::size_t(logits->logits.vocab());
+  return logits->logits.row(i).data();
+}
+
+vireo_status vireo_logits_row_info(const vireo_logits* logits, size_t i, vireo_seq_id* out_seq,
+                                   size_t* out_batch_index) {
+  return guard("vireo_logits_row_info", [&] {
+    need(logits, "logits");
+    if (i >= logits->logits.rows())
+      invalid("row " + std::to_string(i) + " is out of range (rows: " + std::to_string(logits->logits.rows()) + ")");
+    if (out_seq) *out_seq = logits->logits.seq(i);
+    if (out_batch_index) *out_batch_index = logits->logits.batch_index(i);
+  });
+}
+
+vireo_status vireo_forward(const vireo_model* model, vireo_kv_cache* cache, const vireo_batch* batch,
+                           vireo_logits* out_logits, vireo_abort_fn abort_fn, void* abort_user_data) {
+  return guard("vireo_forward", [&] {
+    const vireo::Model& m = model_of(model);
+    auto& c = cache_of(cache);
+    need(batch, "batch");
+    need(out_logits, "out_logits");
+    if (cache->owner != model) invalid("the KV cache was created for a different model");
+    // The flag is part of the model handle; the handle is const to callers because a model is
+    // shared, and raising its cancel flag does not change the model.
+    AbortWatch watch(const_cast<vireo_model*>(model), abort_fn, abort_user_data);
+    m.forward(batch->batch, c, out_logits->logits);
+  });
+}
+
+}  // extern "C"
