@@ -47,6 +47,8 @@ struct TinySpec {
   // range; with as_f32 the same blocks are written dequantized, as F32.
   TensorType mat_type = TensorType::F32;
   bool as_f32 = false;
+  // Extra metadata, set after the standard keys (e.g. an unsupported RoPE scaling).
+  std::function<void(gguf::Writer&)> extra = [](gguf::Writer&) {};
 };
 
 inline std::vector<std::byte> tiny_gguf(const TinySpec& s) {
@@ -69,6 +71,7 @@ inline std::vector<std::byte> tiny_gguf(const TinySpec& s) {
   for (auto& t : byte_tokens()) toks.push_back(Value::make_string(t));
   w.set("tokenizer.ggml.tokens", Value::make_array(ValueType::String, std::move(toks)));
   w.set("tokenizer.ggml.merges", Value::make_array(ValueType::String, {}));
+  s.extra(w);
 
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.0f, 0.2f);
