@@ -4,6 +4,7 @@
 // can call vireo_log_set / vireo_log_set_level on itself without deadlocking.
 #include <cstdio>
 #include <mutex>
+#include <new>
 
 #include "capi/capi_internal.hpp"
 
@@ -128,10 +129,14 @@ void trampoline(LogLevel level, std::string_view message) {
     std::fprintf(stderr, "vireo %s: %.*s\n", names[int(level)], int(message.size()), message.data());
     return;
   }
-  std::string text(message);  // the callback gets a NUL-terminated copy
-  t_in_log = true;
-  fn(static_cast<vireo_log_level>(level), text.c_str(), user);
-  t_in_log = false;
+  try {
+    const std::string text(message);  // the callback gets a NUL-terminated copy
+    t_in_log = true;
+    fn(static_cast<vireo_log_level>(level), text.c_str(), user);
+    t_in_log = false;
+  } catch (const std::bad_alloc&) {
+    // No memory for the copy: the message is dropped rather than thrown into the caller.
+  }
 }
 
 }  // namespace

@@ -49,7 +49,7 @@ struct vireo_scheduler {
 
 struct vireo_speculative {
   const vireo_model* target = nullptr;
-  bool lookup = false;
+  const vireo_model* draft = nullptr;  ///< nullptr: prompt lookup
   std::optional<vireo::SpeculativeDecoder> decoder;
 };
 

@@ -160,7 +160,7 @@ vireo_status vireo_speculative_new(const vireo_model* target, const vireo_model*
     o.adaptive = p.adaptive;
     auto s = std::make_unique<vireo_speculative>();
     s->target = target;
-    s->lookup = draft == nullptr;
+    s->draft = draft;
     if (draft)
       s->decoder.emplace(t, model_of(draft), o);
     else
@@ -189,10 +189,11 @@ vireo_status vireo_speculative_step(vireo_speculative* spec, const vireo_token* 
                                                       " tokens but out_tokens holds " + std::to_string(capacity)};
     if (target_cache->owner != spec->target) invalid("target_cache was created for another model than the target");
     std::vector<vireo::Token> out;
-    if (spec->lookup) {
+    if (!spec->draft) {
       out = spec->decoder->step({tokens, n_tokens}, *target_cache->cache, target_seq, *sampler->sampler);
     } else {
       need(draft_cache, "draft_cache");
+      if (draft_cache->owner != spec->draft) invalid("draft_cache was created for another model than the draft");
       out = spec->decoder->step({tokens, n_tokens}, *target_cache->cache, target_seq, *draft_cache->cache, draft_seq,
                                 *sampler->sampler);
     }

@@ -218,14 +218,15 @@ void vireo_logits_free(vireo_logits* logits) { delete logits; }
 size_t vireo_logits_rows(const vireo_logits* logits) { return logits ? logits->logits.rows() : 0; }
 
 const float* vireo_logits_row(const vireo_logits* logits, size_t i, size_t* out_vocab) {
-  if (!logits || i >= logits->logits.rows()) {
-    fail(VIREO_STATUS_INVALID_ARGUMENT, "vireo_logits_row",
-         logits ? "row " + std::to_string(i) + " is out of range (rows: " + std::to_string(logits->logits.rows()) + ")"
-                : std::string("logits is NULL"));
-    return nullptr;
-  }
-  if (out_vocab) *out_vocab = std::size_t(logits->logits.vocab());
-  return logits->logits.row(i).data();
+  const float* row = nullptr;
+  guard("vireo_logits_row", [&] {
+    need(logits, "logits");
+    if (i >= logits->logits.rows())
+      invalid("row " + std::to_string(i) + " is out of range (rows: " + std::to_string(logits->logits.rows()) + ")");
+    if (out_vocab) *out_vocab = std::size_t(logits->logits.vocab());
+    row = logits->logits.row(i).data();
+  });
+  return row;
 }
 
 vireo_status vireo_logits_row_info(const vireo_logits* logits, size_t i, vireo_seq_id* out_seq,

@@ -2,6 +2,9 @@
  * logging from inside itself), and bad arguments to every kind of entry point: NULL handles
  * and outputs, a missing file, load from memory, bad parameters. */
 #include <stdlib.h>
+#if !defined(__STDC_NO_THREADS__)
+#include <threads.h>
+#endif
 
 #include "check.h"
 
@@ -174,7 +177,34 @@ static void test_bad_arguments(void) {
   vireo_speculative_free(NULL);
 }
 
+#if !defined(__STDC_NO_THREADS__)
+static int fail_on_thread(void* arg) {
+  vireo_model* m = NULL;
+  (void)arg;
+  return vireo_model_load("/nonexistent/other-thread.gguf", NULL, &m) == VIREO_STATUS_IO &&
+         strstr(vireo_last_error(), "other-thread") != NULL;
+}
+
+/* The last error is per thread: a failure on another thread leaves this thread's alone. */
+static void test_thread_local_error(void) {
+  CHECK_STATUS(vireo_sampler_new(NULL, NULL), VIREO_STATUS_INVALID_ARGUMENT);
+  const char* before = vireo_last_error();
+  char copy[256];
+  strncpy(copy, before, sizeof copy - 1);
+  copy[sizeof copy - 1] = '\0';
+  thrd_t t;
+  int ok = 0;
+  CHECK(thrd_create(&t, fail_on_thread, NULL) == thrd_success);
+  CHECK(thrd_join(t, &ok) == thrd_success);
+  CHECK(ok == 1);
+  CHECK(strcmp(vireo_last_error(), copy) == 0);
+}
+#endif
+
 int main(void) {
+#if !defined(__STDC_NO_THREADS__)
+  test_thread_local_error();
+#endif
   test_version();
   test_log();
   test_bad_arguments();

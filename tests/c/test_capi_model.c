@@ -246,6 +246,36 @@ static void test_refused_steps(vireo_model* m) {
   vireo_kv_cache_free(cache);
 }
 
+/* Prefix caching: a second sequence with the same 40-token prompt reuses its whole blocks
+ * (2 of 16 tokens; at least one token is always left to compute). */
+static void test_prefix(vireo_model* m) {
+  vireo_kv_cache* cache = NULL;
+  vireo_batch* batch = NULL;
+  vireo_logits* logits = NULL;
+  CHECK_STATUS(vireo_kv_cache_new(m, NULL, &cache), VIREO_STATUS_OK);
+  vireo_batch_new(&batch);
+  vireo_logits_new(&logits);
+  vireo_token prompt[40];
+  for (int i = 0; i < 40; ++i) prompt[i] = 200 + (i * 53) % 3000;
+  vireo_seq_id a = -1, b = -1;
+  int64_t reused = -1;
+  CHECK_STATUS(vireo_kv_cache_add_sequence_prefix(cache, prompt, 40, &a, &reused), VIREO_STATUS_OK);
+  CHECK(reused == 0);
+  vireo_batch_add(batch, a, prompt, 40, VIREO_WANT_LAST);
+  CHECK_STATUS(vireo_forward(m, cache, batch, logits, NULL, NULL), VIREO_STATUS_OK);
+  CHECK_STATUS(vireo_kv_cache_add_sequence_prefix(cache, prompt, 40, &b, &reused), VIREO_STATUS_OK);
+  CHECK(reused == 32);
+  vireo_kv_cache_stats st;
+  CHECK_STATUS(vireo_kv_cache_get_stats(cache, &st), VIREO_STATUS_OK);
+  CHECK(st.prefix_hit_tokens == 32 && st.sequences == 2);
+  vireo_token oob[2] = {3, -1};
+  CHECK_STATUS(vireo_kv_cache_add_sequence_prefix(cache, oob, 2, &b, &reused), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(vireo_kv_cache_add_sequence_prefix(cache, prompt, 40, NULL, &reused), VIREO_STATUS_INVALID_ARGUMENT);
+  vireo_logits_free(logits);
+  vireo_batch_free(batch);
+  vireo_kv_cache_free(cache);
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s model.gguf\n", argv[0]);
@@ -266,6 +296,7 @@ int main(int argc, char** argv) {
   printf("greedy: %s\n", out);
   CHECK(strstr(out, "Paris") != NULL);
   test_refused_steps(m);
+  test_prefix(m);
   vireo_model_free(m);
   return check_summary("capi model");
 }

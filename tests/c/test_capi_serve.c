@@ -1,7 +1,8 @@
 /* The C API's scheduler and speculative decoder on the real SmolLM2 file: a greedy request
  * through the scheduler gives the tokens of a plain forward + sampler loop, concurrent
  * requests all finish, bad requests are refused before anything runs, and greedy
- * speculative decoding with prompt lookup returns exactly the plain greedy tokens. */
+ * speculative decoding (prompt lookup, and a draft model) returns exactly the plain greedy
+ * tokens. */
 #include <stdlib.h>
 
 #include "check.h"
@@ -160,6 +161,41 @@ static void test_speculative(vireo_model* m, const vireo_token* prompt, size_t n
   vireo_speculative_free(spec);
 }
 
+/* A draft model (the target itself, so every draft is kept): the plain greedy tokens too. */
+static void test_speculative_draft(vireo_model* m, const vireo_token* prompt, size_t n, const vireo_token* want) {
+  vireo_speculative* spec = NULL;
+  CHECK_STATUS(vireo_speculative_new(m, m, NULL, &spec), VIREO_STATUS_OK);
+  if (!spec) return;
+  vireo_kv_cache *tc = NULL, *dc = NULL;
+  vireo_kv_cache_new(m, NULL, &tc);
+  vireo_kv_cache_new(m, NULL, &dc);
+  vireo_seq_id ts = -1, ds = -1;
+  vireo_kv_cache_add_sequence(tc, &ts);
+  vireo_kv_cache_add_sequence(dc, &ds);
+  vireo_sampler_params sp = vireo_sampler_default_params();
+  sp.temperature = 0.0f;
+  vireo_sampler* sampler = NULL;
+  vireo_sampler_new(&sp, &sampler);
+  vireo_token toks[256], out[32];
+  memcpy(toks, prompt, n * sizeof *toks);
+  size_t len = n, got = 0;
+  CHECK_STATUS(vireo_speculative_step(spec, toks, len, tc, ts, NULL, 0, sampler, out, 32, &got),
+               VIREO_STATUS_INVALID_ARGUMENT); /* a draft model needs its cache */
+  int rounds = 0;
+  while (len < n + N_NEW && rounds++ < 64) {
+    CHECK_STATUS(vireo_speculative_step(spec, toks, len, tc, ts, dc, ds, sampler, out, 32, &got), VIREO_STATUS_OK);
+    if (got == 0) break;
+    for (size_t i = 0; i < got && len < 256; ++i) toks[len++] = out[i];
+  }
+  CHECK(len >= n + N_NEW);
+  CHECK(rounds < N_NEW); /* a perfect drafter: several tokens per round */
+  for (int i = 0; i < N_NEW; ++i) CHECK(toks[n + (size_t)i] == want[i]);
+  vireo_sampler_free(sampler);
+  vireo_kv_cache_free(dc);
+  vireo_kv_cache_free(tc);
+  vireo_speculative_free(spec);
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s model.gguf\n", argv[0]);
@@ -177,6 +213,7 @@ int main(int argc, char** argv) {
   plain_greedy(m, prompt, n, want, N_NEW);
   test_scheduler(m, prompt, n, want);
   test_speculative(m, prompt, n, want);
+  test_speculative_draft(m, prompt, n, want);
   vireo_model_free(m);
   return check_summary("capi serve");
 }
