@@ -201,16 +201,13 @@ BENCHMARK(BM_gemv_fused)->Args({0, 4096, 4096, 1})->Args({0, 4096, 4096, 2})->Ar
     ->Args({0, 4096, 14336, 2})->Args({1, 14336, 4096, 0})->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // Decode GEMV over quantized weights kept in their GGUF blocks (ModelOptions::gpu_quantized),
-// bf16 activations: args (format: 0 Q8_0, 1 Q4_0, 2 Q4_1; rows; cols; tokens; Q4_0 with the
-// scale after the MMA, GemvExtras::q4_scale_after: 0 or 1). Bytes are the
+// bf16 activations: args (format: 0 Q8_0, 1 Q4_0, 2 Q4_1; rows; cols; tokens). Bytes are the
 // quantized matrix (quants + fp16 scales / minimums) plus x and y: read bytes_per_second
 // against BM_gemv_bf16's, the time against its time (a Q4 matrix is ~3.5x fewer bytes).
 void BM_gemv_q(benchmark::State& state) {
   if (!gpu_or_skip(state)) return;
   const auto fmt = vc::QFormat(state.range(0));
   const int rows = int(state.range(1)), cols = int(state.range(2)), n = int(state.range(3));
-  vc::GemvExtras ex;
-  ex.q4_scale_after = state.range(4) != 0;
   vc::Stream stream;
   const std::size_t blocks = std::size_t(rows) * std::size_t(cols / 32);
   // Any bytes are valid quants (a 64 KiB random pool tiled over the matrix, as random_bf16
@@ -243,17 +240,15 @@ void BM_gemv_q(benchmark::State& state) {
     views.push_back(v);
   }
   time_loop_hbm(state, stream, copies, [&](int c) {
-    vc::check(vc::gemv_q(DType::BF16, views[std::size_t(c)], x.get(), y.get(), false, n, rows, cols, stream.get(), ex),
+    vc::check(vc::gemv_q(DType::BF16, views[std::size_t(c)], x.get(), y.get(), false, n, rows, cols, stream.get()),
               "gemv_q");
   });
   const std::int64_t wbytes = std::int64_t(blocks) * (vc::quant_block_bytes(fmt) + (vc::quant_has_min(fmt) ? 4 : 2));
   state.SetBytesProcessed(state.iterations() * (wbytes + std::int64_t(n) * (cols + rows) * 2));
 }
-BENCHMARK(BM_gemv_q)->Args({1, 4096, 4096, 1, 0})->Args({1, 6144, 4096, 1, 0})->Args({1, 28672, 4096, 1, 0})
-    ->Args({1, 4096, 14336, 1, 0})->Args({1, 128256, 4096, 1, 0})->Args({0, 28672, 4096, 1, 0})
-    ->Args({2, 28672, 4096, 1, 0})->Args({1, 28672, 4096, 8, 0})->Args({2, 1728, 576, 1, 0})
-    ->Args({1, 4096, 4096, 1, 1})->Args({1, 6144, 4096, 1, 1})->Args({1, 28672, 4096, 1, 1})
-    ->Args({1, 4096, 14336, 1, 1})->Args({1, 128256, 4096, 1, 1})->Args({1, 28672, 4096, 8, 1})
+BENCHMARK(BM_gemv_q)->Args({1, 4096, 4096, 1})->Args({1, 6144, 4096, 1})->Args({1, 28672, 4096, 1})
+    ->Args({1, 4096, 14336, 1})->Args({1, 128256, 4096, 1})->Args({0, 28672, 4096, 1})
+    ->Args({2, 28672, 4096, 1})->Args({1, 28672, 4096, 8})->Args({2, 1728, 576, 1})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // GEMM through cuBLAS, bf16 in / fp32 accumulate: args (tokens, rows, cols). Prefill shapes

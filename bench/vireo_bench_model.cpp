@@ -152,8 +152,7 @@ const char* kUsage =
     "  --ab V1;V2;...       CUDA: after the decode runs, time each --batch size <= 8 again under each\n"
     "                       decode setting, interleaved over --ab-rounds rounds on the same model\n"
     "                       (kind \"decode_ab\" in the JSON). A setting is 'default' (the settings\n"
-    "                       the model loaded with) or key=value pairs joined by ',': fusion=0|1|2,\n"
-    "                       fusion_max_tokens=0..8, depth=1|2, cluster=0|1|2, q4s=0|1, splitkeys=32..1024\n"
+    "                       the model loaded with) or key=value pairs joined by ',': fusion=0|1\n"
     "                       (cuda::DecodeTuning)\n"
     "  --ab-rounds N        rounds of --ab (default 5)\n";
 
@@ -803,16 +802,9 @@ class ModelBench {
       const auto eq = kv.find('=');
       const std::string k = kv.substr(0, eq), v = eq == std::string::npos ? "" : kv.substr(eq + 1);
       if (k == "fusion") t.fusion = parse_int("--ab fusion", v, 0);
-      else if (k == "fusion_max_tokens") t.fusion_max_tokens = parse_int("--ab fusion_max_tokens", v, 0);
-      else if (k == "depth") t.gemv_depth = parse_int("--ab depth", v, 1);
-      else if (k == "cluster") t.attn_cluster = parse_int("--ab cluster", v, 0);
-      else if (k == "q4s") t.q4_scale_after = parse_int("--ab q4s", v, 0);
-      else if (k == "splitkeys") t.attn_split_keys = parse_int("--ab splitkeys", v, 0);
       else
         throw Error(ErrorCode::InvalidArgument,
-                    fmt::format("--ab: unknown setting '{}' in '{}' (fusion, fusion_max_tokens, depth, cluster, "
-                                "q4s, splitkeys)",
-                                kv, spec));
+                    fmt::format("--ab: unknown setting '{}' in '{}' (fusion)", kv, spec));
     }
     return t;
   }

@@ -227,9 +227,9 @@ constexpr std::size_t decode_tc_smem_bytes() {
 template <typename T, int HD, bool KV8, bool CL = false>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     decode_attention_tc_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list, int splits,
-                               float* __restrict__ ws, float scale_log2, int warm) {
-  if (!KV8 && warm) {
-    // Warm-up (on by default; VIREO_ATTN_WARM=0 turns it off): under PDL this CTA may start
+                               float* __restrict__ ws, float scale_log2) {
+  if constexpr (!KV8) {
+    // Warm-up (measured at least as fast as without it on the H100): under PDL this CTA may start
     // while the kernel before it (the QKV GEMV that writes q and this step's K/V row) still
     // runs. The plan (token list, lengths, block tables: uploaded by the host before the step)
     // and the keys of earlier steps do not depend on it, so the CTA reads its plan and pulls
@@ -454,7 +454,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
   // Merge: (1) the (max, sum) of every (head, split) into shared memory, one thread each;
   // (2) per head the global max and each split's weight e^(m_s - M) / sum_s l_s e^(m_s - M);
   // (3) every output element sums its splits' accumulators, all loads independent. (A serial
-  // loop over splits per element was a chain of dependent L2 round trips: 36 us at 16 splits.)
+  // loop over splits per element was a chain of dependent L2 round trips, measured slower.)
   const float* ml = ws + std::size_t(gridDim.z) * nh * splits * HD;
   __shared__ float s_m[MAXG][16], s_w[MAXG][16];
   if (tid < G * splits) {
@@ -498,21 +498,17 @@ cudaError_t launch_decode_hd(const AttentionParams& p, const std::int32_t* tok_l
     e = cudaFuncSetAttribute(decode_attention_tc_kernel<T, HD, KV8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              int(smem));
     if (e != cudaSuccess) return e;
-    static const int warm = [] {
-      const char* v = std::getenv("VIREO_ATTN_WARM");
-      return v && v[0] == '0' ? 0 : 1;  // H100, 8B batch 1: 6.02 ms per token with, 6.10 without (noise-level)
-    }();
     if constexpr (!KV8) {
       if (p.cluster_merge && splits > 1 && hopper_or_later()) {
         e = cudaFuncSetAttribute(decode_attention_tc_kernel<T, HD, false, true>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
         if (e != cudaSuccess) return e;
         return cuda::launch_cluster(decode_attention_tc_kernel<T, HD, false, true>, grid, block, smem, s,
-                                    unsigned(splits), p, tok_list, splits, ws, p.scale * 1.4426950408889634f, warm);
+                                    unsigned(splits), p, tok_list, splits, ws, p.scale * 1.4426950408889634f);
       }
     }
     e = cuda::launch(decode_attention_tc_kernel<T, HD, KV8>, grid, block, smem, s, p, tok_list, splits, ws,
-                     p.scale * 1.4426950408889634f, warm);
+                     p.scale * 1.4426950408889634f);
   } else {
     e = cuda::launch(decode_attention_kernel<T, HD, KV8>, grid, block, 0, s, p, tok_list, splits, ws);
   }
@@ -555,17 +551,9 @@ int decode_attention_splits(int n, int n_kv_heads, int n_sms, int max_kv_len, in
   // Enough CTAs to fill the GPU, but at least 128 keys (of the longest context's bucket) per
   // split: a split of a few keys costs a CTA's fixed latency for almost no bytes, and each
   // split adds to the merge. At batch 1 and a ~530-key context (bucket 1024) that is 8 splits
-  // of ~66 keys. History (H100, Llama-3.1-8B batch 1): 128 until 2026-11-26, when 64 (16
-  // splits of 33) measured 6.03 against 6.10 ms and later 5.97 against 5.99 (within noise);
-  // on 2026-11-27 (after the Wo / down GEMVs went to two chunks in flight) 128 took 5.63
-  // against 5.84 ms in one process, interleaved, and the SmolLM2 shape 0.525 against 0.627.
-  // VIREO_ATTN_SPLIT_KEYS=k (32-1024) sets the minimum.
-  static const int env_keys = [] {
-    const char* e = std::getenv("VIREO_ATTN_SPLIT_KEYS");
-    const int k = e ? std::atoi(e) : 0;
-    return k >= 32 && k <= 1024 ? k : 128;
-  }();
-  const int min_keys = min_keys_arg >= 32 && min_keys_arg <= 1024 ? min_keys_arg : env_keys;
+  // of ~66 keys. 128 measured faster than 64 on the H100 at 8B and SmolLM2 shapes, batch 1
+  // (bench/results/README.md).
+  const int min_keys = min_keys_arg >= 32 && min_keys_arg <= 1024 ? min_keys_arg : 128;
   const int by_len = std::max(1, (max_kv_len + min_keys - 1) / min_keys);
   return std::max(1, std::min({16, (target + work - 1) / work, by_len}));
 }

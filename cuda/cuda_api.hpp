@@ -35,7 +35,7 @@ Status last_error() noexcept;
 /// The current device has compute capability >= 9.0 (PDL, thread-block clusters).
 bool hopper_or_later() noexcept;
 /// Whether kernels of this backend launch with programmatic dependent launch on the current
-/// device (compute capability >= 9.0, and the environment variable VIREO_PDL is not "0").
+/// device (compute capability >= 9.0, and VIREO_PDL is not 0: docs/TUNING.md).
 bool pdl_enabled() noexcept;
 /// Diagnostic: launch a 50 us one-CTA kernel and a dependent one with the PDL attribute
 /// (eagerly, or captured in a CUDA graph and replayed). early_us: how long before the first
@@ -230,15 +230,13 @@ struct GemvExtras {
   const float* norm_w = nullptr;  ///< norm: fp32 [cols]
   float eps = 0.0f;
   RopeKVParams rope;  ///< RopeKV epilogue
-  int prefetch_chunks = -1;  ///< weight chunks per warp pulled into L2 before the PDL wait; < 0: VIREO_GEMV_PREFETCH (default 1)
+  /// Weight chunks per warp pulled into L2 before the PDL wait; < 0: one (deeper prefetch for
+  /// every GEMV measured slower; the fused Wo GEMV asks for its whole first-wave slice).
+  int prefetch_chunks = -1;
   int prefetch_ctas = 1 << 30;  ///< set by the launcher: CTAs of the first wave (they prefetch)
   /// Add over 16-bit weights (the Wo / down GEMVs): weight chunks each warp has in flight
   /// before its MMAs, 1 or 2. 2 applies only to grids of <= 2 CTAs per SM (its occupancy).
   int depth = 1;
-  /// Q4_0 weights (cols % 128 == 0): the MMAs take the integer quants and each block's scale
-  /// is applied to its fp32 partial sums after them, instead of dequantizing every weight to T
-  /// first (gemv.cu). Written 2026-11-27 without a GPU; off until measured.
-  bool q4_scale_after = false;
 };
 /// The prefetch depth (GemvExtras::prefetch_chunks) at which the first wave of a 16-bit
 /// [rows, cols] Store / Add GEMV pulls all of its warps' chunks into L2 before its PDL wait,
@@ -272,15 +270,15 @@ struct AttentionParams {
   const float* v_scale = nullptr;
   /// Decode, 16-bit K/V, 2..16 splits: the splits of each (token, KV head) run as one
   /// thread-block cluster and merge through distributed shared memory, with no workspace
-  /// round trip. The backend sets it for steps of more than one decode token (VIREO_ATTN_CLUSTER;
-  /// measured on the H100, 2026-11-27).
+  /// round trip. The backend sets it for steps of more than one decode token, where it
+  /// measured faster on the H100; at batch 1 it measured slower (bench/results/README.md).
   bool cluster_merge = false;
 };
 std::size_t decode_attention_workspace_floats(int n, int n_heads, int head_dim, int splits) noexcept;
 /// Splits that fill the GPU for n tokens x nkv heads (1 when there is already enough work),
-/// with at least min_keys of the longest context's keys per split (32..1024; otherwise
-/// VIREO_ATTN_SPLIT_KEYS, default 128).
-int decode_attention_splits(int n, int n_kv_heads, int n_sms, int max_kv_len = 1 << 30, int min_keys = 0) noexcept;
+/// with at least min_keys of the longest context's keys per split (32..1024; any other value
+/// means the default, 128).
+int decode_attention_splits(int n, int n_kv_heads, int n_sms, int max_kv_len = 1 << 30, int min_keys = 128) noexcept;
 Status decode_attention(DType dt, const AttentionParams& p, const std::int32_t* tok_list, int n,
                         int splits, float* workspace, void* stream);
 
@@ -289,11 +287,10 @@ Status decode_attention(DType dt, const AttentionParams& p, const std::int32_t* 
 /// (offset into tok_list, count >= 1, unused), every token of a tile from one sequence. Causal
 /// through kv_len per token; keys read from the paged cache in tiles of 64. q, k_cache and
 /// v_cache must be 16-byte aligned (cudaErrorMisalignedAddress otherwise).
-inline constexpr int PREFILL_TILE = 64;
-/// Query tokens per prefill tile in this process: 128 (two 16-row m-tiles per warp, measured
-/// faster on the H100), or PREFILL_TILE with VIREO_PREFILL_MT=1. Tiles passed to
-/// prefill_attention() must hold at most this many tokens.
-int prefill_tile() noexcept;
+/// 128: two 16-row m-tiles per warp, which measured faster than one on the H100
+/// (bench/results/README.md). Tiles passed to prefill_attention() hold at most this many tokens.
+inline constexpr int PREFILL_TILE = 128;
+constexpr int prefill_tile() noexcept { return PREFILL_TILE; }
 Status prefill_attention(DType dt, const AttentionParams& p, const std::int32_t* tok_list,
                          const std::int32_t* tiles, int n_tiles, void* stream);
 

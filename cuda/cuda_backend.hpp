@@ -5,16 +5,11 @@
 
 namespace vireo::cuda {
 
-/// Decode settings still being measured, switchable on a loaded model so that a benchmark can
-/// A/B them in one process (interleaved, same weights) instead of one process per setting.
-/// Each starts from its environment variable (README); a field left at -1 is not changed.
+/// Decode settings switchable on a loaded model, so that a benchmark can A/B them in one
+/// process (interleaved, same weights) instead of one process per setting. Each starts from
+/// its environment variable (docs/TUNING.md); a field left at -1 is not changed.
 struct DecodeTuning {
-  int fusion = -1;             ///< VIREO_DECODE_FUSION: 0 off, 1 or 2 (see the backend's fused_step())
-  int fusion_max_tokens = -1;  ///< largest step that fuses (1 by default; 8 when VIREO_DECODE_FUSION is set)
-  int gemv_depth = -1;         ///< VIREO_GEMV_DEPTH: weight chunks in flight per warp in the fused Wo / down GEMVs, 1 or 2 (default)
-  int attn_cluster = -1;       ///< VIREO_ATTN_CLUSTER: decode attention merges its splits in a cluster: 0 never, 1 always, 2 (default) steps of > 1 decode token
-  int attn_split_keys = -1;    ///< fewest keys per split-KV split: 0 (VIREO_ATTN_SPLIT_KEYS, default 128) or 32..1024
-  int q4_scale_after = -1;     ///< VIREO_Q4_SCALE_AFTER: Q4_0 GEMVs scale each block after the MMA, 0 or 1
+  int fusion = -1;  ///< VIREO_DECODE_FUSION: 1 (default) batch-1 steps run the fused GEMVs, 0 never
 };
 
 class BackendControls {

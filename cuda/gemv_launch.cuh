@@ -4,7 +4,6 @@
 // dispatch (nvcc only; an anonymous namespace, like gemv_mma.cuh).
 #pragma once
 #include <algorithm>
-#include <cstdlib>
 #include <type_traits>
 
 #include "gemv_mma.cuh"
@@ -35,15 +34,10 @@ int gemv_depth(const GemvExtras& ex, int tiles) {
   return ex.depth == 2 && sms > 0 && tiles <= 2 * sms ? 2 : 1;
 }
 
-/// GemvExtras with the prefetch depth from VIREO_GEMV_PREFETCH (chunks per warp, default 1)
-/// unless the caller set one.
+/// GemvExtras with the prefetch depth (one chunk per warp unless the caller set one) and the
+/// first wave's size filled in.
 GemvExtras with_prefetch(GemvExtras ex) {
-  static const int chunks = [] {
-    const char* e = std::getenv("VIREO_GEMV_PREFETCH");
-    const int v = e ? std::atoi(e) : 1;
-    return v < 0 ? 0 : (v > 64 ? 64 : v);
-  }();
-  if (ex.prefetch_chunks < 0) ex.prefetch_chunks = chunks;
+  if (ex.prefetch_chunks < 0) ex.prefetch_chunks = 1;
   ex.prefetch_ctas = first_wave_ctas();
   return ex;
 }
@@ -79,18 +73,6 @@ cudaError_t launch_fused_t(GemvW<T, WF> w, const T* x, void* y, int n, int rows,
   const int tiles = EPI == kSwiglu ? (rows + 7) / 8 : (rows + 15) / 16;
   const dim3 grid(tiles), block(MMA_WARPS * 32);
   const GemvExtras exp = with_prefetch(ex);
-  if constexpr (WF == 1 + int(QFormat::Q4_0)) {
-    // Q4_0 with the scale after the MMA (GemvExtras::q4_scale_after): whole 4-block chunks
-    // and 8-byte loads of their 4 fp16 scales.
-    if (ex.q4_scale_after && cols % 128 == 0 && (reinterpret_cast<std::uintptr_t>(w.d) & 7u) == 0) {
-      if constexpr (NORM) {
-        if (const cudaError_t e = opt_in_norm_smem(gemv_mma_kernel<T, OT, EPI, true, WF, 1, true>, s); e != cudaSuccess)
-          return e;
-      }
-      return cuda::launch(gemv_mma_kernel<T, OT, EPI, NORM, WF, 1, true>, grid, block, smem, s, w, x,
-                          static_cast<OT*>(y), n, rows, cols, exp);
-    }
-  }
   if constexpr (NORM) {
     if (const cudaError_t e = opt_in_norm_smem(gemv_mma_kernel<T, OT, EPI, true, WF>, s); e != cudaSuccess)
       return e;

@@ -18,10 +18,10 @@
 // logical k = 2q + {0,1} is vector element 4h + {0,1} and k = 2q + 8 + {0,1} is element
 // 4h + {2,3}, for A and B alike (no shuffles, no shared-memory staging of W). Each x vector
 // loaded is reused by the 16 rows of the tile in the tensor core, so x traffic through L1 is
-// <= 1/2 of the W traffic even at n = 8 (the old warp-per-row kernel read x n times per row,
-// 8x the W bytes through L1 at n = 8, which capped it at ~1.1 TB/s there).
+// <= 1/2 of the W traffic even at n = 8 (a warp-per-row kernel reads x n times per row, 8x
+// the W bytes through L1 at n = 8, which capped it far below the HBM rate there).
 //
-// Arithmetic for the Llama-3.1-8B shapes on an H100 (132 SMs, ~3.06 TB/s measured):
+// Arithmetic for the Llama-3.1-8B shapes on an H100 (132 SMs, ~3 TB/s of HBM):
 //   Wqkv 6144x4096: 384 CTAs, 32 chunks per row tile -> 4 per warp, floor 50.3 MB -> 16.5 us
 //   Wo   4096x4096: 256 CTAs (~2 per SM, all resident),           floor 33.6 MB -> 11.0 us
 //   gate/up 28672x4096 (fused, 8 outputs x 2 rows per CTA): 1792 CTAs, floor 235 MB -> 76.8 us
@@ -30,12 +30,10 @@
 // In flight: 2-3 CTAs x 8 warps x 4 KB = 64-96 KB per SM (~10 MB in all) against the ~3 MB
 // that Little's law asks for (3 TB/s x ~1 us loaded latency), so one buffer per warp suffices
 // and no software pipelining is needed (a two-stage register pipeline, 128 registers and 2
-// CTAs per SM, measured slower at batch 1 on the H100: 6.70 against 6.47 ms per 8B token;
-// removed). Registers: 80 (ptxas), so 3 CTAs per SM.
-// Measured on an H100 SXM (2026-11-26, bench_cuda_kernels, one launch timed with events, so
-// ~5 us of launch latency included): 28672x4096 n=1 82.3 us (old warp-per-row kernel 84.3),
-// 4096x14336 45.5 (48.8), 4096x4096 18.2 (19.9), 4096x4096 n=8 14.1 (29.2), 128256x4096
-// 343 us = 3.06 TB/s net of launch; fused gate/up+SwiGLU 82.5 us at n=1, 83.5 at n=8.
+// CTAs per SM, measured slower at batch 1 on the H100 and was removed; bench/results/README.md).
+// Registers: 80 (ptxas), so 3 CTAs per SM. The exception is DEPTH = 2 below, two chunks in
+// flight for the Add GEMVs whose grids have <= 2 CTAs per SM anyway (Wo, down at batch 1),
+// which measured faster there. BM_gemv* in bench/bench_cuda_kernels.cpp time every variant.
 //
 // Fused gate/up + SwiGLU: the stacked matrix is [2 ff, cols] (gate rows 0..ff-1, up rows
 // ff..2ff-1). The same kernel maps tile row g to gate row i0 + g and tile row g + 8 to up row
@@ -44,15 +42,14 @@
 // unfused path stores them (gemv -> T buffer -> swiglu_kernel), then the same fp32 expression
 // g / (1 + expf(-g)) * u is rounded to T.
 //
-// Fused decode variants (gemv_fused; the backend's batch-1 default since the H100 run of
-// 2026-11-26, see fused_step() there): NORM builds the CTA's input RMSNorm(resid) * w in shared
+// Fused decode variants (gemv_fused; the backend's batch-1 default, see fused_step() in
+// backend/step.cpp): NORM builds the CTA's input RMSNorm(resid) * w in shared
 // memory from the fp32 residual (no separate RMSNorm kernel; each CTA re-reads n x cols fp32
 // from L2, e.g. 16 KiB at n = 1, d = 4096); the Add epilogue adds the result into the fp32
 // residual (each element has one owner, so no atomics); the RopeKV epilogue applies bias and
 // RoPE to the (2i, 2i+1) row pairs of the 16-row tile and writes q and the paged K/V directly.
-// Together they take a Llama layer's decode from 8 kernels to 5. (An Add epilogue whose last
-// CTA also wrote the FFN RMSNorm of the completed residual, commit 3b12741, measured slower on
-// the H100: 6.48 against 6.10 ms per 8B token; see fused_step() in the backend.)
+// The backend uses them for 6 kernels per Llama layer instead of 8 (folding the FFN RMSNorm
+// into the gate/up GEMV as well, or into the last Wo CTA, measured slower).
 //
 // Everything here is in an anonymous namespace on purpose: each .cu that includes it gets
 // its own instantiations of the kernel (internal linkage, as when this was one file).
@@ -100,7 +97,7 @@ enum Epi : int {
 /// vector elements onto fragment k slots depends only on q, identically for W and x, and the
 /// dot product does not care which physical column a k slot stands for. Q4 chunks carry 4x
 /// fewer bytes than 16-bit ones, so Q4 warps load two chunks before multiplying (UNROLL).
-template <typename T, typename OT, int EPI, bool NORM, int WF = 0, int DEPTH = 1, bool QS = false>
+template <typename T, typename OT, int EPI, bool NORM, int WF = 0, int DEPTH = 1>
 __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
     gemv_mma_kernel(std::conditional_t<WF == 0, const T*, QuantView> w, const T* __restrict__ x,
                     OT* __restrict__ y, int n, int rows, int cols, GemvExtras ex) {
@@ -125,10 +122,10 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
 
   // The weights do not depend on the previous kernel: under PDL this warp pulls its first
   // chunk into L2 while that kernel finishes, and only then waits for x. (Prefetching two
-  // chunks ahead inside the loop as well made the large GEMVs ~20% slower on the H100.)
-  // VIREO_GEMV_PREFETCH=k (ex.prefetch_chunks, default 1) prefetches the warp's first k
-  // chunks: with PDL a GEMV that follows a small kernel (attention, RMSNorm) could stream its
-  // whole weight slice into L2 while that kernel runs, if the launch really overlaps.
+  // chunks ahead inside the loop as well made the large GEMVs slower on the H100.)
+  // ex.prefetch_chunks = k (default 1) prefetches the warp's first k chunks: the fused Wo GEMV,
+  // which follows decode attention (a kernel that hardly touches HBM), streams its whole
+  // weight slice into L2 while attention runs.
   // Only CTAs of the first wave (blockIdx.x < ex.prefetch_ctas, ~3 per SM) prefetch: later
   // CTAs start when earlier ones leave, with no predecessor kernel left to overlap.
   const int n_prefetch = int(blockIdx.x) < ex.prefetch_ctas ? ex.prefetch_chunks : 0;
@@ -257,94 +254,7 @@ __global__ void __launch_bounds__(MMA_WARPS * 32, WF != 0 || DEPTH == 2 ? 2 : 3)
       mma16816<T>(acc2, hi, vx[j].z, vx[j].w);
     }
   };
-  if constexpr (QUANT && QS) {
-    // Q4_0 with the scale after the MMA (GemvExtras::q4_scale_after; cols % 128 == 0). The
-    // 4 q-lanes of an MMA take the same block: lane q reads 4 bytes, bytes 4q .. 4q + 3 of
-    // each of the chunk's 4 blocks (the L1 serves the other three reads of each 16-byte
-    // block). Their low nibbles are elements 4q .. 4q + 3 and their high nibbles elements
-    // 16 + 4q .. 16 + 4q + 3. Each feeds an MMA as the integers q - 8, which are exact in T:
-    // one PRMT makes two T of 128 + q (bf16 0x43qq; fp16 0x64qq is 1024 + q), and one packed
-    // FMA subtracts 136 (1032). The block's two MMAs go into a zeroed accumulator, which is
-    // then scaled by the block's d per row and added in fp32. That is ~1.3 instructions per
-    // weight where dequantize-then-MMA takes ~3.5.
-    // Not the bit-for-bit weights of the converted model: q * d is never rounded to T.
-    static_assert(F == QFormat::Q4_0, "scale after the MMA: Q4_0 only");
-    constexpr int QSU = 2;  // chunks per warp in flight
-    constexpr bool BF = std::is_same_v<T, __nv_bfloat16>;
-    constexpr std::uint32_t kMagic = BF ? 0x43434343u : 0x64646464u;  // 128 + q (bf16), 1024 + q (fp16)
-    constexpr std::uint32_t kOne = BF ? 0x3F803F80u : 0x3C003C00u;
-    constexpr std::uint32_t kNegBias = BF ? 0xC308C308u : 0xE408E408u;  // -136, -1032
-    auto to_q = [&](std::uint32_t nib, unsigned sel) -> std::uint32_t {
-      const std::uint32_t v = __byte_perm(nib, kMagic, sel);
-      std::uint32_t r;
-      if constexpr (BF)
-        asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(v), "r"(kOne), "r"(kNegBias));
-      else
-        asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(v), "r"(kOne), "r"(kNegBias));
-      return r;
-    };
-    auto load_x8 = [&](const T* p) -> uint2 {
-      if constexpr (NORM) return *reinterpret_cast<const uint2*>(p);
-      else return __ldg(reinterpret_cast<const uint2*>(p));
-    };
-    const int nb = cols / 32, n_qchunks = nb / 4;
-    const T* xrow = xg - q * 8;  // this lane's token row (global memory, or shared under NORM)
-    for (int ch0 = warp; ch0 < n_qchunks; ch0 += MMA_WARPS * QSU) {
-      std::uint32_t qa[QSU][4], qb[QSU][4];
-      uint2 da[QSU], db[QSU];
-#pragma unroll
-      for (int u = 0; u < QSU; ++u) {
-        const int c = ch0 + u * MMA_WARPS;
-        const std::size_t ba = ra * std::size_t(nb) + std::size_t(4 * c), bb = rb * std::size_t(nb) + std::size_t(4 * c);
-        if (c < n_qchunks) {
-#pragma unroll
-          for (int sb = 0; sb < 4; ++sb) {
-            qa[u][sb] = __ldg(reinterpret_cast<const std::uint32_t*>(w.qs + (ba + sb) * 16) + q);
-            qb[u][sb] = __ldg(reinterpret_cast<const std::uint32_t*>(w.qs + (bb + sb) * 16) + q);
-          }
-          da[u] = __ldg(reinterpret_cast<const uint2*>(w.d + ba));  // the 4 fp16 scales
-          db[u] = __ldg(reinterpret_cast<const uint2*>(w.d + bb));
-        } else {  // past the row end: no weights, no x read
-#pragma unroll
-          for (int sb = 0; sb < 4; ++sb) qa[u][sb] = qb[u][sb] = 0x88888888u;  // q - 8 = 0
-          da[u] = db[u] = make_uint2(0u, 0u);
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < QSU; ++u) {
-        const int c = ch0 + u * MMA_WARPS;
-        const std::uint32_t dwa[2] = {da[u].x, da[u].y}, dwb[2] = {db[u].x, db[u].y};
-#pragma unroll
-        for (int sb = 0; sb < 4; ++sb) {
-          const std::uint32_t la = qa[u][sb] & 0x0F0F0F0Fu, ha = (qa[u][sb] >> 4) & 0x0F0F0F0Fu;
-          const std::uint32_t lb = qb[u][sb] & 0x0F0F0F0Fu, hb = (qb[u][sb] >> 4) & 0x0F0F0F0Fu;
-          // A fragments: {row g k 2q.., row g+8 k 2q.., row g k 2q+8.., row g+8 k 2q+8..} with
-          // k slots 2q, 2q+1 <- elements 4q, 4q+1 and 2q+8, 2q+9 <- 4q+2, 4q+3 (low nibbles;
-          // the high nibbles likewise 16 further on). B takes x of the same elements.
-          const std::uint32_t a_lo[4] = {to_q(la, 0x4140u), to_q(lb, 0x4140u), to_q(la, 0x4342u), to_q(lb, 0x4342u)};
-          const std::uint32_t a_hi[4] = {to_q(ha, 0x4140u), to_q(hb, 0x4140u), to_q(ha, 0x4342u), to_q(hb, 0x4342u)};
-          uint2 x_lo = make_uint2(0u, 0u), x_hi = x_lo;
-          if (c < n_qchunks) {
-            const T* xb = xrow + std::size_t(4 * c + sb) * 32 + 4 * q;
-            x_lo = load_x8(xb);
-            x_hi = load_x8(xb + 16);
-          }
-          float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-          mma16816<T>(t, a_lo, x_lo.x, x_lo.y);
-          mma16816<T>(t, a_hi, x_hi.x, x_hi.y);
-          const std::uint32_t hwa = (dwa[sb >> 1] >> (16 * (sb & 1))) & 0xFFFFu;
-          const std::uint32_t hwb = (dwb[sb >> 1] >> (16 * (sb & 1))) & 0xFFFFu;
-          const float sa = __half2float(__ushort_as_half(static_cast<unsigned short>(hwa)));
-          const float sbv = __half2float(__ushort_as_half(static_cast<unsigned short>(hwb)));
-          float (&ac)[4] = (sb & 1) ? acc2 : acc;
-          ac[0] = fmaf(sa, t[0], ac[0]);
-          ac[1] = fmaf(sa, t[1], ac[1]);
-          ac[2] = fmaf(sbv, t[2], ac[2]);
-          ac[3] = fmaf(sbv, t[3], ac[3]);
-        }
-      }
-    }
-  } else if constexpr (QUANT) {
+  if constexpr (QUANT) {
     constexpr int UNROLL = F == QFormat::Q8_0 ? 1 : 2;
     const int nb = cols / 32, n_qchunks = (nb + 3) / 4;
     const T* xrow = xg - q * 8;  // this lane's token row (global memory, or shared under NORM)

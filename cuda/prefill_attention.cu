@@ -1,9 +1,9 @@
 // Prefill attention over the paged KV cache, FlashAttention-2 style on tensor cores, with
 // every intermediate (S = Q K^T, P, the output accumulator O) kept in registers.
 //
-// Grid (query tiles, n_heads), 4 warps. A CTA takes one tile of up to 64 query tokens of one
-// sequence (PREFILL_TILE; 128 with MT = 2, the default, below) and one query head; warp w owns
-// query rows 16w .. 16w+15 (32w .. 32w+31 as two m-tiles with MT = 2). Keys and
+// Grid (query tiles, n_heads), 4 warps. A CTA takes one tile of up to PREFILL_TILE = 128 query
+// tokens of one sequence and one query head; warp w owns query rows 32w .. 32w+31 as two
+// m-tiles of 16 rows (MT = 2). Keys and
 // values stream through shared memory in tiles of BK = 64 rows gathered from the paged cache
 // through the block table with cp.async, double-buffered (tile i+1 loads while tile i
 // computes). Per key tile, each warp runs
@@ -25,14 +25,10 @@
 // groups (no conflicts) and cp.async writes stay 16-byte aligned.
 //
 // Cost (Llama-3.1-8B layer, 2048-token causal prefill): 4 * 2048^2 / 2 * 128 * 32 heads
-// = 34 GFLOP; at a practical ~250 TFLOP/s of mma.sync on an H100 that would be ~0.14 ms.
-// Measured on an H100 (2026-11-26): 116 TFLOP/s at 2048 tokens, 153 at 8192 (0.30 ms per
-// 8B layer at 2048, 10% of the 2048-token prefill). With 16 rows per warp each K/V fragment
-// feeds only two MMAs and 192 registers allow 8 warps per SM, so ldmatrix -> mma latency is
-// poorly hidden, so each warp takes two m-tiles (MT = 2: 128-token tiles, 255 registers, no
-// spills), FlashAttention-2's arrangement. Measured on the H100 (2026-11-26, 14:33 UTC run,
-// Llama-3.1-8B 2048-token prefill, whole model): 50.9 ms with MT = 2 against 55.4 ms with
-// MT = 1, 64.8% against 59.5% of the GEMM rate. VIREO_PREFILL_MT=1 selects the old tiles.
+// = 34 GFLOP. With 16 rows per warp each K/V fragment feeds only two MMAs, so ldmatrix -> mma
+// latency is poorly hidden; each warp therefore takes two m-tiles (128-token tiles, 255
+// registers, no spills), FlashAttention-2's arrangement, which measured faster than one
+// m-tile per warp on the H100 (bench/results/README.md).
 // K/V tiles are re-read once per query head of a GQA group, from L2 (1 MiB per KV head at
 // 2048 tokens). int8 K/V (AttentionParams::k_scale) are staged as int8 rows + row scales
 // (double-buffered) and dequantized into a single K and V tile before the MMAs (mma.cuh),
@@ -41,8 +37,6 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "common.cuh"
 #include "cuda_api.hpp"
@@ -55,31 +49,28 @@ namespace {
 constexpr int BK = 64;       // keys per tile
 constexpr int WARPS = 4;
 constexpr int THREADS = WARPS * 32;
-constexpr int MAX_BQ = 128;  // query rows of an MT = 2 CTA
-
-/// Query rows per CTA: 16 per m-tile, MT m-tiles per warp.
-template <int MT>
-inline constexpr int kBQ = 16 * WARPS * MT;
+constexpr int MT = 2;        // m-tiles of 16 query rows per warp
+constexpr int kBQ = 16 * WARPS * MT;  // query rows per CTA
+static_assert(kBQ == PREFILL_TILE, "a prefill tile is one CTA's query rows");
 
 /// Q, K[2], V[2] in T; with int8 K/V (KV8) one K and one V tile and two int8 stages.
-template <typename T, int HD, int MT, bool KV8>
+template <typename T, int HD, bool KV8>
 constexpr std::size_t smem_bytes() {
-  return sizeof(T) * std::size_t(kBQ<MT> * HD + (KV8 ? 2 : 4) * BK * HD) + (KV8 ? 2 * kKV8StageBytes<HD, BK> : 0);
+  return sizeof(T) * std::size_t(kBQ * HD + (KV8 ? 2 : 4) * BK * HD) + (KV8 ? 2 * kKV8StageBytes<HD, BK> : 0);
 }
 
 // ---- the kernel ---------------------------------------------------------------------------
 
-/// MT = 1: warp w owns rows 16w .. 16w+15 and keeps its Q fragments in registers.
-/// MT = 2 (the default; VIREO_PREFILL_MT=1 selects MT = 1): warp w owns rows 32w .. 32w+31 as two m-tiles;
-/// every K / V fragment loaded feeds two MMAs (twice the independent MMA chains per warp), Q
-/// fragments are re-read from shared memory per key tile (register budget: O is 128 fp32).
-template <typename T, int HD, int MT, bool KV8>
+/// Warp w owns rows 32w .. 32w+31 as two m-tiles; every K / V fragment loaded feeds two MMAs
+/// (twice the independent MMA chains per warp), Q fragments are re-read from shared memory per
+/// key tile (register budget: O is 128 fp32).
+template <typename T, int HD, bool KV8>
 __global__ void __launch_bounds__(THREADS)
     prefill_attention_kernel(AttentionParams p, const std::int32_t* __restrict__ tok_list,
                              const std::int32_t* __restrict__ tiles, float scale_log2) {
   pdl_wait();
   pdl_trigger();
-  constexpr int BQ = kBQ<MT>;
+  constexpr int BQ = kBQ;
   constexpr int CH = HD / 8;  // 16-byte chunks per row
   extern __shared__ __align__(128) unsigned char smem[];
   T* sQ = reinterpret_cast<T*>(smem);
@@ -89,7 +80,7 @@ __global__ void __launch_bounds__(THREADS)
   T* sK0 = sQ + BQ * HD;
   T* sV0 = sK0 + NBUF * BK * HD;
   unsigned char* stage0 = reinterpret_cast<unsigned char*>(sV0 + NBUF * BK * HD);  // KV8 only
-  __shared__ int s_tok[MAX_BQ], s_len[MAX_BQ];
+  __shared__ int s_tok[kBQ], s_len[kBQ];
   __shared__ int s_kv_total, s_min_len;
 
   // Heaviest tiles (latest in a sequence) first: fewer CTAs left running alone at the end.
@@ -142,7 +133,6 @@ __global__ void __launch_bounds__(THREADS)
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) len[mt][0] = s_len[row0 + mt * 16 + g], len[mt][1] = s_len[row0 + mt * 16 + g + 8];
 
-  std::uint32_t qf[MT == 1 ? HD / 16 : 1][4];  // MT = 1: every Q fragment, loaded once
   float o[MT][HD / 8][4];
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
@@ -167,13 +157,6 @@ __global__ void __launch_bounds__(THREADS)
       dequant_kv_tile<T, HD, BK, THREADS>(stage0 + buf * kKV8StageBytes<HD, BK>, sK0, sV0, tid);
       __syncthreads();
     }
-    if constexpr (MT == 1) {
-      if (it == 0) {
-#pragma unroll
-        for (int kk = 0; kk < HD / 16; ++kk)
-          ldmatrix_x4(qf[kk], sQ + swz<HD>(row0 + (lane & 15), kk * 2 + (lane >> 4)));
-      }
-    }
     const T* sK = sK0 + (KV8 ? 0 : buf) * BK * HD;
     const T* sV = sV0 + (KV8 ? 0 : buf) * BK * HD;
 
@@ -187,14 +170,8 @@ __global__ void __launch_bounds__(THREADS)
     for (int kk = 0; kk < HD / 16; ++kk) {
       std::uint32_t qm[MT][4];
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        if constexpr (MT == 1) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) qm[mt][i] = qf[kk][i];
-        } else {
-          ldmatrix_x4(qm[mt], sQ + swz<HD>(row0 + mt * 16 + (lane & 15), kk * 2 + (lane >> 4)));
-        }
-      }
+      for (int mt = 0; mt < MT; ++mt)
+        ldmatrix_x4(qm[mt], sQ + swz<HD>(row0 + mt * 16 + (lane & 15), kk * 2 + (lane >> 4)));
 #pragma unroll
       for (int np = 0; np < BK / 16; ++np) {
         std::uint32_t b[4];  // keys np*16 + 0..7 (dims kk*16 + 0..7, 8..15), keys + 8..15 (same)
@@ -291,30 +268,23 @@ __global__ void __launch_bounds__(THREADS)
     }
 }
 
-template <typename T, int HD, int MT, bool KV8>
+template <typename T, int HD, bool KV8>
 cudaError_t launch(const AttentionParams& p, const std::int32_t* tok_list, const std::int32_t* tiles, int n_tiles,
                    cudaStream_t s) {
-  constexpr std::size_t smem = smem_bytes<T, HD, MT, KV8>();
-  cudaError_t e = cudaFuncSetAttribute(prefill_attention_kernel<T, HD, MT, KV8>,
+  constexpr std::size_t smem = smem_bytes<T, HD, KV8>();
+  cudaError_t e = cudaFuncSetAttribute(prefill_attention_kernel<T, HD, KV8>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (e != cudaSuccess) return e;
   const float scale_log2 = p.scale * 1.4426950408889634f;
-  return cuda::launch(prefill_attention_kernel<T, HD, MT, KV8>, dim3(n_tiles, p.n_heads), dim3(THREADS), smem, s, p,
+  return cuda::launch(prefill_attention_kernel<T, HD, KV8>, dim3(n_tiles, p.n_heads), dim3(THREADS), smem, s, p,
                       tok_list, tiles, scale_log2);
-}
-
-template <typename T, int HD, bool KV8>
-cudaError_t launch_mt(const AttentionParams& p, const std::int32_t* tok_list, const std::int32_t* tiles, int n_tiles,
-                      cudaStream_t s) {
-  return prefill_tile() == 128 ? launch<T, HD, 2, KV8>(p, tok_list, tiles, n_tiles, s)
-                               : launch<T, HD, 1, KV8>(p, tok_list, tiles, n_tiles, s);
 }
 
 template <typename T, int HD>
 cudaError_t launch_kv(const AttentionParams& p, const std::int32_t* tok_list, const std::int32_t* tiles, int n_tiles,
                       cudaStream_t s) {
-  return p.k_scale ? launch_mt<T, HD, true>(p, tok_list, tiles, n_tiles, s)
-                   : launch_mt<T, HD, false>(p, tok_list, tiles, n_tiles, s);
+  return p.k_scale ? launch<T, HD, true>(p, tok_list, tiles, n_tiles, s)
+                   : launch<T, HD, false>(p, tok_list, tiles, n_tiles, s);
 }
 
 }  // namespace
@@ -336,14 +306,6 @@ Status prefill_attention(DType dt, const AttentionParams& p, const std::int32_t*
                             : launch_kv<__nv_bfloat16, 128>(p, tok_list, tiles, n_tiles, s);
   return p.head_dim == 64 ? launch_kv<__half, 64>(p, tok_list, tiles, n_tiles, s)
                           : launch_kv<__half, 128>(p, tok_list, tiles, n_tiles, s);
-}
-
-int prefill_tile() noexcept {
-  static const int tile = [] {
-    const char* e = std::getenv("VIREO_PREFILL_MT");
-    return e && std::strcmp(e, "1") == 0 ? 64 : 128;
-  }();
-  return tile;
 }
 
 }  // namespace vireo::cuda

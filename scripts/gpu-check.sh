@@ -55,13 +55,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # The decode settings the 8B runs A/B on one loaded model, interleaved over 5 rounds
-# (vireo-bench model --ab; cuda::DecodeTuning): the first is the reference. The defaults
-# against their switches (2026-11-27 run: bench/results/h100-2026-11-27-0326): one weight chunk
-# in flight per warp in Wo / down instead of two, decode attention's splits merged through the
-# workspace always / through a cluster always (the default: for steps of > 1 decode token),
-# 16 splits of >= 64 keys instead of 8 of >= 128, the unfused step, and fusion for steps of
-# up to 8 tokens.
-AB="${VIREO_AB:-default;depth=1;cluster=0;cluster=1;splitkeys=64;cluster=1,splitkeys=64;fusion=0;fusion_max_tokens=8}"
+# (vireo-bench model --ab; cuda::DecodeTuning): the first is the reference. The fused batch-1
+# step against the unfused one, the one decode switch left (the others lost their A/Bs and
+# were removed: bench/results/README.md). A new switch under test joins this list.
+AB="${VIREO_AB:-default;fusion=0}"
 BUILD="${BUILD:-build-cuda}"
 BINS=("$BUILD/tests/vireo-tests" "$BUILD/bench/vireo-kernel-bench" "$BUILD/bench/vireo-bench")
 
@@ -260,12 +257,9 @@ if [ -f "$BUILD/bench/vireo-bench" ]; then
   say "vireo-bench model 8b q4_0 native exit $rc"
   grep -E "^  (decode|prefill)" "$OUT/vireo-bench-model.log" | tail -6 | tee -a "$SUMMARY"
   [ $rc -ne 0 ] && status=1
-  # q4s=1: the Q4_0 GEMVs apply each block's scale after the MMA (written without a GPU on
-  # 2026-11-27; the [cuda][quant] tests check it).
-  say "== decode A/B, llama-3.1-8b Q4_0 kept quantized: scale after the MMA, unfused"
+  say "== decode A/B, llama-3.1-8b Q4_0 kept quantized: fused against unfused"
   bench_variant "8b q4_0 A/B" "" 120 --model llama-3.1-8b --weights q4_0 --gpu-weights native --batch 1,8 \
-    --prefill none --decode-steps 32 --context 512 --ttft 0 --ab "default;q4s=1;fusion=0;fusion=0,q4s=1" \
-    --ab-rounds 3 || status=1
+    --prefill none --decode-steps 32 --context 512 --ttft 0 --ab "default;fusion=0" --ab-rounds 3 || status=1
 
   # Continuous batching on the GPU (issue 4's serving numbers were CPU-only): Llama-3.2-1B
   # shape, random weights, 96 requests at 48/s through the Scheduler.
@@ -346,12 +340,8 @@ if [ "$EXPERIMENTS" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then
   # shows what each default is worth. A new experiment goes here as one more spec line:
   #   VIREO_DECODE_FUSION=0          the unfused decode step (default: fused at batch 1)
   #   VIREO_PDL=0                    no programmatic dependent launch
-  #   the Wo prefetch and the attention warm-up off, 64-key splits (default 128)
-  #   VIREO_PREFILL_MT=1             64-token prefill attention tiles (default 128)
-  # Each variant generates the 8B weights again (~10 s).
-  for spec in "VIREO_DECODE_FUSION=0|1,8|none|[cuda][model]~[slow]" "VIREO_PDL=0|1|none|" \
-              "VIREO_WO_PREFETCH=1 VIREO_ATTN_WARM=0 VIREO_ATTN_SPLIT_KEYS=64|1|none|[cuda][model]~[slow]" \
-              "VIREO_PREFILL_MT=1|none|2048|[cuda][model]~[slow]"; do
+  # (docs/TUNING.md lists every variable.) Each variant generates the 8B weights again (~10 s).
+  for spec in "VIREO_DECODE_FUSION=0|1,8|none|[cuda][model]~[slow]" "VIREO_PDL=0|1|none|"; do
     IFS='|' read -r variant batches prefills tests <<< "$spec"
     say "== $variant: llama-3.1-8b decode batch $batches, prefill $prefills"
     if [ -n "$tests" ]; then

@@ -472,7 +472,7 @@ TEST_CASE("cuda device queries never fail without a GPU", "[cuda]") {
 }
 
 
-// ---- fused decode GEMVs (VIREO_DECODE_FUSION) ------------------------------------------------
+// ---- fused decode GEMVs (cuda::gemv_fused) --------------------------------------------------
 
 namespace {
 

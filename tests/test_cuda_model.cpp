@@ -85,49 +85,25 @@ TEST_CASE("cuda forward matches the CPU backend on a random model", "[cuda][mode
       INFO("dtype " << to_string(dt));
       CHECK(rel_err(run(g, kPrompt, 6), ref) < 3e-2);
     }
-    // The decode settings switched on one loaded model: one chunk in flight per warp in the
-    // Wo / down GEMVs (the default is two), the cluster merge of attention splits always or
-    // never (the default: for steps of several decode tokens), fused mode 1, fusion for steps
-    // of up to 8 tokens, and the unfused step.
+    // The decode setting switched on one loaded model: the unfused step against the fused
+    // default (batch-1 steps run the fused GEMVs).
     const Model g = Model::random(gpu_config(), 11, {.device = Device::cuda(), .dtype = DType::BF16}, wt);
     const auto base = run(g, kPrompt, 6);
     const cuda::DecodeTuning loaded = controls(g).decode_tuning();
-    CHECK(loaded.fusion == 2);
-    CHECK(loaded.fusion_max_tokens == 1);
-    CHECK(loaded.gemv_depth == 2);
-    CHECK(loaded.attn_cluster == 2);
-    for (const cuda::DecodeTuning t :
-         {cuda::DecodeTuning{.fusion = 1}, cuda::DecodeTuning{.gemv_depth = 1}, cuda::DecodeTuning{.attn_cluster = 1},
-          cuda::DecodeTuning{.attn_cluster = 0},
-          cuda::DecodeTuning{.fusion = 1, .fusion_max_tokens = 8, .gemv_depth = 1, .attn_cluster = 1},
-          cuda::DecodeTuning{.attn_cluster = 1, .attn_split_keys = 32},
-          cuda::DecodeTuning{.fusion = 0}}) {
-      INFO("fusion " << t.fusion << " max tokens " << t.fusion_max_tokens << " depth " << t.gemv_depth << " cluster "
-                     << t.attn_cluster);
-      controls(g).set_decode_tuning(loaded);
-      controls(g).set_decode_tuning(t);
-      const auto got = run(g, kPrompt, 6);
-      CHECK(rel_err(got, ref) < 3e-2);
-      // The same bf16 weights: only a rounding of an intermediate may differ from the default.
-      CHECK(rel_err(got, base) < 2e-2);
-    }
-    CHECK_THROWS_AS(controls(g).set_decode_tuning({.fusion = 3}), Error);
-    CHECK_THROWS_AS(controls(g).set_decode_tuning({.fusion = 4}), Error);
-    CHECK_THROWS_AS(controls(g).set_decode_tuning({.gemv_depth = 3}), Error);
-    CHECK_THROWS_AS(controls(g).set_decode_tuning({.attn_cluster = 3}), Error);
+    CHECK(loaded.fusion == 1);
+    controls(g).set_decode_tuning({.fusion = 0});
+    CHECK(controls(g).decode_tuning().fusion == 0);
+    const auto unfused = run(g, kPrompt, 6);
+    CHECK(rel_err(unfused, ref) < 3e-2);
+    // The same bf16 weights: only a rounding of an intermediate may differ from the default.
+    CHECK(rel_err(unfused, base) < 2e-2);
+    CHECK_THROWS_AS(controls(g).set_decode_tuning({.fusion = 2}), Error);
     controls(g).set_decode_tuning(loaded);
-    // The environment sets the same fields when a backend is built.
-    ::setenv("VIREO_GEMV_DEPTH", "1", 1);
-    ::setenv("VIREO_DECODE_FUSION", "1", 1);
-    ::setenv("VIREO_ATTN_CLUSTER", "0", 1);
+    // The environment sets the same field when a backend is built.
+    ::setenv("VIREO_DECODE_FUSION", "0", 1);
     const Model e = Model::random(gpu_config(), 11, {.device = Device::cuda(), .dtype = DType::BF16}, wt);
-    ::unsetenv("VIREO_GEMV_DEPTH");
     ::unsetenv("VIREO_DECODE_FUSION");
-    ::unsetenv("VIREO_ATTN_CLUSTER");
-    CHECK(controls(e).decode_tuning().gemv_depth == 1);
-    CHECK(controls(e).decode_tuning().fusion == 1);
-    CHECK(controls(e).decode_tuning().attn_cluster == 0);
-    CHECK(controls(e).decode_tuning().fusion_max_tokens == vireo::cuda::GEMV_MAX_TOKENS);
+    CHECK(controls(e).decode_tuning().fusion == 0);
   }
 }
 

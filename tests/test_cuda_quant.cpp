@@ -10,8 +10,8 @@
 //   same model with converted weights and the CPU reference, in a fraction of the memory,
 //   through every route: prefill (dequantize + cuBLAS), decode GEMVs, a 12-sequence decode
 //   step (a graph of the 16-token bucket), an LM head larger than the scratch matrix (GEMVs
-//   over groups of 8 logits rows), tied and untied embeddings, and the fused decode path
-//   (VIREO_DECODE_FUSION=1) over quantized matrices.
+//   over groups of 8 logits rows), tied and untied embeddings, and the fused batch-1 decode
+//   path over quantized matrices (the default) against the unfused one (VIREO_DECODE_FUSION=0).
 #include <catch2/catch.hpp>
 
 #ifdef VIREO_WITH_CUDA
@@ -86,53 +86,40 @@ TEST_CASE("cuda quantized GEMVs match the CPU matmul over the same weights", "[c
   // Llama-8B's down width (112 chunks: 14 per warp); 8 tokens of 5120.
   const Shape shapes[] = {{1, 37, 32},    {3, 129, 576}, {2, 33, 160},  {8, 48, 4096},
                           {5, 17, 1152}, {2, 20, 14336}, {8, 16, 5120}};
-  // qs: GemvExtras::q4_scale_after (Q4_0 only; cols % 128 == 0 takes it: 1152 has 9 chunks
-  // of 4 blocks, fewer than a CTA's 16 chunk slots, so some warps see only the row's end).
-  for (bool qs : {false, true})
   for (TensorType t : kQuantTypes)
     for (DType dt : k16)
       for (const Shape& s : shapes)
         for (bool y_f32 : {false, true}) {
-          if (qs && t != TensorType::Q4_0) continue;
           const std::string what = "gemv_q " + name_of(t, dt) + " n=" + std::to_string(s.n) +
-                                   " rows=" + std::to_string(s.rows) + " cols=" + std::to_string(s.cols) +
-                                   (qs ? " scale after the MMA" : "");
+                                   " rows=" + std::to_string(s.rows) + " cols=" + std::to_string(s.cols);
           INFO(what);
           const QMatrix q = make_qmatrix(t, s.rows, s.cols, rng);
           const DeviceQ g = to_device_q(q);
-          // What the tensor cores multiply: the weights rounded to T, or with the scale after
-          // the MMA the exact q * d.
-          const auto w = qs && s.cols % 128 == 0 ? weights_of(q) : round_to(dt, weights_of(q));
+          // What the tensor cores multiply: the weights rounded to T.
+          const auto w = round_to(dt, weights_of(q));
           const auto x = random_vec(std::size_t(s.n) * s.cols, dt, rng);
           auto dx = to_device(dt, x);
           const DType ydt = y_f32 ? DType::F32 : dt;
           auto dy = poisoned(std::size_t(s.n) * s.rows * vireo::dtype_size(ydt));
-          vc::GemvExtras ex;
-          ex.q4_scale_after = qs;
-          REQUIRE(vc::gemv_q(dt, g.view, dx.get(), dy.get(), y_f32, s.n, s.rows, s.cols, nullptr, ex) == 0);
+          REQUIRE(vc::gemv_q(dt, g.view, dx.get(), dy.get(), y_f32, s.n, s.rows, s.cols, nullptr) == 0);
           vc::synchronize(nullptr);
           Tol tol = tol_for(ydt);
           tol.atol *= std::sqrt(float(s.cols) / 64.0f);  // fp32 accumulation error grows with the length
           check_close(from_device(ydt, dy, std::size_t(s.n) * s.rows), ref_matmul(x, w, s.n, s.rows, s.cols), tol, what);
         }
   // Fused gate/up + SwiGLU over a stacked quantized [2 ff, cols] matrix.
-  for (bool qs : {false, true})
   for (TensorType t : kQuantTypes)
     for (DType dt : k16)
       for (auto [n, ff, cols] : {std::tuple{1, 40, 576}, std::tuple{6, 24, 4096}, std::tuple{3, 20, 160}}) {
-        if (qs && t != TensorType::Q4_0) continue;
-        const std::string what = "gemv_swiglu_q " + name_of(t, dt) + " n=" + std::to_string(n) +
-                                 (qs ? " scale after the MMA" : "");
+        const std::string what = "gemv_swiglu_q " + name_of(t, dt) + " n=" + std::to_string(n);
         INFO(what);
         const QMatrix q = make_qmatrix(t, 2 * ff, cols, rng);
         const DeviceQ g = to_device_q(q);
-        const auto w = qs && cols % 128 == 0 ? weights_of(q) : round_to(dt, weights_of(q));
+        const auto w = round_to(dt, weights_of(q));
         const auto x = random_vec(std::size_t(n) * cols, dt, rng);
         auto dx = to_device(dt, x);
         auto dh = poisoned(std::size_t(n) * ff * vireo::dtype_size(dt));
-        vc::GemvExtras ex;
-        ex.q4_scale_after = qs;
-        REQUIRE(vc::gemv_swiglu_q(dt, g.view, dx.get(), dh.get(), n, ff, cols, nullptr, ex) == 0);
+        REQUIRE(vc::gemv_swiglu_q(dt, g.view, dx.get(), dh.get(), n, ff, cols, nullptr) == 0);
         // g and u rounded to T as stored by the unfused path, then silu(g) * u rounded to T.
         const auto gu = round_to(dt, ref_matmul(x, w, n, 2 * ff, cols));
         std::vector<float> h(std::size_t(n) * ff);
@@ -238,10 +225,11 @@ TEST_CASE("cuda model with quantized weights kept quantized matches converted we
           Model::random(cfg, 31, {.device = Device::cuda(), .dtype = DType::BF16, .gpu_quantized = true}, t);
       // Q4: 18-20 bytes per 32 weights against 64 in bf16 (norms stay fp32 in both).
       CHECK(native.weight_bytes() < (t == TensorType::Q8_0 ? 0.6 : 0.35) * double(conv.weight_bytes()));
-      // The fused decode path over quantized matrices (RMSNorm, RoPE + KV write, residual adds
-      // in the GEMVs; the backend reads VIREO_DECODE_FUSION when it is built).
-      ::setenv("VIREO_DECODE_FUSION", "1", 1);
-      const Model fused =
+      // native runs its batch-1 decode steps on the fused path over quantized matrices
+      // (RMSNorm, RoPE + KV write, residual adds in the GEMVs); this one never fuses (the
+      // backend reads VIREO_DECODE_FUSION when it is built).
+      ::setenv("VIREO_DECODE_FUSION", "0", 1);
+      const Model unfused =
           Model::random(cfg, 31, {.device = Device::cuda(), .dtype = DType::BF16, .gpu_quantized = true}, t);
       ::unsetenv("VIREO_DECODE_FUSION");
       // Every step above 8 tokens dequantized for cuBLAS instead of GEMV groups.
@@ -249,27 +237,14 @@ TEST_CASE("cuda model with quantized weights kept quantized matches converted we
       const Model deq =
           Model::random(cfg, 31, {.device = Device::cuda(), .dtype = DType::BF16, .gpu_quantized = true}, t);
       ::unsetenv("VIREO_QGEMV_MAX_TOKENS");
-      const auto ref = run(cpu), c = run(conv), nq = run(native), fq = run(fused), dq = run(deq);
-      CHECK(rel_err(fq, c) < 2e-2);
+      const auto ref = run(cpu), c = run(conv), nq = run(native), uq = run(unfused), dq = run(deq);
+      CHECK(rel_err(uq, c) < 2e-2);
       CHECK(rel_err(dq, c) < 2e-2);
       // The same bf16 weights: only the GEMVs' summation order (and so a rare rounding of an
       // activation) differs from the converted model.
       CHECK(rel_err(nq, c) < 2e-2);
       CHECK(rel_err(nq, ref) < 3e-2);  // as the converted bf16 model against the CPU
       CHECK(rel_err(c, ref) < 3e-2);
-      // Q4_0 GEMVs with the scale after the MMA (the decode setting q4_scale_after; d = 256
-      // and d_ff = 512 are whole 128-column chunks), unfused and fused: q * d is no longer
-      // rounded to bf16, so against the CPU as the converted model is.
-      if (t == TensorType::Q4_0)
-        for (const Model* m : {&native, &fused}) {
-          auto* ctl = dynamic_cast<vireo::cuda::BackendControls*>(m->impl().backend.get());
-          REQUIRE(ctl != nullptr);
-          ctl->set_decode_tuning({.q4_scale_after = 1});
-          const auto sq = run(*m);
-          CHECK(rel_err(sq, c) < 2e-2);
-          CHECK(rel_err(sq, ref) < 3e-2);
-          ctl->set_decode_tuning({.q4_scale_after = 0});
-        }
     }
 }
 

@@ -45,16 +45,8 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, const Weights& w, int device, D
   // made here so that a sampled step never allocates (or fails to) mid-generation.
   sampler_ = std::make_unique<cuda::GpuSampler>(kMaxSampleRows, cfg_.vocab_size, stream_->get());
   cuda::check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "backend init");
-  if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && std::strlen(e) == 1 && e[0] >= '0' && e[0] <= '2') {
-    fuse_ = e[0] - '0';
-    fuse_max_tokens_ = cuda::GEMV_MAX_TOKENS;
-  }
-  if (const char* e = std::getenv("VIREO_WO_PREFETCH")) wo_prefetch_ = std::clamp(std::atoi(e), 0, 64);
-  if (const char* e = std::getenv("VIREO_GEMV_DEPTH"); e && (e[0] == '1' || e[0] == '2') && !e[1])
-    gemv_depth_ = e[0] - '0';
-  if (const char* e = std::getenv("VIREO_Q4_SCALE_AFTER"); e && std::strcmp(e, "1") == 0) q4_scale_after_ = true;
-  if (const char* e = std::getenv("VIREO_ATTN_CLUSTER"); e && e[0] >= '0' && e[0] <= '2' && !e[1])
-    attn_cluster_ = e[0] - '0';
+  if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && (e[0] == '0' || e[0] == '1') && !e[1])
+    fuse_ = e[0] == '1';
   if (const char* e = std::getenv("VIREO_CUDA_PROFILE"); e && std::strcmp(e, "1") == 0) {
     prof_.enable();
     graphs_on_ = false;
@@ -64,34 +56,15 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, const Weights& w, int device, D
 
 int CudaBackend::max_tokens() const noexcept { return kMaxTokens; }
 
-cuda::DecodeTuning CudaBackend::decode_tuning() const noexcept {
-  return {.fusion = fuse_,
-          .fusion_max_tokens = fuse_max_tokens_,
-          .gemv_depth = gemv_depth_,
-          .attn_cluster = attn_cluster_,
-          .attn_split_keys = attn_split_keys_,
-          .q4_scale_after = q4_scale_after_ ? 1 : 0};
-}
+cuda::DecodeTuning CudaBackend::decode_tuning() const noexcept { return {.fusion = fuse_ ? 1 : 0}; }
 
 void CudaBackend::set_decode_tuning(const cuda::DecodeTuning& t) {
-  if (t.fusion > 2 || t.fusion_max_tokens > cuda::GEMV_MAX_TOKENS || t.gemv_depth == 0 || t.gemv_depth > 2 ||
-      t.attn_cluster > 2 || t.q4_scale_after > 1 ||
-      (t.attn_split_keys > 0 && (t.attn_split_keys < 32 || t.attn_split_keys > 1024)))
-    throw Error(ErrorCode::InvalidArgument,
-                fmt::format("decode tuning: fusion {} (0, 1 or 2), fusion_max_tokens {} (<= {}), gemv_depth {} "
-                            "(1 or 2), attn_cluster {} (0, 1 or 2), attn_split_keys {} (0 or 32..1024), "
-                            "q4_scale_after {} (0 or 1)",
-                            t.fusion, t.fusion_max_tokens, cuda::GEMV_MAX_TOKENS, t.gemv_depth, t.attn_cluster,
-                            t.attn_split_keys, t.q4_scale_after));
+  if (t.fusion > 1)
+    throw Error(ErrorCode::InvalidArgument, fmt::format("decode tuning: fusion {} (0 or 1)", t.fusion));
   std::lock_guard<std::mutex> lock(mu_);  // not while a forward uses the graphs
   cuda::check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "decode tuning");
   graphs_.clear();
-  if (t.fusion >= 0) fuse_ = t.fusion;
-  if (t.fusion_max_tokens >= 0) fuse_max_tokens_ = t.fusion_max_tokens;
-  if (t.gemv_depth >= 0) gemv_depth_ = t.gemv_depth;
-  if (t.attn_cluster >= 0) attn_cluster_ = t.attn_cluster;
-  if (t.q4_scale_after >= 0) q4_scale_after_ = t.q4_scale_after == 1;
-  if (t.attn_split_keys >= 0) attn_split_keys_ = t.attn_split_keys;
+  if (t.fusion >= 0) fuse_ = t.fusion == 1;
 }
 
 double CudaBackend::time_graph_replay(int reps) {
@@ -176,7 +149,7 @@ int CudaBackend::compute(const ForwardPlan& plan, CudaKVStorage& kv, const std::
   if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::Cancelled, "forward cancelled");
   cuda::check(cudaSetDevice(dev_), "cudaSetDevice");
   const PackedPlan packed =
-      plan_.pack(plan, graphs_on_, dt_ == DType::F32, cfg_.n_kv_heads, n_sms_, attn_split_keys_, stream_->get());
+      plan_.pack(plan, graphs_on_, dt_ == DType::F32, cfg_.n_kv_heads, n_sms_, stream_->get());
   Step st = packed.step;
   // int8 K/V are written by rope_kv (the fused QKV epilogue writes 16-bit K/V only).
   st.fused = fused_step(st.n) && !kv.geometry().int8;

@@ -70,8 +70,6 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   int qgemv_max_tokens(cuda::QFormat f) const noexcept;
   /// Whether a step of n tokens runs the fused decode path.
   bool fused_step(int n) const noexcept;
-  /// Extras of an unfused quantized GEMV.
-  cuda::GemvExtras quant_extras() const noexcept;
   /// One fused decode GEMV (cuda::gemv_fused) over a 16-bit or a quantized matrix.
   cuda::Status fused(cuda::GemvEpilogue epi, bool norm, const Mat& w, const void* x, void* y, int n, int rows,
                      const cuda::GemvExtras& ex);
@@ -92,24 +90,7 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   bool graphs_on_ = true;
   StepProfiler prof_;
   GraphCache graphs_;
-  int fuse_ = 2;          ///< fused decode mode 1 or 2 (see fused_step()); 0 = off
-  int wo_prefetch_ = -1;  ///< VIREO_WO_PREFETCH: the fused Wo GEMV's prefetch depth (< 0: its whole slice)
-  /// The fused Wo and down GEMVs keep two weight chunks per warp in flight (their grids have
-  /// <= 2 CTAs per SM at batch 1, so the 128 registers cost no occupancy); VIREO_GEMV_DEPTH=1
-  /// keeps one. H100, 2026-11-27, medians of 5 interleaved rounds, 8B batch 1:
-  /// 5.625 against 5.663 ms per step, then in two later runs (fresh machines) +0.56%
-  /// and -0.51%; SmolLM2 shape -0.8 to -1.8%; batch 8 unchanged; BM_gemv_fused 4096x4096 12.9 against
-  /// 16.3 us, 4096x14336 39.4 against 45.7 us (weights streamed from HBM).
-  int gemv_depth_ = 2;
-  /// Decode attention's splits merge inside a thread-block cluster: 0 never, 1 always, 2 (the
-  /// default) for steps of more than one decode token (VIREO_ATTN_CLUSTER; see run()).
-  int attn_cluster_ = 2;
-  /// VIREO_Q4_SCALE_AFTER=1: Q4_0 GEMVs apply each block's scale after the MMA
-  /// (GemvExtras::q4_scale_after). Written 2026-11-27 without a GPU; off until measured.
-  bool q4_scale_after_ = false;
-  /// Fewest keys per split-KV split (0: VIREO_ATTN_SPLIT_KEYS, default 128; DecodeTuning).
-  int attn_split_keys_ = 0;
-  int fuse_max_tokens_ = 1;  ///< largest step fused: 1 by default, GEMV_MAX_TOKENS when VIREO_DECODE_FUSION is set
+  bool fuse_ = true;         ///< batch-1 decode steps run the fused GEMVs (fused_step())
   int qgemv_max_env_ = 0;    ///< VIREO_QGEMV_MAX_TOKENS (0: per-format default)
   bool keep_quant_ = false;  ///< ModelOptions::gpu_quantized (16-bit compute types only)
 };

@@ -49,7 +49,7 @@ void PlanBuffers::allocate() {
 }
 
 PackedPlan PlanBuffers::pack(const ForwardPlan& plan, bool graphs_on, bool f32, int n_kv_heads, int n_sms,
-                             int split_keys, void* stream) {
+                             void* stream) {
   const int T = int(plan.tokens.size());
   // Which sequences have a single new token (decode) and which a chunk (prefill).
   const int S = int(plan.block_indptr.size()) - 1;
@@ -122,7 +122,7 @@ PackedPlan PlanBuffers::pack(const ForwardPlan& plan, bool graphs_on, bool f32, 
     if (t < T) max_kv = std::max(max_kv, plan.positions[std::size_t(t)] + 1);
   int kv_bucket = 1;
   while (kv_bucket < max_kv) kv_bucket *= 2;
-  st.splits = cuda::decode_attention_splits(st.n_dec, n_kv_heads, n_sms, kv_bucket, split_keys);
+  st.splits = cuda::decode_attention_splits(st.n_dec, n_kv_heads, n_sms, kv_bucket);
   char* d = static_cast<char*>(dplan.get());
   auto d32 = [&](std::size_t off) { return reinterpret_cast<std::int32_t*>(d + off); };
   st.tokens = d32(lay.tokens);

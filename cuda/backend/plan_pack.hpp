@@ -41,10 +41,8 @@ class PlanBuffers {
   void allocate();
   /// Pack `plan` (validated by the caller: <= kMaxTokens tokens, <= kMaxBlockIds block ids)
   /// and upload it on `stream` (asynchronously). graphs_on: decode steps may be replayed from a
-  /// graph; f32: the fp32 test mode (decode attention for every token); split_keys: fewest keys
-  /// per split-KV split (cuda::decode_attention_splits).
-  PackedPlan pack(const ForwardPlan& plan, bool graphs_on, bool f32, int n_kv_heads, int n_sms, int split_keys,
-                  void* stream);
+  /// graph; f32: the fp32 test mode (decode attention for every token).
+  PackedPlan pack(const ForwardPlan& plan, bool graphs_on, bool f32, int n_kv_heads, int n_sms, void* stream);
 
  private:
   std::size_t plan_bytes_ = 0, graph_plan_bytes_ = 0;

@@ -37,7 +37,7 @@ void CudaBackend::matmul(const void* x, const Mat& w, void* y, bool y_f32, int n
     for (int t0 = 0; t0 < n; t0 += cuda::GEMV_MAX_TOKENS)
       cuda::check(cuda::gemv_q(dt_, w.qview(), static_cast<const char*>(x) + std::size_t(t0) * xs,
                                static_cast<char*>(y) + std::size_t(t0) * ys, y_f32,
-                               std::min(cuda::GEMV_MAX_TOKENS, n - t0), w.rows, w.cols, s, quant_extras()),
+                               std::min(cuda::GEMV_MAX_TOKENS, n - t0), w.rows, w.cols, s),
                   "gemv (quantized)");
     return;
   }
@@ -69,46 +69,25 @@ void CudaBackend::project(const Step& st, int c0, int rows) {
   matmul(ws_.xn.get(), w_.output.ptr() ? w_.output : w_.tok_embd, ws_.logits.get(), true, rows);
 }
 
-/// Whether a step of n tokens runs the fused decode path. Mode 1 (VIREO_DECODE_FUSION=1):
-/// RMSNorm folded into the QKV and gate/up GEMVs, RoPE + KV write into the QKV GEMV's
-/// epilogue, the residual adds into the Wo and down GEMVs' epilogues: 5 kernels per layer
-/// instead of 8. Mode 2 keeps the FFN RMSNorm a separate kernel (6 per layer).
-/// Default: mode 2 for batch-1 steps only. H100, Llama-3.1-8B bf16, context 512 (2026-11-26
-/// runs): batch 1 6.05 ms (mode 2) / 6.83 ms (mode 1) / 6.64 ms (unfused), and 5.97 / 6.18
-/// (mode 2 / unfused) in a later run. A mode 3 that had the last Wo CTA write the FFN norm
-/// (commit 3b12741, removed) took 6.48 ms against 6.10 for mode 2 in the same run: the
-/// gate/up CTAs' prefetch then no longer overlaps an HBM-idle kernel. At batch 8 mode 1 took
-/// 10.38 ms and mode 2 6.98 ms against 6.49 unfused, so larger steps stay unfused unless
-/// VIREO_DECODE_FUSION=1 or 2 asks for every step of up to GEMV_MAX_TOKENS tokens
-/// (VIREO_DECODE_FUSION=0: never).
-/// A mode 4 (commit 12cb228, removed) folded the FFN RMSNorm into a persistent gate/up GEMV
-/// (one wave of CTAs looping over the tiles, each normalizing once): H100, 8B batch 1,
-/// 6.93 ms against 5.66 for mode 2 in one process (2026-11-27); probably because one wave of
-/// 396 CTAs keeps too few loads in flight for the 235 MB gate/up matrix (not profiled).
+/// Whether a step of n tokens runs the fused decode path: the attention RMSNorm folded into
+/// the QKV GEMV, RoPE + KV write into its epilogue, the residual adds into the Wo and down
+/// GEMVs' epilogues; the FFN RMSNorm stays a kernel (6 kernels per layer instead of 8). Only
+/// batch-1 steps fuse: fused steps of up to 8 tokens measured slower than unfused ones at
+/// batch 8, and the fused batch-1 step faster than the unfused one, on the H100
+/// (bench/results/README.md). VIREO_DECODE_FUSION=0 turns it off (docs/TUNING.md).
 bool CudaBackend::fused_step(int n) const noexcept {
   const int d = cfg_.d_model, qd = cfg_.n_heads * cfg_.head_dim;
   // Quantized layer matrices fuse too (same kernel, quantized weight load): cols % 32 == 0.
   const bool q_ok = !w_.layer_quant || (d % 32 == 0 && qd % 32 == 0 && cfg_.d_ff % 32 == 0);
-  return fuse_ != 0 && n <= fuse_max_tokens_ && q_ok && cuda::gemv_fused_supported(dt_, n, d, true) &&
+  return fuse_ && n == 1 && q_ok && cuda::gemv_fused_supported(dt_, n, d, true) &&
          cuda::gemv_fused_supported(dt_, n, qd, false) && cuda::gemv_fused_supported(dt_, n, cfg_.d_ff, false) &&
          cfg_.head_dim % 16 == 0;
-}
-
-/// Extras of an unfused quantized GEMV: the decode setting q4_scale_after.
-cuda::GemvExtras CudaBackend::quant_extras() const noexcept {
-  cuda::GemvExtras ex;
-  ex.q4_scale_after = q4_scale_after_;
-  return ex;
 }
 
 /// One fused decode GEMV (cuda::gemv_fused) over a 16-bit or a quantized matrix.
 cuda::Status CudaBackend::fused(cuda::GemvEpilogue epi, bool norm, const Mat& w, const void* x, void* y, int n,
                                 int rows, const cuda::GemvExtras& ex) {
-  if (w.quant) {
-    cuda::GemvExtras qex = ex;
-    qex.q4_scale_after = q4_scale_after_;
-    return cuda::gemv_fused(dt_, epi, norm, w.qview(), x, y, n, rows, w.cols, qex, stream_->get());
-  }
+  if (w.quant) return cuda::gemv_fused(dt_, epi, norm, w.qview(), x, y, n, rows, w.cols, ex, stream_->get());
   return cuda::gemv_fused(dt_, epi, norm, w.ptr(), x, y, n, rows, w.cols, ex, stream_->get());
 }
 
@@ -177,11 +156,9 @@ void CudaBackend::run(const Step& st, CudaKVStorage& kv, const std::atomic<bool>
     ap.head_dim = hd;
     ap.block_size = st.block_size;
     ap.scale = 1.0f / std::sqrt(float(hd));
-    // The cluster merge (AttentionParams::cluster_merge) pays off for steps of several
-    // decode tokens only: H100, 2026-11-27, in one process each: batch 8 -0.8% (8B), -1.7%
-    // (1B), -6% (SmolLM2 shape) per step; batch 1 +1.7% (8B) and +16% (SmolLM2: 16-CTA
-    // clusters).
-    ap.cluster_merge = attn_cluster_ == 1 || (attn_cluster_ == 2 && st.n_dec > 1);
+    // The cluster merge (AttentionParams::cluster_merge) measured faster on the H100 for steps
+    // of several decode tokens and slower at batch 1 (bench/results/README.md).
+    ap.cluster_merge = st.n_dec > 1;
     cuda::check(cuda::decode_attention(dt_, ap, st.dec_list, st.n_dec, st.splits, ws_.attn_ws.as<float>(), s),
                 "decode attention");
     cuda::check(cuda::prefill_attention(dt_, ap, st.pf_list, st.tiles, st.n_tiles, s), "prefill attention");
@@ -189,41 +166,28 @@ void CudaBackend::run(const Step& st, CudaKVStorage& kv, const std::atomic<bool>
     if (st.fused) {
       // Wo follows decode attention, which hardly touches HBM: with PDL its CTAs are
       // resident early, and its first wave pulls its whole slice of Wo into L2 (within
-      // 32 MiB; an 8B model's Wo is 32 MiB) while attention runs. H100, 8B batch 1: 6.06 ms
-      // per token against 6.10 with one chunk, and 5.99 ms together with the attention
-      // warm-up and 64-key splits; a confirmation run gave 5.97 against 5.99 for all three
-      // against none: within noise, never slower. PDL itself is worth ~2% (6.10 ms with
-      // VIREO_PDL=0). VIREO_WO_PREFETCH=k sets the depth.
+      // 32 MiB; an 8B model's Wo is 32 MiB) while attention runs (measured never slower than
+      // one chunk). The Wo and down GEMVs keep two weight chunks per warp in flight: their
+      // grids have <= 2 CTAs per SM at batch 1, so the extra registers cost no occupancy, and
+      // it measured faster than one (bench/results/README.md).
       cuda::GemvExtras wo_ex;
-      wo_ex.depth = gemv_depth_;
-      wo_ex.prefetch_chunks = wo_prefetch_ >= 0
-                                  ? wo_prefetch_
-                                  : cuda::gemv_slice_prefetch_chunks(L.wo.rows, L.wo.cols, std::size_t(32) << 20);
+      wo_ex.depth = 2;
+      wo_ex.prefetch_chunks = cuda::gemv_slice_prefetch_chunks(L.wo.rows, L.wo.cols, std::size_t(32) << 20);
       cuda::check(fused(cuda::GemvEpilogue::Add, false, L.wo, ws_.attn.get(), ws_.resid.get(), st.n, L.wo.rows, wo_ex),
                   "fused wo + residual");
       mark("wo+residual");
-      cuda::GemvExtras ex;
-      if (fuse_ == 1) {
-        ex.resid = ws_.resid.as<float>();
-        ex.norm_w = L.ffn_norm.as<float>();
-        ex.eps = cfg_.rms_eps;
-        cuda::check(fused(cuda::GemvEpilogue::SwiGLU, true, L.wgu, nullptr, ws_.h.get(), st.n, cfg_.d_ff, ex),
-                    "fused ffn norm + gate/up + swiglu");
-        mark("norm+gate_up+swiglu");
-      } else {
-        // Level 2: the gate/up GEMV has ~5x the CTAs of the QKV one, and each CTA of a fused
-        // norm re-reads the residual and norm weights from L2; a separate RMSNorm (the
-        // residual is already complete: no delta) may cost less.
-        cuda::check(cuda::rmsnorm(dt_, nullptr, ws_.resid.as<float>(), L.ffn_norm.as<float>(), ws_.xn.get(), nullptr,
-                                  st.n, d, cfg_.rms_eps, s),
-                    "ffn rmsnorm");
-        mark("ffn_norm");
-        cuda::check(fused(cuda::GemvEpilogue::SwiGLU, false, L.wgu, ws_.xn.get(), ws_.h.get(), st.n, cfg_.d_ff, ex),
-                    "gate/up + swiglu");
-        mark("gate_up+swiglu");
-      }
+      // The FFN RMSNorm stays a kernel of its own: the gate/up GEMV has ~5x the CTAs of the
+      // QKV one, and each CTA of a fused norm would re-read the residual and norm weights from
+      // L2 (folding it in measured slower). The residual is already complete: no delta.
+      cuda::check(cuda::rmsnorm(dt_, nullptr, ws_.resid.as<float>(), L.ffn_norm.as<float>(), ws_.xn.get(), nullptr,
+                                st.n, d, cfg_.rms_eps, s),
+                  "ffn rmsnorm");
+      mark("ffn_norm");
+      cuda::check(fused(cuda::GemvEpilogue::SwiGLU, false, L.wgu, ws_.xn.get(), ws_.h.get(), st.n, cfg_.d_ff, {}),
+                  "gate/up + swiglu");
+      mark("gate_up+swiglu");
       cuda::GemvExtras down_ex;
-      down_ex.depth = gemv_depth_;
+      down_ex.depth = 2;
       cuda::check(
           fused(cuda::GemvEpilogue::Add, false, L.wdown, ws_.h.get(), ws_.resid.get(), st.n, L.wdown.rows, down_ex),
           "fused down + residual");
@@ -239,8 +203,7 @@ void CudaBackend::run(const Step& st, CudaKVStorage& kv, const std::atomic<bool>
     if (st.n <= cuda::GEMV_MAX_TOKENS) {
       // Decode: gate/up GEMV and SwiGLU in one kernel (no ws_.gu round trip, one launch less).
       if (L.wgu.quant)
-        cuda::check(cuda::gemv_swiglu_q(dt_, L.wgu.qview(), ws_.xn.get(), ws_.h.get(), st.n, cfg_.d_ff, L.wgu.cols, s,
-                                        quant_extras()),
+        cuda::check(cuda::gemv_swiglu_q(dt_, L.wgu.qview(), ws_.xn.get(), ws_.h.get(), st.n, cfg_.d_ff, L.wgu.cols, s),
                     "gemv_swiglu (quantized)");
       else
         cuda::check(cuda::gemv_swiglu(dt_, L.wgu.ptr(), ws_.xn.get(), ws_.h.get(), st.n, cfg_.d_ff, L.wgu.cols, s),
