@@ -9,6 +9,9 @@
 #include <fstream>
 
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "vireo/error.hpp"
 #include "vireo/kv_cache.hpp"
@@ -50,6 +53,12 @@ TEST_CASE("plan: SmolLM2's weights and KV on the CPU match what loading allocate
   CHECK(within(double(p.weight_bytes), double(model.weight_bytes()), 0.05));
   CHECK(p.file_bytes == std::filesystem::file_size(path));
 
+#if defined(__GLIBC__)
+  // Every block of 128 KiB or more from fresh pages, so resident growth is what the pool
+  // allocates (glibc would otherwise raise this threshold after earlier frees and serve the
+  // pool from heap memory that is already resident).
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
   for (auto precision : {vireo::KVPrecision::Model, vireo::KVPrecision::Int8}) {
     o.kv_precision = precision;
     const vireo::MemoryPlan q = vireo::plan(path, o);
@@ -60,7 +69,12 @@ TEST_CASE("plan: SmolLM2's weights and KV on the CPU match what loading allocate
     INFO("precision " << int(precision) << ": planned KV " << q.kv_bytes << ", resident growth " << grown);
     CHECK(cache.bytes_per_token() == q.kv_bytes_per_token);
     CHECK(cache.capacity_tokens() == 4 * 1024);
+#if defined(__SANITIZE_ADDRESS__)
+    (void)grown;  // ASan's allocator and shadow memory change resident growth; the plain build checks it
+    CHECK(cache.stats().bytes_total == q.kv_bytes);
+#else
     CHECK(within(double(grown), double(q.kv_bytes), 0.05));
+#endif
   }
 }
 
