@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "cuda_api.hpp"
+#include "util/tuning.hpp"
 #include "vireo/error.hpp"
 
 namespace vireo::cuda {
@@ -87,11 +88,8 @@ bool hopper_or_later() noexcept {
 }
 
 bool pdl_enabled() noexcept {
-  static const bool env_on = [] {
-    const char* e = std::getenv("VIREO_PDL");
-    return !(e && std::strcmp(e, "0") == 0);
-  }();
-  return env_on && hopper_or_later();
+  static const bool on = detail::process_tuning().pdl;  // VIREO_PDL, docs/TUNING.md
+  return on && hopper_or_later();
 }
 
 // ---- host conversions ---------------------------------------------------------------------

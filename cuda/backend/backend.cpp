@@ -7,12 +7,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include <tuple>
 #include <vector>
 
 #include "backend/limits.hpp"
+#include "util/tuning.hpp"
 #include "vireo/error.hpp"
 
 namespace vireo::detail::cuda_backend {
@@ -45,13 +44,13 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, const Weights& w, int device, D
   // made here so that a sampled step never allocates (or fails to) mid-generation.
   sampler_ = std::make_unique<cuda::GpuSampler>(kMaxSampleRows, cfg_.vocab_size, stream_->get());
   cuda::check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_->get())), "backend init");
-  if (const char* e = std::getenv("VIREO_DECODE_FUSION"); e && (e[0] == '0' || e[0] == '1') && !e[1])
-    fuse_ = e[0] == '1';
-  if (const char* e = std::getenv("VIREO_CUDA_PROFILE"); e && std::strcmp(e, "1") == 0) {
+  const Tuning tuning = read_tuning();  // docs/TUNING.md
+  fuse_ = tuning.decode_fusion;
+  qgemv_max_env_ = tuning.qgemv_max_tokens;
+  if (tuning.cuda_profile) {
     prof_.enable();
     graphs_on_ = false;
   }
-  if (const char* e = std::getenv("VIREO_QGEMV_MAX_TOKENS")) qgemv_max_env_ = std::max(0, std::atoi(e));
 }
 
 int CudaBackend::max_tokens() const noexcept { return kMaxTokens; }

@@ -4,9 +4,12 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdio>
+#include <string>
+
+#include <fmt/format.h>
 
 #include "cuda_api.hpp"
+#include "vireo/log.hpp"
 
 namespace vireo::detail::cuda_backend {
 
@@ -50,11 +53,11 @@ void StepProfiler::report() const {
   for (const auto& [n, pr] : prof_) {
     double total = 0;
     for (const auto& e : pr.stages) total += e.second;
-    std::fprintf(stderr, "vireo cuda profile: %d eager steps of %d tokens, %.3f ms per step\n", pr.steps, n,
-                 total / pr.steps);
+    std::string text = fmt::format("vireo cuda profile: {} eager steps of {} tokens, {:.3f} ms per step", pr.steps, n,
+                                   total / pr.steps);
     for (const auto& e : pr.stages)
-      std::fprintf(stderr, "  %-20s %9.3f ms/step  %5.1f%%\n", e.first.c_str(), e.second / pr.steps,
-                   100.0 * e.second / total);
+      text += fmt::format("\n  {:<20} {:9.3f} ms/step  {:5.1f}%", e.first, e.second / pr.steps, 100.0 * e.second / total);
+    log(LogLevel::Info, text);
   }
 }
 

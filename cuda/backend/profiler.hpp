@@ -3,8 +3,8 @@
 //
 // CUDA graphs are off and an event is recorded after every stage of a step; the events break
 // the overlap of programmatic dependent launch, so the stages add up to a little more than
-// an unprofiled step. Totals per stage (summed over layers and steps) go to stderr when the
-// profiler is destroyed. Not for production: every step synchronizes.
+// an unprofiled step. Totals per stage (summed over layers and steps) go to the log sink
+// (vireo/log.hpp, level Info) when the profiler is destroyed. Not for production: every step synchronizes.
 #pragma once
 #include <map>
 #include <string>
