@@ -1,6 +1,6 @@
 // Whole-matrix dequantization (the input of a cuBLAS GEMM for steps of more than
 // GEMV_MAX_TOKENS tokens) and embedding rows of a quantized table (quant_weights.hpp).
-// [cuda][quant] tests check both against the host reference (passed on an H100, 2026-11-26).
+// The [cuda][quant] tests check both against the host reference.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 

@@ -2,7 +2,7 @@
 //
 // A decode step is ~9 dependent kernels per layer; between two of them the GPU normally
 // drains the first grid, then launches and ramps up the second (a few microseconds each,
-// ~1 ms of an 8B model's ~6 ms batch-1 step). With PDL the next kernel is launched while the
+// a sizeable share of a batch-1 step). With PDL the next kernel is launched while the
 // current one is still running: every kernel here starts with pdl_wait() (griddepcontrol.wait:
 // block until the previous grid has completed and its writes are visible) and then
 // pdl_trigger() (griddepcontrol.launch_dependents: the next grid may be scheduled once every

@@ -7,8 +7,8 @@
 // issues all its loads at once (<= 4 float4 of the residual, the matching 4-element vectors of
 // delta and float4 of the norm weight), adds the delta, writes the residual back, reduces
 // sum(h^2) over the CTA (fp32) and scales from registers: one DRAM round trip and one block
-// reduction, 256 threads for d = 4096 (the old two-pass kernel, 1024 scalar threads rereading
-// h, took ~9 us for one 4096 row; it stays as the fallback for other shapes). RoPE rotates adjacent pairs (x[2i], x[2i+1]) by pos * inv_freq[i] with the angle,
+// reduction, 256 threads for d = 4096 (a two-pass kernel of 1024 scalar threads rereading h
+// was slower; it stays as the fallback for other shapes). RoPE rotates adjacent pairs (x[2i], x[2i+1]) by pos * inv_freq[i] with the angle,
 // cos and sin in double like the CPU reference, so fp32 mode matches it to rounding.
 #include <algorithm>
 
@@ -159,8 +159,8 @@ constexpr int ROPE_HEADS = 8;  // heads per CTA
 /// rotation of every pair index i < hd/2 for its token once (double-precision sincos of
 /// pos * inv_freq, exactly as the CPU reference, which shares it across heads), then rotates
 /// pair i of each of its q/k heads and copies its v heads (with their bias) into the cache.
-/// (One CTA per token redoing the sincos for every head cost 11 us per layer at batch 1; one
-/// CTA per (token, head) made 2048-token prefills 3x slower: 40x redundant sincos.)
+/// (One CTA per token redoing the sincos for every head, or one CTA per (token, head) with
+/// its redundant sincos, measured slower at batch 1 and in long prefills respectively.)
 template <typename T>
 __global__ void __launch_bounds__(128) rope_kv_kernel(RopeKVParams p) {
   __shared__ float s_cos[1024], s_sin[1024];

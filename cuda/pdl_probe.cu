@@ -1,7 +1,7 @@
 // Diagnostic: does programmatic dependent launch actually overlap two kernels on this device,
-// eagerly and inside a CUDA graph? (On the H100 of 2026-11-26 PDL on every decode kernel
-// changed an 8B batch-1 step by 0.02 ms, so whether the dependent grid starts early at all is
-// the first thing to know.)
+// eagerly and inside a CUDA graph? (When PDL on every decode kernel changes a step's time
+// less than expected, whether the dependent grid starts early at all is the first thing to
+// know.)
 //
 // A one-CTA primary kernel triggers its dependents, spins for spin_ns on %globaltimer and
 // records when it ends; a one-CTA secondary launched right after it (PDL attribute set)

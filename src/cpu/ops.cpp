@@ -4,14 +4,10 @@
 // a register-tiled kernel (cpu/gemm.hpp). Attention is
 // softmax(q.k / sqrt(d)) . v, parallel over (token, KV head, 256-position chunk) items that
 // serve a whole GQA group per K / V row read, with the chunks of a (token, KV head) merged
-// by the item that finishes last (see attention()). Measured against the per-(token, head)
-// loop it replaced (2-core EPYC VM, 32 heads / 8 KV heads, hd 64, BM_attention, interleaved
-// runs): decode at 2048 positions 0.67-0.84 vs 0.75-1.27 ms, prefill of 64 tokens at 2048
-// 42-52 vs 47-93 ms; decode at 128 positions within noise (36-52 vs 38-75 us). Then (stop
-// 8): a vector exp (cpu/simd.hpp exp_ps) for the softmax, V accumulated with a 32-column
-// slice of the output in registers over all keys, and K / V rows prefetched 6 keys ahead:
-// decode at 2048 positions 653 -> 412-425 us, prefill of 64 tokens at 2048 41-42 -> 25-31 ms,
-// decode at 128 positions 37 -> 27 us.
+// by the item that finishes last (see attention()); this measured faster than a loop per
+// (token, head) at long contexts (BM_attention; bench/results/). The softmax uses a vector
+// exp (cpu/simd.hpp exp_ps), V is accumulated with a 32-column slice of the output in
+// registers over all keys, and K / V rows are prefetched 6 keys ahead, each measured faster.
 #include "cpu/ops.hpp"
 
 #include "cpu/gemm.hpp"
@@ -114,8 +110,7 @@ void matmul(const detail::WeightView& w, const float* x, std::int64_t T, float* 
     return;
   }
   // Panels pay a transposition per 16 rows; below ~24 tokens the dot-product tiles win
-  // (BM_matmul_decode_batch Q4_1 [8192, 2048]: T = 16 rows 6.8 vs panels 8.8 ms, T = 32 13.4
-  // vs 11.6 ms; BM_matmul_prefill T = 64: panels 4.1-5.2 vs rows 5.2-6.1 ms).
+  // (BM_matmul_decode_batch and BM_matmul_prefill, bench/results/cpu-*-ops-matmul-q8-panels.json).
   constexpr std::int64_t kPanelMinTokens = 24;
   if (T < kPanelMinTokens)
     gemm_rows(w, x, T, y, pool);

@@ -176,8 +176,8 @@ void q8_rows(const detail::WeightView& w, const Q8Acts& a, float* y, std::int64_
   float out[4];
   for (std::int64_t r = r0; r < r1; ++r) {
     const std::byte* row = w.data + std::size_t(r) * stride;
-    // (Software prefetch of the row 4 ahead measured slower in BM_q8_matmul_decode_batch,
-    // Q8_0 at T = 1: 0.66-0.75 vs 0.55-0.58 ms, and the same on SmolLM2: left out.)
+    // (Software prefetch of the row 4 ahead measured slower in BM_q8_matmul_decode_batch and
+    // on SmolLM2: left out.)
     for (std::int64_t t0 = 0; t0 < T; t0 += 4) {
       const int nt = int(std::min<std::int64_t>(4, T - t0));
       dispatch(w.type, [&](auto type) { row_tokens<decltype(type)::value>(row, a, t0, nt, nb, out); });

@@ -123,7 +123,7 @@ void dequant_q4_0(const std::uint8_t* __restrict src, float* __restrict dst, std
     float* y = dst + b * QK;
     // Two contiguous passes (low nibbles, then high) vectorize; one interleaved pass does
     // not. Unroll 1 keeps GCC vectorizing each 16-trip loop instead of fully unrolling it
-    // and vectorizing across blocks (measured ~1.5x slower).
+    // and vectorizing across blocks (measured slower).
     VIREO_NO_UNROLL
     for (std::size_t j = 0; j < QK / 2; ++j) y[j] = float(int(qs[j] & 0x0F) - 8) * d;
     VIREO_NO_UNROLL
