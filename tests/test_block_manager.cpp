@@ -1,12 +1,14 @@
 // BlockManager tests: each operation on small pools whose expected tables are worked out by
 // hand (CoW, prefix reuse, LRU eviction, CacheFull atomicity, swap), then a randomized
 // property test that drives thousands of operations against a reference model written here:
-// per sequence the expected tokens, and a simulated K/V store (one token per slot) to which
-// the test applies the reported slots and copies exactly as a backend would, so every
-// sequence's blocks must read back its own tokens.
+// per sequence the expected tokens, and a simulated K/V store (per slot, a hash of the token
+// and its whole prefix, as real K/V depends on both) to which the test applies the reported
+// slots and copies exactly as a backend would, so every sequence's blocks must read back its
+// own tokens behind its own prefix.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <numeric>
@@ -481,15 +483,43 @@ TEST_CASE("block manager: invalid arguments name the offending values", "[cpu][k
 namespace {
 
 // The test's own model of the cache: expected tokens per sequence, and a simulated storage
-// holding one token per slot, updated only through what append() reports.
+// updated only through what append() reports. A slot holds what a token's K/V depends on:
+// the token *and every token before it* (attention), as a hash of the sequence's prefix up
+// to that token. So a block reused behind a different prefix (same tokens, other history)
+// reads as wrong, which one token per slot would not show.
+using Cell = std::uint64_t;  // 0 = never written
+
+/// The cell of each position of `toks`: a hash chain over the tokens (never 0).
+std::vector<Cell> prefix_cells(const std::vector<Token>& toks) {
+  std::vector<Cell> out;
+  Cell h = 0x9E3779B97F4A7C15ull;
+  for (Token t : toks) {
+    h ^= std::uint64_t(std::uint32_t(t)) + 0x632BE59BD9B4E019ull + (h << 6) + (h >> 2);
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 31;
+    out.push_back(h | 1);
+  }
+  return out;
+}
+
 struct Reference {
   struct Seq {
     std::vector<Token> tokens;
     bool swapped = false;
-    std::vector<Token> host;  // swapped contents, block-table order, block_size per block
+    std::vector<Cell> host;  // swapped contents, block-table order, block_size per block
   };
   std::map<SeqId, Seq> seqs;
-  std::vector<Token> store;  // [num_blocks * block_size], -1 = never written
+  std::vector<Cell> store;  // [num_blocks * block_size]
+
+  /// Records the K/V of `toks` appended to sequence `s` at `slots` (the sequence's tokens
+  /// are extended by the caller afterwards).
+  void write(SeqId s, const std::vector<Token>& toks, const std::vector<std::int64_t>& slots) {
+    std::vector<Token> all = seqs[s].tokens;
+    all.insert(all.end(), toks.begin(), toks.end());
+    const std::vector<Cell> cells = prefix_cells(all);
+    const std::size_t from = all.size() - toks.size();
+    for (std::size_t i = 0; i < toks.size(); ++i) store[std::size_t(slots[i])] = cells[from + i];
+  }
 };
 
 void check_against(const BlockManager& bm, const Reference& ref, int bs, std::int64_t nb) {
@@ -510,10 +540,13 @@ void check_against(const BlockManager& bm, const Reference& ref, int bs, std::in
     }
     auto t = table(bm, id);
     REQUIRE(std::int64_t(t.size()) == (std::int64_t(rs.tokens.size()) + bs - 1) / bs);
+    const std::vector<Cell> cells = prefix_cells(rs.tokens);
     for (std::size_t i = 0; i < rs.tokens.size(); ++i) {
       const std::int32_t b = t[i / bs];
-      // The simulated K/V of every token of the sequence is where the table says.
-      REQUIRE(ref.store[std::size_t(b) * bs + i % bs] == rs.tokens[i]);
+      // The simulated K/V of every token of the sequence, computed behind this sequence's
+      // own prefix, is where the table says.
+      INFO("sequence " << id << " position " << i << " block " << b);
+      REQUIRE(ref.store[std::size_t(b) * bs + i % bs] == cells[i]);
     }
     for (std::size_t i = 0; i < t.size(); ++i) {
       auto& u = users[t[i]];
@@ -535,7 +568,7 @@ void check_against(const BlockManager& bm, const Reference& ref, int bs, std::in
 void run_property_test(std::int64_t nb, int bs, bool prefix, std::uint32_t seed, int n_ops) {
   BlockManager bm(nb, bs, prefix);
   Reference ref;
-  ref.store.assign(std::size_t(nb * bs), -1);
+  ref.store.assign(std::size_t(nb * bs), 0);
   std::mt19937 rng(seed);
   auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   // A few "documents" so prompts share prefixes; tokens from a tiny vocabulary so
@@ -576,7 +609,7 @@ void run_property_test(std::int64_t nb, int bs, bool prefix, std::uint32_t seed,
         AppendResult r = append(bm, s, rest);
         for (const auto& c : r.copies)
           std::copy_n(ref.store.begin() + std::ptrdiff_t(c.src) * bs, bs, ref.store.begin() + std::ptrdiff_t(c.dst) * bs);
-        for (std::size_t i = 0; i < rest.size(); ++i) ref.store[std::size_t(r.slots[i])] = rest[i];
+        ref.write(s, rest, r.slots);
         ref.seqs[s].tokens.insert(ref.seqs[s].tokens.end(), rest.begin(), rest.end());
       }
     } else if (kind < 26) {
@@ -623,7 +656,7 @@ void run_property_test(std::int64_t nb, int bs, bool prefix, std::uint32_t seed,
             REQUIRE(std::find(t.begin(), t.end(), b) == t.end());
           }
         }
-        for (std::size_t i = 0; i < toks.size(); ++i) ref.store[std::size_t(r.slots[i])] = toks[i];
+        ref.write(s, toks, r.slots);
         auto& rt = ref.seqs[s].tokens;
         rt.insert(rt.end(), toks.begin(), toks.end());
       }

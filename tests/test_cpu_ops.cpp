@@ -104,6 +104,76 @@ TEST_CASE("rope rotates adjacent pairs by pos * theta^(-2i/d)", "[cpu][ops]") {
       }
 }
 
+TEST_CASE("rope at long positions matches a double-precision rotation", "[cpu][ops]") {
+  // Positions from 4096 to past Llama-3's 128K context, head_dim 64 and 128, theta 1e4 and
+  // 5e5, adjacent pairs (rope) and GPT-NeoX halves (rope_ex). The reference computes
+  // theta^(-2i/d), the angle and its cos / sin in double. The implementation holds each
+  // frequency as a float, which alone moves the angle by up to pos * inv_freq * 2^-24 (half
+  // an ulp); the float cos / sin and the rotation add a few ulp of |x|. So the bound is
+  // |x| * (1.05 * pos * inv_freq * 2^-24 + 2^-20): tight enough that an angle rounded to
+  // float once more (or a frequency built by repeated float multiplication, a wrapped 16-bit
+  // position, a wrong pair layout) fails, as the last lines check on such a broken variant.
+  std::mt19937 rng(17);
+  const std::vector<std::int32_t> pos = {4096, 4097, 8191, 32767, 65536, 131071};
+  const std::int64_t T = std::int64_t(pos.size());
+  auto rotate_ref = [&](const std::vector<float>& x, int heads, int hd, double theta, bool halves,
+                        bool float_angle) {
+    std::vector<double> y(x.begin(), x.end());
+    for (std::int64_t t = 0; t < T; ++t)
+      for (int i = 0; i < hd / 2; ++i) {
+        const double inv = std::pow(theta, -2.0 * i / hd);
+        const double ang = float_angle ? double(float(pos[std::size_t(t)]) * float(inv)) : pos[std::size_t(t)] * inv;
+        const double c = std::cos(ang), sn = std::sin(ang);
+        for (int h = 0; h < heads; ++h) {
+          const std::size_t base = std::size_t((t * heads + h) * hd);
+          const std::size_t i0 = base + std::size_t(halves ? i : 2 * i), i1 = base + std::size_t(halves ? i + hd / 2 : 2 * i + 1);
+          y[i0] = double(x[i0]) * c - double(x[i1]) * sn;
+          y[i1] = double(x[i0]) * sn + double(x[i1]) * c;
+        }
+      }
+    return y;
+  };
+  // Largest element error over the bound (<= 1 passes).
+  auto worst_ratio = [&](const std::vector<float>& x, const std::vector<double>& got, const std::vector<double>& ref,
+                         int heads, int hd, double theta, bool halves) {
+    double worst = 0;
+    for (std::int64_t t = 0; t < T; ++t)
+      for (int i = 0; i < hd / 2; ++i) {
+        const double inv = std::pow(theta, -2.0 * i / hd);
+        for (int h = 0; h < heads; ++h) {
+          const std::size_t base = std::size_t((t * heads + h) * hd);
+          const std::size_t i0 = base + std::size_t(halves ? i : 2 * i), i1 = base + std::size_t(halves ? i + hd / 2 : 2 * i + 1);
+          const double mag = std::fabs(x[i0]) + std::fabs(x[i1]);
+          const double bound = mag * (1.05 * pos[std::size_t(t)] * inv * std::ldexp(1.0, -24) + std::ldexp(1.0, -20)) + 1e-7;
+          worst = std::max({worst, std::fabs(got[i0] - ref[i0]) / bound, std::fabs(got[i1] - ref[i1]) / bound});
+        }
+      }
+    return worst;
+  };
+  for (int hd : {64, 128})
+    for (double theta : {1e4, 5e5})
+      for (bool halves : {false, true}) {
+        const int heads = 2;
+        const auto x = normal_vec(std::size_t(T * heads * hd), rng);
+        auto y = x;
+        if (halves) {
+          std::vector<float> inv(std::size_t(hd / 2));
+          for (int i = 0; i < hd / 2; ++i) inv[std::size_t(i)] = float(std::pow(theta, -2.0 * i / hd));
+          cpu::rope_ex(y.data(), T, heads, hd, pos.data(), inv.data(), hd, true, 1.0f);
+        } else {
+          cpu::rope(y.data(), T, heads, hd, pos.data(), float(theta), nullptr);
+        }
+        const auto ref = rotate_ref(x, heads, hd, theta, halves, false);
+        const double r = worst_ratio(x, std::vector<double>(y.begin(), y.end()), ref, heads, hd, theta, halves);
+        INFO("head_dim " << hd << " theta " << theta << (halves ? " halves" : " pairs") << ": worst error / bound " << r);
+        CHECK(r <= 1.0);
+        // Negative control: the angle computed in float is outside the bound.
+        const double broken = worst_ratio(x, rotate_ref(x, heads, hd, theta, halves, true), ref, heads, hd, theta, halves);
+        INFO("float-angle variant: worst error / bound " << broken);
+        CHECK(broken > 1.0);
+      }
+}
+
 TEST_CASE("exp_shift_sum (the attention softmax's exp) stays within 2 ulp of std::exp", "[cpu][ops]") {
   // A dense sweep of [-88, 88] through the shift (vector lanes and the scalar tail), the
   // softmax's own range (x - max <= 0, mostly [-30, 0]) and the clamped low end.

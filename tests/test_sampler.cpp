@@ -95,30 +95,70 @@ std::vector<Kept> reference(const std::vector<float>& logits, const std::vector<
   return out;
 }
 
-// Draws `n` tokens, checks none falls outside the kept set and that the chi-square statistic
-// against the reference is below the p = 0.001 critical value. Returns the statistic.
-double check_distribution(const std::vector<float>& logits, const std::vector<Token>& history,
-                          const SamplerParams& params, int n) {
-  const auto ref = reference(logits, history, params);
+// Pearson chi-square of token counts (n draws) against a reference distribution: the
+// statistic, its p = 0.001 critical value, and the draws that fell outside the kept set.
+struct Verdict {
+  double chi2 = 0, crit = 0;
+  int outside = 0;
+  bool pass() const { return outside == 0 && chi2 < crit; }
+};
+Verdict chi_square(const std::vector<Kept>& ref, std::map<int, int> counts, int n) {
   REQUIRE(ref.size() >= 2);
   REQUIRE(ref.size() <= 31);
-  std::map<int, int> counts;
-  Sampler s(params);
-  for (int i = 0; i < n; ++i) counts[s.sample(logits, history).token]++;
-  double chi2 = 0;
+  Verdict v;
   int seen = 0;
   for (const auto& k : ref) {
     const double expected = k.prob * n;
     REQUIRE(expected >= 5.0);  // the test's own design constraint for a valid chi-square
     const int observed = counts.count(k.id) ? counts[k.id] : 0;
     seen += observed;
-    chi2 += (observed - expected) * (observed - expected) / expected;
+    v.chi2 += (observed - expected) * (observed - expected) / expected;
   }
-  CHECK(seen == n);  // zero samples outside the kept set
-  const double crit = CHI2_CRIT_0001[ref.size() - 1];
-  INFO("chi2 = " << chi2 << ", df = " << ref.size() - 1 << ", critical = " << crit);
-  CHECK(chi2 < crit);
-  return chi2;
+  v.outside = n - seen;
+  v.crit = CHI2_CRIT_0001[ref.size() - 1];
+  return v;
+}
+
+// Draws `n` tokens, checks none falls outside the kept set and that the chi-square statistic
+// against the reference is below the p = 0.001 critical value. Returns the statistic.
+double check_distribution(const std::vector<float>& logits, const std::vector<Token>& history,
+                          const SamplerParams& params, int n) {
+  const auto ref = reference(logits, history, params);
+  std::map<int, int> counts;
+  Sampler s(params);
+  for (int i = 0; i < n; ++i) counts[s.sample(logits, history).token]++;
+  const Verdict v = chi_square(ref, counts, n);
+  CHECK(v.outside == 0);  // zero samples outside the kept set
+  INFO("chi2 = " << v.chi2 << ", df = " << ref.size() - 1 << ", critical = " << v.crit);
+  CHECK(v.chi2 < v.crit);
+  return v.chi2;
+}
+
+// n draws from `dist` (a deliberately wrong distribution) by the sampler's own rule: walk
+// the list with u = uniform01(seed, i). The counts a sampler with that bug would produce.
+std::map<int, int> draws_from(const std::vector<Kept>& dist, std::uint64_t seed, int n) {
+  std::map<int, int> counts;
+  for (int i = 0; i < n; ++i) {
+    const double u = vireo::uniform01(seed, std::uint64_t(i));
+    double cum = 0;
+    int pick = dist.back().id;
+    for (const auto& k : dist) {
+      cum += k.prob;
+      if (cum > u) {
+        pick = k.id;
+        break;
+      }
+    }
+    counts[pick]++;
+  }
+  return counts;
+}
+
+std::vector<Kept> renormalised(std::vector<Kept> d) {
+  double z = 0;
+  for (const auto& k : d) z += k.prob;
+  for (auto& k : d) k.prob /= z;
+  return d;
 }
 
 std::vector<float> random_logits(std::size_t n, std::uint32_t seed, float scale) {
@@ -448,4 +488,136 @@ TEST_CASE("invalid sampler inputs throw InvalidArgument and leave the sampler un
   Sampler fresh({.temperature = 0.8f, .seed = 5});
   fresh.sample(good);
   CHECK(s.sample(good).token == fresh.sample(good).token);
+}
+
+// Negative controls: the chi-square check above must reject samplers with the bugs it is
+// meant to catch. Each broken variant is a distribution a buggy sampler would draw from,
+// sampled with the same counter-based stream and the same draw count as the real tests.
+TEST_CASE("negative controls: the distribution check rejects broken samplers", "[cpu][sampler]") {
+  const int n = 20000;
+  const std::vector<float> logits = {1.5f, 0.2f, 2.4f, -0.3f, 1.9f, 0.8f, 2.1f, -1.0f, 1.1f, 0.5f};
+  const std::vector<Token> history = {2, 2, 6, 0, 9, 2};
+  SamplerParams p{.temperature = 1.3f,
+                  .top_k = 7,
+                  .top_p = 0.92f,
+                  .min_p = 0.05f,
+                  .repetition_penalty = 1.3f,
+                  .presence_penalty = 0.2f,
+                  .frequency_penalty = 0.1f,
+                  .penalty_last_n = 5,
+                  .seed = 77};
+  const auto ref = reference(logits, history, p);
+  REQUIRE(ref.size() >= 4);
+  // The control of the controls: the correct distribution, drawn the same way, passes.
+  CHECK(chi_square(ref, draws_from(ref, p.seed, n), n).pass());
+
+  SECTION("top-p drops the boundary token") {
+    auto broken = ref;
+    broken.pop_back();
+    const Verdict v = chi_square(ref, draws_from(renormalised(broken), p.seed, n), n);
+    INFO("chi2 " << v.chi2 << " critical " << v.crit);
+    CHECK_FALSE(v.pass());
+  }
+  SECTION("top-p keeps one token too many") {
+    auto wide = p;
+    wide.top_p = 1.0f;
+    wide.min_p = 0.0f;
+    const auto all = reference(logits, history, wide);
+    REQUIRE(all.size() > ref.size());
+    auto broken = ref;
+    broken.push_back({all[ref.size()].id, all[ref.size()].prob});
+    const Verdict v = chi_square(ref, draws_from(renormalised(broken), p.seed, n), n);
+    CHECK(v.outside > 0);
+    CHECK_FALSE(v.pass());
+  }
+  SECTION("no renormalisation after truncation: the cut mass lands on the last kept token") {
+    auto wide = p;
+    wide.top_p = 1.0f;
+    wide.min_p = 0.0f;
+    const auto all = reference(logits, history, wide);
+    auto broken = ref;
+    double kept = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+      broken[i].prob = all[i].prob;
+      kept += all[i].prob;
+    }
+    broken.back().prob += 1.0 - kept;
+    const Verdict v = chi_square(ref, draws_from(broken, p.seed, n), n);
+    INFO("chi2 " << v.chi2 << " critical " << v.crit);
+    CHECK_FALSE(v.pass());
+  }
+  SECTION("temperature multiplies instead of divides") {
+    auto bad = p;
+    bad.temperature = 1.0f / p.temperature;
+    const Verdict v = chi_square(ref, draws_from(reference(logits, history, bad), p.seed, n), n);
+    INFO("chi2 " << v.chi2 << " critical " << v.crit);
+    CHECK_FALSE(v.pass());
+  }
+  SECTION("penalties over the whole history instead of the last penalty_last_n tokens") {
+    auto bad = p;
+    bad.penalty_last_n = -1;
+    const Verdict v = chi_square(ref, draws_from(reference(logits, history, bad), p.seed, n), n);
+    INFO("chi2 " << v.chi2 << " critical " << v.crit);
+    CHECK_FALSE(v.pass());
+  }
+  SECTION("repetition penalty multiplies positive logits") {
+    auto bad = p;
+    bad.repetition_penalty = 1.0f / p.repetition_penalty;
+    const Verdict v = chi_square(ref, draws_from(reference(logits, history, bad), p.seed, n), n);
+    INFO("chi2 " << v.chi2 << " critical " << v.crit);
+    CHECK_FALSE(v.pass());
+  }
+}
+
+// Sampler::distribution (the p and q of speculative sampling) against the independent
+// reference, element by element, over many settings: every kept token's probability within
+// 1e-5, every other token exactly 0, greedy one-hot on the penalised argmax.
+TEST_CASE("Sampler::distribution equals the reference distribution", "[cpu][sampler]") {
+  std::mt19937 rng(4242);
+  int checked = 0;
+  for (int cfg = 0; cfg < 80; ++cfg) {
+    const std::size_t vocab = cfg % 10 == 0 ? 4096 : 64;
+    auto logits = random_logits(vocab, std::uint32_t(500 + cfg), cfg % 3 == 0 ? 3.0f : 1.0f);
+    if (cfg % 4 == 1)
+      for (std::size_t i = 0; i < vocab; i += 5) logits[i] = NEG_INF;
+    if (cfg % 6 == 2)  // ties at the truncation boundaries
+      for (std::size_t i = 0; i < vocab; i += 3) logits[i] = 0.5f;
+    std::vector<Token> history;
+    for (int i = 0; i < 24; ++i) history.push_back(Token(rng() % vocab));
+    SamplerParams p;
+    p.seed = rng();
+    p.temperature = cfg % 9 == 4 ? 0.0f : 0.4f + float(cfg % 5) * 0.35f;
+    p.top_k = cfg % 3 == 0 ? 0 : int(1 + rng() % 40);
+    p.top_p = cfg % 2 == 0 ? 1.0f : 0.3f + 0.15f * float(cfg % 5);
+    p.min_p = cfg % 5 == 2 ? 0.1f : cfg % 5 == 3 ? 0.01f : 0.0f;
+    p.repetition_penalty = cfg % 4 == 3 ? 1.4f : 1.0f;
+    p.presence_penalty = cfg % 6 == 5 ? 0.3f : 0.0f;
+    p.frequency_penalty = cfg % 7 == 6 ? 0.2f : 0.0f;
+    p.penalty_last_n = cfg % 8 == 7 ? -1 : 16;
+    Sampler s(p);
+    std::vector<float> got;
+    s.distribution(logits, history, got);
+    REQUIRE(got.size() == vocab);
+    CHECK(s.counter() == 0);
+    INFO("config " << cfg);
+    if (p.temperature <= 0.0f) {
+      auto hot = p;
+      hot.temperature = 1.0f;
+      hot.top_k = 1;
+      hot.top_p = 1.0f;
+      hot.min_p = 0.0f;
+      const int argmax = reference(logits, history, hot)[0].id;
+      for (std::size_t i = 0; i < vocab; ++i) REQUIRE(got[i] == (int(i) == argmax ? 1.0f : 0.0f));
+    } else {
+      std::vector<double> want(vocab, 0.0);
+      for (const auto& k : reference(logits, history, p)) want[std::size_t(k.id)] = k.prob;
+      for (std::size_t i = 0; i < vocab; ++i) {
+        INFO("token " << i << " want " << want[i] << " got " << got[i]);
+        if (want[i] == 0.0) REQUIRE(got[i] == 0.0f);
+        else REQUIRE(std::fabs(double(got[i]) - want[i]) <= 1e-5);
+      }
+    }
+    ++checked;
+  }
+  CHECK(checked == 80);
 }

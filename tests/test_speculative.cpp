@@ -1,11 +1,15 @@
 // SpeculativeDecoder: greedy output equals the target's greedy output, sampled output has the
-// target's distribution (chi-square against the exact joint distribution of two tokens),
-// the caches end as documented, and bad input is refused.
+// target's distribution (chi-square against the exact joint distribution of two tokens,
+// under temperature, top-k, and top-p + min-p + penalties; with negative controls: the same
+// statistic rejects the output of two broken acceptance rules), the caches end as
+// documented, and bad input is refused.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <random>
 #include <vector>
 
 #include "test_util.hpp"
@@ -63,6 +67,77 @@ std::vector<Token> speculative(const Model& target, const Model* draft, const st
   return {toks.begin() + std::ptrdiff_t(prompt.size()), toks.begin() + std::ptrdiff_t(prompt.size() + count)};
 }
 
+/// The exact distribution of the next two tokens after `prompt` under `params`:
+/// p1[t1] and p2[t1][t2] (Sampler::distribution, itself checked against an independent
+/// reference in test_sampler.cpp), joint[t1 * V + t2] = p1[t1] p2[t1][t2].
+struct Joint {
+  std::vector<float> p1;
+  std::vector<std::vector<float>> p2;
+  std::vector<double> joint;
+};
+Joint two_token_distribution(const Model& m, const std::vector<Token>& prompt, const SamplerParams& params, int V) {
+  Joint j;
+  j.p2.assign(std::size_t(V), std::vector<float>(std::size_t(V), 0.0f));
+  j.joint.assign(std::size_t(V * V), 0.0);
+  Sampler s(params);
+  KVCache cache(m, {.num_blocks = 16});
+  const SeqId q = cache.add_sequence();
+  Batch b;
+  b.add(q, prompt, Last);
+  Logits lg = m.forward(b, cache);
+  s.distribution(lg.row(0), prompt, j.p1);
+  for (Token t1 = 0; t1 < V; ++t1) {
+    const SeqId f = cache.fork(q);
+    b.clear();
+    b.add(f, {t1}, Last);
+    Logits l2 = m.forward(b, cache);
+    std::vector<Token> h = prompt;
+    h.push_back(t1);
+    s.distribution(l2.row(0), h, j.p2[std::size_t(t1)]);
+    for (Token t2 = 0; t2 < V; ++t2)
+      j.joint[std::size_t(t1 * V + t2)] = double(j.p1[std::size_t(t1)]) * j.p2[std::size_t(t1)][std::size_t(t2)];
+    cache.remove(f);
+  }
+  return j;
+}
+
+/// Pearson chi-square of `seen` (counts of N draws) against `exact` probabilities, outcomes
+/// expected fewer than 5 times pooled, and its critical value at p = 1e-4 (Wilson-Hilferty).
+struct ChiSquare {
+  double chi2 = 0, crit = 0;
+};
+ChiSquare chi_square(const std::vector<double>& exact, const std::vector<double>& seen, int N) {
+  ChiSquare r;
+  double pool_e = 0.0, pool_o = 0.0;
+  int cells = 0;
+  for (std::size_t i = 0; i < exact.size(); ++i) {
+    const double e = exact[i] * N;
+    if (e < 5.0) {
+      pool_e += e;
+      pool_o += seen[i];
+      continue;
+    }
+    r.chi2 += (seen[i] - e) * (seen[i] - e) / e;
+    ++cells;
+  }
+  if (pool_e > 0.0) {
+    r.chi2 += (pool_o - pool_e) * (pool_o - pool_e) / std::max(pool_e, 1e-9);
+    ++cells;
+  }
+  const double dof = cells - 1, z = 3.719;
+  r.crit = dof * std::pow(1.0 - 2.0 / (9.0 * dof) + z * std::sqrt(2.0 / (9.0 * dof)), 3.0);
+  return r;
+}
+
+/// N draws from a joint distribution over V * V outcomes (a broken sampler's), counted.
+std::vector<double> draw_counts(const std::vector<double>& dist, int N, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::discrete_distribution<int> d(dist.begin(), dist.end());
+  std::vector<double> seen(dist.size(), 0.0);
+  for (int i = 0; i < N; ++i) seen[std::size_t(d(rng))] += 1.0;
+  return seen;
+}
+
 }  // namespace
 
 TEST_CASE("greedy speculative decoding returns the target's greedy tokens", "[cpu][speculative]") {
@@ -117,33 +192,19 @@ TEST_CASE("speculative sampling leaves the target's distribution unchanged", "[c
     }
     prompt[3] = bx;
   }
+  // Settings: plain temperature; top-k; and top-p + min-p + every penalty (a wrong
+  // normaliser under truncation or a penalty window applied to p but not q would show).
+  const SamplerParams settings[] = {
+      SamplerParams{.temperature = 1.0f},
+      SamplerParams{.temperature = 0.8f, .top_k = 5},
+      SamplerParams{.temperature = 0.9f, .top_p = 0.85f, .min_p = 0.05f, .repetition_penalty = 1.3f,
+                    .presence_penalty = 0.2f, .frequency_penalty = 0.1f, .penalty_last_n = 6}};
   for (const bool lookup : {false, true})
-  for (const SamplerParams base : {SamplerParams{.temperature = 1.0f}, SamplerParams{.temperature = 0.8f, .top_k = 5}}) {
-    INFO((lookup ? "prompt lookup" : "draft model") << " temperature " << base.temperature << " top_k " << base.top_k);
-    // Exact joint distribution.
-    std::vector<double> exact(std::size_t(V * V));
-    {
-      Sampler s(base);
-      std::vector<float> p1, p2;
-      KVCache cache(target, {.num_blocks = 16});
-      const SeqId q = cache.add_sequence();
-      Batch b;
-      b.add(q, prompt, Last);
-      Logits lg = target.forward(b, cache);
-      s.distribution(lg.row(0), prompt, p1);
-      for (Token t1 = 0; t1 < V; ++t1) {
-        if (p1[std::size_t(t1)] == 0.0f) continue;
-        const SeqId f = cache.fork(q);
-        b.clear();
-        b.add(f, {t1}, Last);
-        Logits l2 = target.forward(b, cache);
-        std::vector<Token> h = prompt;
-        h.push_back(t1);
-        s.distribution(l2.row(0), h, p2);
-        for (Token t2 = 0; t2 < V; ++t2) exact[std::size_t(t1 * V + t2)] = double(p1[std::size_t(t1)]) * p2[std::size_t(t2)];
-        cache.remove(f);
-      }
-    }
+  for (const SamplerParams& base : settings) {
+    INFO((lookup ? "prompt lookup" : "draft model") << " temperature " << base.temperature << " top_k " << base.top_k
+                                                    << " top_p " << base.top_p << " min_p " << base.min_p
+                                                    << " repetition penalty " << base.repetition_penalty);
+    const Joint exact = two_token_distribution(target, prompt, base, V);
     // Speculative samples: fresh seeds, caches reused from the prompt on.
     const int N = 8000;
     std::vector<double> seen(std::size_t(V * V), 0.0);
@@ -169,30 +230,41 @@ TEST_CASE("speculative sampling leaves the target's distribution unchanged", "[c
     // Both branches taken.
     CHECK(acc > 0.05);
     CHECK(acc < 0.95);
-    // Pearson chi-square; outcomes expected fewer than 5 times are pooled.
-    double chi2 = 0.0, pool_e = 0.0, pool_o = 0.0;
-    int cells = 0;
-    for (std::size_t i = 0; i < exact.size(); ++i) {
-      const double e = exact[i] * N;
-      if (e < 5.0) {
-        pool_e += e;
-        pool_o += seen[i];
-        continue;
-      }
-      chi2 += (seen[i] - e) * (seen[i] - e) / e;
-      ++cells;
+    // The seeds are fixed, so this is a deterministic check; the negative controls below
+    // show what it rejects.
+    const ChiSquare c = chi_square(exact.joint, seen, N);
+    INFO("chi2 " << c.chi2 << " critical " << c.crit);
+    CHECK(c.chi2 < c.crit);
+
+    if (lookup) continue;
+    // Negative controls (draft model): the same statistic over N draws from what two broken
+    // rules produce, computed exactly from the target's p and the drafter's q.
+    const Joint q = two_token_distribution(draft, prompt, base, V);
+    // (a) drafts kept as drawn: the output follows q.
+    const ChiSquare kept = chi_square(exact.joint, draw_counts(q.joint, N, 7), N);
+    INFO("negative control, drafts always kept: chi2 " << kept.chi2 << " critical " << kept.crit);
+    CHECK(kept.chi2 > kept.crit);
+    // (b) a rejected draft replaced by a draw from p instead of norm(max(0, p - q)): each
+    // token follows q min(1, p/q) + (1 - sum min(p, q)) p.
+    auto no_residual = [](const std::vector<float>& p, const std::vector<float>& qq) {
+      double rej = 1.0;
+      for (std::size_t i = 0; i < p.size(); ++i) rej -= std::min(double(p[i]), double(qq[i]));
+      std::vector<double> r(p.size());
+      for (std::size_t i = 0; i < p.size(); ++i) r[i] = std::min(double(p[i]), double(qq[i])) + rej * p[i];
+      return r;
+    };
+    const std::vector<double> r1 = no_residual(exact.p1, q.p1);
+    std::vector<double> broken(std::size_t(V * V));
+    for (int t1 = 0; t1 < V; ++t1) {
+      const std::vector<double> r2 = no_residual(exact.p2[std::size_t(t1)], q.p2[std::size_t(t1)]);
+      for (int t2 = 0; t2 < V; ++t2) broken[std::size_t(t1 * V + t2)] = r1[std::size_t(t1)] * r2[std::size_t(t2)];
     }
-    if (pool_e > 0.0) {
-      chi2 += (pool_o - pool_e) * (pool_o - pool_e) / std::max(pool_e, 1e-9);
-      ++cells;
-    }
-    // Critical value at p = 1e-4 (Wilson-Hilferty): the seeds are fixed, so this is a
-    // deterministic check that a biased sampler (drafts kept as drawn, the residual not
-    // used) fails by a wide margin.
-    const double dof = cells - 1, z = 3.719;
-    const double crit = dof * std::pow(1.0 - 2.0 / (9.0 * dof) + z * std::sqrt(2.0 / (9.0 * dof)), 3.0);
-    INFO("chi2 " << chi2 << " over " << dof << " degrees of freedom, critical " << crit);
-    CHECK(chi2 < crit);
+    const ChiSquare nr = chi_square(exact.joint, draw_counts(broken, N, 8), N);
+    INFO("negative control, no residual: chi2 " << nr.chi2 << " critical " << nr.crit);
+    CHECK(nr.chi2 > nr.crit);
+    // The control of the controls: N draws from the exact distribution pass.
+    const ChiSquare ok = chi_square(exact.joint, draw_counts(exact.joint, N, 9), N);
+    CHECK(ok.chi2 < ok.crit);
   }
 }
 
