@@ -1,0 +1,86 @@
+// Fuzz target: chat-template rendering (detail::render_chat_template, what
+// Tokenizer::apply_chat_template runs) on a fuzzed template text and fuzzed messages.
+// Input layout: one flags byte (generation prompt; which known template family to prepend
+// to the fuzzed template text, so every renderer is reached), the template text up to the
+// first 0x00, then messages as role 0x00 content 0x00 pairs. An unknown template must be
+// refused with vireo::Error (Unsupported); a rendered conversation must hold every message's
+// content (trimmed, as the Llama formats trim it) in order, and the generation prompt when
+// asked for.
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fuzz_util.hpp"
+#include "tokenizer/tokenizer_impl.hpp"
+#include "vireo/error.hpp"
+#include "vireo/tokenizer.hpp"
+
+using namespace vireo;
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  const char* ws = " \t\n\r\v\f";
+  const auto b = s.find_first_not_of(ws);
+  if (b == std::string_view::npos) return {};
+  return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
+std::string until_nul(fuzz::Bytes& in) {
+  std::string s;
+  while (!in.empty()) {
+    const char c = char(in.byte());
+    if (c == '\0') break;
+    s += c;
+  }
+  return s;
+}
+
+constexpr const char* kFamilies[] = {
+    "",
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
+    "'\\n'}}{% endfor %}",
+    "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI "
+    "assistant<|im_end|>\\n' }}{% endif %}<|im_start|>",
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + "
+    "'<|eot_id|>' }}",
+    "{{ bos_token + '[INST] ' + '<<SYS>>\\n' + content.strip() + ' [/INST]' }}",
+    "[INST]",
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::Bytes in(data, size);
+  const std::uint8_t flags = in.byte();
+  const bool gen = (flags & 1) != 0;
+  const std::string tmpl = std::string(kFamilies[(flags >> 1) % std::size(kFamilies)]) + until_nul(in);
+  std::vector<ChatMessage> msgs;
+  while (!in.empty() && msgs.size() < 64) {
+    ChatMessage m;
+    m.role = until_nul(in);
+    m.content = until_nul(in);
+    msgs.push_back(std::move(m));
+  }
+  std::string out;
+  try {
+    out = detail::render_chat_template(tmpl, msgs, gen);
+  } catch (const Error& e) {
+    VIREO_FUZZ_CHECK(e.code() == ErrorCode::Unsupported, std::string("unexpected error: ") + e.what());
+    const bool known = tmpl.find("<|im_start|>") != std::string::npos ||
+                       tmpl.find("<|start_header_id|>") != std::string::npos ||
+                       tmpl.find("[INST]") != std::string::npos;
+    VIREO_FUZZ_CHECK(!known, "a recognisable template was refused");
+    return 0;
+  }
+  std::size_t at = 0;
+  for (const ChatMessage& m : msgs) {
+    const std::string_view c = trim(m.content);
+    const std::size_t p = out.find(c, at);
+    VIREO_FUZZ_CHECK(p != std::string::npos, "message content missing from the rendering");
+    at = p + c.size();
+  }
+  if (gen && tmpl.find("[INST]") == std::string::npos)
+    VIREO_FUZZ_CHECK(out.find("assistant", at) != std::string::npos, "no generation prompt after the last message");
+  return 0;
+}
