@@ -91,6 +91,13 @@ class KVCache {
   /// Keep the first `length` tokens (0 <= length <= length(seq)).
   void truncate(SeqId seq, std::int64_t length);
   void remove(SeqId seq);
+  /// After a step that added a token tree for `seq` (Batch::add_tree) at positions
+  /// [from, length): keep the rows keep[0], keep[1], ... (indices into the tree, increasing:
+  /// a root-to-leaf path in the order add_tree() took them), moved to from, from + 1, ...;
+  /// the sequence becomes from + keep.size() long and equals a sequence that only ever saw
+  /// the kept tokens. The prefix (< from) is never copied. Throws InvalidArgument (bad
+  /// indices, a swapped sequence, tree blocks shared by a later fork) with nothing changed.
+  void compact(SeqId seq, std::int64_t from, std::span<const std::int32_t> keep);
 
   bool contains(SeqId seq) const noexcept;
   std::int64_t length(SeqId seq) const;

@@ -1,5 +1,7 @@
-// Model: a Llama-family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2) loaded from
-// GGUF onto a device. Immutable after load; may be shared by several caches and threads.
+// Model: a decoder-only language model loaded from GGUF onto a device. Families: Llama
+// (Llama 2 / 3.x, SmolLM2, TinyLlama), Mistral, Qwen2, Phi-3 and Gemma 3; each is described
+// once (src/model/arch/) and run by every backend. Immutable after load; may be shared by
+// several caches and threads.
 //
 // forward(batch, cache) appends every batch token to its sequence in `cache`, runs the
 // network, and returns the logits of the tokens that asked for them, in batch order.
@@ -15,18 +17,21 @@
 
 #include "vireo/batch.hpp"
 #include "vireo/device.hpp"
+#include "vireo/gguf.hpp"
 #include "vireo/sampler.hpp"
 #include "vireo/types.hpp"
 
 namespace vireo {
 class KVCache;
 class Tokenizer;
-namespace gguf { class File; enum class TensorType : std::uint32_t; }
+namespace gguf { class File; }
 namespace detail { struct ModelImpl; }
 
+/// What a model is: its family and shapes. A family's details (RoPE variant, norms, sliding
+/// window, ...) stay inside the library.
 struct ModelConfig {
-  std::string arch = "llama";
-  std::string name;
+  std::string arch = "llama";  ///< family: llama, mistral, qwen2, phi3, gemma3
+  std::string name;            ///< general.name of the file, if any
   int n_layers = 0;
   int d_model = 0;
   int n_heads = 0;
@@ -64,8 +69,8 @@ struct ModelOptions {
   /// tokens (16 for Q8_0) run those GEMVs 8 tokens at a time; larger ones dequantize one
   /// matrix at a time into a scratch buffer for cuBLAS, so prefill and large batches are
   /// slower than with converted weights. The weights the GPU multiplies are
-  /// the same either way (dequantized in fp32, rounded to `dtype`). On an H100 an 8B Q4_0
-  /// model decodes a token in 3.91 ms at batch 1 (bf16 weights: 5.97 ms).
+  /// the same either way (dequantized in fp32, rounded to `dtype`). Measured speeds are in
+  /// bench/README.md.
   bool gpu_quantized = false;
   /// CPU only: decode steps (up to 8 tokens) multiply quantized weight matrices (Q8_0, Q4_0,
   /// Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) with activations quantized to 8 bits per 32-element block (scale max|x| / 127, the
@@ -85,14 +90,28 @@ class Logits {
   /// Index of the row's token in the Batch.
   std::size_t batch_index(std::size_t i) const { return index_[i]; }
 
+  /// Ask the next forward() for the final hidden state of every logits row too: the
+  /// d_model values after the final norm, which the LM head multiplies (what Medusa / EAGLE
+  /// draft heads read; an embedding). CPU backend; the CUDA backend refuses it for now.
+  void request_hidden(bool on) noexcept { want_hidden_ = on; }
+  bool hidden_requested() const noexcept { return want_hidden_; }
+  /// Hidden state of logits row i (empty unless requested).
+  std::span<const float> hidden_row(std::size_t i) const {
+    return hidden_dim_ ? std::span<const float>(hidden_.data() + i * std::size_t(hidden_dim_), std::size_t(hidden_dim_))
+                       : std::span<const float>();
+  }
+
   // Filled by backends.
-  void reset(int vocab, std::size_t rows) {
+  void reset(int vocab, std::size_t rows, int hidden_dim = 0) {
     vocab_ = vocab;
     data_.assign(rows * std::size_t(vocab), 0.0f);
     seq_.assign(rows, -1);
     index_.assign(rows, 0);
+    hidden_dim_ = want_hidden_ ? hidden_dim : 0;
+    hidden_.assign(rows * std::size_t(hidden_dim_), 0.0f);
   }
   float* mutable_data() noexcept { return data_.data(); }
+  float* mutable_hidden() noexcept { return hidden_dim_ ? hidden_.data() : nullptr; }
   void set_row_info(std::size_t i, SeqId s, std::size_t idx) { seq_[i] = s; index_[i] = idx; }
 
  private:
@@ -100,16 +119,19 @@ class Logits {
   std::vector<float> data_;
   std::vector<SeqId> seq_;
   std::vector<std::size_t> index_;
+  bool want_hidden_ = false;
+  int hidden_dim_ = 0;
+  std::vector<float> hidden_;
 };
 
 class Model {
  public:
   /// Load a GGUF model. Throws Io / InvalidModel / Unsupported / OutOfMemory / Cancelled.
   static Model load(const std::filesystem::path& path, ModelOptions opts = {});
-  /// A model of the given shape with random weights (for benchmarks and tests): no
+  /// A Llama model of the given shape with random weights (for benchmarks and tests): no
   /// tokenizer. `weight_type` is the storage of the matrices (F32, F16, BF16, Q8_0, Q4_0, Q4_1).
   static Model random(const ModelConfig& cfg, std::uint64_t seed, ModelOptions opts = {},
-                      gguf::TensorType weight_type = gguf::TensorType{0});
+                      gguf::TensorType weight_type = gguf::TensorType::F32);
 
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;

@@ -40,6 +40,8 @@ class CpuBackend final : public Backend {
   }
   std::size_t weight_bytes() const noexcept override { return weight_bytes_; }
   void set_linear_observer(LinearObserver* obs) noexcept override { observer_ = obs; }
+  bool supports_trees() const noexcept override { return true; }
+  bool supports_hidden() const noexcept override { return true; }
 
   void forward(const ForwardPlan& plan, KVStorage& kv_base, Logits& out, const std::atomic<bool>* cancel) override {
     auto& kv = static_cast<CpuKVStorage&>(kv_base);
@@ -66,6 +68,7 @@ class CpuBackend final : public Backend {
     for (std::int64_t r = 0; r < R; ++r)
       std::memcpy(sel.data() + r * d, x + std::int64_t(plan.logit_rows[std::size_t(r)]) * d, sizeof(float) * std::size_t(d));
     norm(net_.final_norm, sel.data(), R, seln.data());
+    if (float* h = out.mutable_hidden()) std::memcpy(h, seln.data(), sizeof(float) * seln.size());
     matmul({{&net_.output, out.mutable_data()}}, seln.data(), R, st.qa);
     if (net_.final_softcap > 0.0f) {
       const float c = net_.final_softcap;
@@ -182,6 +185,11 @@ class CpuBackend final : public Backend {
     aa.scale = spec.scale;
     aa.window = spec.window;
     aa.softcap = spec.softcap;
+    if (plan.has_trees()) {
+      aa.kv_pos = plan.kv_pos.data();
+      aa.tree_base = plan.tree_base.data();
+      aa.tree_mask = plan.tree_mask.data();
+    }
     if (kv.geometry().int8) {
       // KVPrecision::Int8: each K / V row of each KV head quantized on its own.
       std::int8_t *k8 = kv.k8(l), *v8 = kv.v8(l);

@@ -330,12 +330,14 @@ inline void qk_group(const float* q, int group, const float* k, int hd, float* o
 constexpr std::int64_t kAttnChunk = 256;  // context positions per attention work item
 
 /// The first position a token at position pos sees: 0, or within a sliding window.
-std::int64_t attn_lo(const AttentionArgs& a, std::int32_t pos) noexcept {
-  return a.window > 0 ? std::max<std::int64_t>(0, std::int64_t(pos) - a.window + 1) : 0;
+std::int64_t attn_lo(const AttentionArgs& a, std::int64_t t) noexcept {
+  return a.window > 0 ? std::max<std::int64_t>(0, std::int64_t(a.pos[t]) - a.window + 1) : 0;
 }
-/// Chunks of the context of a token at position pos (it sees positions attn_lo..pos).
-std::int64_t attn_chunks(const AttentionArgs& a, std::int32_t pos) noexcept {
-  return (std::int64_t(pos) - attn_lo(a, pos) + kAttnChunk) / kAttnChunk;
+/// The last key (storage index in its sequence) token t sees: itself.
+std::int64_t attn_hi(const AttentionArgs& a, std::int64_t t) noexcept { return a.kv_pos ? a.kv_pos[t] : a.pos[t]; }
+/// Chunks of the keys of token t (it sees storage indices attn_lo..attn_hi).
+std::int64_t attn_chunks(const AttentionArgs& a, std::int64_t t) noexcept {
+  return (attn_hi(a, t) - attn_lo(a, t) + kAttnChunk) / kAttnChunk;
 }
 
 /// attention() for the tokens [tb, te) of the step (see attention()).
@@ -348,7 +350,7 @@ void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, 
   const std::int64_t T = te - tb;
   std::vector<std::int64_t> chunk_start(static_cast<std::size_t>(T) + 1, 0);
   for (std::int64_t i = 0; i < T; ++i)
-    chunk_start[std::size_t(i) + 1] = chunk_start[std::size_t(i)] + attn_chunks(a, a.pos[tb + i]);
+    chunk_start[std::size_t(i) + 1] = chunk_start[std::size_t(i)] + attn_chunks(a, tb + i);
   const std::int64_t n_items = chunk_start[std::size_t(T)] * nkv;
   const bool direct = chunk_start[std::size_t(T)] == T;  // every token within one chunk
   // Per item and query head of its group: {max, exp-sum, acc[hd]}; per (token, KV head) the
@@ -389,8 +391,11 @@ void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, 
       const std::int64_t t =
           std::int64_t(std::upper_bound(chunk_start.begin(), chunk_start.end(), tc) - chunk_start.begin()) - 1;
       const std::int64_t ta = tb + t;  // the token in the step
-      const std::int64_t p0 = attn_lo(a, a.pos[ta]) + (tc - chunk_start[std::size_t(t)]) * kAttnChunk;
-      const std::int64_t p1 = std::min<std::int64_t>(std::int64_t(a.pos[ta]) + 1, p0 + kAttnChunk), n = p1 - p0;
+      const std::int64_t p0 = attn_lo(a, ta) + (tc - chunk_start[std::size_t(t)]) * kAttnChunk;
+      const std::int64_t p1 = std::min<std::int64_t>(attn_hi(a, ta) + 1, p0 + kAttnChunk), n = p1 - p0;
+      // A tree token sees the tree's tokens in its mask only (itself and its ancestors).
+      const std::int64_t tbase = a.tree_base && a.tree_base[ta] >= 0 ? a.tree_base[ta] : p1;
+      const std::uint64_t tmask = a.tree_mask ? a.tree_mask[ta] : 0;
       const std::int32_t* table = a.block_ids + a.block_indptr[a.seq_of[ta]];
       const float* q = a.q + (ta * a.n_heads + std::int64_t(g) * group) * hd;  // the group's heads are consecutive
       auto row_of = [&](std::int64_t p) {
@@ -422,6 +427,8 @@ void attention_range(const AttentionArgs& a, ThreadPool& pool, std::int64_t tb, 
         }
         if (a.softcap > 0.0f)
           for (int j = 0; j < group; ++j) sp[j * kAttnChunk] = a.softcap * std::tanh(sp[j * kAttnChunk] / a.softcap);
+        if (p >= tbase && !((tmask >> (p - tbase)) & 1))
+          for (int j = 0; j < group; ++j) sp[j * kAttnChunk] = -INFINITY;
       }
       float* part = direct ? own.data() : parts.data() + it * group * part_len;
       for (int j = 0; j < group; ++j) {
@@ -473,9 +480,9 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
   const std::int64_t per_chunk = std::int64_t(a.n_heads) * (a.head_dim + 2) * std::int64_t(sizeof(float));
   std::int64_t tb = 0;
   while (tb < a.T) {
-    std::int64_t te = tb + 1, bytes = attn_chunks(a, a.pos[tb]) * per_chunk;  // at least one token
+    std::int64_t te = tb + 1, bytes = attn_chunks(a, tb) * per_chunk;  // at least one token
     for (; te < a.T; ++te) {
-      const std::int64_t next = attn_chunks(a, a.pos[te]) * per_chunk;
+      const std::int64_t next = attn_chunks(a, te) * per_chunk;
       if (bytes + next > kPartsBudget) break;
       bytes += next;
     }

@@ -95,6 +95,12 @@ struct AttentionArgs {
   float scale = 0.0f;    ///< multiplies q . k (0: 1 / sqrt(head_dim))
   int window = 0;        ///< > 0: token t sees positions pos[t] - window + 1 .. pos[t] only
   float softcap = 0.0f;  ///< > 0: scores become softcap * tanh(score / softcap)
+  /// Token trees (optional): per token the storage index of its last key (null: pos), the
+  /// storage index of its tree's first token (< 0: not a tree token) and which of the
+  /// tree's tokens it sees (bit j: tree token j).
+  const std::int32_t* kv_pos = nullptr;
+  const std::int32_t* tree_base = nullptr;
+  const std::uint64_t* tree_mask = nullptr;
 };
 void attention(const AttentionArgs& a, ThreadPool& pool);
 

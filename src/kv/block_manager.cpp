@@ -343,6 +343,57 @@ void BlockManager::append(SeqId seq, std::span<const Token> tokens, std::vector<
   }
 }
 
+// ---- tree compaction --------------------------------------------------------------------
+
+void BlockManager::compact(SeqId seq, std::int64_t from, std::span<const std::int32_t> keep,
+                           const std::function<void(std::span<const std::pair<std::int64_t, std::int64_t>>)>& move) {
+  Sequence& s = live_seq(seq, "compact");
+  const std::int64_t len = std::int64_t(s.tokens.size());
+  if (from < 0 || from > len)
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("compact: start {} out of range [0, {}] for sequence {}", from, len, seq));
+  for (std::size_t k = 0; k < keep.size(); ++k) {
+    const std::int64_t idx = keep[k];
+    if (idx < 0 || from + idx >= len || (k > 0 && idx <= keep[k - 1]))
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("compact: kept index {} (entry {}) must be increasing and within the {} tree tokens of "
+                              "sequence {}",
+                              idx, k, len - from, seq));
+  }
+  for (std::size_t i = std::size_t(from / block_size_); i < s.table.size(); ++i)
+    if (blocks_[s.table[i]].refs != 1 && from + std::int64_t(keep.size()) > std::int64_t(i) * block_size_)
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("compact: block {} of sequence {} is shared (forked after the tree step?)", i, seq));
+  auto slot = [&](std::int64_t p) {
+    return std::int64_t(s.table[std::size_t(p / block_size_)]) * block_size_ + p % block_size_;
+  };
+  std::vector<std::pair<std::int64_t, std::int64_t>> moves;
+  for (std::size_t k = 0; k < keep.size(); ++k)
+    if (keep[k] != std::int32_t(k)) moves.emplace_back(slot(from + keep[k]), slot(from + std::int64_t(k)));
+  if (!moves.empty()) move(moves);
+
+  // Tokens of the kept rows, then the blocks from `from` on: unregistered (their contents
+  // changed), the tail released, full ones registered again under their new tokens.
+  for (std::size_t k = 0; k < keep.size(); ++k) s.tokens[std::size_t(from) + k] = s.tokens[std::size_t(from + keep[k])];
+  const std::int64_t n = from + std::int64_t(keep.size());
+  const std::size_t first = std::size_t(from / block_size_);
+  for (std::size_t i = first; i < s.table.size(); ++i)
+    if (blocks_[s.table[i]].hashed && blocks_[s.table[i]].refs == 1) unregister_block(s.table[i]);
+  while (s.table.size() > std::size_t(ceil_div(n, block_size_))) {
+    release(s.table.back());
+    s.table.pop_back();
+  }
+  s.tokens.resize(std::size_t(n));
+  s.hashes.resize(std::min<std::size_t>(s.hashes.size(), first));
+  for (std::int64_t i = std::int64_t(first); i < n / block_size_; ++i) {
+    const std::uint64_t parent = i == 0 ? kRootBlockHash : s.hashes[std::size_t(i - 1)];
+    auto toks = std::span<const Token>(s.tokens).subspan(std::size_t(i * block_size_), std::size_t(block_size_));
+    const std::uint64_t h = block_hash(parent, toks);
+    s.hashes.push_back(h);
+    register_block(s.table[std::size_t(i)], h, parent, toks);
+  }
+}
+
 // ---- swap -------------------------------------------------------------------------------
 
 void BlockManager::swap_out(SeqId seq) {

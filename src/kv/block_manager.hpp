@@ -19,6 +19,7 @@
 // registered and the writer gets a copy. Blocks given back by swap_in() are not registered.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <span>
@@ -78,6 +79,15 @@ class BlockManager {
   /// Verifies every internal invariant (refcounts equal table references, free/cached/used
   /// partition the pool, hash table consistent); throws Error(Internal) naming the breach.
   void check_invariants() const;
+
+  /// Keep a token tree's accepted rows: positions [from, length) hold a tree; keep[k]
+  /// (strictly increasing, relative to from) moves to from + k and the sequence becomes
+  /// from + keep.size() long. Validates first (throws InvalidArgument with nothing changed:
+  /// bad indices, a swapped sequence, or tree blocks shared with another sequence), then calls
+  /// move(src, dst) with the slot pairs (in an order safe for in-place copies, src != dst),
+  /// then rewrites the tokens and prefix hashes of the blocks from `from` on.
+  void compact(SeqId seq, std::int64_t from, std::span<const std::int32_t> keep,
+               const std::function<void(std::span<const std::pair<std::int64_t, std::int64_t>>)>& move);
 
   /// Undo an append() whose K/V were never written (a failed forward): like truncate, but
   /// blocks the sequence alone held past `length` are unregistered and freed instead of

@@ -71,6 +71,14 @@ SeqId KVCache::fork(SeqId seq) { return impl_->blocks->fork(seq); }
 
 void KVCache::truncate(SeqId seq, std::int64_t length) { impl_->blocks->truncate(seq, length); }
 
+void KVCache::compact(SeqId seq, std::int64_t from, std::span<const std::int32_t> keep) {
+  if (impl_->blocks->contains(seq) && impl_->blocks->is_swapped(seq))
+    throw Error(ErrorCode::InvalidArgument, fmt::format("compact: sequence {} is swapped out", seq));
+  impl_->blocks->compact(seq, from, keep, [&](std::span<const std::pair<std::int64_t, std::int64_t>> moves) {
+    impl_->storage->copy_slots(moves);
+  });
+}
+
 void KVCache::remove(SeqId seq) {
   impl_->blocks->remove(seq);
   impl_->swapped.erase(seq);  // a swapped sequence's host copy goes with it

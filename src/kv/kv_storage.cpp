@@ -23,6 +23,21 @@ void KVStorage::copy_block(std::int32_t src, std::int32_t dst) {
                  runs[i].bytes, CopyKind::Within);
 }
 
+void KVStorage::copy_slots(std::span<const std::pair<std::int64_t, std::int64_t>> moves) {
+  const std::int64_t n_slots = geo_.num_blocks * geo_.block_size;
+  for (const auto& [src, dst] : moves)
+    if (src < 0 || src >= n_slots || dst < 0 || dst >= n_slots)
+      throw Error(ErrorCode::InvalidArgument, fmt::format("copy_slots: slot {} -> {} outside [0, {})", src, dst, n_slots));
+  BlockRun runs[4];
+  for (int l = 0; l < geo_.n_layers; ++l)
+    for (int i = 0, m = block_runs(l, runs); i < m; ++i) {
+      const std::size_t row = runs[i].bytes / std::size_t(geo_.block_size);  // one slot's run
+      for (const auto& [src, dst] : moves)
+        if (src != dst)
+          copy_bytes(runs[i].base + std::size_t(dst) * row, runs[i].base + std::size_t(src) * row, row, CopyKind::Within);
+    }
+}
+
 void KVStorage::read_block(std::int32_t block, void* host_dst) {
   check_block(block, "read_block");
   auto* out = static_cast<unsigned char*>(host_dst);

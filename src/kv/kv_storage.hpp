@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
+#include <utility>
 #include <vector>
 
 #include "vireo/types.hpp"
@@ -44,6 +46,9 @@ class KVStorage {
   const KVGeometry& geometry() const noexcept { return geo_; }
   /// Copy one block (all layers, K and V, int8 scales included) from src to dst.
   void copy_block(std::int32_t src, std::int32_t dst);
+  /// Copy token rows (all layers, K and V, int8 scales included) from slot first to slot
+  /// second, pair by pair in order.
+  void copy_slots(std::span<const std::pair<std::int64_t, std::int64_t>> moves);
   /// Copy one block to / from host memory of geometry().bytes_per_block() bytes: per layer,
   /// the block's run of each array in block_runs() order. Complete when they return.
   void read_block(std::int32_t block, void* host_dst);

@@ -31,6 +31,14 @@ struct ForwardPlan {
   std::vector<std::int32_t> block_ids;     ///< concatenated block tables
   // Rows whose logits are returned, in batch order (indices into tokens).
   std::vector<std::int32_t> logit_rows;
+  // Token trees (Batch::add_tree), empty when the step has none. Per token: its index in
+  // its sequence's storage (the keys it may see end there; chains: == position), the
+  // storage index of its tree's first token (-1: a chain token) and the tree tokens it sees
+  // (bit j: the tree's j-th token; itself and its ancestors).
+  std::vector<std::int32_t> kv_pos;
+  std::vector<std::int32_t> tree_base;
+  std::vector<std::uint64_t> tree_mask;
+  bool has_trees() const noexcept { return !tree_base.empty(); }
   int block_size = 16;
 };
 
@@ -47,6 +55,10 @@ class Backend {
   virtual void set_linear_observer(class LinearObserver* obs) {
     throw Error(ErrorCode::Unsupported, "this backend does not report activations (use the CPU)");
   }
+  /// Whether forward() fills Logits::mutable_hidden() when it is set.
+  virtual bool supports_hidden() const noexcept { return false; }
+  /// Whether forward() honours ForwardPlan's token trees.
+  virtual bool supports_trees() const noexcept { return false; }
   /// The device stream (a cudaStream_t) the backend's work runs on; nullptr on the CPU.
   virtual void* stream() const noexcept { return nullptr; }
 

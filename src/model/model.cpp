@@ -120,6 +120,46 @@ void run_step(const detail::ModelImpl& m, const Batch& batch, KVCache& cache, Ro
     seq_tokens[std::size_t(it->second)].push_back(e.token);
     plan.seq_of.push_back(it->second);
   }
+  // Token trees: each tree sequence's parents, as indices into its own tokens.
+  std::vector<std::vector<std::int32_t>> tree_parent(seqs.size());
+  bool any_tree = false;
+  {
+    std::vector<int> kind(seqs.size(), 0);  // 0 unseen, 1 chain, 2 tree
+    std::vector<std::int32_t> local(entries.size());  // index of each entry within its sequence
+    std::vector<std::int32_t> count(seqs.size(), 0);
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      const auto& e = entries[i];
+      const std::size_t s = std::size_t(plan.seq_of[i]);
+      const int k = e.parent == -2 ? 1 : 2;
+      if (kind[s] != 0 && kind[s] != k)
+        throw Error(ErrorCode::InvalidArgument,
+                    fmt::format("sequence {} mixes a token tree with other tokens in one batch (batch index {})", e.seq, i));
+      kind[s] = k;
+      local[i] = count[s]++;
+      if (k == 1) continue;
+      any_tree = true;
+      if (batch.has_tree_size_mismatch())
+        throw Error(ErrorCode::InvalidArgument, "add_tree: the parents span and the tokens span differ in length");
+      std::int32_t parent = -1;
+      if (e.parent != -1) {
+        if (e.parent < 0 || std::size_t(e.parent) >= i || entries[std::size_t(e.parent)].seq != e.seq ||
+            entries[std::size_t(e.parent)].parent == -2)
+          throw Error(ErrorCode::InvalidArgument,
+                      fmt::format("tree token at batch index {} (sequence {}) names an invalid parent: it must be an "
+                                  "earlier token of the same add_tree() call, or -1",
+                                  i, e.seq));
+        parent = local[std::size_t(e.parent)];
+      }
+      tree_parent[s].push_back(parent);
+      if (tree_parent[s].size() > Batch::kMaxTreeTokens)
+        throw Error(ErrorCode::InvalidArgument, fmt::format("sequence {}'s token tree has more than {} tokens", e.seq,
+                                                            Batch::kMaxTreeTokens));
+    }
+  }
+  if (any_tree && !m.backend->supports_trees())
+    throw Error(ErrorCode::Unsupported,
+                fmt::format("token trees (Batch::add_tree) are not implemented on the {} backend", m.device.name()));
+
   std::int64_t needed = 0;
   std::vector<std::int64_t> old_len(seqs.size());
   for (std::size_t s = 0; s < seqs.size(); ++s) {
@@ -145,14 +185,32 @@ void run_step(const detail::ModelImpl& m, const Batch& batch, KVCache& cache, Ro
       ++appended;
       for (const auto& c : copies) kvi.storage->copy_block(c.src, c.dst);
     }
-    // Per-token plan in batch order.
+    // Per-token plan in batch order. A tree token's position is the cached length plus
+    // its depth; it sees its ancestors (tree_mask) and the cached prefix.
     std::vector<std::size_t> next(seqs.size(), 0);
+    std::vector<std::vector<std::int32_t>> depth(seqs.size());
+    std::vector<std::vector<std::uint64_t>> anc(seqs.size());
     plan.tokens.reserve(entries.size());
     for (std::size_t i = 0; i < entries.size(); ++i) {
       const std::size_t s = std::size_t(plan.seq_of[i]);
       const std::size_t j = next[s]++;
       plan.tokens.push_back(entries[i].token);
-      plan.positions.push_back(std::int32_t(old_len[s] + std::int64_t(j)));
+      std::int64_t pos = old_len[s] + std::int64_t(j);
+      if (any_tree) {
+        plan.kv_pos.push_back(std::int32_t(pos));
+        if (tree_parent[s].empty()) {
+          plan.tree_base.push_back(-1);
+          plan.tree_mask.push_back(0);
+        } else {
+          const std::int32_t par = tree_parent[s][j];
+          depth[s].push_back(par < 0 ? 0 : depth[s][std::size_t(par)] + 1);
+          anc[s].push_back((std::uint64_t(1) << j) | (par < 0 ? 0 : anc[s][std::size_t(par)]));
+          pos = old_len[s] + depth[s].back();
+          plan.tree_base.push_back(std::int32_t(old_len[s]));
+          plan.tree_mask.push_back(anc[s].back());
+        }
+      }
+      plan.positions.push_back(std::int32_t(pos));
       plan.slots.push_back(slots[s][j]);
       if (entries[i].logits) {
         row_info(plan.logit_rows.size(), entries[i].seq, i);
@@ -178,7 +236,11 @@ void run_step(const detail::ModelImpl& m, const Batch& batch, KVCache& cache, Ro
 }  // namespace
 
 void Model::forward(const Batch& batch, KVCache& cache, Logits& out) const {
-  out.reset(impl_->cfg.vocab_size, batch.num_logit_rows());
+  if (out.hidden_requested() && !impl_->backend->supports_hidden())
+    throw Error(ErrorCode::Unsupported,
+                fmt::format("hidden states (Logits::request_hidden) are not implemented on the {} backend",
+                            impl_->device.name()));
+  out.reset(impl_->cfg.vocab_size, batch.num_logit_rows(), impl_->cfg.d_model);
   run_step(
       *impl_, batch, cache, [&](std::size_t r, SeqId seq, std::size_t i) { out.set_row_info(r, seq, i); },
       [&](const detail::ForwardPlan& plan, detail::KVStorage& kv) {
