@@ -27,7 +27,8 @@ struct ChatMessage {
 struct EncodeOptions {
   /// Prepend BOS when the vocabulary asks for it (tokenizer.ggml.add_bos_token).
   bool add_special = true;
-  /// Recognise special tokens such as "<|im_start|>" written in the text.
+  /// Recognise special tokens such as "<|im_start|>" written in the text. User-defined
+  /// (added, non-special) tokens are recognised either way, as llama.cpp and HF do.
   bool parse_special = true;
 };
 

@@ -2,14 +2,23 @@
 """Golden fixtures for vireo's tokenizer, from independent implementations.
 
 Writes (text lines; "<hex of the UTF-8 input>\\t<ids separated by spaces>"):
-  tests/fixtures/tokenizer_smollm2.txt   SmolLM2-135M-Instruct GGUF, HF `tokenizers`, corpus below
+  tests/fixtures/tokenizer_smollm2.txt   SmolLM2-135M-Instruct GGUF, HF `tokenizers`: the corpus
+                                         below, the corpus joined into one text, then
+                                         BYTE_CASES (characters whose bytes have no token; a
+                                         third field holds the hex of the reference's decoding,
+                                         which lacks those bytes) and RUN_CASES (runs of one
+                                         character thousands of bytes long)
   tests/fixtures/tokenizer_chat.txt      one chat rendered with jinja2 from the GGUF's own
                                          tokenizer.chat_template, then encoded (line 1 = the
                                          rendering with generation prompt, its ids)
   tests/fixtures/tokenizer_pretok.txt    pre-tokenizer pieces: "<kind>\t<hex input>\t<hex piece>,<hex piece>..."
                                          for kind gpt2 / llama3 (the `regex` module running the
                                          published patterns) and smollm (HF tokenizers' Digits +
-                                         ByteLevel pre-tokenizer, byte-level chars mapped back)
+                                         ByteLevel pre-tokenizer, byte-level chars mapped back);
+                                         then falcon / deepseek-llm / deepseek-coder: the `regex`
+                                         module running llama.cpp's regex lists for them in
+                                         sequence (each splits the previous pieces into matches
+                                         and gaps, as HF's Split(behavior="isolated") does)
   tests/fixtures/tokenizer_spm.txt       a tiny SentencePiece BPE model trained here with the
                                          `sentencepiece` package: lines "piece\\t<hex piece>\\t<score>\\t<type>"
                                          after a "#vocab" header, then "#cases" and hex/ids lines.
@@ -86,6 +95,27 @@ CORPUS = [
 ]
 
 
+# Characters with no byte token in SmolLM2's vocabulary (21 byte values lack one: 04 06 13
+# 14 16 1D C0 C1 F1 F2 F5-FF; C0, C1 and F5-FF never occur in UTF-8, F1 and F2 lead the
+# 4-byte forms of U+40000-U+BFFFF). The reference BPE has no unknown token and skips them.
+BYTE_CASES = [
+    "ab\x04cd",
+    "\x04",
+    "!\x04!",
+    "x\x13\x14\x16\x1dy",
+    "tab\x06 \x06 end",
+    "\U00040000",
+    "a\U00080000b \U000B0000",
+    "  \x04  ",
+    "<|im_start|>\x04<|im_end|>",
+]
+
+# Long runs of one character (a single pre-tokenizer piece of thousands of symbols), and two
+# long runs side by side.
+RUN_CASES = [u * n for u in (" ", "a", "\n", "\t", "!", "\u00e9", "\u4e2d", "1", "ab", " a")
+             for n in (700, 3001)] + ["a" * 2500 + " " + "b" * 2500, " " * 4000 + "x", "\n" * 3000 + "y"]
+
+
 def gguf_vocab(path):
     r = gguf.GGUFReader(path)
 
@@ -130,10 +160,17 @@ def check_transformers_gguf(path, ref):
     return agree, len(CORPUS)
 
 
-def write_cases(f, tok_encode, texts):
+def write_cases(f, tok_encode, texts, tok_decode=None):
+    """With tok_decode, a third field holds the hex of the decoded ids where it differs from
+    the text."""
     for t in texts:
         ids = tok_encode(t)
-        f.write(t.encode("utf-8").hex() + "\t" + " ".join(map(str, ids)) + "\n")
+        line = t.encode("utf-8").hex() + "\t" + " ".join(map(str, ids))
+        if tok_decode is not None:
+            back = tok_decode(ids)
+            if back != t:
+                line += "\t" + back.encode("utf-8").hex()
+        f.write(line + "\n")
 
 
 GPT2_RE = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -144,6 +181,45 @@ PRETOK_EXTRA = [
     "\tword", "(hello) [world]", "12345678 9", "don'T DON'T it'S", "a \u3000b", "\u00a0\u00a0x",
     "ab12cd 34 ef", "é1é 2 ", "...\r\nabc", " \t\n", "'", "' s", "日本語123テキスト",
 ]
+
+
+# llama.cpp's lists (src/llama-vocab.cpp), with "$" written "\\Z" (Python's "$" also matches
+# before a final newline; the newlines are split off first, so there is none). DeepSeek-LLM's
+# letter set is written as code point ranges (its literal form holds characters that Unicode
+# normalisation would silently change when copied, e.g. U+1FD3 -> U+0390).
+DEEPSEEK_LATIN = "".join(
+    "-".join(chr(int(x, 16)) for x in r.split("-"))
+    for r in """0x41-0x5A 0x61-0x7A 0xB5 0xC0-0xD6 0xD8-0xF6 0xF8-0x1BA 0x1BC-0x1BF 0x1C4-0x293 0x295-0x2AF 0x370-0x373 0x376-0x377 0x37B-0x37D 0x37F 0x386 0x388-0x38A 0x38C 0x38E-0x3A1 0x3A3-0x3F5 0x3F7-0x481 0x48A-0x52F 0x531-0x556 0x10A0-0x10C5 0x13A0-0x13F5 0x13F8-0x13FD 0x1C90-0x1CBA 0x1CBD-0x1CBF 0x1D00-0x1D2B 0x1D6B-0x1D77 0x1D79-0x1D9A 0x1E00-0x1F15 0x1F18-0x1F1D 0x1F20-0x1F45 0x1F48-0x1F4D 0x1F50-0x1F57 0x1F59 0x1F5B 0x1F5D 0x1F5F-0x1F7D 0x1F80-0x1FB4 0x1FB6-0x1FBC 0x1FBE 0x1FC2-0x1FC4 0x1FC6-0x1FCC 0x1FD0-0x1FD3 0x1FD6-0x1FDB 0x1FE0-0x1FEC 0x1FF2-0x1FF4 0x1FF6-0x1FFC 0x2102 0x2107 0x210A-0x2113 0x2115 0x2119-0x211D 0x2124 0x2126 0x2128 0x212A-0x212D 0x212F-0x2134 0x2139 0x213C-0x213F 0x2145-0x2149 0x214E 0x2183-0x2184 0x2C00-0x2C7B 0x2C7E-0x2CE4 0x2CEB-0x2CEE 0x2CF2-0x2CF3 0xA640-0xA66D 0xA680-0xA69B 0xA722-0xA76F 0xA771-0xA787 0xA78B-0xA78E 0xAB70-0xABBF 0xFB00-0xFB06 0xFB13-0xFB17 0xFF21-0xFF3A 0xFF41-0xFF5A 0x10400-0x1044F 0x104B0-0x104D3 0x104D8-0x104FB 0x10C80-0x10CB2 0x10CC0-0x10CF2 0x118A0-0x118DF 0x1E900-0x1E943""".replace("0x", "").split())
+SEQ_RES = {
+    "falcon": [r"[\p{P}\$\+<=>\^~\|`]+",
+               r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
+               r"[0-9][0-9][0-9]"],
+    "deepseek-llm": [r"[\r\n]", r"\s?[" + DEEPSEEK_LATIN + r"]+", r"\s?[!-/:-~！-／：-～‘-‟　-。]+", r"\s+\Z",
+                     r"[一-龥ࠀ-一가-퟿]+", r"\p{N}+"],
+    "deepseek-coder": [r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", r"[一-龥ࠀ-一가-퟿]+", r"\p{N}"],
+}
+
+
+def split_sequence(patterns, text):
+    import regex
+    pieces = [text]
+    for pat in patterns:
+        out = []
+        for p in pieces:
+            pos = 0
+            for m in regex.finditer(pat, p):
+                if m.start() > pos:
+                    out.append(p[pos:m.start()])
+                out.append(m.group())
+                pos = m.end()
+            if pos < len(p):
+                out.append(p[pos:])
+        pieces = out
+    return pieces
+
+
+SEQ_EXTRA = ["x = a+b<=c>>d^e|f~g`h $5", "price: 1234567 and 12", "end  \t ", "a \u3000 b\u3000", "“quoted” ‘x’ — dash…",
+             "Ωmega µ Ǆ ʔ ᴬ", "１２３ ＡＢＣ！？", "deep\r\nseek \n\n  ", "한국어 텍스트 and 中文", "tab\there  "]
 
 
 def byte_decoder():
@@ -175,7 +251,12 @@ def make_pretok():
             pieces = [bytes(dec[c] for c in p) for p, _ in smol.pre_tokenize_str(t)]
             assert b"".join(pieces) == t.encode("utf-8")
             f.write(f"smollm\t{h}\t" + ",".join(p.hex() for p in pieces) + "\n")
-    print(f"wrote {path}: {len(texts)} texts x 3 pre-tokenizers")
+        for kind, pats in SEQ_RES.items():
+            for t in texts + SEQ_EXTRA:
+                pieces = split_sequence(pats, t)
+                assert "".join(pieces) == t
+                f.write(f"{kind}\t{t.encode('utf-8').hex()}\t" + ",".join(p.encode("utf-8").hex() for p in pieces) + "\n")
+    print(f"wrote {path}: {len(texts)} texts x 3 pre-tokenizers, {len(texts) + len(SEQ_EXTRA)} x {len(SEQ_RES)}")
 
 
 def make_spm():
@@ -230,6 +311,13 @@ def main():
     # a long mixed text: the corpus joined, so pieces meet across case boundaries
     with open(os.path.join(FIX, "tokenizer_smollm2.txt"), "a") as f:
         write_cases(f, enc, ["\n".join(CORPUS)])
+        dec = lambda ids: ref.decode(ids, skip_special_tokens=False)  # noqa: E731
+        for t in BYTE_CASES:
+            assert dec(enc(t)) != t, f"{t!r}: expected the reference to drop a byte"
+        write_cases(f, enc, BYTE_CASES, dec)
+        for t in RUN_CASES:
+            assert dec(enc(t)) == t, t
+        write_cases(f, enc, RUN_CASES, dec)
 
     env = jinja2.Environment()
     messages = [{"role": "user", "content": "What is the capital of France?"},

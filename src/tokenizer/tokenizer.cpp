@@ -1,7 +1,8 @@
 // vireo::Tokenizer: vocabulary tables, encode/decode, special tokens, streaming decode.
 //
-// encode: (1) split the text at verbatim special tokens (control, user-defined, unknown
-// types) by leftmost-longest matching, candidates bucketed by first byte; (2) each plain
+// encode: (1) split the text at verbatim tokens (control, user-defined, unknown types; only
+// user-defined ones without parse_special) by leftmost-longest matching, candidates
+// bucketed by first byte; (2) each plain
 // fragment goes through the model's path:
 //   gpt2  - pre-tokenizer pieces (pretokenize.cpp), each piece's bytes mapped to the byte
 //           tokens of GPT-2's byte<->unicode table, then merged by rank (bpe.cpp);
@@ -12,6 +13,9 @@
 // "▁" -> ' ', <0xXX> -> byte), concatenated; special tokens as their text.
 #include <algorithm>
 #include <climits>
+#include <cmath>
+#include <limits>
+#include <optional>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -28,12 +32,14 @@ struct Tokenizer::Impl {
   enum class Kind { Bpe, Spm };
   Kind kind = Kind::Bpe;
   std::string model, pre;
-  detail::PreKind pre_kind = detail::PreKind::Gpt2;
+  std::optional<detail::PreTokenizer> pretok;  // BPE only
   bool ignore_merges = false;  // Llama-3: a piece that is a whole vocabulary entry is kept
   std::vector<std::string> tokens;
   std::vector<TokenType> types;
   std::vector<std::string> bytes;  // decoded bytes of each token
   std::vector<float> scores;
+  std::vector<std::int32_t> score_rank;  // SPM: 0 = highest score, equal scores share a rank
+  std::int32_t score_rank_limit = 0;
   detail::TokenMap vocab;      // every entry
   detail::TokenMap mergeable;  // normal entries (SPM merge targets, Llama-3 whole pieces)
   detail::MergeTable merges;
@@ -71,6 +77,7 @@ struct Tokenizer::Impl {
 
   void encode_fragment(std::string_view text, bool after_special, detail::MergeWorkspace& ws,
                        std::vector<Token>& out) const;
+  // SentencePiece byte fallback: the <0xXX> token, else the unknown token.
   void push_byte(unsigned char b, std::vector<Token>& out) const {
     const Token t = byte_tokens[b];
     if (t >= 0) out.push_back(t);
@@ -119,17 +126,13 @@ Tokenizer TokenizerAccess::build(TokenizerSpec spec) {
   im->model = spec.model;
   im->pre = spec.pre;
   if (im->kind == Kind::Bpe) {
-    const std::string& p = spec.pre;
-    if (p == "default" || p == "gpt2" || p.empty()) im->pre_kind = PreKind::Gpt2;
-    else if (p == "llama-bpe" || p == "llama3" || p == "llama-v3") {
-      im->pre_kind = PreKind::Llama3;
-      im->ignore_merges = true;
-    } else if (p == "qwen2") im->pre_kind = PreKind::Qwen2;
-    else if (p == "smollm") im->pre_kind = PreKind::SmolLM;
-    else
+    const auto choice = pre_tokenizer_for(spec.pre);
+    if (!choice)
       throw Error(ErrorCode::Unsupported,
-                  fmt::format("pre-tokenizer \"{}\" is not supported (supported: gpt2, llama-bpe, "
-                              "llama3, qwen2, smollm)", p));
+                  fmt::format("pre-tokenizer \"{}\" (tokenizer.ggml.pre) is not supported (supported: {})",
+                              spec.pre, supported_pre_tokenizers()));
+    im->pretok.emplace(choice->kind);
+    im->ignore_merges = choice->ignore_merges;
   }
   im->tokens = std::move(spec.tokens);
   im->types.resize(n, TokenType::Normal);
@@ -140,6 +143,23 @@ Tokenizer TokenizerAccess::build(TokenizerSpec spec) {
     im->types[i] = TokenType(t);
   }
   im->scores = spec.scores.empty() ? std::vector<float>(n, 0.f) : std::move(spec.scores);
+  {  // score order for the SentencePiece merge queue
+    std::vector<Token> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = Token(i);
+    // A NaN score (a broken file) ranks last instead of breaking the sort's ordering.
+    auto key = [&](Token t) {
+      const float s = im->scores[std::size_t(t)];
+      return std::isnan(s) ? -std::numeric_limits<float>::infinity() : s;
+    };
+    std::stable_sort(order.begin(), order.end(), [&](Token a, Token b) { return key(a) > key(b); });
+    im->score_rank.assign(n, 0);
+    std::int32_t r = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+      if (k > 0 && key(order[k]) != key(order[k - 1])) ++r;
+      im->score_rank[std::size_t(order[k])] = r;
+    }
+    im->score_rank_limit = n == 0 ? 0 : r + 1;
+  }
   for (std::size_t i = 0; i < n; ++i) {
     im->vocab[im->tokens[i]] = Token(i);
     const TokenType k = im->types[i];
@@ -252,7 +272,7 @@ void Tokenizer::Impl::encode_fragment(std::string_view text, bool after_special,
       else norm += c;
     }
     std::vector<detail::SpmSymbol> syms;
-    detail::spm_merge(norm, mergeable, scores, ws, syms);
+    detail::spm_merge(norm, mergeable, score_rank, score_rank_limit, ws, syms);
     for (const auto& s : syms) {
       if (s.id >= 0) {
         out.push_back(s.id);
@@ -262,13 +282,12 @@ void Tokenizer::Impl::encode_fragment(std::string_view text, bool after_special,
     }
     return;
   }
-  detail::PreTokenizer pt(pre_kind, text);
-  std::string_view piece;
   std::string joined;
-  while (pt.next(piece)) {
+  pretok->split(text, [&](std::string_view piece) {
     if (piece.size() == 1) {
-      push_byte(static_cast<unsigned char>(piece[0]), out);
-      continue;
+      const Token t = byte_tokens[static_cast<unsigned char>(piece[0])];
+      if (t >= 0) out.push_back(t);
+      return;
     }
     if (ignore_merges) {
       joined.clear();
@@ -276,17 +295,21 @@ void Tokenizer::Impl::encode_fragment(std::string_view text, bool after_special,
       auto it = mergeable.find(joined);
       if (it != mergeable.end()) {
         out.push_back(it->second);
-        continue;
+        return;
       }
     }
+    // A byte whose character is not in the vocabulary is dropped before merging, so its
+    // neighbours may merge across it (HF tokenizers' BPE skips a character it has no id
+    // for when the model has no unknown token, as byte-level models do not; emitting the
+    // file's unknown id instead would put e.g. SmolLM2's <|endoftext|> into the text).
     ws.ids.clear();
-    for (char c : piece) ws.ids.push_back(byte_tokens[static_cast<unsigned char>(c)]);
-    detail::bpe_merge(merges, ws);
-    for (Token t : ws.ids) {
-      if (t >= 0) out.push_back(t);
-      else if (unk >= 0) out.push_back(unk);
+    for (char c : piece) {
+      const Token t = byte_tokens[static_cast<unsigned char>(c)];
+      if (t >= 0) ws.ids.push_back(t);
     }
-  }
+    detail::bpe_merge(merges, ws);
+    out.insert(out.end(), ws.ids.begin(), ws.ids.end());
+  });
 }
 
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -308,16 +331,16 @@ std::vector<Token> Tokenizer::encode(std::string_view text, EncodeOptions opts) 
   std::vector<Token> out;
   if (opts.add_special && im.add_bos && im.bos >= 0) out.push_back(im.bos);
   detail::MergeWorkspace ws;
-  if (!opts.parse_special) {
-    im.encode_fragment(text, true, ws, out);
-    return out;
-  }
+  // Without parse_special only user-defined tokens are matched (added tokens that are not
+  // special, e.g. GPT-NeoX's runs of spaces), as llama.cpp and HF tokenizers do.
+  const bool any_verbatim = opts.parse_special;
   std::size_t seg = 0;
   bool after_special = true;
   for (std::size_t i = 0; i < text.size();) {
     const auto& bucket = im.verbatim_by_byte[static_cast<unsigned char>(text[i])];
     Token hit = -1;
     for (Token t : bucket) {
+      if (!any_verbatim && im.types[std::size_t(t)] != TokenType::UserDefined) continue;
       const std::string& s = im.tokens[std::size_t(t)];
       if (text.compare(i, s.size(), s) == 0) {
         hit = t;

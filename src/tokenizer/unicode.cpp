@@ -7,8 +7,6 @@
 #include <array>
 
 namespace vireo::detail {
-namespace {
-
 bool in_ranges(const CodeRange* r, std::size_t n, std::uint32_t cp) noexcept {
   // First range whose last >= cp; cp is inside when that range starts at or before it.
   const CodeRange* end = r + n;
@@ -16,6 +14,8 @@ bool in_ranges(const CodeRange* r, std::size_t n, std::uint32_t cp) noexcept {
       std::lower_bound(r, end, cp, [](const CodeRange& a, std::uint32_t v) { return a.last < v; });
   return it != end && it->first <= cp;
 }
+
+namespace {
 
 CpClass classify_slow(std::uint32_t cp) noexcept {
   if (in_ranges(kLetterRanges, kLetterRanges_size, cp)) return CpClass::Letter;
@@ -39,6 +39,10 @@ CpClass classify(std::uint32_t cp) noexcept {
   if (cp < 128) return ascii_table()[cp];
   if (cp == kInvalidCp) return CpClass::Other;
   return classify_slow(cp);
+}
+
+bool is_punct(std::uint32_t cp) noexcept {
+  return cp != kInvalidCp && in_ranges(kPunctRanges, kPunctRanges_size, cp);
 }
 
 std::size_t utf8_len(unsigned char c) noexcept {
