@@ -1,9 +1,13 @@
 // Speculative decoding: a drafter proposes a few tokens, the target checks them.
-// Two drafters:
+// Three drafters:
 //   - a draft model sharing the target's vocabulary;
 //   - prompt lookup: the tokens that followed the latest earlier occurrence of the sequence's
 //     last n-gram. It costs nothing and pays off where the output repeats its input
-//     (editing, extraction, summaries that quote).
+//     (editing, extraction, summaries that quote);
+//   - Medusa heads (vireo/medusa.hpp): a token tree drafted from the heads' top candidates
+//     (a static sparse tree or one grown by cumulative probability, EAGLE-2 style), verified
+//     in one forward of the target (Batch::add_tree); the longest branch that agrees with
+//     the target's greedy choice is kept (KVCache::compact). Greedy decoding only, so far.
 //
 // With a draft model: the draft proposes a few tokens one at a time,
 // the target scores all of them in one forward pass, and the exact speculative sampling rule
@@ -45,6 +49,17 @@ struct SpeculativeParams {
   bool adaptive = true;
 };
 
+/// The candidate tree of Medusa drafting.
+struct TreeParams {
+  /// Static tree: depth d + 1 holds the top top_k[d] tokens of head d under every node of
+  /// depth d (breadth first), while the tree has room.
+  std::vector<int> top_k = {4, 3, 2};
+  /// Dynamic tree (EAGLE-2 style): nodes are added best first by the product of the heads'
+  /// probabilities along their path (each node offers its head's top max(top_k) tokens).
+  bool dynamic = false;
+  int max_tree_tokens = 32;  ///< tree size including the root, 2..Batch::kMaxTreeTokens
+};
+
 /// Counters over all rounds of one SpeculativeDecoder. (One decoder per sequence: the
 /// counters and the adaptive draft length follow that sequence's rounds.)
 struct SpeculativeStats {
@@ -52,9 +67,15 @@ struct SpeculativeStats {
   std::int64_t drafted = 0;   ///< draft tokens proposed
   std::int64_t accepted = 0;  ///< draft tokens the target kept
   std::int64_t emitted = 0;   ///< tokens returned (accepted + one per round)
+  /// Tree drafting: rounds whose accepted branch reached depth d + 1 (d = 0, 1, ...).
+  std::vector<std::int64_t> accepted_at_depth;
   /// Accepted / drafted: how good the drafter is for this text.
   double acceptance() const noexcept { return drafted ? double(accepted) / double(drafted) : 0.0; }
+  /// Tokens per target forward.
+  double mean_accepted() const noexcept { return rounds ? double(emitted) / double(rounds) : 0.0; }
 };
+
+class MedusaHeads;
 
 class SpeculativeDecoder {
  public:
@@ -68,6 +89,10 @@ class SpeculativeDecoder {
   /// drawn from a one-hot q, so it is kept with probability p(x) (greedy: when it is the
   /// argmax), and the output is distributed as the target's own.
   explicit SpeculativeDecoder(const Model& target, SpeculativeParams params = {});
+  /// Medusa heads as the drafter (heads.base() is the target; the heads must outlive the
+  /// decoder). The sampler must be greedy (temperature <= 0): step() throws Unsupported
+  /// otherwise. Runs where the target supports token trees and hidden states (the CPU).
+  SpeculativeDecoder(const MedusaHeads& heads, TreeParams tree, SpeculativeParams params = {});
 
   /// One round for the sequence `tokens` (prompt and everything generated so far, at least
   /// one token). target_cache's tseq and draft_cache's dseq must each hold a prefix of
@@ -81,8 +106,10 @@ class SpeculativeDecoder {
   /// round that throws leaves both caches holding a prefix of `tokens`.
   std::vector<Token> step(std::span<const Token> tokens, KVCache& target_cache, SeqId tseq, KVCache& draft_cache,
                           SeqId dseq, Sampler& sampler);
-  /// One round with prompt lookup (the decoder made without a draft model; the other one
-  /// throws InvalidArgument here, as this one does in the step() above).
+  /// One round with prompt lookup or Medusa heads (the decoder made without a draft model;
+  /// the other one throws InvalidArgument here, as this one does in the step() above). With
+  /// Medusa heads the target cache holds `tokens` and every returned token but the last on
+  /// return, as with the other drafters.
   std::vector<Token> step(std::span<const Token> tokens, KVCache& target_cache, SeqId tseq, Sampler& sampler);
 
   const SpeculativeStats& stats() const noexcept { return stats_; }
@@ -97,8 +124,19 @@ class SpeculativeDecoder {
                             const std::vector<Token>& drafts, const std::vector<std::vector<float>>* qs,
                             Sampler& sampler);
 
+  std::vector<Token> medusa_step(std::span<const Token> tokens, KVCache& target_cache, SeqId tseq, Sampler& sampler);
+  void build_tree(std::vector<Token>& toks, std::vector<std::int32_t>& parents) const;
+
   const Model* target_;
-  const Model* draft_;  ///< nullptr: prompt lookup
+  const Model* draft_;  ///< nullptr: prompt lookup or Medusa
+  const MedusaHeads* heads_ = nullptr;
+  TreeParams tree_;
+  /// Medusa: the hidden state of the last token the target cache holds, for the next
+  /// round's heads, and which cache, sequence and length it belongs to.
+  std::vector<float> hidden_;
+  const KVCache* hidden_cache_ = nullptr;
+  SeqId hidden_seq_ = -1;
+  std::int64_t hidden_len_ = -1;
   SpeculativeParams params_;
   SpeculativeStats stats_;
   std::uint64_t draft_counter_ = 0;  ///< the draft stream's next draw

@@ -6,6 +6,7 @@
 #include "vireo/gguf.hpp"
 #include "vireo/kv_cache.hpp"
 #include "vireo/log.hpp"
+#include "vireo/medusa.hpp"
 #include "vireo/metrics.hpp"
 #include "vireo/model.hpp"
 #include "vireo/sampler.hpp"

@@ -9,8 +9,10 @@
 #include "vireo/batch.hpp"
 #include "vireo/error.hpp"
 #include "vireo/tokenizer.hpp"
+#include "sampling/spec_prefix.hpp"
 
 namespace vireo {
+using detail::sync_prefix;
 namespace {
 
 /// Inverse-CDF draw from unnormalised non-negative weights in token order; the last token
@@ -37,19 +39,6 @@ std::uint64_t draft_seed(std::uint64_t seed) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
-}
-
-/// Make `cache`'s seq hold a prefix of `tokens` shorter than tokens (the last token is fed
-/// by the round, for its logits); returns that length.
-std::int64_t sync_prefix(KVCache& cache, SeqId seq, std::span<const Token> tokens, const char* which) {
-  const std::span<const Token> held = cache.tokens(seq);
-  if (held.size() > tokens.size() || !std::equal(held.begin(), held.end(), tokens.begin()))
-    throw Error(ErrorCode::InvalidArgument,
-                fmt::format("speculative step: the {} cache's sequence {} holds {} tokens that are not a prefix of "
-                            "the {} tokens given",
-                            which, seq, held.size(), tokens.size()));
-  if (held.size() == tokens.size()) cache.truncate(seq, std::int64_t(tokens.size()) - 1);
-  return cache.length(seq);
 }
 
 /// Feed tokens[from, size - 1) without logits (the prompt, or what an earlier round left).
@@ -121,6 +110,7 @@ std::vector<Token> SpeculativeDecoder::step(std::span<const Token> tokens, KVCac
   if (draft_)
     throw Error(ErrorCode::InvalidArgument,
                 "speculative step: this decoder drafts with a model; call step() with the draft's cache");
+  if (heads_) return medusa_step(tokens, target_cache, tseq, sampler);
   check_tokens(tokens);
   const std::int64_t n = std::int64_t(tokens.size());
   const std::int64_t tlen = sync_prefix(target_cache, tseq, tokens, "target");
