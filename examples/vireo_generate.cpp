@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -40,7 +41,11 @@ void usage() {
       "      --ignore-eos        keep generating past end-of-generation tokens\n"
       "      --lookup K          speculative decoding with prompt lookup, up to K (1..16) drafts\n"
       "                          per round; 0 = off (default)\n"
-      "                          (same output; faster where the text repeats the prompt)\n",
+      "                          (same output; faster where the text repeats the prompt)\n"
+      "      --spec lookup[:K]|medusa:FILE|draft:FILE\n"
+      "                          speculative decoding: prompt lookup (K drafts, default 4), Medusa\n"
+      "                          heads from a sidecar GGUF (greedy only; a token tree per round),\n"
+      "                          or a draft model sharing the vocabulary (4 drafts per round)\n",
       stderr);
 }
 
@@ -80,6 +85,7 @@ int main(int argc, char** argv) {
   std::string prompt = "The capital of France is";
   std::string device = "best";
   int n_tokens = 64, threads = 0, lookup = 0;
+  std::string spec_kind, spec_file;  // --spec
   bool chat = false, ignore_eos = false, gpu_quantized = false, cpu_q8 = false;
   vireo::SamplerParams sp;
   sp.temperature = 0.0f;
@@ -108,6 +114,15 @@ int main(int argc, char** argv) {
       }
       else if (a == "--ignore-eos") ignore_eos = true;
       else if (a == "--lookup") lookup = parse_int(a, next(), 0, 16);
+      else if (a == "--spec") {
+        const std::string v = next();
+        const auto colon = v.find(':');
+        spec_kind = v.substr(0, colon);
+        const std::string arg = colon == std::string::npos ? "" : v.substr(colon + 1);
+        if (spec_kind == "lookup") lookup = arg.empty() ? 4 : parse_int(a, arg, 1, 16);
+        else if ((spec_kind == "medusa" || spec_kind == "draft") && !arg.empty()) spec_file = arg;
+        else bad_value(a, v, "expected lookup[:K], medusa:FILE or draft:FILE");
+      }
       else if (a == "--gpu-weights") {
         const std::string v = next();
         if (v != "native" && v != "convert")
@@ -150,7 +165,9 @@ int main(int argc, char** argv) {
                                      n_tokens, ids.size(), n_tokens, ctx));
 
     vireo::KVCacheOptions ko;
-    ko.num_blocks = (std::int64_t(ids.size()) + n_tokens) / ko.block_size + 2;
+    // Room for the prompt, the tokens, and a speculative round's drafts (a Medusa tree: up to
+    // 64 tokens) before they are cut back.
+    ko.num_blocks = (std::int64_t(ids.size()) + n_tokens + 64) / ko.block_size + 2;
     vireo::KVCache cache(model, ko);
     vireo::Sampler sampler(sp);
     vireo::StreamDecoder stream(tok);
@@ -175,7 +192,39 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       return ++generated < n_tokens;
     };
-    if (lookup > 0 && n_tokens > 0) {
+    if ((spec_kind == "medusa" || spec_kind == "draft") && n_tokens > 0) {
+      // The first token from the prefill's logits, then speculative rounds.
+      std::optional<vireo::MedusaHeads> heads;
+      std::optional<vireo::Model> draft;
+      std::optional<vireo::KVCache> draft_cache;
+      vireo::SeqId dseq = -1;
+      if (spec_kind == "medusa") heads.emplace(vireo::MedusaHeads::load(spec_file, model));
+      else {
+        draft.emplace(vireo::Model::load(spec_file, mo));
+        draft_cache.emplace(*draft, ko);
+        dseq = draft_cache->add_sequence();
+      }
+      // A tree costs its size in target compute on a CPU (where a step is compute-bound), a
+      // little more than one token on a GPU: small trees on the CPU.
+      const vireo::TreeParams tree = model.device().kind == vireo::DeviceKind::CPU
+                                         ? vireo::TreeParams{.top_k = {2, 2, 1}, .max_tree_tokens = 8}
+                                         : vireo::TreeParams{};
+      vireo::SpeculativeDecoder spec = heads ? vireo::SpeculativeDecoder(*heads, tree)
+                                             : vireo::SpeculativeDecoder(model, *draft, {.draft_tokens = 4});
+      bool more = emit(sampler.sample(logits.row(0), history).token);
+      while (more) {
+        const std::vector<vireo::Token> out = heads ? spec.step(history, cache, seq, sampler)
+                                                    : spec.step(history, cache, seq, *draft_cache, dseq, sampler);
+        for (vireo::Token t : out)
+          if (!(more = emit(t))) break;
+      }
+      const auto& st = spec.stats();
+      std::fprintf(stderr, "\n[%s] %lld rounds, %.2f tokens per target forward, %lld drafted, %lld accepted",
+                   spec_kind.c_str(), static_cast<long long>(st.rounds), st.mean_accepted(),
+                   static_cast<long long>(st.drafted), static_cast<long long>(st.accepted));
+      for (std::size_t d = 0; d < st.accepted_at_depth.size(); ++d)
+        std::fprintf(stderr, "%s depth %zu: %lld", d ? "," : " |", d + 1, static_cast<long long>(st.accepted_at_depth[d]));
+    } else if (lookup > 0 && n_tokens > 0) {
       // The first token from the prefill's logits, then speculative rounds (each returns
       // 1..lookup + 1 tokens; the cache holds the history but its last token).
       vireo::SpeculativeDecoder spec(model, {.draft_tokens = lookup});
