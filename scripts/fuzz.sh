@@ -32,7 +32,7 @@ fi
 
 t0=$(date +%s)
 cmake -S fuzz -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang >/dev/null
-cmake --build "$build" -j"$jobs" >/dev/null
+cmake --build "$build" -j"$jobs" >"$build/build.log" 2>&1 || { tail -60 "$build/build.log"; exit 1; }
 echo "== fuzz targets built in $(( $(date +%s) - t0 )) s"
 
 [ "${1:-}" = "--build-only" ] && exit 0
