@@ -297,6 +297,7 @@ Golden read_golden() {
     std::istringstream in(line);
     std::string name;
     in >> name;
+    if (name.empty() || name[0] == '#') continue;  // the generator's versions line
     if (name == "@quantize") {
       std::string type, hex;
       in >> type >> hex;

@@ -35,7 +35,7 @@ VIREO_CXX_API_BEGIN
 struct PlanOptions {
   DeviceKind device = DeviceKind::CPU;
   DType dtype = DType::BF16;  ///< GPU weights and K/V (the CPU is always fp32)
-  bool gpu_quantized = false;  ///< ModelOptions::gpu_quantized
+  bool gpu_quantized = false;  ///< ModelOptions::gpu_quantized (bf16 / fp16 only, as on the GPU)
   KVPrecision kv_precision = KVPrecision::Model;
   int block_size = 16;
   std::int64_t context = 0;      ///< tokens per sequence; 0: the model's context length

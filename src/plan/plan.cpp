@@ -66,7 +66,7 @@ std::uint64_t workspace_bytes(const ModelConfig& c, const PlanOptions& o) {
   std::uint64_t b = m * d * 4 + m * es * (2 * d + (qd + 2 * kvd) + 2 * qd + 3 * ff);
   b += m * std::uint64_t(c.n_heads) * (std::uint64_t(c.head_dim) + 2) * 4;
   b += kGpuLogitRows * v * 4 + kGpuSampleRows * v * 16 + kGpuPlanBytes;
-  if (o.gpu_quantized) b += 2 * ff * d * es;
+  if (o.gpu_quantized && o.dtype != DType::F32) b += 2 * ff * d * es;
   return b;
 }
 

@@ -58,7 +58,9 @@ std::uint64_t tensor_device_bytes(gguf::TensorType type, std::uint64_t rows, std
                                   const PlanOptions& o) {
   if (rows <= 1) return cols * 4;  // 1-D tensors (norms, biases) become fp32 everywhere
   if (o.device == DeviceKind::CPU) return rows * gguf::row_bytes(type, cols);
-  const bool keep = o.gpu_quantized && cols % 32 == 0 &&
+  // As the CUDA backend decides: only with a 16-bit dtype, for the three block formats its
+  // GEMVs read.
+  const bool keep = o.gpu_quantized && o.dtype != DType::F32 && cols % 32 == 0 &&
                     (type == gguf::TensorType::Q8_0 || type == gguf::TensorType::Q4_0 ||
                      type == gguf::TensorType::Q4_1);
   // Kept blocks are split into quants + fp16 scales (+ fp16 minimums): as many bytes as the
