@@ -390,6 +390,37 @@ VIREO_API vireo_status vireo_speculative_step(vireo_speculative* spec, const vir
                                               vireo_sampler* sampler, vireo_token* out_tokens, size_t capacity,
                                               size_t* out_n);
 
+/* ---- memory planning before load ------------------------------------------------------- */
+
+/* What a model, a context length and a number of sequences take on a device, from the GGUF
+ * header alone (nothing is loaded); see vireo/plan.hpp for how each figure is counted. */
+typedef struct vireo_plan_params {
+  vireo_device_kind device;      /* VIREO_DEVICE_CPU (default) or VIREO_DEVICE_CUDA */
+  vireo_dtype dtype;             /* GPU weights and K/V (default bf16) */
+  bool gpu_quantized;            /* GPU: keep Q8_0 / Q4_0 / Q4_1 matrices quantized */
+  vireo_kv_precision kv_precision;
+  int32_t block_size;            /* KV block size (default 16) */
+  int64_t context;               /* tokens per sequence; 0: the model's context length */
+  int64_t concurrency;           /* sequences held at once (default 1) */
+  int32_t max_batch_tokens;      /* CPU: tokens of the largest step (default 512) */
+  uint64_t device_memory_bytes;  /* one device's memory; 0: 80 GiB */
+  uint64_t memory_budget_bytes;  /* for the largest context x concurrency; 0: device memory */
+  int64_t reserve_bytes;         /* runtime overhead per device; -1: 1 GiB on a GPU, 0 on the CPU */
+} vireo_plan_params;
+
+typedef struct vireo_memory_plan {
+  uint64_t weight_bytes, file_bytes, kv_bytes_per_token, kv_bytes, workspace_bytes, reserve_bytes, total_bytes;
+  int64_t context, concurrency; /* with the defaults filled in */
+  bool fits;                    /* total_bytes <= device_memory_bytes */
+  int64_t budget_kv_tokens, budget_max_context, budget_max_concurrency;
+  int32_t devices_needed;       /* fewest devices holding weights + KV split evenly; 0: none */
+} vireo_memory_plan;
+
+VIREO_API vireo_plan_params vireo_plan_default_params(void);
+/* Plan for the GGUF file at `path`. INVALID_ARGUMENT (NULL pointers, bad params), IO,
+ * INVALID_MODEL (a malformed header or missing shape keys). */
+VIREO_API vireo_status vireo_plan_file(const char* path, const vireo_plan_params* params, vireo_memory_plan* out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -276,6 +276,32 @@ static void test_prefix(vireo_model* m) {
   vireo_kv_cache_free(cache);
 }
 
+/* Planning before load agrees with the loaded model; bad plans are refused. */
+static void test_plan(const char* path, const vireo_model_info* info) {
+  vireo_memory_plan p;
+  CHECK_STATUS(vireo_plan_file(path, NULL, &p), VIREO_STATUS_OK);
+  CHECK(p.weight_bytes >= info->weight_bytes * 95 / 100 && p.weight_bytes <= info->weight_bytes * 105 / 100);
+  CHECK(p.kv_bytes_per_token == 2u * 30u * 3u * 64u * 4u);
+  CHECK(p.context == info->context_length && p.concurrency == 1);
+  CHECK(p.kv_bytes == p.kv_bytes_per_token * (uint64_t)p.context);
+  CHECK(p.fits && p.devices_needed == 1);
+  vireo_plan_params pp = vireo_plan_default_params();
+  pp.kv_precision = VIREO_KV_INT8;
+  pp.context = 1000; /* 63 blocks of 16 */
+  pp.concurrency = 3;
+  CHECK_STATUS(vireo_plan_file(path, &pp, &p), VIREO_STATUS_OK);
+  CHECK(p.kv_bytes == 3u * 63u * 16u * (2u * 30u * 3u * (64u + 4u)));
+  pp = vireo_plan_default_params();
+  pp.block_size = 0;
+  CHECK_STATUS(vireo_plan_file(path, &pp, &p), VIREO_STATUS_INVALID_ARGUMENT);
+  pp = vireo_plan_default_params();
+  pp.device = VIREO_DEVICE_BEST;
+  CHECK_STATUS(vireo_plan_file(path, &pp, &p), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(vireo_plan_file(NULL, NULL, &p), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(vireo_plan_file(path, NULL, NULL), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(vireo_plan_file("/nonexistent/model.gguf", NULL, &p), VIREO_STATUS_IO);
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s model.gguf\n", argv[0]);
@@ -290,6 +316,7 @@ int main(int argc, char** argv) {
   CHECK(info.n_layers == 30 && info.d_model == 576 && info.n_heads == 9 && info.n_kv_heads == 3);
   CHECK(info.head_dim == 64 && info.vocab_size == 49152 && info.device == VIREO_DEVICE_CPU);
   CHECK(info.weight_bytes > 50u * 1000u * 1000u);
+  test_plan(argv[1], &info);
   test_text(m);
   char out[512];
   greedy(m, "The capital of France is", 8, out, sizeof out);
