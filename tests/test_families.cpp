@@ -266,3 +266,26 @@ TEST_CASE("the CUDA fused decoder stack takes Llama-shaped networks and names wh
     CHECK_THROWS_WITH(detail::match_decoder_stack(gemma().impl().net, "the CUDA backend"),
                       Catch::Contains("gemma3") && Catch::Contains("embedding scale"));
 }
+
+TEST_CASE("CUDA runs the Llama-shaped family files like transformers; the others are refused by name", "[cuda][families]") {
+  VIREO_REQUIRE_GPU();
+  for (const char* name : {"llama", "llama3"}) {
+    INFO("family case " << name);
+    const FamilyCase c = load_family(name);
+    const Model m = Model::load(test::fixture(std::string("family/") + name + ".gguf"),
+                                {.device = Device::cuda(), .dtype = DType::F32});
+    const auto got = all_logits(m, c.ids);
+    double err = 0;
+    for (const auto& [pos, ref] : c.logits)
+      for (std::size_t i = 0; i < ref.size(); ++i) err = std::max(err, std::abs(double(got[std::size_t(pos)][i]) - ref[i]));
+    // fp32 on the GPU (cuBLAS in CUBLAS_COMPUTE_32F, default math: no TF32), the same bound
+    // as the CPU check with 10x headroom.
+    CHECK(err < 1e-3);
+  }
+  for (const char* name : {"qwen2", "phi3", "mistral"}) {
+    INFO(name);
+    CHECK_THROWS_AS(Model::load(test::fixture(std::string("family/") + name + ".gguf"),
+                                {.device = Device::cuda(), .dtype = DType::F32}),
+                    Error);
+  }
+}
