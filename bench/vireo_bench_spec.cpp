@@ -1,5 +1,6 @@
 // vireo-bench spec: speculative decoding with prompt lookup (SpeculativeDecoder without a
-// draft model) against plain greedy decoding, on the same model and prompts, in one run.
+// draft model), and with --medusa a sidecar's Medusa tree rounds, against plain greedy
+// decoding, on the same model and prompts, in one run.
 //
 // Tasks (chat-templated user prompts):
 //   quote  repeat a paragraph word for word: the output is in the prompt, and lookup should
@@ -22,6 +23,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +42,10 @@ struct Options {
   std::vector<int> ks = {2, 4, 8};
   std::vector<std::string> tasks = {"quote", "edit", "open"};
   std::string json_path, commit;
+  std::string medusa;                     ///< a Medusa sidecar: its tree rounds run too
+  std::vector<int> tree_k = {2, 2, 1};    ///< Medusa tree: top-k per depth
+  int tree_max = 8;                       ///< Medusa tree: most tokens
+  bool dynamic = false;                   ///< Medusa tree grown best first
 };
 
 const char* kUsage =
@@ -51,6 +57,10 @@ const char* kUsage =
     "  --ngram N            longest n-gram looked up (default 3)\n"
     "  --tasks LIST         quote,edit,open (default all)\n"
     "  --repeats N          interleaved runs per method; best counts (default 2)\n"
+    "  --medusa FILE        also run Medusa tree rounds with this sidecar (greedy)\n"
+    "  --tree-k LIST        Medusa tree: top-k per depth (default 2,2,1)\n"
+    "  --tree-max N         Medusa tree: most tokens, root included (default 8)\n"
+    "  --dynamic            Medusa tree grown best first by cumulative probability\n"
     "  --json FILE          write the JSON there (default: stdout)\n"
     "  --commit SHA         recorded in the JSON (default: $VIREO_COMMIT, else git rev-parse HEAD)\n";
 
@@ -166,6 +176,34 @@ Run lookup(const Model& m, const std::vector<Token>& prompt, int n, int k, int n
   return r;
 }
 
+/// Medusa tree rounds of up to n tokens (the last round may overshoot; dropped, time kept).
+Run medusa(const MedusaHeads& h, const TreeParams& tp, const std::vector<Token>& prompt, int n) {
+  const Model& m = h.base();
+  SeqId s = 0;
+  KVCache cache = prefilled(m, prompt, s);
+  SpeculativeDecoder spec(h, tp);
+  Sampler greedy({.temperature = 0.0f});
+  std::vector<Token> toks = prompt;
+  Run r;
+  const auto t0 = Clock::now();
+  bool done = false;
+  while (!done && int(r.out.size()) < n) {
+    const std::vector<Token> got = spec.step(toks, cache, s, greedy);
+    for (Token t : got) {
+      if (int(r.out.size()) >= n) break;
+      r.out.push_back(t);
+      toks.push_back(t);
+      if (m.tokenizer().is_eog(t)) {
+        done = true;
+        break;
+      }
+    }
+  }
+  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  r.stats = spec.stats();
+  return r;
+}
+
 int run(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
@@ -173,6 +211,10 @@ int run(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stderr);
       return 0;
+    }
+    if (a == "--dynamic") {
+      o.dynamic = true;
+      continue;
     }
     if (i + 1 >= argc) throw Error(ErrorCode::InvalidArgument, fmt::format("{} needs a value", a));
     const std::string v = argv[++i];
@@ -185,9 +227,15 @@ int run(int argc, char** argv) {
     else if (a == "--repeats") o.repeats = std::max(1, std::atoi(v.c_str()));
     else if (a == "--json") o.json_path = v;
     else if (a == "--commit") o.commit = v;
+    else if (a == "--medusa") o.medusa = v;
+    else if (a == "--tree-k") o.tree_k = parse_ints(v);
+    else if (a == "--tree-max") o.tree_max = std::atoi(v.c_str());
     else throw Error(ErrorCode::InvalidArgument, fmt::format("unknown option {} (see --help)", a));
   }
   const Model m = Model::load(o.model, {.device = Device::cpu(), .n_threads = o.threads});
+  std::optional<MedusaHeads> heads;
+  if (!o.medusa.empty()) heads.emplace(MedusaHeads::load(o.medusa, m));
+  const TreeParams tree{.top_k = o.tree_k, .dynamic = o.dynamic, .max_tree_tokens = o.tree_max};
   const double read_gbs = measure_cpu_read_gbs(o.threads);
   const double floor_ms = double(m.weight_bytes()) / (read_gbs * 1e9) * 1e3;
   std::fprintf(stderr, "vireo-bench spec: %s, %d threads, %.1f MB of weights, read %.1f GB/s: floor %.2f ms/token\n",
@@ -214,11 +262,15 @@ int run(int argc, char** argv) {
     const std::string& task = o.tasks[ti];
     const std::vector<ChatMessage> msgs = {{"user", task_prompt(task)}};
     const std::vector<Token> prompt = m.tokenizer().encode(m.tokenizer().apply_chat_template(msgs));
-    Run best_plain;
+    Run best_plain, best_medusa;
     std::vector<Run> best(o.ks.size());
     for (int r = 0; r < o.repeats; ++r) {
       Run p = plain(m, prompt, o.tokens);
       if (r == 0 || p.seconds < best_plain.seconds) best_plain = p;
+      if (heads) {
+        Run md = medusa(*heads, tree, prompt, o.tokens);
+        if (r == 0 || md.seconds < best_medusa.seconds) best_medusa = md;
+      }
       for (std::size_t ki = 0; ki < o.ks.size(); ++ki) {
         Run s = lookup(m, prompt, o.tokens, o.ks[ki], o.ngram);
         if (r == 0 || s.seconds < best[ki].seconds) best[ki] = s;
@@ -247,7 +299,27 @@ int run(int argc, char** argv) {
           ki ? ", " : "", o.ks[ki], s.out.size(), ms, 1e3 / ms, floor_ms / ms, plain_ms / ms, s.stats.acceptance(),
           per_round, same ? "true" : "false");
     }
-    j += ti + 1 < o.tasks.size() ? "]},\n" : "]}\n";
+    j += "]";
+    if (heads) {
+      const Run& s = best_medusa;
+      const double ms = s.seconds * 1e3 / double(s.out.size());
+      const bool same = s.out == best_plain.out;
+      std::fprintf(stderr,
+                   "        tree %2d tokens        medusa  %3zu tokens %7.2f ms/token %6.1f tok/s  %5.1f%% of floor  "
+                   "%.2fx  %.2f tokens/forward%s\n",
+                   o.tree_max, s.out.size(), ms, 1e3 / ms, 100.0 * floor_ms / ms, plain_ms / ms,
+                   s.stats.mean_accepted(), same ? "" : "  OUTPUT DIFFERS");
+      std::string depth;
+      for (std::size_t d = 0; d < s.stats.accepted_at_depth.size(); ++d)
+        depth += fmt::format("{}{}", d ? ", " : "", s.stats.accepted_at_depth[d]);
+      j += fmt::format(
+          ", \"medusa\": {{\"sidecar\": {}, \"tree_max\": {}, \"dynamic\": {}, \"tokens\": {}, \"ms_per_token\": {:.4f}, "
+          "\"tok_s\": {:.2f}, \"fraction_of_floor\": {:.4f}, \"speedup\": {:.3f}, \"tokens_per_forward\": {:.3f}, "
+          "\"rounds\": {}, \"accepted_at_depth\": [{}], \"identical\": {}}}",
+          jstr(o.medusa), o.tree_max, o.dynamic ? "true" : "false", s.out.size(), ms, 1e3 / ms, floor_ms / ms,
+          plain_ms / ms, s.stats.mean_accepted(), s.stats.rounds, depth, same ? "true" : "false");
+    }
+    j += ti + 1 < o.tasks.size() ? "},\n" : "}\n";
   }
   j += "  ]\n}\n";
   if (o.json_path.empty()) {
