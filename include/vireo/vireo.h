@@ -313,6 +313,21 @@ VIREO_API vireo_status vireo_sampler_sample(vireo_sampler* sampler, const float*
                                             const vireo_token* history, size_t n_history, vireo_token* out_token,
                                             float* out_logprob);
 
+/* One step, then one token per logits row (as vireo_forward followed by
+ * vireo_sampler_sample on each row, drawing the same numbers): row i, in batch order, is
+ * sampled with samplers[i]. On a GPU, when no sampler has penalties and the step has at most
+ * 64 logits rows, sampling runs on the device and only the tokens and log-probs come back.
+ * n_samplers must equal the batch's logits rows (checked before anything runs). histories
+ * may be NULL; else histories[i] (history_lens[i] tokens, may be NULL when 0) is row i's
+ * sequence so far for the penalties. out_logprobs may be NULL. Errors as vireo_forward, and
+ * INVALID_ARGUMENT for a count mismatch or a history token outside the vocabulary; on any
+ * error no sampler advances and the cache holds what it held. */
+VIREO_API vireo_status vireo_forward_sample(const vireo_model* model, vireo_kv_cache* cache, const vireo_batch* batch,
+                                            vireo_sampler* const* samplers, size_t n_samplers,
+                                            const vireo_token* const* histories, const size_t* history_lens,
+                                            vireo_token* out_tokens, float* out_logprobs, vireo_abort_fn abort_fn,
+                                            void* abort_user_data);
+
 /* ---- scheduler (continuous batching) ---------------------------------------------------- */
 
 typedef struct vireo_scheduler vireo_scheduler;

@@ -255,4 +255,44 @@ vireo_status vireo_forward(const vireo_model* model, vireo_kv_cache* cache, cons
   });
 }
 
+vireo_status vireo_forward_sample(const vireo_model* model, vireo_kv_cache* cache, const vireo_batch* batch,
+                                  vireo_sampler* const* samplers, size_t n_samplers,
+                                  const vireo_token* const* histories, const size_t* history_lens,
+                                  vireo_token* out_tokens, float* out_logprobs, vireo_abort_fn abort_fn,
+                                  void* abort_user_data) {
+  return guard("vireo_forward_sample", [&] {
+    const vireo::Model& m = model_of(model);
+    auto& c = cache_of(cache);
+    need(batch, "batch");
+    need(out_tokens, "out_tokens");
+    if (cache->owner != model) invalid("the KV cache was created for a different model");
+    const std::size_t rows = batch->batch.num_logit_rows();
+    if (n_samplers != rows)
+      invalid("the batch asks for " + std::to_string(rows) + " logits rows but " + std::to_string(n_samplers) +
+              " samplers were given");
+    if (rows) need(samplers, "samplers");
+    std::vector<vireo::Sampler*> ss(rows);
+    for (std::size_t i = 0; i < rows; ++i) {
+      if (!samplers[i]) invalid("samplers[" + std::to_string(i) + "] is NULL");
+      ss[i] = &*samplers[i]->sampler;
+    }
+    std::vector<std::span<const vireo::Token>> hs;
+    if (histories) {
+      need(history_lens, "history_lens");
+      hs.resize(rows);
+      for (std::size_t i = 0; i < rows; ++i) {
+        const std::string what = "histories[" + std::to_string(i) + "]";
+        check_tokens(histories[i], history_lens[i], m.config().vocab_size, what.c_str());
+        hs[i] = {histories[i], history_lens[i]};
+      }
+    }
+    AbortWatch watch(const_cast<vireo_model*>(model), abort_fn, abort_user_data);
+    const auto out = m.forward_sample(batch->batch, c, ss, hs);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      out_tokens[i] = out[i].token;
+      if (out_logprobs) out_logprobs[i] = out[i].logprob;
+    }
+  });
+}
+
 }  // extern "C"

@@ -127,6 +127,8 @@ static void test_bad_arguments(void) {
   CHECK(vireo_logits_row(lg, 0, NULL) == NULL);
   CHECK_STATUS(vireo_logits_row_info(lg, 0, &s, &n), VIREO_STATUS_INVALID_ARGUMENT);
   CHECK_STATUS(vireo_forward(NULL, NULL, b, lg, NULL, NULL), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(vireo_forward_sample(NULL, NULL, b, NULL, 0, NULL, NULL, toks, NULL, NULL, NULL),
+               VIREO_STATUS_INVALID_ARGUMENT);
   vireo_logits_free(lg);
   vireo_batch_free(b);
 

@@ -196,6 +196,55 @@ static void test_speculative_draft(vireo_model* m, const vireo_token* prompt, si
   vireo_speculative_free(spec);
 }
 
+/* forward_sample: two sequences in one step, each row with its own greedy sampler, give the
+ * plain greedy tokens; a sampler count that does not match the rows changes nothing. */
+static void test_forward_sample(vireo_model* m, const vireo_token* prompt, size_t n, const vireo_token* want) {
+  vireo_kv_cache* cache = NULL;
+  vireo_batch* batch = NULL;
+  vireo_sampler *s0 = NULL, *s1 = NULL;
+  vireo_sampler_params sp = vireo_sampler_default_params();
+  sp.temperature = 0.0f;
+  vireo_kv_cache_new(m, NULL, &cache);
+  vireo_batch_new(&batch);
+  vireo_sampler_new(&sp, &s0);
+  vireo_sampler_new(&sp, &s1);
+  vireo_seq_id a = -1, b = -1;
+  vireo_kv_cache_add_sequence(cache, &a);
+  vireo_kv_cache_add_sequence(cache, &b);
+  vireo_batch_add(batch, a, prompt, n, VIREO_WANT_LAST);
+  vireo_batch_add(batch, b, prompt, n, VIREO_WANT_LAST);
+  vireo_sampler* both[2] = {s0, s1};
+  vireo_token out[2], got_a[N_NEW], got_b[N_NEW];
+  float lp[2];
+  CHECK_STATUS(vireo_forward_sample(m, cache, batch, both, 1, NULL, NULL, out, lp, NULL, NULL),
+               VIREO_STATUS_INVALID_ARGUMENT);
+  vireo_sampler* with_null[2] = {s0, NULL};
+  CHECK_STATUS(vireo_forward_sample(m, cache, batch, with_null, 2, NULL, NULL, out, lp, NULL, NULL),
+               VIREO_STATUS_INVALID_ARGUMENT);
+  const vireo_token bad_hist[1] = {60000};
+  const vireo_token* hists[2] = {bad_hist, bad_hist};
+  const size_t lens[2] = {1, 1};
+  CHECK_STATUS(vireo_forward_sample(m, cache, batch, both, 2, hists, lens, out, lp, NULL, NULL),
+               VIREO_STATUS_INVALID_ARGUMENT);
+  int64_t len = -1;
+  vireo_kv_cache_length(cache, a, &len);
+  CHECK(len == 0);
+  for (int i = 0; i < N_NEW; ++i) {
+    CHECK_STATUS(vireo_forward_sample(m, cache, batch, both, 2, NULL, NULL, out, lp, NULL, NULL), VIREO_STATUS_OK);
+    got_a[i] = out[0];
+    got_b[i] = out[1];
+    CHECK(lp[0] <= 0.0f && lp[1] <= 0.0f);
+    vireo_batch_clear(batch);
+    vireo_batch_add(batch, a, &got_a[i], 1, VIREO_WANT_LAST);
+    vireo_batch_add(batch, b, &got_b[i], 1, VIREO_WANT_LAST);
+  }
+  for (int i = 0; i < N_NEW; ++i) CHECK(got_a[i] == want[i] && got_b[i] == want[i]);
+  vireo_sampler_free(s1);
+  vireo_sampler_free(s0);
+  vireo_batch_free(batch);
+  vireo_kv_cache_free(cache);
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s model.gguf\n", argv[0]);
@@ -212,6 +261,7 @@ int main(int argc, char** argv) {
   CHECK_STATUS(vireo_tokenize(m, text, strlen(text), true, false, prompt, 64, &n), VIREO_STATUS_OK);
   plain_greedy(m, prompt, n, want, N_NEW);
   test_scheduler(m, prompt, n, want);
+  test_forward_sample(m, prompt, n, want);
   test_speculative(m, prompt, n, want);
   test_speculative_draft(m, prompt, n, want);
   vireo_model_free(m);
