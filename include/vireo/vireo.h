@@ -172,7 +172,9 @@ typedef struct vireo_chat_message {
 
 /* Render a conversation with the model's chat template (output as in vireo_detokenize).
  * Tokenize the result with parse_special = true: the template's own markers are special
- * tokens. UNSUPPORTED for a template vireo does not know. */
+ * tokens. That also turns special-token text inside a message (a user typing "<|im_end|>")
+ * into a control token; the tokenizer cannot tell the two apart in the rendered text yet.
+ * UNSUPPORTED for a template vireo does not know. */
 VIREO_API vireo_status vireo_chat_apply_template(const vireo_model* model, const vireo_chat_message* messages,
                                                  size_t n_messages, bool add_generation_prompt, char* out_text,
                                                  size_t capacity, size_t* out_len);
