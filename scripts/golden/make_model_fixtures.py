@@ -13,14 +13,22 @@ Output: tests/fixtures/model_golden.txt, one block per prompt:
     logits <index>:<value> ...     (the 64 largest, then every 97th index)
     greedy <32 ids>
 
-Needs: pip install torch transformers accelerate gguf numpy  (CPU torch is enough)
+Needs the pinned versions of scripts/golden/versions.py (CPU torch is enough):
+       pip install torch==2.15.0 transformers==5.25.0 accelerate==1.16.0 gguf==0.19.0 numpy==2.4.6
+The first line of the fixture records the versions that made it.
 Run:   python3 scripts/golden/make_model_fixtures.py [models/SmolLM2-135M-Instruct.Q4_1.gguf]
 """
 import os
 import sys
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import versions  # noqa: E402
+
+PACKAGES = ("torch", "transformers", "accelerate", "gguf", "numpy")
+versions.require(*PACKAGES)
+
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GGUF = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -58,7 +66,7 @@ def main():
         lines.append("greedy " + " ".join(map(str, cont)))
         print(repr(p), "->", repr(tok.decode(cont)), file=sys.stderr)
     with open(OUT, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+        fh.write("\n".join([versions.header(*PACKAGES)] + lines) + "\n")
 
 
 if __name__ == "__main__":

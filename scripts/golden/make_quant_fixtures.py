@@ -13,15 +13,22 @@ fields set to finite values in a realistic range, dequantizes them with gguf-py 
 the model's bytes and of those blocks, and vireo's quantize of the same input, against these
 lines.
 
-Needs: pip install gguf numpy
+Needs the pinned versions of scripts/golden/versions.py: pip install gguf==0.19.0 numpy==2.4.6
+The first line of the fixture records the versions that made it.
 Usage: python scripts/golden/make_quant_fixtures.py [model.gguf] [out.txt]
 """
 import sys
 from pathlib import Path
 
-import numpy as np
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
-from gguf.quants import dequantize, quantize
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import versions  # noqa: E402
+
+PACKAGES = ("gguf", "numpy")
+versions.require(*PACKAGES)
+
+import numpy as np  # noqa: E402
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader  # noqa: E402
+from gguf.quants import dequantize, quantize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -74,5 +81,5 @@ for qt, n_blocks, halves in RANDOM_BLOCKS:
     lines.append(f"@dequant {qt.name} {raw.tobytes().hex()} " + " ".join("%.9g" % float(v) for v in vals))
     print(f"{qt.name}: {n_blocks} random blocks -> {vals[:4]}")
 
-OUT.write_text("\n".join(lines) + "\n")
+OUT.write_text("\n".join([versions.header(*PACKAGES)] + lines) + "\n")
 print(f"wrote {OUT}")
