@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tokenizer speed on long runs of one character (16 MiB of spaces, 'a', newlines, digits,
-# 'é', '中', '!', tabs): each run is a single pre-tokenizer piece, the worst case for the
+# 'é', '中', '!', tabs, '<'): each run is a single pre-tokenizer piece, the worst case for the
 # merge loop. Prints wall and CPU time per run and a hash of the ids (compare two builds'
 # hashes to check they produce the same tokens).
 #

@@ -62,8 +62,9 @@ class Tokenizer {
   const std::string& model_kind() const noexcept;
   const std::string& pre_tokenizer() const noexcept;
 
-  /// Render a conversation with the model's chat template (ChatML, Llama-3, Llama-2/Zephyr
-  /// formats are recognised from tokenizer.chat_template). With add_generation_prompt the
+  /// Render a conversation with the model's chat template (ChatML, Llama-3, Gemma, Llama-2/Zephyr
+  /// formats are recognised from tokenizer.chat_template; a file without one whose vocabulary
+  /// has <start_of_turn> and <end_of_turn> gets Gemma's). With add_generation_prompt the
   /// assistant header is appended. Throws Unsupported for an unknown template.
   std::string apply_chat_template(std::span<const ChatMessage> messages,
                                   bool add_generation_prompt = true) const;

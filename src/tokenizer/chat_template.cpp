@@ -12,9 +12,20 @@
 //   Llama-2  ("[INST]")  [INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s>
 //            <s>[INST] ... (Meta's template as llama.cpp renders it; the first turn's BOS is
 //            left to the encoder).
+//   Gemma    ("<start_of_turn>", and the format used when the file has no template but its
+//            vocabulary has <start_of_turn>: Gemma 3's GGUF files carry none)
+//            <start_of_turn>{user|model}\n{content, trimmed}<end_of_turn>\n ...; generation
+//            prompt "<start_of_turn>model\n". As Gemma 3's official template: a leading system
+//            message is folded into the first turn ("{system}\n\n" before its content, not
+//            trimmed), "assistant" is written "model", the roles must alternate user /
+//            assistant from the first turn, and content is trimmed like Python's str.strip().
+//            The leading <bos> is left to the encoder.
 #include <string_view>
 
+#include <fmt/format.h>
+
 #include "tokenizer/tokenizer_impl.hpp"
+#include "tokenizer/unicode.hpp"
 #include "vireo/error.hpp"
 
 namespace vireo::detail {
@@ -112,7 +123,57 @@ std::string render_llama2(const std::string& tmpl, std::span<const ChatMessage> 
   return out;
 }
 
+// Python's str.strip(): Unicode White_Space and U+001C..U+001F (what str.isspace() accepts).
+bool py_space(std::uint32_t cp) { return is_space(cp) || (cp >= 0x1C && cp <= 0x1F); }
+
+std::string_view py_strip(std::string_view s) {
+  std::size_t b = 0;
+  while (b < s.size()) {
+    std::uint32_t cp;
+    const std::size_t l = utf8_decode(s, b, cp);
+    if (!py_space(cp)) break;
+    b += l;
+  }
+  std::size_t e = s.size();
+  while (e > b) {
+    std::size_t k = e - 1;  // start of the last character: skip continuation bytes
+    while (k > b && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80 && e - k < 4) --k;
+    std::uint32_t cp;
+    const std::size_t l = utf8_decode(s, k, cp);
+    if (k + l != e || !py_space(cp)) break;
+    e = k;
+  }
+  return s.substr(b, e - b);
+}
+
 }  // namespace
+
+std::string render_gemma(std::span<const ChatMessage> msgs, bool gen) {
+  std::string first_prefix;
+  std::size_t from = 0;
+  if (!msgs.empty() && msgs[0].role == "system") {
+    first_prefix = msgs[0].content + "\n\n";
+    from = 1;
+  }
+  std::string out;
+  for (std::size_t i = from; i < msgs.size(); ++i) {
+    const ChatMessage& m = msgs[i];
+    const std::size_t k = i - from;
+    if ((m.role == "user") != (k % 2 == 0))
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("Gemma's chat format needs the roles to alternate user/assistant/user/... "
+                              "(after an optional first system message); message {} has role \"{}\"",
+                              i, m.role));
+    out += "<start_of_turn>";
+    out += m.role == "assistant" ? std::string("model") : m.role;
+    out += "\n";
+    if (k == 0) out += first_prefix;
+    out += py_strip(m.content);
+    out += "<end_of_turn>\n";
+  }
+  if (gen) out += "<start_of_turn>model\n";
+  return out;
+}
 
 std::string render_chat_template(const std::string& tmpl, std::span<const ChatMessage> messages,
                                  bool add_generation_prompt) {
@@ -120,11 +181,12 @@ std::string render_chat_template(const std::string& tmpl, std::span<const ChatMe
     return render_chatml(tmpl, messages, add_generation_prompt);
   if (tmpl.find("<|start_header_id|>") != std::string::npos)
     return render_llama3(messages, add_generation_prompt);
+  if (tmpl.find("<start_of_turn>") != std::string::npos) return render_gemma(messages, add_generation_prompt);
   if (tmpl.find("[INST]") != std::string::npos) return render_llama2(tmpl, messages);
   if (tmpl.empty())
     throw Error(ErrorCode::Unsupported, "the model has no chat template (tokenizer.chat_template)");
   throw Error(ErrorCode::Unsupported,
-              "unrecognised chat template (not ChatML, Llama-3 or Llama-2): \"" +
+              "unrecognised chat template (not ChatML, Llama-3, Gemma or Llama-2): \"" +
                   tmpl.substr(0, 80) + (tmpl.size() > 80 ? "...\"" : "\""));
 }
 

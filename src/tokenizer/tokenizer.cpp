@@ -1,9 +1,10 @@
 // vireo::Tokenizer: vocabulary tables, encode/decode, special tokens, streaming decode.
 //
 // encode: (1) split the text at verbatim tokens (control, user-defined, unknown types; only
-// user-defined ones without parse_special) by leftmost-longest matching, candidates
-// bucketed by first byte; (2) each plain
-// fragment goes through the model's path:
+// user-defined ones without parse_special) by leftmost-longest matching in a byte trie of
+// those tokens (a vocabulary may hold thousands starting with '<', so the cost per position
+// is bounded by the longest token, not by their number); (2) each plain fragment goes
+// through the model's path:
 //   gpt2  - pre-tokenizer pieces (pretokenize.cpp), each piece's bytes mapped to the byte
 //           tokens of GPT-2's byte<->unicode table, then merged by rank (bpe.cpp);
 //   llama - SentencePiece: "▁" prefix (add_space_prefix; at the start and after each special
@@ -44,13 +45,18 @@ struct Tokenizer::Impl {
   detail::TokenMap mergeable;  // normal entries (SPM merge targets, Llama-3 whole pieces)
   detail::MergeTable merges;
   std::array<Token, 256> byte_tokens{};  // BPE: token of each byte's char; SPM: <0xXX>
-  // Verbatim tokens bucketed by first byte, longest first within a bucket.
-  std::array<std::vector<Token>, 256> verbatim_by_byte;
+  // Verbatim tokens in a byte trie: node 0 is the root, edges (node, byte) -> child node;
+  // per node the verbatim token spelled by the path (the lowest id when several share a
+  // text), and the user-defined one (matched even without parse_special).
+  detail::MergeTable trie_edges;
+  std::vector<Token> trie_any, trie_user;
+  std::array<bool, 256> verbatim_first{};
   std::vector<std::uint8_t> eog;
   Token bos = -1, eos = -1, eot = -1, unk = -1;
   bool add_bos = false;
   bool add_space_prefix = true;
   std::string chat_template;
+  bool gemma_turns = false;  // no template in the file, but <start_of_turn>/<end_of_turn> tokens
 
   int32_t n_vocab() const noexcept { return static_cast<int32_t>(tokens.size()); }
   bool verbatim(Token t) const noexcept {
@@ -231,14 +237,28 @@ Tokenizer TokenizerAccess::build(TokenizerSpec spec) {
                 fmt::format("none of the {} tokenizer.ggml.merges entries names vocabulary tokens",
                             spec.merges.size()));
 
+  im->trie_any.assign(1, -1);
+  im->trie_user.assign(1, -1);
   for (std::size_t i = 0; i < n; ++i) {
-    if (im->verbatim(Token(i)) && !im->tokens[i].empty())
-      im->verbatim_by_byte[static_cast<unsigned char>(im->tokens[i][0])].push_back(Token(i));
-  }
-  for (auto& bucket : im->verbatim_by_byte) {
-    std::stable_sort(bucket.begin(), bucket.end(), [&](Token a, Token b) {
-      return im->tokens[std::size_t(a)].size() > im->tokens[std::size_t(b)].size();
-    });
+    const std::string& txt = im->tokens[i];
+    if (!im->verbatim(Token(i)) || txt.empty()) continue;
+    im->verbatim_first[static_cast<unsigned char>(txt[0])] = true;
+    std::int32_t node = 0;
+    for (char c : txt) {
+      const Token b = static_cast<unsigned char>(c);
+      if (const detail::MergeResult* e = im->trie_edges.find(node, b)) {
+        node = e->result;
+      } else {
+        const auto child = static_cast<std::int32_t>(im->trie_any.size());
+        im->trie_edges.add(node, b, 0, child);
+        im->trie_any.push_back(-1);
+        im->trie_user.push_back(-1);
+        node = child;
+      }
+    }
+    if (im->trie_any[std::size_t(node)] < 0) im->trie_any[std::size_t(node)] = Token(i);
+    if (im->types[i] == TokenType::UserDefined && im->trie_user[std::size_t(node)] < 0)
+      im->trie_user[std::size_t(node)] = Token(i);
   }
 
   im->bos = spec.bos;
@@ -248,10 +268,13 @@ Tokenizer TokenizerAccess::build(TokenizerSpec spec) {
   im->add_bos = spec.add_bos.value_or(im->kind == Kind::Spm);
   im->add_space_prefix = spec.add_space_prefix;
   im->chat_template = std::move(spec.chat_template);
+  im->gemma_turns = im->vocab.find(std::string_view("<start_of_turn>")) != im->vocab.end() &&
+                    im->vocab.find(std::string_view("<end_of_turn>")) != im->vocab.end();
   im->eog.assign(n, 0);
   if (im->eos >= 0) im->eog[std::size_t(im->eos)] = 1;
   if (im->eot >= 0) im->eog[std::size_t(im->eot)] = 1;
-  for (const char* s : {"<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "</s>", "<|endoftext|>"}) {
+  for (const char* s : {"<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "</s>", "<|endoftext|>",
+                        "<end_of_turn>"}) {
     auto it = im->vocab.find(std::string_view(s));
     if (it != im->vocab.end()) im->eog[std::size_t(it->second)] = 1;
   }
@@ -336,15 +359,16 @@ std::vector<Token> Tokenizer::encode(std::string_view text, EncodeOptions opts) 
   const bool any_verbatim = opts.parse_special;
   std::size_t seg = 0;
   bool after_special = true;
+  const std::vector<Token>& ends = any_verbatim ? im.trie_any : im.trie_user;
   for (std::size_t i = 0; i < text.size();) {
-    const auto& bucket = im.verbatim_by_byte[static_cast<unsigned char>(text[i])];
     Token hit = -1;
-    for (Token t : bucket) {
-      if (!any_verbatim && im.types[std::size_t(t)] != TokenType::UserDefined) continue;
-      const std::string& s = im.tokens[std::size_t(t)];
-      if (text.compare(i, s.size(), s) == 0) {
-        hit = t;
-        break;
+    if (im.verbatim_first[static_cast<unsigned char>(text[i])]) {  // longest verbatim token at i
+      std::int32_t node = 0;
+      for (std::size_t k = i; k < text.size(); ++k) {
+        const detail::MergeResult* e = im.trie_edges.find(node, static_cast<unsigned char>(text[k]));
+        if (e == nullptr) break;
+        node = e->result;
+        if (ends[std::size_t(node)] >= 0) hit = ends[std::size_t(node)];
       }
     }
     if (hit < 0) {
@@ -402,6 +426,10 @@ const std::string& Tokenizer::pre_tokenizer() const noexcept { return impl_->pre
 
 std::string Tokenizer::apply_chat_template(std::span<const ChatMessage> messages,
                                            bool add_generation_prompt) const {
+  // A file without tokenizer.chat_template (Gemma 3's GGUFs) gets Gemma's format when its
+  // vocabulary has Gemma's turn tokens.
+  if (impl_->chat_template.empty() && impl_->gemma_turns)
+    return detail::render_gemma(messages, add_generation_prompt);
   return detail::render_chat_template(impl_->chat_template, messages, add_generation_prompt);
 }
 

@@ -40,10 +40,14 @@ struct TokenizerAccess {
   static const Tokenizer::Impl& impl(const Tokenizer& t) { return *t.impl_; }
 };
 
-/// Renders `messages` with the format recognised in `tmpl` (ChatML, Llama-3, Llama-2).
+/// Renders `messages` with the format recognised in `tmpl` (ChatML, Llama-3, Gemma, Llama-2).
 /// Throws Unsupported for an unknown or empty template.
 std::string render_chat_template(const std::string& tmpl, std::span<const ChatMessage> messages,
                                  bool add_generation_prompt);
+
+/// Gemma's turn format (see chat_template.cpp). Throws InvalidArgument when the roles do
+/// not alternate as Gemma's template requires.
+std::string render_gemma(std::span<const ChatMessage> messages, bool add_generation_prompt);
 
 /// GPT-2's reversible byte <-> printable code point mapping (bytes_to_unicode()).
 std::uint32_t byte_to_cp(std::uint8_t b) noexcept;

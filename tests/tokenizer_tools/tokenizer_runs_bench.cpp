@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   }
   const std::vector<std::pair<const char*, std::string>> units = {
       {"spaces", " "}, {"'a'", "a"}, {"newlines", "\n"}, {"'1'", "1"}, {"'é'", "\xC3\xA9"},
-      {"'中'", "\xE4\xB8\xAD"}, {"'!'", "!"}, {"tabs", "\t"}};
+      {"'中'", "\xE4\xB8\xAD"}, {"'!'", "!"}, {"tabs", "\t"}, {"'<'", "<"}};
   int status = 0;
   for (const auto& path : files) {
     try {
