@@ -37,6 +37,7 @@
 // Q8_0 d = amax/127, q = round(x/d); Q4_0 d = (signed value of largest magnitude)/-8,
 // q = min(15, trunc(x/d + 8.5)); Q4_1 d = (max-min)/15, m = min, q = min(15, trunc((x-m)/d + 0.5)).
 // The float->int casts are clamped first so NaN/Inf inputs cannot invoke undefined behaviour.
+// Q5_0, Q5_1, IQ4_NL and the K-quants but Q2_K quantize through gguf/quantize_ref.cpp.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -46,6 +47,7 @@
 
 #include "gguf/fp16.hpp"
 #include "gguf/kquant.hpp"
+#include "gguf/quantize_ref.hpp"
 #include "vireo/gguf.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -397,17 +399,18 @@ void quantize(TensorType t, const float* src, void* dst, std::size_t n) {
     case TensorType::Q8_0: quant_q8_0(src, d, n / QK); return;
     case TensorType::Q4_0: quant_q4_0(src, d, n / QK); return;
     case TensorType::Q4_1: quant_q4_1(src, d, n / QK); return;
-    case TensorType::Q5_0:
-    case TensorType::Q5_1:
-    case TensorType::IQ4_NL:
+    case TensorType::Q5_0: gguf::quant_ref::quant_q5_0(src, d, n / QK); return;
+    case TensorType::Q5_1: gguf::quant_ref::quant_q5_1(src, d, n / QK); return;
+    case TensorType::IQ4_NL: gguf::quant_ref::quant_iq4_nl(src, d, n / QK); return;
+    case TensorType::Q3_K: gguf::quant_ref::quant_q3_k(src, d, n / 256); return;
+    case TensorType::Q4_K: gguf::quant_ref::quant_q4_k(src, d, n / 256); return;
+    case TensorType::Q5_K: gguf::quant_ref::quant_q5_k(src, d, n / 256); return;
+    case TensorType::Q6_K: gguf::quant_ref::quant_q6_k(src, d, n / 256); return;
     case TensorType::IQ4_XS:
     case TensorType::Q2_K:
-    case TensorType::Q3_K:
-    case TensorType::Q4_K:
-    case TensorType::Q5_K:
-    case TensorType::Q6_K:
       throw Error(ErrorCode::Unsupported,
-                  fmt::format("quantize: {} is read and dequantized only (quantize to Q8_0, Q4_0 or Q4_1)", to_string(t)));
+                  fmt::format("quantize: {} is read and dequantized only (quantize to Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
+                              "IQ4_NL, Q3_K, Q4_K, Q5_K or Q6_K)", to_string(t)));
   }
 }
 
