@@ -280,7 +280,10 @@ def make_spm():
             hard_vocab_limit=False, minloglevel=2)
         sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
     cases = ["hello world", "the lazy fox", " leading", "trailing ", "double  space",
-             "unknown 中文 é 😀", "pieces into ids", "quick brown dog jumps", "", "x"]
+             "unknown 中文 é 😀", "pieces into ids", "quick brown dog jumps", "", "x",
+             # long inputs: the merge loop's bucket queue (>= 256 symbols)
+             "hello world " * 60, "the lazy dog jumps over the quick fox " * 20, "x" * 700, " " * 500,
+             "pieces" * 100 + " 中文 " * 50]
     path = os.path.join(FIX, "tokenizer_spm.txt")
     with open(path, "w") as f:
         f.write("#vocab\n")

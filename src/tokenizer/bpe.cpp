@@ -10,9 +10,9 @@ namespace vireo::detail {
 namespace {
 
 constexpr Token kDead = -2;
-// Pieces with at least this many symbols use the bucket queue. Below it a heap is cheaper
-// than touching per-rank lists; the bucket lists outlive the piece, so the table of
-// buckets is sized once per encode call.
+// Pieces with at least this many symbols, and at least 1/16 as many as there are ranks,
+// use the bucket queue. Below that a heap is cheaper than a table with one bucket per rank
+// (sized once per encode call; a 262k-entry SentencePiece vocabulary has as many ranks).
 constexpr std::size_t kBucketMinSymbols = 256;
 
 }  // namespace
@@ -59,7 +59,7 @@ void PairQueue::reset(std::size_t n_symbols, std::int32_t rank_limit) {
   touched_.clear();
   ranks_.clear();
   heap_.clear();
-  bucketed_ = n_symbols >= kBucketMinSymbols;
+  bucketed_ = n_symbols >= kBucketMinSymbols && n_symbols * 16 >= std::size_t(rank_limit);
   if (bucketed_ && buckets_.size() < std::size_t(rank_limit)) buckets_.resize(std::size_t(rank_limit));
 }
 
