@@ -149,7 +149,7 @@ extern "C" {
 const char* vireo_last_error(void) { return t_last_error.c_str(); }
 
 const char* vireo_status_string(vireo_status status) {
-  switch (status) {
+  switch (enum_value(status)) {
     case VIREO_STATUS_OK: return "ok";
     case VIREO_STATUS_INVALID_ARGUMENT: return "invalid argument";
     case VIREO_STATUS_INVALID_MODEL: return "invalid model";
@@ -189,7 +189,7 @@ void vireo_log_set(vireo_log_fn fn, void* user_data) {
 }
 
 void vireo_log_set_level(vireo_log_level level) {
-  int l = int(level);
+  int l = enum_value(level);
   l = l < 0 ? 0 : l > 3 ? 3 : l;
   vireo::set_log_level(static_cast<vireo::LogLevel>(l));
 }

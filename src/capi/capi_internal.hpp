@@ -3,7 +3,9 @@
 // and the argument checks every entry point uses (NULL pointers, UTF-8, token ranges).
 #pragma once
 #include <atomic>
+#include <cstring>
 #include <optional>
+#include <type_traits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,6 +87,16 @@ vireo_status guard(const char* fn, F&& body) noexcept {
 }
 
 [[noreturn]] void invalid(std::string message);
+
+/// The integer a C caller stored in an enum. Read through its bytes: in C++, loading an enum
+/// object that holds a value outside the enumeration's range (a C caller's (vireo_want)9) is
+/// undefined behaviour, so the value is never loaded as the enum type.
+template <class E>
+int enum_value(const E& e) noexcept {
+  std::underlying_type_t<E> v;
+  std::memcpy(&v, &e, sizeof v);
+  return static_cast<int>(v);
+}
 
 /// Throws INVALID_ARGUMENT "<what> is NULL" when p is null.
 template <class T>

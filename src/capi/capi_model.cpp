@@ -10,20 +10,20 @@ namespace {
 
 vireo::ModelOptions to_options(const vireo_model_params& p, vireo_model* h) {
   vireo::ModelOptions o;
-  switch (p.device) {
+  switch (enum_value(p.device)) {
     case VIREO_DEVICE_CPU: o.device = vireo::Device::cpu(); break;
     case VIREO_DEVICE_CUDA:
       if (p.device_index < 0) invalid("device_index " + std::to_string(p.device_index) + " is negative");
       o.device = vireo::Device::cuda(p.device_index);
       break;
     case VIREO_DEVICE_BEST: o.device = vireo::Device::best(); break;
-    default: invalid("device kind " + std::to_string(int(p.device)) + " is not one of CPU, CUDA, BEST");
+    default: invalid("device kind " + std::to_string(enum_value(p.device)) + " is not one of CPU, CUDA, BEST");
   }
-  switch (p.dtype) {
+  switch (enum_value(p.dtype)) {
     case VIREO_DTYPE_F32: o.dtype = vireo::DType::F32; break;
     case VIREO_DTYPE_F16: o.dtype = vireo::DType::F16; break;
     case VIREO_DTYPE_BF16: o.dtype = vireo::DType::BF16; break;
-    default: invalid("dtype " + std::to_string(int(p.dtype)) + " is not one of F32, F16, BF16");
+    default: invalid("dtype " + std::to_string(enum_value(p.dtype)) + " is not one of F32, F16, BF16");
   }
   if (p.n_threads < 0) invalid("n_threads " + std::to_string(p.n_threads) + " is negative");
   o.n_threads = p.n_threads;

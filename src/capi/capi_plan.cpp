@@ -29,19 +29,20 @@ vireo_status vireo_plan_file(const char* path, const vireo_plan_params* params, 
     need(out, "out");
     const vireo_plan_params p = params ? *params : vireo_plan_default_params();
     vireo::PlanOptions o;
-    if (p.device != VIREO_DEVICE_CPU && p.device != VIREO_DEVICE_CUDA)
-      invalid("device " + std::to_string(int(p.device)) + " is not one of CPU, CUDA");
-    o.device = p.device == VIREO_DEVICE_CUDA ? vireo::DeviceKind::CUDA : vireo::DeviceKind::CPU;
-    switch (p.dtype) {
+    const int device = enum_value(p.device), kv = enum_value(p.kv_precision);
+    if (device != VIREO_DEVICE_CPU && device != VIREO_DEVICE_CUDA)
+      invalid("device " + std::to_string(device) + " is not one of CPU, CUDA");
+    o.device = device == VIREO_DEVICE_CUDA ? vireo::DeviceKind::CUDA : vireo::DeviceKind::CPU;
+    switch (enum_value(p.dtype)) {
       case VIREO_DTYPE_F32: o.dtype = vireo::DType::F32; break;
       case VIREO_DTYPE_F16: o.dtype = vireo::DType::F16; break;
       case VIREO_DTYPE_BF16: o.dtype = vireo::DType::BF16; break;
-      default: invalid("dtype " + std::to_string(int(p.dtype)) + " is not one of F32, F16, BF16");
+      default: invalid("dtype " + std::to_string(enum_value(p.dtype)) + " is not one of F32, F16, BF16");
     }
-    if (p.kv_precision != VIREO_KV_MODEL && p.kv_precision != VIREO_KV_INT8)
-      invalid("kv_precision " + std::to_string(int(p.kv_precision)) + " is not one of MODEL, INT8");
+    if (kv != VIREO_KV_MODEL && kv != VIREO_KV_INT8)
+      invalid("kv_precision " + std::to_string(kv) + " is not one of MODEL, INT8");
     o.gpu_quantized = p.gpu_quantized;
-    o.kv_precision = p.kv_precision == VIREO_KV_INT8 ? vireo::KVPrecision::Int8 : vireo::KVPrecision::Model;
+    o.kv_precision = kv == VIREO_KV_INT8 ? vireo::KVPrecision::Int8 : vireo::KVPrecision::Model;
     o.block_size = p.block_size;
     o.context = p.context;
     o.concurrency = p.concurrency;

@@ -86,15 +86,16 @@ vireo_status vireo_kv_cache_new(const vireo_model* model, const vireo_kv_cache_p
     const vireo_kv_cache_params p = params ? *params : vireo_kv_cache_default_params();
     if (p.block_size < 1) invalid("block_size " + std::to_string(p.block_size) + " must be at least 1");
     if (p.num_blocks < 0) invalid("num_blocks " + std::to_string(p.num_blocks) + " is negative");
-    if (p.precision != VIREO_KV_MODEL && p.precision != VIREO_KV_INT8)
-      invalid("precision " + std::to_string(int(p.precision)) + " is not one of MODEL, INT8");
+    const int precision = enum_value(p.precision);
+    if (precision != VIREO_KV_MODEL && precision != VIREO_KV_INT8)
+      invalid("precision " + std::to_string(precision) + " is not one of MODEL, INT8");
     if (p.memory_budget_bytes > SIZE_MAX) invalid("memory_budget_bytes does not fit this machine's size_t");
     vireo::KVCacheOptions o;
     o.memory_budget_bytes = std::size_t(p.memory_budget_bytes);
     o.num_blocks = p.num_blocks;
     o.block_size = p.block_size;
     o.prefix_caching = p.prefix_caching;
-    o.precision = p.precision == VIREO_KV_INT8 ? vireo::KVPrecision::Int8 : vireo::KVPrecision::Model;
+    o.precision = precision == VIREO_KV_INT8 ? vireo::KVPrecision::Int8 : vireo::KVPrecision::Model;
     auto c = std::make_unique<vireo_kv_cache>();
     c->owner = model;
     c->cache.emplace(m, o);
@@ -196,11 +197,11 @@ vireo_status vireo_batch_add(vireo_batch* batch, vireo_seq_id seq, const vireo_t
     need(batch, "batch");
     if (n && !tokens) invalid("tokens is NULL but n is " + std::to_string(n));
     vireo::Want w;
-    switch (want) {
+    switch (enum_value(want)) {
       case VIREO_WANT_NONE: w = vireo::Want::None; break;
       case VIREO_WANT_LAST: w = vireo::Want::Last; break;
       case VIREO_WANT_ALL: w = vireo::Want::All; break;
-      default: invalid("want " + std::to_string(int(want)) + " is not one of NONE, LAST, ALL");
+      default: invalid("want " + std::to_string(enum_value(want)) + " is not one of NONE, LAST, ALL");
     }
     batch->batch.add(seq, std::span<const vireo::Token>(tokens, n), w);
   });
