@@ -30,7 +30,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 scripts/fetch-model.sh
-read -r _ eval < <(scripts/eval-corpus.sh 2>/dev/null | tr '\n' ' ')
+mapfile -t corpus < <(scripts/eval-corpus.sh 2>/dev/null)
+eval="${corpus[1]}"
 if [ ${#files[@]} -eq 0 ]; then
   files=(models/SmolLM2-135M-Instruct.Q4_1.gguf)
   for f in build-quantize-eval/smollm2-*.gguf; do [ -f "$f" ] && files+=("$f"); done

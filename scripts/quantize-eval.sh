@@ -26,7 +26,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 scripts/fetch-model.sh
-read -r calib eval < <(scripts/eval-corpus.sh 2>/dev/null | tr '\n' ' ')
+mapfile -t corpus < <(scripts/eval-corpus.sh 2>/dev/null)
+calib="${corpus[0]}"; eval="${corpus[1]}"
 q="$build/tools/vireo-quantize"; ppl="$build/tools/vireo-perplexity"
 work=build-quantize-eval; mkdir -p "$work"
 ref="$work/smollm2-f32.gguf"
