@@ -53,6 +53,7 @@
 #include "cpu/ops.hpp"
 #include "cpu/thread_pool.hpp"
 #include "model/model_impl.hpp"
+#include "model/access.hpp"
 #include "vireo/error.hpp"
 #include "vireo/gguf.hpp"
 #include "vireo/kv_cache.hpp"
@@ -723,7 +724,7 @@ class ModelBench {
     load_s_ = seconds_since(t0);
     std::fprintf(stderr, "  built in %.1f s: %.1f MiB of weights on %s\n", load_s_,
                  double(model_->weight_bytes()) / double(1 << 20), model_->device().name().c_str());
-    const detail::Network& net = model_->impl().net;
+    const detail::Network& net = vireo::detail::Access::model(*model_).net;
     gguf::TensorType layer_type = net.tok_embd.type;  // the gate projection's storage, when there is one
     if (!net.layers.empty())
       for (const detail::Op& op : net.layers[0].ops)
@@ -790,7 +791,7 @@ class ModelBench {
   /// returns only token ids); otherwise forward_sample would sample host logits.
   bool device_samples(int rows) const {
     const std::vector<SamplerParams> greedy(std::size_t(rows), SamplerParams{.temperature = 0.0f});
-    return model_->impl().backend->can_sample(greedy);
+    return vireo::detail::Access::model(*model_).backend->can_sample(greedy);
   }
 
   /// --ab: "default" (the settings the model loaded with), or key=value pairs over them.
@@ -813,7 +814,7 @@ class ModelBench {
   /// on the same weights and KV cache, so that drift of the card (clocks, temperature) and of
   /// the process hits every setting alike.
   void ab_compare(const std::vector<SeqId>& seqs, std::int64_t warm, std::vector<Result>& out) {
-    auto* ctl = dynamic_cast<cuda::BackendControls*>(model_->impl().backend.get());
+    auto* ctl = dynamic_cast<cuda::BackendControls*>(vireo::detail::Access::model(*model_).backend.get());
     if (!ctl) throw Error(ErrorCode::InvalidArgument, "--ab: the model's backend is not the CUDA one");
     const cuda::DecodeTuning loaded = ctl->decode_tuning();
     std::vector<cuda::DecodeTuning> ts;
@@ -912,7 +913,7 @@ class ModelBench {
     // step_ms minus this is what the host adds per token: planning, the plan upload, the launch,
     // sampling and the wait for the token.
     double graph_ms = 0;
-    if (auto* ctl = dynamic_cast<cuda::BackendControls*>(model_->impl().backend.get()))
+    if (auto* ctl = dynamic_cast<cuda::BackendControls*>(vireo::detail::Access::model(*model_).backend.get()))
       graph_ms = std::max(0.0, ctl->time_graph_replay(o_.decode_steps));
     for (SeqId s : seqs) cache_->truncate(s, o_.context);
 

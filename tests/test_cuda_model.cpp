@@ -23,6 +23,7 @@
 #include "../cuda/cuda_backend.hpp"
 #include "model/model_impl.hpp"
 #include "test_util.hpp"
+#include "model/access.hpp"
 #include "tiny_gguf.hpp"
 #include "vireo/batch.hpp"
 #include "vireo/error.hpp"
@@ -62,7 +63,7 @@ const std::vector<Token> kPrompt = {1, 5, 9, 200, 17, 17, 3, 99, 100, 101, 250, 
                                     16, 330, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36};
 
 cuda::BackendControls& controls(const Model& m) {
-  auto* c = dynamic_cast<cuda::BackendControls*>(m.impl().backend.get());
+  auto* c = dynamic_cast<cuda::BackendControls*>(vireo::detail::Access::model(m).backend.get());
   REQUIRE(c != nullptr);
   return *c;
 }

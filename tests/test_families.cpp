@@ -16,6 +16,7 @@
 #include "model/model_impl.hpp"
 #include "model/patterns.hpp"
 #include "test_util.hpp"
+#include "model/access.hpp"
 #include "tiny_gguf.hpp"
 #include "vireo/vireo.hpp"
 
@@ -243,7 +244,7 @@ TEST_CASE("the CUDA fused decoder stack takes Llama-shaped networks and names wh
     if (it == models.end())
       it = models.emplace(name, Model::load(test::fixture(std::string("family/") + name + ".gguf"), {.n_threads = 1}))
                .first;
-    return it->second.impl().net;
+    return vireo::detail::Access::model(it->second).net;
   };
   const detail::Weights w = detail::match_decoder_stack(net_of("llama"), "the CUDA backend");
   REQUIRE(w.layers.size() == 2);
@@ -263,7 +264,7 @@ TEST_CASE("the CUDA fused decoder stack takes Llama-shaped networks and names wh
   refused("llama-linear", "llama", "linear RoPE scaling");
   CHECK_NOTHROW(detail::match_decoder_stack(net_of("llama3"), "the CUDA backend"));
   if (std::filesystem::exists(std::filesystem::path(VIREO_SOURCE_DIR) / "models" / "gemma-3-270m-q4_k_m.gguf"))
-    CHECK_THROWS_WITH(detail::match_decoder_stack(gemma().impl().net, "the CUDA backend"),
+    CHECK_THROWS_WITH(detail::match_decoder_stack(vireo::detail::Access::model(gemma()).net, "the CUDA backend"),
                       Catch::Contains("gemma3") && Catch::Contains("embedding scale"));
 }
 

@@ -4,6 +4,7 @@
 
 #include "model/model_impl.hpp"
 #include "test_util.hpp"
+#include "model/access.hpp"
 #include "vireo/vireo.hpp"
 
 using namespace vireo;
@@ -20,7 +21,7 @@ TEST_CASE("hidden states times the output matrix give the logits", "[cpu][hidden
     lg.request_hidden(true);
     m.forward(b, c, lg);
     REQUIRE(lg.rows() == 5);
-    const detail::WeightView& out = m.impl().net.output;
+    const detail::WeightView& out = vireo::detail::Access::model(m).net.output;
     std::vector<float> row(64);
     double err = 0;
     for (std::size_t r = 0; r < lg.rows(); ++r) {

@@ -13,6 +13,7 @@
 
 #include "kv/kv_cache_impl.hpp"
 #include "test_util.hpp"
+#include "model/access.hpp"
 #include "vireo/batch.hpp"
 #include "vireo/error.hpp"
 #include "vireo/kv_cache.hpp"
@@ -186,7 +187,7 @@ TEST_CASE("KVCache: sizing from a budget and bytes per token", "[cpu][kv]") {
   // Moves keep the cache.
   KVCache moved = std::move(cache);
   CHECK(moved.num_blocks() == 10);
-  CHECK(moved.impl().model_identity == &model.impl());
+  CHECK(vireo::detail::Access::cache(moved).model_identity == &vireo::detail::Access::model(model));
 }
 
 TEST_CASE("KVCache: swap out and in restores the exact bytes", "[cpu][kv]") {
@@ -195,7 +196,7 @@ TEST_CASE("KVCache: swap out and in restores the exact bytes", "[cpu][kv]") {
   o.num_blocks = 4;
   o.block_size = 4;
   KVCache cache(model, o);
-  auto& kvi = cache.impl();
+  auto& kvi = vireo::detail::Access::cache(cache);
   auto& storage = *kvi.storage;
   const std::size_t bpb = cache.bytes_per_block();
 
@@ -331,5 +332,5 @@ TEST_CASE("KVCache: prefix reuse and fork give the logits of a fresh computation
   batch.add(p, branch, vireo::Last);
   auto out = model.forward(batch, plain);
   close(ct, std::vector<float>(out.row(0).begin(), out.row(0).end()));
-  cache.impl().blocks->check_invariants();
+  vireo::detail::Access::cache(cache).blocks->check_invariants();
 }

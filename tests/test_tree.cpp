@@ -6,6 +6,7 @@
 
 #include "kv/kv_cache_impl.hpp"
 #include "test_util.hpp"
+#include "model/access.hpp"
 #include "vireo/vireo.hpp"
 
 using namespace vireo;
@@ -71,7 +72,7 @@ void check_compact(const Model& m, const KVCacheOptions& o, std::span<const Toke
     std::vector<Token> want(prefix.begin(), prefix.end());
     for (auto i : path) want.push_back(kTree[std::size_t(i)]);
     CHECK(std::vector<Token>(c.tokens(s).begin(), c.tokens(s).end()) == want);
-    c.impl().blocks->check_invariants();
+    vireo::detail::Access::cache(c).blocks->check_invariants();
     // The next steps: the compacted cache against a cache that saw prefix + path only.
     KVCache r(m, o);
     const SeqId rs = r.add_sequence();
@@ -140,7 +141,7 @@ TEST_CASE("a compacted sequence's full blocks serve prefix reuse with the kept t
   const auto got = rows(m.forward(b, c));
   const auto ref = chain_logits(m, {.num_blocks = 32, .block_size = 4}, seen, {});
   CHECK(test::max_abs_diff(got[0], ref.back()) < 1e-5);
-  c.impl().blocks->check_invariants();
+  vireo::detail::Access::cache(c).blocks->check_invariants();
 }
 
 TEST_CASE("bad token trees and compactions are refused with the cache unchanged", "[cpu][tree]") {

@@ -23,7 +23,7 @@
 
 namespace vireo {
 class Model;
-namespace detail { struct KVCacheImpl; }
+namespace detail { struct KVCacheImpl; struct Access; }
 
 /// How K and V are stored.
 enum class KVPrecision {
@@ -123,11 +123,8 @@ class KVCache {
   std::int64_t available_blocks() const noexcept;
   KVCacheStats stats() const;
 
-  /// Internal: the backend's view (block tables, storage). Not part of the stable API.
-  detail::KVCacheImpl& impl() noexcept { return *impl_; }
-  const detail::KVCacheImpl& impl() const noexcept { return *impl_; }
-
  private:
+  friend struct detail::Access;  // the library's internals (src/model/access.hpp)
   std::unique_ptr<detail::KVCacheImpl> impl_;
 };
 

@@ -25,7 +25,7 @@ namespace vireo {
 class KVCache;
 class Tokenizer;
 namespace gguf { class File; }
-namespace detail { struct ModelImpl; }
+namespace detail { struct ModelImpl; struct Access; }
 
 /// What a model is: its family and shapes. A family's details (RoPE variant, norms, sliding
 /// window, ...) stay inside the library.
@@ -167,9 +167,8 @@ class Model {
   std::vector<Sampled> forward_sample(const Batch& batch, KVCache& cache, std::span<Sampler* const> samplers,
                                       std::span<const std::span<const Token>> histories = {}) const;
 
-  detail::ModelImpl& impl() const noexcept { return *impl_; }
-
  private:
+  friend struct detail::Access;  // the library's internals (src/model/access.hpp)
   explicit Model(std::unique_ptr<detail::ModelImpl> impl);
   std::unique_ptr<detail::ModelImpl> impl_;
 };

@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "kv/kv_cache_impl.hpp"
+#include "model/access.hpp"
 #include "model/model_impl.hpp"
 #include "vireo/error.hpp"
 #include "vireo/model.hpp"
@@ -51,9 +52,9 @@ KVCache::KVCache(const Model& model, KVCacheOptions opts) {
 
   auto impl = std::make_unique<detail::KVCacheImpl>();
   impl->geo = geo;
-  impl->storage = model.impl().backend->make_kv_storage(geo);
+  impl->storage = vireo::detail::Access::model(model).backend->make_kv_storage(geo);
   impl->blocks = std::make_unique<detail::BlockManager>(n, opts.block_size, opts.prefix_caching);
-  impl->model_identity = &model.impl();
+  impl->model_identity = &vireo::detail::Access::model(model);
   impl_ = std::move(impl);
 }
 

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "kv/kv_cache_impl.hpp"
+#include "model/access.hpp"
 #include "model/arch/arch.hpp"
 #include "model/loader.hpp"
 #include "model/patterns.hpp"
@@ -89,7 +90,7 @@ namespace {
 // back to its old length. row_info(i, seq, batch_index) is told about each logits row.
 template <class Run, class RowInfo>
 void run_step(const detail::ModelImpl& m, const Batch& batch, KVCache& cache, RowInfo&& row_info, Run&& run) {
-  auto& kvi = cache.impl();
+  auto& kvi = vireo::detail::Access::cache(cache);
   if (kvi.model_identity != &m)
     throw Error(ErrorCode::InvalidArgument, "the KV cache was created for a different model");
   auto& bm = *kvi.blocks;

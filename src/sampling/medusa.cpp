@@ -11,6 +11,7 @@
 
 #include "cpu/ops.hpp"
 #include "cpu/thread_pool.hpp"
+#include "model/access.hpp"
 #include "model/model_impl.hpp"
 #include "vireo/error.hpp"
 #include "vireo/gguf.hpp"
@@ -107,7 +108,7 @@ MedusaHeads MedusaHeads::load(const std::filesystem::path& path, const Model& ba
       gguf::dequantize(bt.type, bt.data, bias.data(), bias.size());
       im->b[std::size_t(k)].push_back(std::move(bias));
     }
-  const int threads = base.impl().opts.n_threads;
+  const int threads = vireo::detail::Access::model(base).opts.n_threads;
   im->pool = std::make_unique<cpu::ThreadPool>(threads > 0 ? threads
                                                             : int(std::max(1u, std::thread::hardware_concurrency())));
   return MedusaHeads(std::move(im));
@@ -140,7 +141,7 @@ void MedusaHeads::logits(std::span<const float> hidden, std::vector<std::vector<
       }
     }
   }
-  const detail::WeightView& E = im.base->impl().net.output;
+  const detail::WeightView& E = vireo::detail::Access::model(*im.base).net.output;
   std::vector<float> all(std::size_t(K * E.rows));
   cpu::matmul(E, x.data(), K, all.data(), *im.pool);
   out.resize(std::size_t(K));

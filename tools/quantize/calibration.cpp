@@ -5,6 +5,7 @@
 
 #include "model/backend.hpp"
 #include "model/model_impl.hpp"
+#include "model/access.hpp"
 #include "vireo/error.hpp"
 #include "vireo/kv_cache.hpp"
 
@@ -70,7 +71,7 @@ void Calibration::run(const Model& model, std::span<const Token> tokens) {
   if (ctx < 1 || n_windows == 0)
     throw Error(ErrorCode::InvalidArgument,
                 fmt::format("calibration: {} tokens are fewer than one window of {}", tokens.size(), ctx));
-  detail::Backend& be = *model.impl().backend;
+  detail::Backend& be = *vireo::detail::Access::model(model).backend;
   be.set_linear_observer(this);
   struct Reset {
     detail::Backend& b;
