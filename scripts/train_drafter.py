@@ -329,7 +329,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "models/medusa"))
     ap.add_argument("--heads", type=int, default=3)
     ap.add_argument("--layers", type=int, default=1)
-    ap.add_argument("--train-prompts", type=int, default=32)
+    ap.add_argument("--train-prompts", type=int, default=96)
     ap.add_argument("--eval-prompts", type=int, default=12)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--gen-batch", type=int, default=32)
