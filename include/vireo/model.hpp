@@ -78,6 +78,10 @@ struct ModelOptions {
   /// arithmetic: faster decode, logits that differ from the reference by the activations'
   /// rounding (see bench/README.md for the figures). Prefill steps are unchanged.
   bool cpu_quantize_activations = false;
+  /// Check every weight for NaN / Inf at load (reads and dequantizes the whole file once);
+  /// Model::load then throws InvalidModel naming the tensor and element. Off by default: a
+  /// forward always reports non-finite logits as an InvalidModel error.
+  bool check_weights = false;
 };
 
 /// Logits of one forward step: one row per token that asked for logits, in batch order.

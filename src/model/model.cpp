@@ -7,8 +7,10 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <unordered_map>
 
+#include "gguf/check_finite.hpp"
 #include "kv/kv_cache_impl.hpp"
 #include "model/access.hpp"
 #include "model/arch/arch.hpp"
@@ -69,6 +71,7 @@ Model Model::load(const std::filesystem::path& path, ModelOptions opts) {
   auto m = std::make_unique<ModelImpl>();
   m->opts = opts;
   m->file.emplace(gguf::File::open(path));
+  if (opts.check_weights) gguf::check_finite(*m->file, path.string());
   if (opts.progress) opts.progress(0.1f);
   m->net = detail::describe_network(*m->file, m->store, m->cfg);
   m->tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_gguf(*m->file));
@@ -236,6 +239,22 @@ void run_step(const detail::ModelImpl& m, const Batch& batch, KVCache& cache, Ro
 
 }  // namespace
 
+namespace {
+
+/// A model whose weights hold NaN / Inf (or overflow) gives non-finite logits: name it as a
+/// model error here rather than let a sampler fail on "logit -nan" later.
+void check_logits(const Logits& lg) {
+  for (std::size_t r = 0; r < lg.rows(); ++r)
+    for (const float v : lg.row(r))
+      if (!std::isfinite(v))
+        throw Error(ErrorCode::InvalidModel,
+                    fmt::format("the model produced a non-finite logit ({}) for batch index {}: its weights may be "
+                                "corrupt (ModelOptions::check_weights checks them at load)",
+                                v, lg.batch_index(r)));
+}
+
+}  // namespace
+
 void Model::forward(const Batch& batch, KVCache& cache, Logits& out) const {
   if (out.hidden_requested() && !impl_->backend->supports_hidden())
     throw Error(ErrorCode::Unsupported,
@@ -246,6 +265,7 @@ void Model::forward(const Batch& batch, KVCache& cache, Logits& out) const {
       *impl_, batch, cache, [&](std::size_t r, SeqId seq, std::size_t i) { out.set_row_info(r, seq, i); },
       [&](const detail::ForwardPlan& plan, detail::KVStorage& kv) {
         impl_->backend->forward(plan, kv, out, impl_->opts.cancel);
+        check_logits(out);  // inside the step: a throw rolls the cache back
       });
 }
 
