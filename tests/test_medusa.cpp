@@ -173,3 +173,21 @@ TEST_CASE("SmolLM2 with Medusa heads: identical greedy output; the vocabulary ha
   other.hash = "0123456789abcdef";
   CHECK_THROWS_WITH(MedusaHeads::load(write_sidecar(other, "smollm2-other"), m), Catch::Contains("another vocabulary"));
 }
+
+TEST_CASE("SmolLM2 with the trained Medusa sidecar: identical greedy output, drafts accepted", "[golden][medusa]") {
+  // tests/fixtures/medusa/smollm2-medusa.gguf: soft-label heads written by
+  // scripts/train_drafter.py with gguf-py (an independent writer of the sidecar format and
+  // of the vocabulary hash).
+  const Model m = Model::load(test::require_model(), {.n_threads = 2});
+  const MedusaHeads h = MedusaHeads::load(test::fixture("medusa/smollm2-medusa.gguf"), m);
+  CHECK(h.head_count() == 3);
+  const auto prompt = m.tokenizer().encode(m.tokenizer().apply_chat_template(
+      std::vector<ChatMessage>{{"user", "Explain what a compiler does, in a few sentences."}}));
+  for (bool dynamic : {false, true}) {
+    INFO("dynamic " << dynamic);
+    SpeculativeStats st;
+    CHECK(medusa_greedy(h, {.top_k = {2, 2, 1}, .dynamic = dynamic, .max_tree_tokens = 8}, prompt, 32, &st) ==
+          plain_greedy(m, prompt, 32));
+    CHECK(st.accepted > 0);
+  }
+}
