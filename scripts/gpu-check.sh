@@ -22,6 +22,9 @@
 #                                        test when the joined model is here.
 #   scripts/gpu-check.sh --kernels       the kernel benchmarks alone (~60-110 s), plus the
 #                                        real-SmolLM2 [cuda] test when the joined model is here.
+#   scripts/gpu-check.sh --sanitize      the [cuda] tests under compute-sanitizer: memcheck,
+#                                        racecheck, initcheck, synccheck (one log each;
+#                                        not yet timed: give it the whole call).
 # The 98 MB SmolLM2 file does not fit in one call's carry with the binaries. What worked:
 #   call 1: `true`, carry gpu-bins.tar.gz + models/part-00 (starts the machine);
 #   call 2, within the machine's ~30 s idle window: the real command, carry models/part-01 and
@@ -100,7 +103,7 @@ if [ "${1:-}" = "--split-model" ]; then
   exit 0
 fi
 
-CHECK=1 EXPERIMENTS=0 BARS=0 NCU=0 KERNELS=0
+CHECK=1 EXPERIMENTS=0 BARS=0 NCU=0 KERNELS=0 SANITIZE=0
 case "${1:-}" in
   "") ;;
   --experiments) EXPERIMENTS=1 ;;
@@ -109,7 +112,8 @@ case "${1:-}" in
   --bars) CHECK=0 BARS=1 ;;
   --ncu) CHECK=0 NCU=1 ;;
   --bars-ncu) CHECK=0 BARS=1 NCU=1 ;;
-  *) echo "usage: scripts/gpu-check.sh [--prepare | --split-model | --experiments | --experiments-only | --kernels | --bars | --ncu | --bars-ncu]" >&2; exit 2 ;;
+  --sanitize) CHECK=0 SANITIZE=1 ;;
+  *) echo "usage: scripts/gpu-check.sh [--prepare | --split-model | --experiments | --experiments-only | --kernels | --bars | --ncu | --bars-ncu | --sanitize]" >&2; exit 2 ;;
 esac
 
 OUT="${OUT:-$PWD/gpu-check-out}"
@@ -363,6 +367,24 @@ if [ "$EXPERIMENTS" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then
     >> "$OUT/vireo-bench-model.log" 2>&1
   say "vireo-bench model 8b (profile) exit $?"
   grep -A11 "vireo cuda profile" "$OUT/vireo-bench-model.log" | tee -a "$SUMMARY"
+fi
+
+if [ "$SANITIZE" = 1 ]; then
+  # Each tool over every [cuda] test case; a tool's errors fail the run. The real-SmolLM2
+  # test is slow under memcheck and is left out ([cuda]~[golden]).
+  CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
+  if [ -z "$CS" ]; then
+    say "compute-sanitizer not found"; status=1
+  else
+    for tool in memcheck racecheck initcheck synccheck; do
+      timeout 140 "$CS" --tool "$tool" --error-exitcode 99 "$BUILD/tests/vireo-tests" "[cuda]~[golden]" \
+        > "$OUT/sanitize-$tool.log" 2>&1
+      rc=$?
+      say "compute-sanitizer $tool exit $rc ($(grep -c 'ERROR SUMMARY' "$OUT/sanitize-$tool.log") summaries)"
+      grep -E "ERROR SUMMARY|test cases" "$OUT/sanitize-$tool.log" | tail -2 | tee -a "$SUMMARY"
+      [ $rc -ne 0 ] && status=1
+    done
+  fi
 fi
 
 if [ "$NCU" = 1 ] && [ -f "$BUILD/bench/vireo-bench" ]; then
