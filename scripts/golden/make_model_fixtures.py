@@ -40,6 +40,11 @@ PROMPTS = [
     "def fibonacci(n):\n    ",
     "<|im_start|>user\nWhat is the tallest mountain on Earth?<|im_end|>\n<|im_start|>assistant\n",
     "Water boils at a temperature of",
+    # More than 1,000 tokens: RoPE and attention far from position 0 (issue 18).
+    "".join(f"Chapter {i}. The river town of Millbrook kept its records in a stone library by the "
+            f"bridge; in year {1700 + 13 * i} the keeper listed {i * 7} new volumes on farming, "
+            f"weather and the mill, and noted that the water rose {i % 5 + 1} feet in spring. "
+            for i in range(1, 31)) + "In summary, the keeper of the library",
 ]
 
 
