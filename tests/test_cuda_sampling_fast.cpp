@@ -7,7 +7,8 @@
 // +0.0) must go to the lowest id; rows of -inf (all, or all but a few) and rows with NaN
 // (either sign) or +inf behave as on the CPU. Mixed batches (greedy and sampled rows
 // alternating, so the sort sees empty segments between full ones) are checked too.
-// Outputs are poisoned before every call. Without a GPU each test is marked skipped and returns (VIREO_REQUIRE_GPU).
+// Outputs are poisoned before every call. A statistical test draws 12,800 tokens per
+// top-p / top-k / min-p setting with mass at the cut-off (chi-square, with a negative control). Without a GPU each test is marked skipped and returns (VIREO_REQUIRE_GPU).
 #include <catch2/catch.hpp>
 
 #ifdef VIREO_WITH_CUDA
@@ -223,6 +224,91 @@ TEST_CASE("cuda sampling: greedy and sampled rows interleaved match vireo::Sampl
     std::vector<vc::RowSampling> greedy(std::size_t(rows), vc::RowSampling{0.0f, 0, 1.0f, 0.0f, 0, 0});
     gpu_sample(gpu, logits, 0, rows, greedy, tok, lp);
     check_greedy_rows(logits, vocab, rows, tok, lp);
+  }
+}
+
+TEST_CASE("cuda top-p / top-k / min-p sampling: chi-square with mass at the cut-off, and a negative control",
+          "[cuda]") {
+  VIREO_REQUIRE_GPU();
+  // One row of 16 tokens, probabilities 0.30, 0.25, 0.20, 0.15, 0.10 and the rest spread
+  // thin: each setting's boundary token carries 13-27% of what it keeps, so dropping it (or
+  // keeping one too many) moves the counts far outside chance at 12,800 draws.
+  constexpr int vocab = 16, rows = 64, calls = 200;
+  std::vector<double> p = {0.30, 0.25, 0.20, 0.15, 0.10};
+  while (int(p.size()) < vocab) p.push_back(0.0 + 0.05 / (vocab - 5));
+  std::vector<float> row(vocab);
+  for (int i = 0; i < vocab; ++i) row[std::size_t(i)] = float(std::log(p[std::size_t(i)]));
+  std::vector<float> logits;
+  for (int r = 0; r < rows; ++r) logits.insert(logits.end(), row.begin(), row.end());
+  vc::Stream stream;
+  vc::GpuSampler gpu(rows, vocab, stream.get());
+  struct Setting { const char* name; vireo::SamplerParams cpu; };
+  const Setting settings[] = {
+      {"top-p 0.72 (keeps 3)", {.temperature = 1.0f, .top_p = 0.72f, .seed = 11}},
+      {"top-k 4", {.temperature = 1.0f, .top_k = 4, .seed = 12}},
+      {"min-p 0.3 (keeps p >= 0.09: 5)", {.temperature = 1.0f, .min_p = 0.3f, .seed = 13}},
+      {"temperature 0.7 + top-p 0.8", {.temperature = 0.7f, .top_p = 0.8f, .seed = 14}},
+  };
+  for (const Setting& st : settings) {
+    INFO(st.name);
+    std::vector<float> expect;
+    vireo::Sampler(st.cpu).distribution(row, {}, expect);
+    double total = 0;
+    for (float e : expect) total += e;
+    std::vector<std::int64_t> counts(vocab, 0);
+    std::vector<vc::RowSampling> prm(rows);
+    std::vector<std::int32_t> tok;
+    std::vector<float> lp;
+    for (int c = 0; c < calls; ++c) {
+      for (int r = 0; r < rows; ++r)
+        prm[std::size_t(r)] = {st.cpu.temperature, st.cpu.top_k, st.cpu.top_p, st.cpu.min_p, st.cpu.seed,
+                               std::uint64_t(c) * rows + std::uint64_t(r)};
+      gpu_sample(gpu, logits, 0, rows, prm, tok, lp);
+      for (int r = 0; r < rows; ++r) {
+        REQUIRE(tok[std::size_t(r)] >= 0);
+        REQUIRE(tok[std::size_t(r)] < vocab);
+        ++counts[std::size_t(tok[std::size_t(r)])];
+      }
+    }
+    const double n = double(rows) * calls;
+    // Pearson's statistic against `probs`; a token drawn where probs says 0 is infinite.
+    auto chi2 = [&](const std::vector<double>& probs, int* df) {
+      double x = 0;
+      *df = -1;
+      for (int i = 0; i < vocab; ++i) {
+        const double e = n * probs[std::size_t(i)];
+        if (e == 0) {
+          if (counts[std::size_t(i)] > 0) return std::numeric_limits<double>::infinity();
+          continue;
+        }
+        ++*df;
+        x += (double(counts[std::size_t(i)]) - e) * (double(counts[std::size_t(i)]) - e) / e;
+      }
+      return x;
+    };
+    // Critical value at p = 1e-4 (Wilson-Hilferty): the test fails by chance once in 10^4.
+    auto critical = [](int df) {
+      const double z = 3.719, k = df;
+      return k * std::pow(1 - 2 / (9 * k) + z * std::sqrt(2 / (9 * k)), 3);
+    };
+    std::vector<double> probs(vocab);
+    for (int i = 0; i < vocab; ++i) probs[std::size_t(i)] = expect[std::size_t(i)] / total;
+    int df = 0;
+    const double x = chi2(probs, &df);
+    REQUIRE(df >= 1);
+    CHECK(x < critical(df));
+    // Negative control: the same counts against the distribution with the boundary token
+    // (the least likely one kept) dropped must be rejected.
+    int boundary = -1;
+    for (int i = 0; i < vocab; ++i)
+      if (probs[std::size_t(i)] > 0 && (boundary < 0 || probs[std::size_t(i)] < probs[std::size_t(boundary)])) boundary = i;
+    std::vector<double> broken = probs;
+    broken[std::size_t(boundary)] = 0;
+    double bt = 0;
+    for (double v : broken) bt += v;
+    for (double& v : broken) v /= bt;
+    int df2 = 0;
+    CHECK(chi2(broken, &df2) > critical(std::max(df2, 1)));
   }
 }
 
