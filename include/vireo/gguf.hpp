@@ -32,8 +32,8 @@ enum class ValueType : std::uint32_t {
 /// K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (the matrices of Q2_K / Q3_K_* / Q4_K_* / Q5_K_* /
 /// Q6_K files), IQ4_NL (what llama.cpp's K-quant mixes fall back to for rows that are not
 /// a multiple of 256) and IQ4_XS (IQ4_NL's codebook in 256-element super-blocks with 6-bit
-/// sub-block scales, 4.25 bits per weight) are read and dequantized only: quantize() refuses them. The CPU
-/// multiplies all but Q2_K with fused kernels (sub-blocks dequantized in registers) and Q2_K
+/// sub-block scales, 4.25 bits per weight) are read too. quantize() writes every type but
+/// Q2_K and IQ4_XS. The CPU multiplies all but Q2_K with fused kernels (sub-blocks dequantized in registers) and Q2_K
 /// through dequantized rows; the CUDA backend converts them all at load.
 enum class TensorType : std::uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8,
@@ -92,9 +92,10 @@ std::uint64_t row_bytes(TensorType t, std::uint64_t n);
 
 /// Dequantize `n` elements (a multiple of block_elements(t)) of type `t` from `src` to fp32.
 void dequantize(TensorType t, const void* src, float* dst, std::size_t n);
-/// Quantize fp32 to `t` (reference round-to-nearest, as ggml does); used for random models
-/// and tests. `n` must be a multiple of block_elements(t); dst holds row_bytes(t, n) bytes.
-/// F32, F16, BF16, Q8_0, Q4_0 and Q4_1 only (others throw Unsupported).
+/// Quantize fp32 to `t` (ggml's reference quantizers: round to nearest, the K-quants' and
+/// IQ4_NL's scale searches); used by vireo-quantize, random models and tests. `n` must be a
+/// multiple of block_elements(t); dst holds row_bytes(t, n) bytes. Q2_K and IQ4_XS throw
+/// Unsupported.
 void quantize(TensorType t, const float* src, void* dst, std::size_t n);
 
 /// One metadata value. Arrays of numbers or bools (UInt8..Float64, Bool) keep their elements

@@ -56,13 +56,13 @@ Model Model::random(const ModelConfig& cfg, std::uint64_t seed, ModelOptions opt
       }
     };
     pool.parallel_for(rows, fill);
-    return detail::WeightView{type, buf, rows, cols};
+    return detail::WeightView{type, buf, rows, cols, {}};
   };
   auto ones = [&](std::int64_t n) {
     std::byte* buf = w.alloc(std::size_t(n) * sizeof(float));
     float* p = reinterpret_cast<float*>(buf);
     for (std::int64_t i = 0; i < n; ++i) p[i] = 1.0f;
-    return detail::WeightView{gguf::TensorType::F32, buf, 1, n};
+    return detail::WeightView{gguf::TensorType::F32, buf, 1, n, {}};
   };
 
   const std::int64_t d = cfg.d_model, qd = std::int64_t(cfg.n_heads) * cfg.head_dim,
