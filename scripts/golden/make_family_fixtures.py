@@ -28,12 +28,18 @@ Output: tests/fixtures/family/<case>.gguf and tests/fixtures/family/<case>.txt:
     ids <40 ids>
     logits <position> v0 v1 ...   (one line per checked position, the whole vocabulary)
 
-Needs: pip install torch transformers gguf numpy
+Needs: the pinned versions of scripts/golden/versions.py (pip install torch transformers gguf numpy)
 Run:   python3 scripts/golden/make_family_fixtures.py
 """
 import importlib.metadata
 import math
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import versions  # noqa: E402  (pinned versions: scripts/golden/versions.py)
+
+versions.require("torch", "transformers", "gguf", "numpy")
 
 import gguf
 import numpy as np

@@ -17,13 +17,18 @@ continuation. Same line format as model_golden.txt:
 The versions of torch, transformers and gguf that made the file are recorded on its first
 line ("# versions ...").
 
-Needs: pip install torch transformers gguf numpy   (CPU torch is enough; the versions that
+Needs: the pinned versions of scripts/golden/versions.py (pip install torch transformers gguf numpy)   (CPU torch is enough; the versions that
 made the committed file are in its first line)
 Run:   python3 scripts/golden/make_gemma_fixtures.py [models/gemma-3-270m-q4_k_m.gguf]
 """
 import importlib.metadata
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import versions  # noqa: E402  (pinned versions: scripts/golden/versions.py)
+
+versions.require("torch", "transformers", "gguf")
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
