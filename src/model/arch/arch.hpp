@@ -81,6 +81,19 @@ struct BlockWeights {
 /// Append that block's ops to `layer` (rope / attn: indices into the network's specs).
 void add_decoder_block(LayerProgram& layer, const BlockWeights& w, float eps, int rope, int attn, GluAct act);
 
+/// What distinguishes the families made of add_decoder_block layers (Llama, Mistral, Qwen2,
+/// Phi-3): the norm epsilon when the file has none, the RoPE pairing, and whether the file's
+/// attention.sliding_window applies. The tensors (fused or separate projections, biases) are
+/// read as the file has them (read_block).
+struct DecoderFamily {
+  const char* name;
+  float default_eps;
+  RopeStyle rope;
+  bool sliding_window = false;
+};
+/// A whole network of such layers: one RoPE and one attention spec for every layer, SwiGLU.
+Network describe_decoder_stack(const ArchReader& r, ModelConfig& cfg, const DecoderFamily& f);
+
 /// Map a standard block's tensors (blk.N.attn_norm, attn_q / attn_k / attn_v or attn_qkv,
 /// optional biases, attn_output, ffn_norm, ffn_gate + ffn_up or a fused ffn_up of 2 d_ff rows,
 /// ffn_down).

@@ -1,4 +1,5 @@
-// The op builders the family files share, and the common pre-norm decoder block.
+// The op builders the family files share, the common pre-norm decoder block, and a whole
+// network of those blocks (describe_decoder_stack).
 #include "model/arch/arch.hpp"
 
 namespace vireo::detail {
@@ -64,6 +65,20 @@ void add_decoder_block(LayerProgram& layer, const BlockWeights& w, float eps, in
   ops.push_back(g);
   ops.push_back(linear_op(Buf::M, {Buf::O}, w.w_down));
   ops.push_back(simple_op(OpKind::Add, Buf::O, Buf::X));
+}
+
+Network describe_decoder_stack(const ArchReader& r, ModelConfig& cfg, const DecoderFamily& f) {
+  const Hparams h = read_hparams(r, f.default_eps);
+  Network net = make_network(f.name, h);
+  net.ropes.push_back(read_rope(r, h, f.rope));
+  net.attns.push_back({.scale = 1.0f / std::sqrt(float(h.head_dim)),
+                       .window = f.sliding_window ? r.get_int("attention.sliding_window", 0, 1 << 30, 0) : 0});
+  for (int l = 0; l < h.n_layers; ++l)
+    add_decoder_block(net.layers[std::size_t(l)], read_block(r, h, l), h.eps, 0, 0, GluAct::SiLU);
+  bool tied = false;
+  read_embeddings(r, h, net, &tied);
+  fill_config(cfg, net.family, h, tied);
+  return net;
 }
 
 }  // namespace vireo::detail

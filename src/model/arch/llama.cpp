@@ -6,16 +6,8 @@
 namespace vireo::detail {
 
 Network describe_llama(const ArchReader& r, ModelConfig& cfg) {
-  const Hparams h = read_hparams(r, 1e-5f);
-  Network net = make_network("llama", h);
-  net.ropes.push_back(read_rope(r, h, RopeStyle::Pairs));
-  net.attns.push_back({.scale = 1.0f / std::sqrt(float(h.head_dim))});
-  for (int l = 0; l < h.n_layers; ++l)
-    add_decoder_block(net.layers[std::size_t(l)], read_block(r, h, l), h.eps, 0, 0, GluAct::SiLU);
-  bool tied = false;
-  read_embeddings(r, h, net, &tied);
-  fill_config(cfg, net.family, h, tied);
-  return net;
+  return describe_decoder_stack(r, cfg,
+                                {.name = "llama", .default_eps = 1e-5f, .rope = RopeStyle::Pairs});
 }
 
 Network describe_random_llama(const ModelConfig& cfg, const std::vector<BlockWeights>& blocks, WeightView tok_embd,
