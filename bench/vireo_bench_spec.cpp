@@ -148,12 +148,11 @@ Run plain(const Model& m, const std::vector<Token>& prompt, int n) {
   return r;
 }
 
-/// Prompt-lookup speculative decoding of up to n tokens (the last round may overshoot; the
-/// extra tokens are dropped, their time kept).
-Run lookup(const Model& m, const std::vector<Token>& prompt, int n, int k, int ngram) {
+/// Speculative rounds of `spec` (greedy) until n tokens after `prompt` (prefilled before the
+/// clock); the last round may overshoot: the extra tokens are dropped, their time kept.
+Run rounds(const Model& m, SpeculativeDecoder& spec, const std::vector<Token>& prompt, int n) {
   SeqId s = 0;
   KVCache cache = prefilled(m, prompt, s);
-  SpeculativeDecoder spec(m, {.draft_tokens = k, .lookup_ngram = ngram});
   Sampler greedy({.temperature = 0.0f});
   std::vector<Token> toks = prompt;
   Run r;
@@ -176,32 +175,16 @@ Run lookup(const Model& m, const std::vector<Token>& prompt, int n, int k, int n
   return r;
 }
 
-/// Medusa tree rounds of up to n tokens (the last round may overshoot; dropped, time kept).
+/// Prompt-lookup speculative decoding of up to n tokens.
+Run lookup(const Model& m, const std::vector<Token>& prompt, int n, int k, int ngram) {
+  SpeculativeDecoder spec(m, {.draft_tokens = k, .lookup_ngram = ngram});
+  return rounds(m, spec, prompt, n);
+}
+
+/// Medusa tree rounds of up to n tokens.
 Run medusa(const MedusaHeads& h, const TreeParams& tp, const std::vector<Token>& prompt, int n) {
-  const Model& m = h.base();
-  SeqId s = 0;
-  KVCache cache = prefilled(m, prompt, s);
   SpeculativeDecoder spec(h, tp);
-  Sampler greedy({.temperature = 0.0f});
-  std::vector<Token> toks = prompt;
-  Run r;
-  const auto t0 = Clock::now();
-  bool done = false;
-  while (!done && int(r.out.size()) < n) {
-    const std::vector<Token> got = spec.step(toks, cache, s, greedy);
-    for (Token t : got) {
-      if (int(r.out.size()) >= n) break;
-      r.out.push_back(t);
-      toks.push_back(t);
-      if (m.tokenizer().is_eog(t)) {
-        done = true;
-        break;
-      }
-    }
-  }
-  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  r.stats = spec.stats();
-  return r;
+  return rounds(h.base(), spec, prompt, n);
 }
 
 int run(int argc, char** argv) {

@@ -15,6 +15,7 @@
 
 #include "model/model_impl.hpp"
 #include "model/patterns.hpp"
+#include "golden_cases.hpp"
 #include "test_util.hpp"
 #include "model/access.hpp"
 #include "tiny_gguf.hpp"
@@ -103,41 +104,7 @@ TEST_CASE("each family's key feature changes the logits (the goldens can fail)",
 
 namespace {
 
-struct GemmaCase {
-  std::string prompt;
-  std::vector<Token> ids, greedy;
-  std::vector<std::pair<int, double>> logits;
-};
-
-std::vector<GemmaCase> load_gemma_golden() {
-  std::ifstream in(test::fixture("gemma3_golden.txt"));
-  REQUIRE(in.good());
-  std::vector<GemmaCase> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ss(line);
-    std::string key;
-    ss >> key;
-    if (key == "prompt") {
-      out.emplace_back();
-      std::string hex;
-      ss >> hex;
-      for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
-        out.back().prompt += char(std::stoi(hex.substr(i, 2), nullptr, 16));
-    } else if (key == "ids" || key == "greedy") {
-      auto& v = key == "ids" ? out.back().ids : out.back().greedy;
-      Token t;
-      while (ss >> t) v.push_back(t);
-    } else if (key == "logits") {
-      std::string kv;
-      while (ss >> kv) {
-        const auto c = kv.find(':');
-        out.back().logits.emplace_back(std::stoi(kv.substr(0, c)), std::stod(kv.substr(c + 1)));
-      }
-    }
-  }
-  return out;
-}
+std::vector<test::GoldenCase> load_gemma_golden() { return test::load_golden_cases("gemma3_golden.txt"); }
 
 std::filesystem::path gemma_path() {
   const auto p = std::filesystem::path(VIREO_SOURCE_DIR) / "models" / "gemma-3-270m-q4_k_m.gguf";
@@ -184,20 +151,7 @@ TEST_CASE("Gemma 3 270M last-position logits match HF transformers", "[golden][f
 TEST_CASE("Gemma 3 270M greedy continuations match HF transformers", "[golden][families][gemma]") {
   for (const auto& c : load_gemma_golden()) {
     INFO("prompt: " << c.prompt.substr(0, 60));
-    KVCache cache(gemma(), {.num_blocks = 64});
-    const SeqId s = cache.add_sequence();
-    Batch b;
-    b.add(s, c.ids, Last);
-    std::vector<Token> out;
-    Logits lg;
-    for (std::size_t i = 0; i < c.greedy.size(); ++i) {
-      gemma().forward(b, cache, lg);
-      const auto r = lg.row(0);
-      out.push_back(Token(std::max_element(r.begin(), r.end()) - r.begin()));
-      b.clear();
-      b.add(s, out.back(), true);
-    }
-    CHECK(out == c.greedy);
+    CHECK(test::greedy_tokens(gemma(), c.ids, int(c.greedy.size())) == c.greedy);
   }
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <random>
 
+#include "golden_cases.hpp"
 #include "test_util.hpp"
 #include "vireo/medusa.hpp"
 #include "vireo/vireo.hpp"
@@ -55,20 +56,8 @@ std::filesystem::path write_sidecar(const SidecarSpec& s, const std::string& nam
   return p;
 }
 
-std::vector<Token> plain_greedy(const Model& m, std::vector<Token> toks, int n) {
-  KVCache c(m, {.num_blocks = 64, .block_size = 8});
-  const SeqId s = c.add_sequence();
-  Batch b;
-  b.add(s, toks, Last);
-  std::vector<Token> out;
-  for (int i = 0; i < n; ++i) {
-    Logits lg = m.forward(b, c);
-    const auto r = lg.row(0);
-    out.push_back(Token(std::max_element(r.begin(), r.end()) - r.begin()));
-    b.clear();
-    b.add(s, out.back(), true);
-  }
-  return out;
+std::vector<Token> plain_greedy(const Model& m, const std::vector<Token>& toks, int n) {
+  return test::greedy_tokens(m, toks, n);
 }
 
 std::vector<Token> medusa_greedy(const MedusaHeads& h, const TreeParams& tp, std::vector<Token> toks, int n,

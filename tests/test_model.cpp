@@ -6,9 +6,8 @@
 
 #include <atomic>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
+#include "golden_cases.hpp"
 #include "test_util.hpp"
 #include "vireo/vireo.hpp"
 
@@ -16,41 +15,8 @@ using namespace vireo;
 
 namespace {
 
-struct GoldenCase {
-  std::string prompt;
-  std::vector<Token> ids;
-  std::vector<std::pair<int, double>> logits;
-  std::vector<Token> greedy;
-};
-
-std::vector<GoldenCase> load_golden() {
-  std::ifstream in(test::fixture("model_golden.txt"));
-  REQUIRE(in.good());
-  std::vector<GoldenCase> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ss(line);
-    std::string key;
-    ss >> key;
-    if (key == "prompt") {
-      out.emplace_back();
-      std::string hex;
-      ss >> hex;
-      for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out.back().prompt += char(std::stoi(hex.substr(i, 2), nullptr, 16));
-    } else if (key == "ids" || key == "greedy") {
-      auto& v = key == "ids" ? out.back().ids : out.back().greedy;
-      Token t;
-      while (ss >> t) v.push_back(t);
-    } else if (key == "logits") {
-      std::string kv;
-      while (ss >> kv) {
-        auto c = kv.find(':');
-        out.back().logits.emplace_back(std::stoi(kv.substr(0, c)), std::stod(kv.substr(c + 1)));
-      }
-    }
-  }
-  return out;
-}
+using test::GoldenCase;
+std::vector<GoldenCase> load_golden() { return test::load_golden_cases("model_golden.txt"); }
 
 const Model& smollm() {
   static Model m = Model::load(test::model_path());
@@ -58,21 +24,7 @@ const Model& smollm() {
 }
 
 std::vector<Token> greedy(const Model& m, std::span<const Token> prompt, int n) {
-  KVCache cache(m, {.num_blocks = std::int64_t(prompt.size() + std::size_t(n)) / 16 + 2});
-  SeqId s = cache.add_sequence();
-  Batch b;
-  b.add(s, prompt, Last);
-  std::vector<Token> out;
-  Logits lg;
-  for (int i = 0; i < n; ++i) {
-    m.forward(b, cache, lg);
-    auto r = lg.row(0);
-    Token t = Token(std::max_element(r.begin(), r.end()) - r.begin());
-    out.push_back(t);
-    b.clear();
-    b.add(s, t, true);
-  }
-  return out;
+  return test::greedy_tokens(m, prompt, n);
 }
 
 ModelConfig tiny_config() { return test::model_shape(2, 64, 4, 2, 16, 96, 101, 512); }
