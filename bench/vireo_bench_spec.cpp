@@ -244,7 +244,7 @@ int run(int argc, char** argv) {
   for (std::size_t ti = 0; ti < o.tasks.size(); ++ti) {
     const std::string& task = o.tasks[ti];
     const std::vector<ChatMessage> msgs = {{"user", task_prompt(task)}};
-    const std::vector<Token> prompt = m.tokenizer().encode(m.tokenizer().apply_chat_template(msgs));
+    const std::vector<Token> prompt = m.tokenizer().encode_chat(msgs);
     Run best_plain, best_medusa;
     std::vector<Run> best(o.ks.size());
     for (int r = 0; r < o.repeats; ++r) {

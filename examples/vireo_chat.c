@@ -12,7 +12,6 @@
 
 #define MAX_TURNS 64
 #define MAX_CTX 8192
-#define TEXT_CAP 65536
 
 static int die(const char* what) {
   fprintf(stderr, "%s: %s\n", what, vireo_last_error());
@@ -22,7 +21,7 @@ static int die(const char* what) {
 int main(int argc, char** argv) {
   const char* path = argc > 1 ? argv[1] : "models/SmolLM2-135M-Instruct.Q4_1.gguf";
   int max_tokens = argc > 2 ? atoi(argv[2]) : 256;
-  static char texts[MAX_TURNS * 2 + 1][4096], rendered[TEXT_CAP];
+  static char texts[MAX_TURNS * 2 + 1][4096];
   static vireo_token prompt[MAX_CTX], held[MAX_CTX];
   vireo_chat_message chat[MAX_TURNS * 2 + 1] = {{"system", "You are a helpful assistant."}};
   size_t n_chat = 1, n_held = 0;
@@ -47,10 +46,8 @@ int main(int argc, char** argv) {
   while (n_chat + 2 <= MAX_TURNS * 2 && (printf("> "), fflush(stdout), fgets(line = texts[n_chat], 4096, stdin))) {
     line[strcspn(line, "\n")] = '\0';
     chat[n_chat++] = (vireo_chat_message){"user", line};
-    size_t len, n_prompt, same = 0;
-    if (vireo_chat_apply_template(model, chat, n_chat, true, rendered, TEXT_CAP, &len) ||
-        vireo_tokenize(model, rendered, len, true, true, prompt, MAX_CTX, &n_prompt))
-      return die("prompt");
+    size_t n_prompt, same = 0;
+    if (vireo_chat_tokenize(model, chat, n_chat, true, true, prompt, MAX_CTX, &n_prompt)) return die("prompt");
     while (same < n_held && same + 1 < n_prompt && held[same] == prompt[same]) ++same;
     vireo_kv_cache_truncate(cache, seq, (int64_t)same); /* keep the common prefix */
     memcpy(held, prompt, n_prompt * sizeof *prompt);

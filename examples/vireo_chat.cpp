@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
     while (std::printf("> "), std::fflush(stdout), std::getline(std::cin, line)) {
       chat.push_back({"user", line});
       // The template's own markers are special tokens, so the rendering is parsed for them.
-      const auto prompt = tok.encode(tok.apply_chat_template(chat), {.add_special = true, .parse_special = true});
+      const auto prompt = tok.encode_chat(chat);
       std::size_t same = 0;  // keep the longest common prefix (at least one token to feed)
       while (same < held.size() && same + 1 < prompt.size() && held[same] == prompt[same]) ++same;
       cache.truncate(seq, std::int64_t(same));

@@ -152,12 +152,9 @@ int main(int argc, char** argv) {
     mo.device = device == "cpu" ? vireo::Device::cpu() : device == "cuda" ? vireo::Device::cuda() : vireo::Device::best();
     auto model = vireo::Model::load(model_path, mo);
     const auto& tok = model.tokenizer();
-    std::string text = prompt;
-    if (chat) {
-      std::vector<vireo::ChatMessage> msgs{{"user", prompt}};
-      text = tok.apply_chat_template(msgs, true);
-    }
-    std::vector<vireo::Token> ids = tok.encode(text);
+    // --chat: the template's markers are special tokens, the user's prompt is plain text.
+    const std::vector<vireo::ChatMessage> msgs{{"user", prompt}};
+    std::vector<vireo::Token> ids = chat ? tok.encode_chat(msgs, true) : tok.encode(prompt);
     if (ids.empty()) throw vireo::Error(vireo::ErrorCode::InvalidArgument, "the prompt encodes to no tokens");
     if (const int ctx = model.config().context_length; ctx > 0 && std::int64_t(ids.size()) + n_tokens > ctx)
       throw vireo::Error(vireo::ErrorCode::InvalidArgument,

@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
       const std::vector<vireo::ChatMessage> chat = {{"system", system}, {"user", questions[i]}};
       vireo::Request r;
       r.id = i;
-      r.prompt = tok.encode(tok.apply_chat_template(chat));
+      r.prompt = tok.encode_chat(chat);
       r.max_new_tokens = max_new;
       r.sampling.temperature = 0.0f;  // greedy; set temperature / top_p / seed per request to sample
       reqs.push_back(std::move(r));

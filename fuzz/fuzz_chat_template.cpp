@@ -78,7 +78,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   std::string out;
   try {
-    out = detail::render_chat_template(tmpl, msgs, gen);
+    const detail::ChatText chat = detail::render_chat_template(tmpl, msgs, gen);
+    out = chat.text;
+    // The caller's ranges are ordered, disjoint, non-empty and inside the text.
+    std::size_t prev = 0;
+    for (const auto& [b, e] : chat.caller) {
+      VIREO_FUZZ_CHECK(prev <= b && b < e && e <= out.size(), "a caller range is out of order or out of bounds");
+      prev = e;
+    }
   } catch (const Error& e) {
     // Gemma's format (picked after ChatML and Llama-3) needs user / model turns that
     // alternate: InvalidArgument otherwise.

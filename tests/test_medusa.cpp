@@ -170,8 +170,8 @@ TEST_CASE("SmolLM2 with the trained Medusa sidecar: identical greedy output, dra
   const Model m = Model::load(test::require_model(), {.n_threads = 2});
   const MedusaHeads h = MedusaHeads::load(test::fixture("medusa/smollm2-medusa.gguf"), m);
   CHECK(h.head_count() == 3);
-  const auto prompt = m.tokenizer().encode(m.tokenizer().apply_chat_template(
-      std::vector<ChatMessage>{{"user", "Explain what a compiler does, in a few sentences."}}));
+  const auto prompt = m.tokenizer().encode_chat(
+      std::vector<ChatMessage>{{"user", "Explain what a compiler does, in a few sentences."}});
   for (bool dynamic : {false, true}) {
     INFO("dynamic " << dynamic);
     SpeculativeStats st;

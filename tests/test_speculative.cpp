@@ -330,7 +330,7 @@ TEST_CASE("SmolLM2 greedy speculative decoding equals its greedy decoding", "[go
       {"user", "Repeat the following paragraph word for word:\n\nThe lighthouse stood on a narrow spit of rock at the "
                "mouth of the harbour. Every evening the keeper climbed the steps, trimmed the wick and polished the "
                "great lens."}};
-  const std::vector<Token> quote = target.tokenizer().encode(target.tokenizer().apply_chat_template(msgs));
+  const std::vector<Token> quote = target.tokenizer().encode_chat(msgs);
   const auto qref = plain(target, quote, 24, greedy);
   CHECK(speculative(target, nullptr, quote, 24, greedy, 6, &st) == qref);
   INFO("lookup acceptance " << st.acceptance());

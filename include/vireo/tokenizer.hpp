@@ -3,8 +3,10 @@
 // Two families: byte-level BPE ("gpt2" in GGUF: SmolLM2, Llama-3, GPT-2, Qwen2) with merge
 // ranks and a hand-written, linear-time pre-tokenizer per model family (no std::regex), and
 // the SentencePiece-style "llama" vocabulary (Llama-2, TinyLlama) with scores and byte
-// fallback. Special/control tokens are matched verbatim in the input when
-// EncodeOptions::parse_special is set. Decoding streams safely through StreamDecoder, which
+// fallback. Special/control tokens are matched verbatim in the input only when
+// EncodeOptions::parse_special is set (off by default: text a user typed, such as
+// "<|im_end|>", stays text). encode_chat() renders a conversation and makes special only the
+// chat template's own markers. Decoding streams safely through StreamDecoder, which
 // holds back an incomplete UTF-8 character until its last byte arrives.
 #pragma once
 #include <memory>
@@ -27,9 +29,11 @@ struct ChatMessage {
 struct EncodeOptions {
   /// Prepend BOS when the vocabulary asks for it (tokenizer.ggml.add_bos_token).
   bool add_special = true;
-  /// Recognise special tokens such as "<|im_start|>" written in the text. User-defined
-  /// (added, non-special) tokens are recognised either way, as llama.cpp and HF do.
-  bool parse_special = true;
+  /// Recognise special tokens such as "<|im_start|>" written in the text. Off by default, so
+  /// untrusted text cannot inject control tokens; turn it on only for text you wrote (a
+  /// rendered template). User-defined (added, non-special) tokens are recognised either way,
+  /// as llama.cpp and HF do.
+  bool parse_special = false;
 };
 
 class Tokenizer {
@@ -68,6 +72,13 @@ class Tokenizer {
   /// assistant header is appended. Throws Unsupported for an unknown template.
   std::string apply_chat_template(std::span<const ChatMessage> messages,
                                   bool add_generation_prompt = true) const;
+  /// The token ids of that rendering, with BOS when add_special and the vocabulary asks
+  /// for it. Only the template's own markers become special tokens: a role or content that
+  /// contains "<|im_end|>" or any other special token's text is encoded as plain text.
+  /// For a conversation without such text this equals
+  /// encode(apply_chat_template(...), {.parse_special = true}).
+  std::vector<Token> encode_chat(std::span<const ChatMessage> messages, bool add_generation_prompt = true,
+                                 bool add_special = true) const;
 
  private:
   struct Impl;

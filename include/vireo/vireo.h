@@ -170,14 +170,20 @@ typedef struct vireo_chat_message {
   const char* content; /* NUL-terminated UTF-8 */
 } vireo_chat_message;
 
-/* Render a conversation with the model's chat template (output as in vireo_detokenize).
- * Tokenize the result with parse_special = true: the template's own markers are special
- * tokens. That also turns special-token text inside a message (a user typing "<|im_end|>")
- * into a control token; the tokenizer cannot tell the two apart in the rendered text yet.
- * UNSUPPORTED for a template vireo does not know. */
+/* Render a conversation with the model's chat template (output as in vireo_detokenize), to
+ * show or log it. To feed a model, use vireo_chat_tokenize: tokenizing this text with
+ * parse_special = true would also turn special-token text inside a message (a user typing
+ * "<|im_end|>") into a control token. UNSUPPORTED for a template vireo does not know. */
 VIREO_API vireo_status vireo_chat_apply_template(const vireo_model* model, const vireo_chat_message* messages,
                                                  size_t n_messages, bool add_generation_prompt, char* out_text,
                                                  size_t capacity, size_t* out_len);
+
+/* The token ids of that rendering (BOS first when add_special and the vocabulary asks for
+ * it), written as in vireo_tokenize. Only the template's own markers become special tokens:
+ * special-token text in a role or content stays text. */
+VIREO_API vireo_status vireo_chat_tokenize(const vireo_model* model, const vireo_chat_message* messages,
+                                           size_t n_messages, bool add_generation_prompt, bool add_special,
+                                           vireo_token* out_tokens, size_t capacity, size_t* out_n);
 
 /* Streaming detokenizer: turns generated tokens into text pieces that are always whole
  * UTF-8 characters (an incomplete character is held back until its last byte arrives). */

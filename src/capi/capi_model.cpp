@@ -107,6 +107,36 @@ vireo_status vireo_model_get_info(const vireo_model* model, vireo_model_info* ou
   });
 }
 
+namespace {
+// Hands `toks` to a caller's (out_tokens, capacity, out_n) as every tokenizing call does.
+void write_tokens(const std::vector<vireo::Token>& toks, vireo_token* out_tokens, size_t capacity, size_t* out_n) {
+  if (capacity < toks.size()) {
+    *out_n = toks.size();
+    throw CError{VIREO_STATUS_BUFFER_TOO_SMALL, "the text has " + std::to_string(toks.size()) +
+                                                    " tokens but the buffer holds " + std::to_string(capacity)};
+  }
+  if (!toks.empty()) need(out_tokens, "out_tokens");
+  std::copy(toks.begin(), toks.end(), out_tokens);
+  *out_n = toks.size();
+}
+
+std::vector<vireo::ChatMessage> chat_messages(const vireo_chat_message* messages, size_t n_messages) {
+  if (n_messages) need(messages, "messages");
+  std::vector<vireo::ChatMessage> msgs;
+  msgs.reserve(n_messages);
+  for (size_t i = 0; i < n_messages; ++i) {
+    const std::string at = "messages[" + std::to_string(i) + "]";
+    need(messages[i].role, (at + ".role").c_str());
+    need(messages[i].content, (at + ".content").c_str());
+    vireo::ChatMessage cm{messages[i].role, messages[i].content};
+    check_utf8(cm.role, (at + ".role").c_str());
+    check_utf8(cm.content, (at + ".content").c_str());
+    msgs.push_back(std::move(cm));
+  }
+  return msgs;
+}
+}  // namespace
+
 vireo_status vireo_tokenize(const vireo_model* model, const char* text, size_t text_len, bool add_special,
                             bool parse_special, vireo_token* out_tokens, size_t capacity, size_t* out_n) {
   return guard("vireo_tokenize", [&] {
@@ -115,15 +145,8 @@ vireo_status vireo_tokenize(const vireo_model* model, const char* text, size_t t
     if (!text && text_len) invalid("text is NULL but text_len is " + std::to_string(text_len));
     const std::string_view sv(text ? text : "", text_len);
     check_utf8(sv, "text");
-    const auto toks = m.tokenizer().encode(sv, {.add_special = add_special, .parse_special = parse_special});
-    if (capacity < toks.size()) {
-      *out_n = toks.size();
-      throw CError{VIREO_STATUS_BUFFER_TOO_SMALL, "the text has " + std::to_string(toks.size()) +
-                                                      " tokens but the buffer holds " + std::to_string(capacity)};
-    }
-    if (!toks.empty()) need(out_tokens, "out_tokens");
-    std::copy(toks.begin(), toks.end(), out_tokens);
-    *out_n = toks.size();
+    write_tokens(m.tokenizer().encode(sv, {.add_special = add_special, .parse_special = parse_special}),
+                 out_tokens, capacity, out_n);
   });
 }
 
@@ -147,19 +170,19 @@ vireo_status vireo_chat_apply_template(const vireo_model* model, const vireo_cha
                                        size_t capacity, size_t* out_len) {
   return guard("vireo_chat_apply_template", [&] {
     const vireo::Model& m = model_of(model);
-    if (n_messages) need(messages, "messages");
-    std::vector<vireo::ChatMessage> msgs;
-    msgs.reserve(n_messages);
-    for (size_t i = 0; i < n_messages; ++i) {
-      const std::string at = "messages[" + std::to_string(i) + "]";
-      need(messages[i].role, (at + ".role").c_str());
-      need(messages[i].content, (at + ".content").c_str());
-      vireo::ChatMessage cm{messages[i].role, messages[i].content};
-      check_utf8(cm.role, (at + ".role").c_str());
-      check_utf8(cm.content, (at + ".content").c_str());
-      msgs.push_back(std::move(cm));
-    }
+    const auto msgs = chat_messages(messages, n_messages);
     write_text(m.tokenizer().apply_chat_template(msgs, add_generation_prompt), out_text, capacity, out_len);
+  });
+}
+
+vireo_status vireo_chat_tokenize(const vireo_model* model, const vireo_chat_message* messages, size_t n_messages,
+                                 bool add_generation_prompt, bool add_special, vireo_token* out_tokens,
+                                 size_t capacity, size_t* out_n) {
+  return guard("vireo_chat_tokenize", [&] {
+    const vireo::Model& m = model_of(model);
+    need(out_n, "out_n");
+    const auto msgs = chat_messages(messages, n_messages);
+    write_tokens(m.tokenizer().encode_chat(msgs, add_generation_prompt, add_special), out_tokens, capacity, out_n);
   });
 }
 

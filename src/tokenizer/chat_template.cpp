@@ -68,55 +68,65 @@ std::optional<std::string> chatml_default_system(const std::string& tmpl) {
   return std::nullopt;
 }
 
-std::string render_chatml(const std::string& tmpl, std::span<const ChatMessage> msgs, bool gen) {
-  std::string out;
+ChatText render_chatml(const std::string& tmpl, std::span<const ChatMessage> msgs, bool gen) {
+  ChatText out;
   if (!msgs.empty() && msgs[0].role != "system") {
-    if (auto sys = chatml_default_system(tmpl)) out += "<|im_start|>system\n" + *sys + "<|im_end|>\n";
+    // The template's own text, so its default system prompt is template text too.
+    if (auto sys = chatml_default_system(tmpl)) out.put("<|im_start|>system\n" + *sys + "<|im_end|>\n");
   }
-  for (const auto& m : msgs) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
-  if (gen) out += "<|im_start|>assistant\n";
-  return out;
-}
-
-std::string render_llama3(std::span<const ChatMessage> msgs, bool gen) {
-  std::string out;
   for (const auto& m : msgs) {
-    out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n";
-    out += trim(m.content);
-    out += "<|eot_id|>";
+    out.put("<|im_start|>");
+    out.user(m.role);
+    out.put("\n");
+    out.user(m.content);
+    out.put("<|im_end|>\n");
   }
-  if (gen) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  if (gen) out.put("<|im_start|>assistant\n");
   return out;
 }
 
-std::string render_llama2(const std::string& tmpl, std::span<const ChatMessage> msgs) {
+ChatText render_llama3(std::span<const ChatMessage> msgs, bool gen) {
+  ChatText out;
+  for (const auto& m : msgs) {
+    out.put("<|start_header_id|>");
+    out.user(m.role);
+    out.put("<|end_header_id|>\n\n");
+    out.user(trim(m.content));
+    out.put("<|eot_id|>");
+  }
+  if (gen) out.put("<|start_header_id|>assistant<|end_header_id|>\n\n");
+  return out;
+}
+
+ChatText render_llama2(const std::string& tmpl, std::span<const ChatMessage> msgs) {
   const bool sys_block = tmpl.find("<<SYS>>") != std::string::npos;
   const bool bos_inside = tmpl.find("bos_token") != std::string::npos;
   const bool strip = tmpl.find("strip()") != std::string::npos;
-  std::string out = "[INST] ";
+  ChatText out;
+  out.put("[INST] ");
   bool inside_turn = true;
   for (const auto& m : msgs) {
     const std::string_view content = strip ? trim(m.content) : std::string_view(m.content);
     if (!inside_turn) {
       inside_turn = true;
-      out += bos_inside ? "<s>[INST] " : "[INST] ";
+      out.put(bos_inside ? "<s>[INST] " : "[INST] ");
     }
     if (m.role == "system") {
       if (sys_block) {
-        out += "<<SYS>>\n";
-        out += content;
-        out += "\n<</SYS>>\n\n";
+        out.put("<<SYS>>\n");
+        out.user(content);
+        out.put("\n<</SYS>>\n\n");
       } else {
-        out += content;
-        out += "\n";
+        out.user(content);
+        out.put("\n");
       }
     } else if (m.role == "user") {
-      out += content;
-      out += " [/INST]";
+      out.user(content);
+      out.put(" [/INST]");
     } else {
-      out += " ";
-      out += content;
-      out += " </s>";
+      out.put(" ");
+      out.user(content);
+      out.put(" </s>");
       inside_turn = false;
     }
   }
@@ -148,14 +158,14 @@ std::string_view py_strip(std::string_view s) {
 
 }  // namespace
 
-std::string render_gemma(std::span<const ChatMessage> msgs, bool gen) {
-  std::string first_prefix;
+ChatText render_gemma(std::span<const ChatMessage> msgs, bool gen) {
+  const ChatMessage* system = nullptr;
   std::size_t from = 0;
   if (!msgs.empty() && msgs[0].role == "system") {
-    first_prefix = msgs[0].content + "\n\n";
+    system = &msgs[0];
     from = 1;
   }
-  std::string out;
+  ChatText out;
   for (std::size_t i = from; i < msgs.size(); ++i) {
     const ChatMessage& m = msgs[i];
     const std::size_t k = i - from;
@@ -164,18 +174,21 @@ std::string render_gemma(std::span<const ChatMessage> msgs, bool gen) {
                   fmt::format("Gemma's chat format needs the roles to alternate user/assistant/user/... "
                               "(after an optional first system message); message {} has role \"{}\"",
                               i, m.role));
-    out += "<start_of_turn>";
-    out += m.role == "assistant" ? std::string("model") : m.role;
-    out += "\n";
-    if (k == 0) out += first_prefix;
-    out += py_strip(m.content);
-    out += "<end_of_turn>\n";
+    out.put("<start_of_turn>");
+    out.user(m.role == "assistant" ? std::string_view("model") : std::string_view(m.role));
+    out.put("\n");
+    if (k == 0 && system != nullptr) {
+      out.user(system->content);
+      out.put("\n\n");
+    }
+    out.user(py_strip(m.content));
+    out.put("<end_of_turn>\n");
   }
-  if (gen) out += "<start_of_turn>model\n";
+  if (gen) out.put("<start_of_turn>model\n");
   return out;
 }
 
-std::string render_chat_template(const std::string& tmpl, std::span<const ChatMessage> messages,
+ChatText render_chat_template(const std::string& tmpl, std::span<const ChatMessage> messages,
                                  bool add_generation_prompt) {
   if (tmpl.find("<|im_start|>") != std::string::npos)
     return render_chatml(tmpl, messages, add_generation_prompt);

@@ -345,8 +345,15 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
-std::vector<Token> Tokenizer::encode(std::string_view text, EncodeOptions opts) const {
-  const Impl& im = *impl_;
+namespace {
+
+// The encoder's one loop. Verbatim tokens (special ones when `parse_special`, user-defined
+// ones always) are matched leftmost-longest; text between them is encoded as ordinary text.
+// `caller` lists byte ranges ([begin, end), ordered) of text that came from a caller inside
+// a rendered conversation: a special token matches only wholly outside them (user-defined
+// ones, which are plain text, match anywhere, across the edges too).
+std::vector<Token> encode_text(const detail::TokenizerAccess::Impl& im, std::string_view text, EncodeOptions opts,
+                               std::span<const std::pair<std::size_t, std::size_t>> caller) {
   if (text.size() > std::size_t(INT32_MAX) / 4)
     throw Error(ErrorCode::InvalidArgument,
                 fmt::format("text of {} bytes is too long to encode (limit {} bytes)", text.size(),
@@ -354,13 +361,19 @@ std::vector<Token> Tokenizer::encode(std::string_view text, EncodeOptions opts) 
   std::vector<Token> out;
   if (opts.add_special && im.add_bos && im.bos >= 0) out.push_back(im.bos);
   detail::MergeWorkspace ws;
-  // Without parse_special only user-defined tokens are matched (added tokens that are not
-  // special, e.g. GPT-NeoX's runs of spaces), as llama.cpp and HF tokenizers do.
-  const bool any_verbatim = opts.parse_special;
   std::size_t seg = 0;
   bool after_special = true;
-  const std::vector<Token>& ends = any_verbatim ? im.trie_any : im.trie_user;
+  std::size_t next = 0;  // the first caller range that does not end at or before i
   for (std::size_t i = 0; i < text.size();) {
+    while (next < caller.size() && caller[next].second <= i) ++next;
+    // Special tokens may match up to `limit`: the end of the template text i lies in (none
+    // inside a caller range). Without parse_special only user-defined tokens are matched
+    // (added tokens that are not special, e.g. GPT-NeoX's runs of spaces), as llama.cpp and
+    // HF tokenizers do.
+    const bool in_caller = next < caller.size() && caller[next].first <= i;
+    const std::size_t limit = !opts.parse_special || in_caller ? i
+                              : next < caller.size()           ? caller[next].first
+                                                               : text.size();
     Token hit = -1;
     if (im.verbatim_first[static_cast<unsigned char>(text[i])]) {  // longest verbatim token at i
       std::int32_t node = 0;
@@ -368,6 +381,7 @@ std::vector<Token> Tokenizer::encode(std::string_view text, EncodeOptions opts) 
         const detail::MergeResult* e = im.trie_edges.find(node, static_cast<unsigned char>(text[k]));
         if (e == nullptr) break;
         node = e->result;
+        const std::vector<Token>& ends = k < limit ? im.trie_any : im.trie_user;
         if (ends[std::size_t(node)] >= 0) hit = ends[std::size_t(node)];
       }
     }
@@ -383,6 +397,12 @@ std::vector<Token> Tokenizer::encode(std::string_view text, EncodeOptions opts) 
   }
   if (seg < text.size()) im.encode_fragment(text.substr(seg), after_special || seg == 0, ws, out);
   return out;
+}
+
+}  // namespace
+
+std::vector<Token> Tokenizer::encode(std::string_view text, EncodeOptions opts) const {
+  return encode_text(*impl_, text, opts, {});
 }
 
 std::string Tokenizer::decode(std::span<const Token> tokens, bool skip_special) const {
@@ -424,13 +444,24 @@ bool Tokenizer::is_special(Token t) const noexcept {
 const std::string& Tokenizer::model_kind() const noexcept { return impl_->model; }
 const std::string& Tokenizer::pre_tokenizer() const noexcept { return impl_->pre; }
 
-std::string Tokenizer::apply_chat_template(std::span<const ChatMessage> messages,
-                                           bool add_generation_prompt) const {
+namespace {
+detail::ChatText render_chat(const detail::TokenizerAccess::Impl& im, std::span<const ChatMessage> messages, bool gen) {
   // A file without tokenizer.chat_template (Gemma 3's GGUFs) gets Gemma's format when its
   // vocabulary has Gemma's turn tokens.
-  if (impl_->chat_template.empty() && impl_->gemma_turns)
-    return detail::render_gemma(messages, add_generation_prompt);
-  return detail::render_chat_template(impl_->chat_template, messages, add_generation_prompt);
+  if (im.chat_template.empty() && im.gemma_turns) return detail::render_gemma(messages, gen);
+  return detail::render_chat_template(im.chat_template, messages, gen);
+}
+}  // namespace
+
+std::string Tokenizer::apply_chat_template(std::span<const ChatMessage> messages,
+                                           bool add_generation_prompt) const {
+  return render_chat(*impl_, messages, add_generation_prompt).text;
+}
+
+std::vector<Token> Tokenizer::encode_chat(std::span<const ChatMessage> messages, bool add_generation_prompt,
+                                          bool add_special) const {
+  const detail::ChatText chat = render_chat(*impl_, messages, add_generation_prompt);
+  return encode_text(*impl_, chat.text, {.add_special = add_special, .parse_special = true}, chat.caller);
 }
 
 // ---- StreamDecoder ---------------------------------------------------------------------

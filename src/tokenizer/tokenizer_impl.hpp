@@ -35,19 +35,36 @@ struct TokenizerSpec {
 };
 
 struct TokenizerAccess {
+  using Impl = Tokenizer::Impl;
   /// Validates the spec (InvalidModel / Unsupported naming the offending value) and builds.
   static Tokenizer build(TokenizerSpec spec);
   static const Tokenizer::Impl& impl(const Tokenizer& t) { return *t.impl_; }
 };
 
+/// A rendered conversation: its text, and the byte ranges that came from the caller (roles
+/// and contents), in order. Only the rest (the template's own markers) may become special
+/// tokens when the conversation is encoded (Tokenizer::encode_chat).
+struct ChatText {
+  std::string text;
+  std::vector<std::pair<std::size_t, std::size_t>> caller;  ///< [begin, end) into text
+
+  void put(std::string_view s) { text += s; }
+  void user(std::string_view s) {
+    if (s.empty()) return;
+    if (!caller.empty() && caller.back().second == text.size()) caller.back().second += s.size();
+    else caller.emplace_back(text.size(), text.size() + s.size());
+    text += s;
+  }
+};
+
 /// Renders `messages` with the format recognised in `tmpl` (ChatML, Llama-3, Gemma, Llama-2).
 /// Throws Unsupported for an unknown or empty template.
-std::string render_chat_template(const std::string& tmpl, std::span<const ChatMessage> messages,
-                                 bool add_generation_prompt);
+ChatText render_chat_template(const std::string& tmpl, std::span<const ChatMessage> messages,
+                              bool add_generation_prompt);
 
 /// Gemma's turn format (see chat_template.cpp). Throws InvalidArgument when the roles do
 /// not alternate as Gemma's template requires.
-std::string render_gemma(std::span<const ChatMessage> messages, bool add_generation_prompt);
+ChatText render_gemma(std::span<const ChatMessage> messages, bool add_generation_prompt);
 
 /// GPT-2's reversible byte <-> printable code point mapping (bytes_to_unicode()).
 std::uint32_t byte_to_cp(std::uint8_t b) noexcept;
