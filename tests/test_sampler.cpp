@@ -1,6 +1,6 @@
 // Tests for the Philox generator and vireo::Sampler.
 //
-// The expected distributions are computed here from the definition (penalties -> temperature
+// The expected distributions are computed here from the definition (logit bias -> penalties -> temperature
 // -> full stable sort -> top-k -> softmax -> top-p -> min-p -> renormalise), in double, with no
 // code shared with src/sampling. Statistical tests use fixed seeds and sample counts, so they
 // are deterministic; the chi-square threshold is the p = 0.001 critical value for the degrees
@@ -47,6 +47,7 @@ struct Kept {
 std::vector<Kept> reference(const std::vector<float>& logits, const std::vector<Token>& history,
                             const SamplerParams& p) {
   std::vector<double> l(logits.begin(), logits.end());
+  for (auto [t, b] : p.logit_bias) l[std::size_t(t)] += b;
   std::size_t start = 0;
   if (p.penalty_last_n >= 0 && history.size() > std::size_t(p.penalty_last_n))
     start = history.size() - std::size_t(p.penalty_last_n);
@@ -379,6 +380,40 @@ TEST_CASE("penalties shift exactly the logits of the penalty window", "[cpu][sam
   const Sampled r = gp.sample(logits, history);
   CHECK(r.token == 3);
   CHECK(r.logprob == Approx(3.0 - std::log(z)).margin(1e-5));
+}
+
+TEST_CASE("the logit bias is added before the penalties and can ban a token", "[cpu][sampler]") {
+  const std::vector<float> logits = {1.5f, 0.2f, 2.4f, -0.3f, 1.9f, 0.8f, 2.1f, -1.0f, 1.1f, 0.5f};
+  const std::vector<Token> history = {2, 2, 6, 0, 9, 2};
+  // Token 2 is biased down and penalised, 7 pushed up, 4 banned, 9 biased twice (they add).
+  SamplerParams p{.temperature = 0.9f,
+                  .top_k = 8,
+                  .repetition_penalty = 1.3f,
+                  .presence_penalty = 0.2f,
+                  .penalty_last_n = 5,
+                  .seed = 5,
+                  .logit_bias = {{2, -1.0f}, {7, 3.5f}, {4, NEG_INF}, {9, 0.5f}, {9, 0.25f}}};
+  check_distribution(logits, history, p, 20000);
+  Sampler s(p);
+  for (int i = 0; i < 2000; ++i) REQUIRE(s.sample(logits, history).token != 4);
+  // Greedy follows the biased logits: 7 becomes the argmax (-1 + 3.5 = 2.5 > 2.4).
+  Sampler g({.temperature = 0.0f, .logit_bias = {{7, 3.5f}}});
+  CHECK(g.sample(logits).token == 7);
+  CHECK(g.host_only());
+  CHECK_FALSE(Sampler({.temperature = 0.0f}).host_only());
+  // Refused: NaN / +inf bias, a negative token (at construction), a token beyond the row
+  // (when sampling; the stream does not advance).
+  CHECK_THROWS_AS(Sampler({.logit_bias = {{1, std::nanf("")}}}), vireo::Error);
+  CHECK_THROWS_AS(Sampler({.logit_bias = {{1, -NEG_INF}}}), vireo::Error);
+  CHECK_THROWS_AS(Sampler({.logit_bias = {{-1, 1.0f}}}), vireo::Error);
+  Sampler far({.logit_bias = {{10, 1.0f}}});
+  CHECK_THROWS_AS(far.sample(logits), vireo::Error);
+  CHECK(far.counter() == 0);
+  // Banning every token leaves nothing to draw.
+  SamplerParams all{.temperature = 0.0f};
+  for (Token t = 0; t < 10; ++t) all.logit_bias.emplace_back(t, NEG_INF);
+  Sampler none(all);
+  CHECK_THROWS_AS(none.sample(logits), vireo::Error);
 }
 
 TEST_CASE("sampled token and logprob agree with the reference draw", "[cpu][sampler]") {

@@ -108,7 +108,8 @@ void CudaBackend::forward(const ForwardPlan& plan, KVStorage& kv_base, Logits& o
 bool CudaBackend::can_sample(std::span<const SamplerParams> rows) const noexcept {
   if (rows.empty() || rows.size() > std::size_t(kMaxSampleRows)) return false;
   return std::none_of(rows.begin(), rows.end(), [](const SamplerParams& p) {
-    return p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+    return p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f ||
+           !p.logit_bias.empty();
   });
 }
 

@@ -162,8 +162,8 @@ class Model {
 
   /// One step, then one token per logits row: row i (batch order, as in forward()) is
   /// sampled with *samplers[i] and, for its penalties, histories[i] (histories may be empty
-  /// when no sampler has penalties). On the CUDA backend, when no row has penalties and the
-  /// step has at most 64 logits rows, sampling runs on the GPU and only token ids and
+  /// when no sampler has penalties). On the CUDA backend, when no row has penalties or a
+  /// logit bias and the step has at most 64 logits rows, sampling runs on the GPU and only token ids and
   /// log-probs leave the device; otherwise the host samples the logits. Either way each
   /// sampler's stream advances by one draw, as with Sampler::sample, so both paths draw
   /// the same numbers. Throws as forward() does, and InvalidArgument when the samplers or

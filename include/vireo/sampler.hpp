@@ -3,11 +3,12 @@
 // (seed, counter) always gives the same number on every platform and backend), so a run is
 // reproducible from its seed and each row of a batch can carry its own stream.
 //
-// Order of operations (as in llama.cpp / HF): penalties -> temperature -> top-k -> top-p
-// -> min-p -> draw. temperature <= 0 means greedy (argmax after penalties).
+// Order of operations (as in llama.cpp): logit bias -> penalties -> temperature -> top-k
+// -> top-p -> min-p -> draw. temperature <= 0 means greedy (argmax after bias and penalties).
 #pragma once
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "vireo/types.hpp"
@@ -24,6 +25,10 @@ struct SamplerParams {
   float frequency_penalty = 0.0f;   ///< subtracted per occurrence in the window
   int penalty_last_n = 64;          ///< window of history the penalties look at (-1: all)
   std::uint64_t seed = 0;
+  /// Added to a token's logit before anything else (OpenAI's logit_bias). -infinity bans the
+  /// token; NaN and +infinity are refused. A token may appear more than once (the biases
+  /// add up); one outside the vocabulary is refused when sampling.
+  std::vector<std::pair<Token, float>> logit_bias;
 };
 
 struct Sampled {
@@ -58,6 +63,9 @@ class Sampler {
     return params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
            params_.frequency_penalty != 0.0f;
   }
+  /// Whether this sampler must run on the host (penalties or a logit bias): the GPU sampler
+  /// only takes temperature, top-k, top-p and min-p.
+  bool host_only() const noexcept { return has_penalties() || !params_.logit_bias.empty(); }
   void reseed(std::uint64_t seed) noexcept { params_.seed = seed; counter_ = 0; }
 
  private:

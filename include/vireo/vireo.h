@@ -314,6 +314,13 @@ VIREO_API vireo_sampler_params vireo_sampler_default_params(void);
  * top_k < 0, top_p outside (0, 1], min_p outside [0, 1], ...), naming the field. */
 VIREO_API vireo_status vireo_sampler_new(const vireo_sampler_params* params, vireo_sampler** out_sampler);
 VIREO_API void vireo_sampler_free(vireo_sampler* sampler);
+/* Replace the sampler's logit bias (OpenAI's logit_bias): biases[i] is added to the logit of
+ * tokens[i] before penalties and truncation; -INFINITY bans the token. n = 0 clears it. The
+ * random stream continues where it was. INVALID_ARGUMENT (sampler unchanged): NULL
+ * pointers, a negative token, a NaN or +inf bias; a token outside the vocabulary is
+ * refused by the next vireo_sampler_sample. */
+VIREO_API vireo_status vireo_sampler_set_logit_bias(vireo_sampler* sampler, const vireo_token* tokens,
+                                                    const float* biases, size_t n);
 /* Draw one token from `n_vocab` logits; `history` (n_history tokens, may be NULL when 0)
  * feeds the penalties. INVALID_ARGUMENT for NULL pointers, n_vocab == 0, NaN logits or a
  * history token outside [0, n_vocab). out_logprob may be NULL. */

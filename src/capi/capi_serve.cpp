@@ -36,6 +36,23 @@ vireo_status vireo_sampler_new(const vireo_sampler_params* params, vireo_sampler
 
 void vireo_sampler_free(vireo_sampler* sampler) { delete sampler; }
 
+vireo_status vireo_sampler_set_logit_bias(vireo_sampler* sampler, const vireo_token* tokens, const float* biases,
+                                          size_t n) {
+  return guard("vireo_sampler_set_logit_bias", [&] {
+    need(sampler, "sampler");
+    if (n) {
+      need(tokens, "tokens");
+      need(biases, "biases");
+    }
+    vireo::SamplerParams p = sampler->sampler->params();
+    p.logit_bias.clear();
+    for (size_t i = 0; i < n; ++i) p.logit_bias.emplace_back(tokens[i], biases[i]);
+    vireo::Sampler next(p);  // validates: a refused bias leaves the sampler as it was
+    for (std::uint64_t c = sampler->sampler->counter(); c > 0; --c) next.advance();
+    sampler->sampler.emplace(std::move(next));
+  });
+}
+
 vireo_status vireo_sampler_sample(vireo_sampler* sampler, const float* logits, size_t n_vocab,
                                   const vireo_token* history, size_t n_history, vireo_token* out_token,
                                   float* out_logprob) {

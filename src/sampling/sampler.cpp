@@ -1,7 +1,8 @@
 // CPU token sampler. One call turns a row of logits into one token:
 //
 //   1. validate the parameters, the logits (no NaN, no +inf) and the history ids;
-//   2. penalties over the last penalty_last_n history tokens: for every distinct token t with
+//   2. the logit bias is added (a token outside the row is refused);
+//      penalties over the last penalty_last_n history tokens: for every distinct token t with
 //      c occurrences, logit = logit > 0 ? logit / rep : logit * rep, then
 //      logit -= presence + frequency * c;
 //   3. temperature <= 0: greedy argmax (ties to the lowest id), logprob = log softmax;
@@ -75,6 +76,13 @@ void validate(const SamplerParams& p) {
   if (p.penalty_last_n < -1)
     throw Error(ErrorCode::InvalidArgument,
                 fmt::format("sampler penalty_last_n = {} (must be >= -1)", p.penalty_last_n));
+  for (std::size_t i = 0; i < p.logit_bias.size(); ++i) {
+    const auto [t, b] = p.logit_bias[i];
+    if (t < 0) throw Error(ErrorCode::InvalidArgument, fmt::format("sampler logit_bias[{}]: token {} is negative", i, t));
+    if (std::isnan(b) || b == std::numeric_limits<float>::infinity())
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("sampler logit_bias[{}]: bias {} for token {} is NaN or +inf", i, b, t));
+  }
 }
 
 }  // namespace
@@ -116,6 +124,19 @@ Sampler::Kept Sampler::keep_(std::span<const float> logits, std::span<const Toke
   scratch_.resize(2 * n);
   std::copy(logits.begin(), logits.end(), scratch_.begin());
 
+  // ---- logit bias ------------------------------------------------------------------------
+  for (std::size_t i = 0; i < p.logit_bias.size(); ++i) {
+    const auto [t, b] = p.logit_bias[i];
+    if (static_cast<std::size_t>(t) >= n)
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("sampler logit_bias[{}]: token {} is outside the vocabulary [0, {})", i, t, n));
+    float& v = scratch_[static_cast<std::size_t>(t)];
+    v += b;
+    if (v == std::numeric_limits<float>::infinity())
+      throw Error(ErrorCode::InvalidArgument,
+                  fmt::format("sampler logit_bias[{}]: bias {} turned the logit of token {} into +inf", i, b, t));
+  }
+
   // ---- penalties -----------------------------------------------------------------------
   const bool penalise = p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f ||
                         p.frequency_penalty != 0.0f;
@@ -156,7 +177,7 @@ Sampler::Kept Sampler::keep_(std::span<const float> logits, std::span<const Toke
   }
   if (best == n)
     throw Error(ErrorCode::InvalidArgument,
-                fmt::format("sampler: all {} logits are -inf after penalties", n));
+                fmt::format("sampler: all {} logits are -inf after the logit bias and penalties", n));
 
   // ---- greedy --------------------------------------------------------------------------
   if (p.temperature <= 0.0f) {

@@ -1,6 +1,7 @@
 /* C API basics without a model: version, status names, the log callback (which reconfigures
  * logging from inside itself), and bad arguments to every kind of entry point: NULL handles
  * and outputs, a missing file, load from memory, bad parameters. */
+#include <math.h>
 #include <stdlib.h>
 #if !defined(__STDC_NO_THREADS__)
 #include <threads.h>
@@ -151,6 +152,24 @@ static void test_bad_arguments(void) {
   vireo_token hist[2] = {1, 4};
   CHECK_STATUS(vireo_sampler_sample(sm, logits, 4, hist, 2, &t, &lp), VIREO_STATUS_INVALID_ARGUMENT);
   CHECK_STATUS(vireo_sampler_sample(sm, logits, 4, NULL, 2, &t, &lp), VIREO_STATUS_INVALID_ARGUMENT);
+  /* Logit bias: ban the argmax, the next best wins; a bad bias changes nothing. */
+  vireo_token ban_tok[1] = {1};
+  float ban[1] = {-INFINITY}, nan_bias[1] = {NAN};
+  CHECK_STATUS(vireo_sampler_set_logit_bias(sm, ban_tok, ban, 1), VIREO_STATUS_OK);
+  CHECK_STATUS(vireo_sampler_sample(sm, logits, 4, NULL, 0, &t, &lp), VIREO_STATUS_OK);
+  CHECK(t == 3);
+  CHECK_STATUS(vireo_sampler_set_logit_bias(sm, ban_tok, nan_bias, 1), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(vireo_sampler_set_logit_bias(sm, NULL, ban, 1), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(vireo_sampler_set_logit_bias(NULL, ban_tok, ban, 1), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(vireo_sampler_sample(sm, logits, 4, NULL, 0, &t, &lp), VIREO_STATUS_OK);
+  CHECK(t == 3); /* still banned */
+  vireo_token far_tok[1] = {4};
+  float up[1] = {1.0f};
+  CHECK_STATUS(vireo_sampler_set_logit_bias(sm, far_tok, up, 1), VIREO_STATUS_OK);
+  CHECK_STATUS(vireo_sampler_sample(sm, logits, 4, NULL, 0, &t, &lp), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(vireo_sampler_set_logit_bias(sm, NULL, NULL, 0), VIREO_STATUS_OK);
+  CHECK_STATUS(vireo_sampler_sample(sm, logits, 4, NULL, 0, &t, &lp), VIREO_STATUS_OK);
+  CHECK(t == 1);
   {
     volatile float zero = 0.0f;
     logits[2] = zero / zero; /* NaN */
