@@ -15,6 +15,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <span>
 #include <vector>
@@ -104,6 +105,18 @@ class KVCache {
   std::vector<SeqId> sequences() const;
   /// The tokens the sequence holds (what was appended through forward()).
   std::span<const Token> tokens(SeqId seq) const;
+
+  /// Write a sequence (its tokens and K/V; resident or swapped) to a file, to restore() it
+  /// later, in this process or another: a versioned format with a checksum, tied to this
+  /// cache's model (a fingerprint of its weights), KV precision and dtype, and block size.
+  /// Written to a temporary file renamed into place, so an existing file at `path` is
+  /// either replaced whole or left as it was. Throws InvalidArgument (unknown sequence), Io.
+  void save(SeqId seq, const std::filesystem::path& path) const;
+  /// A new sequence holding what save() wrote. Throws Io (unreadable), InvalidArgument (not
+  /// a vireo KV file, another format version, a checksum mismatch, a file saved with another
+  /// model, KV precision, dtype or block size, each named), CacheFull (no room); on any throw
+  /// the cache is unchanged.
+  SeqId restore(const std::filesystem::path& path);
 
   /// Move a sequence's K/V to host memory (pinned for CUDA) and free its blocks.
   void swap_out(SeqId seq);

@@ -241,6 +241,15 @@ VIREO_API vireo_status vireo_kv_cache_fork(vireo_kv_cache* cache, vireo_seq_id s
 /* Keep the first `length` tokens of `seq` (0 <= length <= its length). */
 VIREO_API vireo_status vireo_kv_cache_truncate(vireo_kv_cache* cache, vireo_seq_id seq, int64_t length);
 VIREO_API vireo_status vireo_kv_cache_remove(vireo_kv_cache* cache, vireo_seq_id seq);
+/* Write `seq` (its tokens and K/V) to the file `path` (UTF-8), replaced whole or left as it
+ * was: a versioned, checksummed format tied to the cache's model, KV precision and block
+ * size. INVALID_ARGUMENT: NULL, unknown sequence; IO: cannot write. */
+VIREO_API vireo_status vireo_kv_cache_save(const vireo_kv_cache* cache, vireo_seq_id seq, const char* path);
+/* A new sequence holding what vireo_kv_cache_save wrote. INVALID_ARGUMENT: NULL, not a
+ * vireo KV file, another version, damaged (checksum), saved with another model, precision
+ * or block size (the message names which); IO: unreadable; CACHE_FULL: no room. The cache
+ * is unchanged on any error. */
+VIREO_API vireo_status vireo_kv_cache_restore(vireo_kv_cache* cache, const char* path, vireo_seq_id* out_seq);
 /* Tokens `seq` holds. INVALID_ARGUMENT for an unknown sequence. */
 VIREO_API vireo_status vireo_kv_cache_length(const vireo_kv_cache* cache, vireo_seq_id seq, int64_t* out_length);
 VIREO_API vireo_status vireo_kv_cache_get_stats(const vireo_kv_cache* cache, vireo_kv_cache_stats* out);

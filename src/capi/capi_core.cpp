@@ -47,6 +47,13 @@ const Model& model_of(const vireo_model* m) {
   return *m->model;
 }
 
+std::filesystem::path utf8_path(const char* path, const char* what) {
+  need(path, what);
+  const std::string_view s(path);
+  check_utf8(s, what);
+  return std::filesystem::path(std::u8string(s.begin(), s.end()));
+}
+
 void check_utf8(std::string_view s, const char* what) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const std::size_t n = s.size();

@@ -4,6 +4,7 @@
 #pragma once
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <type_traits>
 #include <string>
@@ -112,6 +113,9 @@ const Model& model_of(const vireo_model* m);
 void check_utf8(std::string_view text, const char* what);
 /// Throws INVALID_ARGUMENT for a token outside [0, vocab).
 void check_tokens(const vireo_token* tokens, std::size_t n, int vocab, const char* what);
+/// A NUL-terminated UTF-8 path argument (checked; NULL and bad UTF-8 are INVALID_ARGUMENT)
+/// as a filesystem path (wide on Windows, so non-ASCII names work there too).
+std::filesystem::path utf8_path(const char* path, const char* what);
 /// Copy `text` (plus a NUL) to out / capacity as vireo_detokenize documents.
 void write_text(const std::string& text, char* out, std::size_t capacity, std::size_t* out_len);
 

@@ -59,12 +59,12 @@ vireo_model_params vireo_model_default_params(void) {
 
 vireo_status vireo_model_load(const char* path, const vireo_model_params* params, vireo_model** out_model) {
   return guard("vireo_model_load", [&] {
-    need(path, "path");
+    const std::filesystem::path file = utf8_path(path, "path");
     need(out_model, "out_model");
     const vireo_model_params p = params ? *params : vireo_model_default_params();
     auto h = std::make_unique<vireo_model>();
     vireo::ModelOptions o = to_options(p, h.get());
-    h->model.emplace(vireo::Model::load(path, std::move(o)));
+    h->model.emplace(vireo::Model::load(file, std::move(o)));
     if (h->cancel.load()) throw vireo::Error(vireo::ErrorCode::Cancelled, "model load cancelled by the progress callback");
     *out_model = h.release();
   });

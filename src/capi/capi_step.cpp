@@ -147,6 +147,23 @@ vireo_status vireo_kv_cache_remove(vireo_kv_cache* cache, vireo_seq_id seq) {
   });
 }
 
+vireo_status vireo_kv_cache_save(const vireo_kv_cache* cache, vireo_seq_id seq, const char* path) {
+  return guard("vireo_kv_cache_save", [&] {
+    const auto& c = cache_of(cache);
+    const std::filesystem::path file = utf8_path(path, "path");
+    if (!c.contains(seq)) invalid("sequence " + std::to_string(seq) + " is not in the cache");
+    c.save(seq, file);
+  });
+}
+
+vireo_status vireo_kv_cache_restore(vireo_kv_cache* cache, const char* path, vireo_seq_id* out_seq) {
+  return guard("vireo_kv_cache_restore", [&] {
+    auto& c = cache_of(cache);
+    need(out_seq, "out_seq");
+    *out_seq = c.restore(utf8_path(path, "path"));
+  });
+}
+
 vireo_status vireo_kv_cache_length(const vireo_kv_cache* cache, vireo_seq_id seq, int64_t* out_length) {
   return guard("vireo_kv_cache_length", [&] {
     const auto& c = cache_of(cache);

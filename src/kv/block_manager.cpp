@@ -404,6 +404,21 @@ void BlockManager::swap_out(SeqId seq) {
   s.swapped = true;
 }
 
+SeqId BlockManager::add_swapped(std::span<const Token> tokens) {
+  Sequence s;
+  s.tokens.assign(tokens.begin(), tokens.end());
+  const std::size_t full = tokens.size() / std::size_t(block_size_);
+  s.hashes.reserve(full);
+  for (std::size_t i = 0; i < full; ++i)
+    s.hashes.push_back(block_hash(i == 0 ? kRootBlockHash : s.hashes[i - 1],
+                                  tokens.subspan(i * std::size_t(block_size_), std::size_t(block_size_))));
+  s.swapped = true;
+  const SeqId id = new_id();
+  seqs_.emplace(id, std::move(s));
+  ++next_id_;
+  return id;
+}
+
 std::vector<std::int32_t> BlockManager::swap_in(SeqId seq) {
   Sequence& s = seq_ref(seq, "swap_in");
   if (!s.swapped)

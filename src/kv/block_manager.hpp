@@ -71,6 +71,9 @@ class BlockManager {
   /// restore into.
   void swap_out(SeqId seq);
   std::vector<std::int32_t> swap_in(SeqId seq);
+  /// A new sequence in the swapped state holding `tokens` (a restored KV file): swap_in
+  /// gives it blocks for the caller's bytes.
+  SeqId add_swapped(std::span<const Token> tokens);
   bool is_swapped(SeqId seq) const;
 
   KVCacheStats stats() const;

@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "kv/kv_cache_impl.hpp"
+#include "model/fingerprint.hpp"
 #include "model/access.hpp"
 #include "model/model_impl.hpp"
 #include "vireo/error.hpp"
@@ -55,6 +56,8 @@ KVCache::KVCache(const Model& model, KVCacheOptions opts) {
   impl->storage = vireo::detail::Access::model(model).backend->make_kv_storage(geo);
   impl->blocks = std::make_unique<detail::BlockManager>(n, opts.block_size, opts.prefix_caching);
   impl->model_identity = &vireo::detail::Access::model(model);
+  impl->model_fingerprint = detail::model_fingerprint(vireo::detail::Access::model(model));
+  impl->vocab = cfg.vocab_size;
   impl_ = std::move(impl);
 }
 

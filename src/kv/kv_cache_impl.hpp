@@ -17,6 +17,9 @@ struct KVCacheImpl {
   std::map<SeqId, std::shared_ptr<void>> swapped;
   /// The model this cache was shaped for (forward checks it is given the same one).
   const void* model_identity = nullptr;
+  /// model_fingerprint() of that model: what a saved sequence is tied to.
+  std::uint64_t model_fingerprint = 0;
+  int vocab = 0;
 };
 
 }  // namespace vireo::detail

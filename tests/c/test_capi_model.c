@@ -194,6 +194,62 @@ static void greedy(vireo_model* m, const char* text, int n_new, char* out, size_
   vireo_kv_cache_free(cache);
 }
 
+/* Save a prefilled sequence, restore it into a second cache: the next step's logits are the
+ * same bytes; bad paths and files are refused with the cache unchanged. */
+static void test_kv_file(vireo_model* m) {
+  vireo_kv_cache_params cp = vireo_kv_cache_default_params();
+  cp.num_blocks = 32;
+  vireo_kv_cache *a = NULL, *b = NULL;
+  CHECK_STATUS(vireo_kv_cache_new(m, &cp, &a), VIREO_STATUS_OK);
+  CHECK_STATUS(vireo_kv_cache_new(m, &cp, &b), VIREO_STATUS_OK);
+  vireo_batch* batch = NULL;
+  vireo_logits *la = NULL, *lb = NULL;
+  CHECK_STATUS(vireo_batch_new(&batch), VIREO_STATUS_OK);
+  CHECK_STATUS(vireo_logits_new(&la), VIREO_STATUS_OK);
+  CHECK_STATUS(vireo_logits_new(&lb), VIREO_STATUS_OK);
+  if (!a || !b || !batch || !la || !lb) return;
+  vireo_token prompt[32];
+  size_t n = 0;
+  const char* text = "Save me, restore me, continue me.";
+  CHECK_STATUS(vireo_tokenize(m, text, strlen(text), true, false, prompt, 32, &n), VIREO_STATUS_OK);
+  vireo_seq_id sa = -1, sb = -1;
+  CHECK_STATUS(vireo_kv_cache_add_sequence(a, &sa), VIREO_STATUS_OK);
+  CHECK_STATUS(vireo_batch_add(batch, sa, prompt, n, VIREO_WANT_LAST), VIREO_STATUS_OK);
+  CHECK_STATUS(vireo_forward(m, a, batch, la, NULL, NULL), VIREO_STATUS_OK);
+  char path[512];
+  snprintf(path, sizeof path, "%s/vireo-capi-kv-%d.bin", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)n);
+  CHECK_STATUS(vireo_kv_cache_save(a, sa, path), VIREO_STATUS_OK);
+  CHECK_STATUS(vireo_kv_cache_save(a, 999, path), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(vireo_kv_cache_save(a, sa, NULL), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(vireo_kv_cache_save(NULL, sa, path), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(vireo_kv_cache_restore(b, path, &sb), VIREO_STATUS_OK);
+  int64_t len = 0;
+  CHECK_STATUS(vireo_kv_cache_length(b, sb, &len), VIREO_STATUS_OK);
+  CHECK(len == (int64_t)n);
+  const vireo_token next = 42;
+  vireo_batch_clear(batch);
+  CHECK_STATUS(vireo_batch_add(batch, sa, &next, 1, VIREO_WANT_LAST), VIREO_STATUS_OK);
+  CHECK_STATUS(vireo_forward(m, a, batch, la, NULL, NULL), VIREO_STATUS_OK);
+  vireo_batch_clear(batch);
+  CHECK_STATUS(vireo_batch_add(batch, sb, &next, 1, VIREO_WANT_LAST), VIREO_STATUS_OK);
+  CHECK_STATUS(vireo_forward(m, b, batch, lb, NULL, NULL), VIREO_STATUS_OK);
+  size_t va = 0, vb = 0;
+  const float* ra = vireo_logits_row(la, 0, &va);
+  const float* rb = vireo_logits_row(lb, 0, &vb);
+  CHECK(ra && rb && va == vb && memcmp(ra, rb, va * sizeof *ra) == 0);
+  vireo_seq_id none = -7;
+  CHECK_STATUS(vireo_kv_cache_restore(b, "/nonexistent/vireo.kv", &none), VIREO_STATUS_IO);
+  CHECK_STATUS(vireo_kv_cache_restore(b, "\xFF.kv", &none), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(vireo_kv_cache_restore(b, path, NULL), VIREO_STATUS_INVALID_ARGUMENT);
+  CHECK(none == -7);
+  remove(path);
+  vireo_logits_free(la);
+  vireo_logits_free(lb);
+  vireo_batch_free(batch);
+  vireo_kv_cache_free(a);
+  vireo_kv_cache_free(b);
+}
+
 static void test_refused_steps(vireo_model* m) {
   vireo_kv_cache* cache = NULL;
   vireo_kv_cache_params cp = vireo_kv_cache_default_params();
@@ -346,6 +402,7 @@ int main(int argc, char** argv) {
   CHECK(strstr(out, "Paris") != NULL);
   test_refused_steps(m);
   test_prefix(m);
+  test_kv_file(m);
   vireo_model_free(m);
   return check_summary("capi model");
 }
