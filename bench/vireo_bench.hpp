@@ -6,6 +6,8 @@
 //   vireo-bench spec ...    speculative decoding (prompt lookup) against plain greedy decoding
 //                           on tasks that quote their input and on one that does not
 //                           (vireo_bench_spec.cpp)
+//   vireo-bench cancel ...  how fast a long CPU prefill stops when its cancel flag is raised
+//                           (vireo_bench_cancel.cpp)
 // vireo_bench_main.cpp dispatches. Each subcommand prints a human summary to stderr and
 // JSON to stdout (or --json FILE); results are committed under bench/results/.
 #pragma once
@@ -15,6 +17,7 @@ namespace vireo::bench {
 int run_model(int argc, char** argv);
 int run_serve(int argc, char** argv);
 int run_spec(int argc, char** argv);
+int run_cancel(int argc, char** argv);
 /// s as a JSON string literal (quotes, backslashes and control characters escaped).
 std::string jstr(const std::string& s);
 /// The first line a shell command prints, without its line end ("" when it fails).

@@ -27,6 +27,14 @@ void check(Status status, const char* what);
 int device_count(std::string* reason) noexcept;
 /// True when a device is present: [cuda] tests skip themselves otherwise.
 bool available() noexcept;
+/// Why device `index` cannot run this build's kernels, or "" when it can: compute capability
+/// below 8.0 (the kernels use cp.async and bf16 mma.sync), no kernel image for its
+/// architecture in this build (the message names the architectures it was built for), or a
+/// device that fails to initialise. Makes `index` the current device.
+std::string device_unusable(int index);
+/// cudaFuncGetAttributes of an empty kernel on the current device: 0, or the error (no
+/// kernel image for the device) every launch would meet.
+Status kernel_image_status() noexcept;
 void synchronize(void* stream);
 /// Device-to-device copy of `bytes` on `stream` (asynchronous).
 Status copy_device(void* dst, const void* src, std::size_t bytes, void* stream) noexcept;

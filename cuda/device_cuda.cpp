@@ -1,6 +1,8 @@
 // vireo::Device queries for a CUDA build: count the usable GPUs, pick the best device, name
 // one. A CUDA build on a machine without a driver or GPU answers "0 devices" with the CUDA
-// error text as the reason, so Device::best() falls back to the CPU instead of failing.
+// error text as the reason, and a GPU this build cannot run (compute capability, no kernel
+// image) is passed over with its reason, so Device::best() falls back to the CPU instead of
+// failing.
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
@@ -16,19 +18,16 @@ Device Device::best(std::string* reason) {
   std::string why;
   const int n = cuda::device_count(&why);
   if (n > 0) {
-    // A device that is listed can still be unusable (wrong driver for the toolkit, busy in
-    // exclusive mode): touch it before choosing it.
-    cudaError_t e = cudaSetDevice(0);
-    if (e == cudaSuccess) e = cudaFree(nullptr);
-    if (e == cudaSuccess) {
+    // A device that is listed can still be unusable: too old for the kernels, an
+    // architecture this build has no code for, a wrong driver, busy in exclusive mode.
+    why = cuda::device_unusable(0);
+    if (why.empty()) {
       Device d = Device::cuda(0);
       why = fmt::format("using {} ({} CUDA device{} found)", d.name(), n, n == 1 ? "" : "s");
       log(LogLevel::Info, why);
       if (reason) *reason = why;
       return d;
     }
-    cudaGetLastError();
-    why = fmt::format("CUDA device 0 is not usable: {}", cudaGetErrorString(e));
   }
   why = "using the CPU: " + why;
   log(LogLevel::Info, why);

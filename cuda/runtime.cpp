@@ -62,6 +62,35 @@ int device_count(std::string* reason) noexcept {
 
 bool available() noexcept { return device_count(nullptr) > 0; }
 
+std::string device_unusable(int index) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || index < 0 || index >= n) {
+    cudaGetLastError();
+    return fmt::format("there is no CUDA device {} ({} found)", index, n);
+  }
+  cudaDeviceProp prop{};
+  cudaError_t e = cudaGetDeviceProperties(&prop, index);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return fmt::format("cuda:{} cannot be queried: {}", index, cudaGetErrorString(e));
+  }
+  if (prop.major < 8)
+    return fmt::format("cuda:{} ({}) has compute capability {}.{}; vireo's CUDA kernels need 8.0 or newer (Ampere)",
+                       index, prop.name, prop.major, prop.minor);
+  e = cudaSetDevice(index);
+  if (e == cudaSuccess) e = cudaFree(nullptr);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return fmt::format("cuda:{} ({}) is not usable: {}", index, prop.name, cudaGetErrorString(e));
+  }
+  if (const Status s = kernel_image_status(); s != cudaSuccess)
+    return fmt::format("this build of vireo has no kernels for cuda:{} ({}, sm_{}{}): it was compiled for sm_{{{}}} "
+                       "(configure with -DCMAKE_CUDA_ARCHITECTURES={}{} to add it): {}",
+                       index, prop.name, prop.major, prop.minor, VIREO_CUDA_ARCHS, prop.major, prop.minor,
+                       cudaGetErrorString(cudaError_t(s)));
+  return "";
+}
+
 void synchronize(void* stream) {
   check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "cudaStreamSynchronize");
 }

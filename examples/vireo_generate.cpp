@@ -150,6 +150,7 @@ int main(int argc, char** argv) {
     mo.gpu_quantized = gpu_quantized;
     mo.cpu_quantize_activations = cpu_q8;
     mo.device = device == "cpu" ? vireo::Device::cpu() : device == "cuda" ? vireo::Device::cuda() : vireo::Device::best();
+    mo.fallback_to_cpu = device != "cuda";  // auto: a GPU too small for the model falls back
     auto model = vireo::Model::load(model_path, mo);
     const auto& tok = model.tokenizer();
     // --chat: the template's markers are special tokens, the user's prompt is plain text.

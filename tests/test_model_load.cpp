@@ -178,3 +178,31 @@ TEST_CASE("loading a missing file is an Io error", "[cpu][model]") {
     CHECK(e.code() == ErrorCode::Io);
   }
 }
+
+TEST_CASE("a GPU that cannot take the model is refused before upload, or passed over with fallback_to_cpu",
+          "[cpu][model]") {
+  // Without a usable GPU (this CPU-only machine, or a CUDA build without a driver or device):
+  // asking for cuda:0 throws a clear Error; with fallback_to_cpu the model loads on the CPU.
+  std::string why;
+  if (Device::cuda_device_count(&why) > 0 && Device::best().kind == DeviceKind::CUDA) {
+    WARN("a usable GPU is present: the refusal path is not exercised here");
+    return;
+  }
+  const auto path = test::require_model();
+  try {
+    Model::load(path, {.device = Device::cuda()});
+    FAIL("loading on an unusable GPU succeeded");
+  } catch (const Error& e) {
+    INFO(e.what());
+    CHECK((e.code() == ErrorCode::Unsupported || e.code() == ErrorCode::Cuda));
+    CHECK((std::string(e.what()).find("no CUDA backend") != std::string::npos ||
+           std::string(e.what()).find("CUDA device") != std::string::npos));
+  }
+  const Model m = Model::load(path, {.device = Device::cuda(), .fallback_to_cpu = true});
+  CHECK(m.device() == Device::cpu());
+  Batch b;
+  KVCache c(m, {.num_blocks = 8});
+  b.add(c.add_sequence(), m.tokenizer().encode("The capital of France is"), Last);
+  const Logits lg = m.forward(b, c);
+  CHECK(lg.rows() == 1);
+}

@@ -86,7 +86,7 @@ std::unique_ptr<KVStorage> CudaBackend::make_kv_storage(const KVGeometry& g) {
   return std::make_unique<CudaKVStorage>(g, stream_);
 }
 
-void CudaBackend::forward(const ForwardPlan& plan, KVStorage& kv_base, Logits& out, const std::atomic<bool>* cancel) {
+void CudaBackend::forward(const ForwardPlan& plan, KVStorage& kv_base, Logits& out, const Cancel& cancel) {
   auto& kv = dynamic_cast<CudaKVStorage&>(kv_base);
   std::lock_guard<std::mutex> lock(mu_);  // workspaces are shared by every caller of the model
   if (plan.tokens.empty()) return;
@@ -115,7 +115,7 @@ bool CudaBackend::can_sample(std::span<const SamplerParams> rows) const noexcept
 
 void CudaBackend::forward_sample(const ForwardPlan& plan, KVStorage& kv_base, std::span<const SamplerParams> rows,
                                  std::span<const std::uint64_t> counters, std::span<Sampled> out,
-                                 const std::atomic<bool>* cancel) {
+                                 const Cancel& cancel) {
   auto& kv = dynamic_cast<CudaKVStorage&>(kv_base);
   std::lock_guard<std::mutex> lock(mu_);
   if (plan.tokens.empty()) return;
@@ -137,7 +137,7 @@ void CudaBackend::forward_sample(const ForwardPlan& plan, KVStorage& kv_base, st
   for (std::size_t i = 0; i < rows.size(); ++i) out[i] = {tokens[i], logprobs[i]};
 }
 
-int CudaBackend::compute(const ForwardPlan& plan, CudaKVStorage& kv, const std::atomic<bool>* cancel) {
+int CudaBackend::compute(const ForwardPlan& plan, CudaKVStorage& kv, const Cancel& cancel) {
   if (plan.tokens.size() > std::size_t(kMaxTokens))
     throw Error(
         ErrorCode::InvalidArgument,
@@ -146,7 +146,7 @@ int CudaBackend::compute(const ForwardPlan& plan, CudaKVStorage& kv, const std::
     throw Error(ErrorCode::InvalidArgument,
                 fmt::format("the step's block tables hold {} blocks, more than the {} the CUDA backend was sized for",
                             plan.block_ids.size(), kMaxBlockIds));
-  if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::Cancelled, "forward cancelled");
+  cancel.check();
   cuda::check(cudaSetDevice(dev_), "cudaSetDevice");
   const PackedPlan packed =
       plan_.pack(plan, graphs_on_, dt_ == DType::F32, cfg_.n_kv_heads, n_sms_, stream_->get());
@@ -156,7 +156,7 @@ int CudaBackend::compute(const ForwardPlan& plan, CudaKVStorage& kv, const std::
   if (packed.graph) {
     const GraphCache::Key key =
         std::make_tuple(st.n, kv.k(0), kv.geometry().num_blocks, plan.block_size, st.splits, kv.geometry().int8);
-    graphs_.run(key, stream_->get(), [&](bool capturing) { run(st, kv, capturing ? nullptr : cancel); });
+    graphs_.run(key, stream_->get(), [&](bool capturing) { run(st, kv, capturing ? Cancel{} : cancel); });
   } else {
     run(st, kv, cancel);
     prof_.collect(st.n);

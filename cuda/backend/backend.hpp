@@ -45,22 +45,22 @@ class CudaBackend final : public Backend, public cuda::BackendControls {
   double time_graph_replay(int reps) override;
 
   std::unique_ptr<KVStorage> make_kv_storage(const KVGeometry& g) override;
-  void forward(const ForwardPlan& plan, KVStorage& kv_base, Logits& out, const std::atomic<bool>* cancel) override;
+  void forward(const ForwardPlan& plan, KVStorage& kv_base, Logits& out, const Cancel& cancel) override;
   bool can_sample(std::span<const SamplerParams> rows) const noexcept override;
   void forward_sample(const ForwardPlan& plan, KVStorage& kv_base, std::span<const SamplerParams> rows,
                       std::span<const std::uint64_t> counters, std::span<Sampled> out,
-                      const std::atomic<bool>* cancel) override;
+                      const Cancel& cancel) override;
 
  private:
   // backend.cpp
   /// Upload the plan and run every layer (eagerly or by graph replay); the first
   /// kLogitChunk logits rows end up in ws_.logits (not yet synchronised). Returns the number
   /// of logits rows. Caller holds mu_.
-  int compute(const ForwardPlan& plan, CudaKVStorage& kv, const std::atomic<bool>* cancel);
+  int compute(const ForwardPlan& plan, CudaKVStorage& kv, const Cancel& cancel);
 
   // step.cpp
   /// Every kernel of one step, on stream_ (possibly under graph capture).
-  void run(const Step& st, CudaKVStorage& kv, const std::atomic<bool>* cancel);
+  void run(const Step& st, CudaKVStorage& kv, const Cancel& cancel);
   /// Final norm of logit rows [c0, c0 + rows) (adding the last layer's FFN output) and the
   /// vocab projection into ws_.logits.
   void project(const Step& st, int c0, int rows);

@@ -92,7 +92,7 @@ cuda::Status CudaBackend::fused(cuda::GemvEpilogue epi, bool norm, const Mat& w,
 }
 
 /// Every kernel of one step, on stream_ (possibly under graph capture).
-void CudaBackend::run(const Step& st, CudaKVStorage& kv, const std::atomic<bool>* cancel) {
+void CudaBackend::run(const Step& st, CudaKVStorage& kv, const Cancel& cancel) {
   void* s = stream_->get();
   const int d = cfg_.d_model, nh = cfg_.n_heads, nkv = cfg_.n_kv_heads, hd = cfg_.head_dim;
   mark(nullptr);
@@ -103,7 +103,7 @@ void CudaBackend::run(const Step& st, CudaKVStorage& kv, const std::atomic<bool>
     cuda::check(cuda::embed(dt_, w_.tok_embd.ptr(), st.tokens, ws_.resid.as<float>(), st.n, d, s), "embed");
   mark("embed");
   for (int l = 0; l < cfg_.n_layers; ++l) {
-    if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::Cancelled, "forward cancelled");
+    cancel.check();
     const Layer& L = w_.layers[std::size_t(l)];
     cuda::RopeKVParams rp;
     rp.qkv = ws_.qkv.get();

@@ -82,6 +82,11 @@ struct ModelOptions {
   /// Model::load then throws InvalidModel naming the tensor and element. Off by default: a
   /// forward always reports non-finite logits as an InvalidModel error.
   bool check_weights = false;
+  /// When `device` is a GPU that cannot take this model -- no CUDA in this build, a compute
+  /// capability or architecture the build has no kernels for, too little free memory -- load
+  /// on the CPU instead and log why (Warn). Off: Model::load throws an Error saying why
+  /// (Unsupported / OutOfMemory / Cuda) before uploading anything.
+  bool fallback_to_cpu = false;
 };
 
 /// Logits of one forward step: one row per token that asked for logits, in batch order.
@@ -128,6 +133,15 @@ class Logits {
   std::vector<float> hidden_;
 };
 
+/// Per-call options of a step.
+struct ForwardOptions {
+  /// Another thread sets it to stop this step: forward() then throws Cancelled and the
+  /// cache holds what it held before the call. Checked, with ModelOptions::cancel, between
+  /// ops on the CPU (a long prefill runs in chunks of a few hundred tokens, so the check
+  /// comes every few tens of milliseconds on a small model) and between layers on a GPU.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
 class Model {
  public:
   /// Load a GGUF model. Throws Io / InvalidModel / Unsupported / OutOfMemory / Cancelled.
@@ -158,7 +172,7 @@ class Model {
   /// exactly what it held before the call.
   Logits forward(const Batch& batch, KVCache& cache) const;
   /// Same, writing into `out` to reuse its memory across steps.
-  void forward(const Batch& batch, KVCache& cache, Logits& out) const;
+  void forward(const Batch& batch, KVCache& cache, Logits& out, const ForwardOptions& opts = {}) const;
 
   /// One step, then one token per logits row: row i (batch order, as in forward()) is
   /// sampled with *samplers[i] and, for its penalties, histories[i] (histories may be empty
@@ -169,7 +183,8 @@ class Model {
   /// the same numbers. Throws as forward() does, and InvalidArgument when the samplers or
   /// histories do not match the logits rows; on a throw no sampler advances.
   std::vector<Sampled> forward_sample(const Batch& batch, KVCache& cache, std::span<Sampler* const> samplers,
-                                      std::span<const std::span<const Token>> histories = {}) const;
+                                      std::span<const std::span<const Token>> histories = {},
+                                      const ForwardOptions& opts = {}) const;
 
  private:
   friend struct detail::Access;  // the library's internals (src/model/access.hpp)

@@ -116,6 +116,11 @@ typedef struct vireo_model_params {
   bool cpu_quantize_activations; /* CPU: 8-bit activations for decode steps */
   vireo_progress_fn progress; /* optional */
   void* progress_user_data;
+  /* CUDA: when the GPU cannot take the model (no CUDA in this build, a compute capability
+   * or architecture without kernels, too little free memory), load on the CPU and log why
+   * instead of failing (default false: UNSUPPORTED / OUT_OF_MEMORY / CUDA naming the reason,
+   * before anything is uploaded). */
+  bool fallback_to_cpu;
 } vireo_model_params;
 
 VIREO_API vireo_model_params vireo_model_default_params(void);
@@ -291,10 +296,10 @@ typedef bool (*vireo_abort_fn)(void* user_data);
  *
  * abort_fn (optional) is polled about every millisecond while the step runs, from a helper
  * thread vireo starts for this call (so it must be thread-safe), and once before the step.
- * When it returns true the step stops at the next layer boundary and returns
- * VIREO_STATUS_CANCELLED. Limit: the stop goes through the model's one cancellation flag,
- * which the C++ API checks between layers, so a step that other threads run at that moment
- * on the same model is cancelled too; and a GPU step stops only between layers.
+ * When it returns true the step stops at its next check and returns VIREO_STATUS_CANCELLED
+ * with the cache as it was; other steps running on the same model go on. The CPU checks
+ * between ops and runs a long prefill in chunks of a few hundred tokens, so the stop comes
+ * within tens of milliseconds on a small model; a GPU step stops between layers.
  *
  * Errors: INVALID_ARGUMENT (NULL pointers, an out-of-range token, an unknown or swapped
  * sequence, a cache made for another model), CACHE_FULL (no room), CANCELLED, CUDA. On any

@@ -29,6 +29,7 @@ vireo::ModelOptions to_options(const vireo_model_params& p, vireo_model* h) {
   o.n_threads = p.n_threads;
   o.gpu_quantized = p.gpu_quantized;
   o.cpu_quantize_activations = p.cpu_quantize_activations;
+  o.fallback_to_cpu = p.fallback_to_cpu;
   o.cancel = &h->cancel;
   if (p.progress) {
     // A false return raises the model's cancellation flag, which the loader checks between
@@ -54,6 +55,7 @@ vireo_model_params vireo_model_default_params(void) {
   p.cpu_quantize_activations = false;
   p.progress = nullptr;
   p.progress_user_data = nullptr;
+  p.fallback_to_cpu = false;
   return p;
 }
 

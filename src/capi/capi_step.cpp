@@ -1,10 +1,10 @@
 // C API: KV caches, batches, logits and the forward step with its abort callback.
 //
-// The C++ API cancels a forward through the model's one std::atomic<bool> (ModelOptions::
-// cancel), which the backends read between layers. A C caller's per-call abort callback is
-// wired to it by a watcher thread that lives for the call: it polls the callback about every
-// millisecond and raises the flag when the callback says so; the flag is lowered again when
-// the aborted call returns.
+// The C++ API cancels one forward through ForwardOptions::cancel, a std::atomic<bool> the
+// backends read between ops. A C caller's per-call abort callback is wired to a flag of its
+// own call by a watcher thread that lives for the call: it polls the callback about every
+// millisecond and raises the flag when the callback says so. Other threads' steps on the same
+// model are not affected.
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -28,15 +28,14 @@ const vireo::KVCache& cache_of(const vireo_kv_cache* c) {
 
 class AbortWatch {
  public:
-  AbortWatch(vireo_model* m, vireo_abort_fn fn, void* user) : m_(m) {
+  AbortWatch(vireo_abort_fn fn, void* user) {
     if (!fn) return;
     if (fn(user)) throw vireo::Error(vireo::ErrorCode::Cancelled, "aborted by the abort callback before the step");
     thread_ = std::thread([this, fn, user] {
       std::unique_lock lk(mu_);
       while (!done_) {
         if (fn(user)) {
-          fired_ = true;
-          m_->cancel.store(true);
+          flag_.store(true);
           return;
         }
         cv_.wait_for(lk, std::chrono::milliseconds(1));
@@ -51,15 +50,15 @@ class AbortWatch {
     }
     cv_.notify_one();
     thread_.join();
-    if (fired_) m_->cancel.store(false);
   }
+  /// What the step passes as ForwardOptions.
+  vireo::ForwardOptions options() const noexcept { return {.cancel = &flag_}; }
 
  private:
-  vireo_model* m_;
+  std::atomic<bool> flag_{false};
   std::mutex mu_;
   std::condition_variable cv_;
   bool done_ = false;
-  bool fired_ = false;
   std::thread thread_;
 };
 
@@ -266,10 +265,8 @@ vireo_status vireo_forward(const vireo_model* model, vireo_kv_cache* cache, cons
     need(batch, "batch");
     need(out_logits, "out_logits");
     if (cache->owner != model) invalid("the KV cache was created for a different model");
-    // The flag is part of the model handle; the handle is const to callers because a model is
-    // shared, and raising its cancel flag does not change the model.
-    AbortWatch watch(const_cast<vireo_model*>(model), abort_fn, abort_user_data);
-    m.forward(batch->batch, c, out_logits->logits);
+    AbortWatch watch(abort_fn, abort_user_data);
+    m.forward(batch->batch, c, out_logits->logits, watch.options());
   });
 }
 
@@ -304,8 +301,8 @@ vireo_status vireo_forward_sample(const vireo_model* model, vireo_kv_cache* cach
         hs[i] = {histories[i], history_lens[i]};
       }
     }
-    AbortWatch watch(const_cast<vireo_model*>(model), abort_fn, abort_user_data);
-    const auto out = m.forward_sample(batch->batch, c, ss, hs);
+    AbortWatch watch(abort_fn, abort_user_data);
+    const auto out = m.forward_sample(batch->batch, c, ss, hs, watch.options());
     for (std::size_t i = 0; i < out.size(); ++i) {
       out_tokens[i] = out[i].token;
       if (out_logprobs) out_logprobs[i] = out[i].logprob;

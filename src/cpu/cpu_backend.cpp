@@ -43,8 +43,57 @@ class CpuBackend final : public Backend {
   bool supports_trees() const noexcept override { return true; }
   bool supports_hidden() const noexcept override { return true; }
 
-  void forward(const ForwardPlan& plan, KVStorage& kv_base, Logits& out, const std::atomic<bool>* cancel) override {
+  void forward(const ForwardPlan& plan, KVStorage& kv_base, Logits& out, const Cancel& cancel) override {
     auto& kv = static_cast<CpuKVStorage&>(kv_base);
+    const std::int64_t T = std::int64_t(plan.tokens.size());
+    if (T <= kChunkTokens) {
+      run_tokens(plan, kv, out.mutable_data(), out.mutable_hidden(), cancel);
+      return;
+    }
+    // A long step (a prefill) runs in chunks through the whole network, each chunk's tokens
+    // attending to the K/V the earlier chunks wrote: the same rows, the same arithmetic, and
+    // a cancellation check at most one op of one chunk away.
+    std::size_t row = 0;
+    for (std::int64_t t0 = 0; t0 < T; t0 += kChunkTokens) {
+      const ForwardPlan sub = slice(plan, t0, std::min(T, t0 + kChunkTokens));
+      float* hidden = out.mutable_hidden();
+      run_tokens(sub, kv, out.mutable_data() + row * std::size_t(net_.vocab),
+                 hidden ? hidden + row * std::size_t(net_.d_model) : nullptr, cancel);
+      row += sub.logit_rows.size();
+    }
+  }
+
+ private:
+  /// Tokens per chunk of a long step: large enough that the matmuls stay efficient, small
+  /// enough that one op of one chunk takes a few tens of milliseconds on a small model.
+  static constexpr std::int64_t kChunkTokens = 256;
+
+  /// Tokens [t0, t1) of `plan` as a plan of their own (per-sequence arrays whole; the logit
+  /// rows that fall in the range, renumbered).
+  static ForwardPlan slice(const ForwardPlan& plan, std::int64_t t0, std::int64_t t1) {
+    ForwardPlan s;
+    auto cut = [&](const auto& v, auto& dst) {
+      if (!v.empty()) dst.assign(v.begin() + t0, v.begin() + t1);
+    };
+    cut(plan.tokens, s.tokens);
+    cut(plan.positions, s.positions);
+    cut(plan.slots, s.slots);
+    cut(plan.seq_of, s.seq_of);
+    cut(plan.kv_pos, s.kv_pos);
+    cut(plan.tree_base, s.tree_base);
+    cut(plan.tree_mask, s.tree_mask);
+    s.ctx_len = plan.ctx_len;
+    s.block_indptr = plan.block_indptr;
+    s.block_ids = plan.block_ids;
+    s.block_size = plan.block_size;
+    for (std::int32_t r : plan.logit_rows)
+      if (r >= t0 && r < t1) s.logit_rows.push_back(std::int32_t(r - t0));
+    return s;
+  }
+
+  /// The network over all of plan's tokens; logits rows to `logits`, final hidden states
+  /// to `hidden` when it is not null.
+  void run_tokens(const ForwardPlan& plan, CpuKVStorage& kv, float* logits, float* hidden, const Cancel& cancel) {
     const std::int64_t T = std::int64_t(plan.tokens.size());
     const std::int64_t d = net_.d_model;
     Step st{plan, kv, T, {}, {}};
@@ -57,9 +106,11 @@ class CpuBackend final : public Backend {
         for (std::int64_t i = 0; i < d; ++i) x[t * d + i] *= net_.embed_scale;
     }
     for (std::size_t l = 0; l < net_.layers.size(); ++l) {
-      if (cancel && cancel->load(std::memory_order_relaxed)) throw Error(ErrorCode::Cancelled, "forward cancelled");
       const std::vector<Op>& ops = net_.layers[l].ops;
-      for (std::size_t i = 0; i < ops.size();) i = run_op(st, int(l), ops, i);
+      for (std::size_t i = 0; i < ops.size();) {
+        cancel.check();
+        i = run_op(st, int(l), ops, i);
+      }
     }
 
     const std::int64_t R = std::int64_t(plan.logit_rows.size());
@@ -68,16 +119,15 @@ class CpuBackend final : public Backend {
     for (std::int64_t r = 0; r < R; ++r)
       std::memcpy(sel.data() + r * d, x + std::int64_t(plan.logit_rows[std::size_t(r)]) * d, sizeof(float) * std::size_t(d));
     norm(net_.final_norm, sel.data(), R, seln.data());
-    if (float* h = out.mutable_hidden()) std::memcpy(h, seln.data(), sizeof(float) * seln.size());
-    matmul({{&net_.output, out.mutable_data()}}, seln.data(), R, st.qa);
+    if (hidden) std::memcpy(hidden, seln.data(), sizeof(float) * seln.size());
+    matmul({{&net_.output, logits}}, seln.data(), R, st.qa);
     if (net_.final_softcap > 0.0f) {
       const float c = net_.final_softcap;
-      float* o = out.mutable_data();
+      float* o = logits;
       for (std::int64_t i = 0, n = R * net_.vocab; i < n; ++i) o[i] = c * std::tanh(o[i] / c);
     }
   }
 
- private:
   static constexpr std::int64_t kQ8MaxTokens = 8;  // steps up to this many tokens (decode)
 
   struct Step {

@@ -6,6 +6,7 @@
 // plain arrays (CSR-style, as in FlashInfer's page tables) so a CUDA backend can upload it
 // as-is.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -18,6 +19,19 @@
 #include "vireo/sampler.hpp"
 
 namespace vireo::detail {
+
+/// The cancellation flags a step honours: the model's (ModelOptions::cancel) and the call's
+/// (ForwardOptions::cancel). Backends call check() between ops or layers.
+struct Cancel {
+  const std::atomic<bool>* model = nullptr;
+  const std::atomic<bool>* call = nullptr;
+  bool requested() const noexcept {
+    return (model && model->load(std::memory_order_relaxed)) || (call && call->load(std::memory_order_relaxed));
+  }
+  void check() const {
+    if (requested()) throw Error(ErrorCode::Cancelled, "forward cancelled");
+  }
+};
 
 struct ForwardPlan {
   // Per token of the batch, T = tokens.size().
@@ -49,7 +63,7 @@ class Backend {
   virtual std::unique_ptr<KVStorage> make_kv_storage(const KVGeometry& g) = 0;
   /// Run the network for `plan`; write plan.logit_rows.size() rows into out (already reset).
   virtual void forward(const ForwardPlan& plan, KVStorage& kv, Logits& out,
-                       const std::atomic<bool>* cancel) = 0;
+                       const Cancel& cancel) = 0;
   virtual std::size_t weight_bytes() const noexcept = 0;
   /// Calibration tools' hook (model/observer.hpp); only the CPU executor calls it.
   virtual void set_linear_observer(class LinearObserver* obs) {
@@ -70,7 +84,7 @@ class Backend {
   /// can_sample(rows) is true.
   virtual void forward_sample(const ForwardPlan& plan, KVStorage& kv, std::span<const SamplerParams> rows,
                               std::span<const std::uint64_t> counters, std::span<Sampled> out,
-                              const std::atomic<bool>* cancel) {
+                              const Cancel& cancel) {
     throw Error(ErrorCode::Internal, "forward_sample called on a backend that does not sample on its device");
   }
 };

@@ -14,6 +14,7 @@
 #include "kv/kv_cache_impl.hpp"
 #include "model/access.hpp"
 #include "model/arch/arch.hpp"
+#include "model/device_fit.hpp"
 #include "model/loader.hpp"
 #include "model/patterns.hpp"
 #include "model/model_impl.hpp"
@@ -50,16 +51,20 @@ namespace detail {
 
 void attach_backend(ModelImpl& m) {
   if (m.opts.device.kind == DeviceKind::CUDA) {
+    // The device must run this build's kernels and hold the weights: checked before upload.
+    if (std::optional<Error> unfit = cuda_unfit(m)) {
+      if (!m.opts.fallback_to_cpu) throw *unfit;
+      log(LogLevel::Warn, fmt::format("loading on the CPU instead of cuda:{}: {}", m.opts.device.index, unfit->what()));
+    } else {
 #ifdef VIREO_WITH_CUDA
-    // The CUDA backend runs the pre-norm attention + gated-MLP block as one fused,
-    // graph-captured step; a network of another shape is refused, naming what differs.
-    m.backend = make_cuda_backend(m.cfg, match_decoder_stack(m.net, "the CUDA backend"), m.opts.device.index, m.opts.dtype, m.opts.cuda_stream,
-                                  m.opts.gpu_quantized);
-    m.device = m.opts.device;
-    return;
-#else
-    throw Error(ErrorCode::Unsupported, "this build of vireo has no CUDA backend (configure with the CUDA toolkit)");
+      // The CUDA backend runs the pre-norm attention + gated-MLP block as one fused,
+      // graph-captured step; a network of another shape is refused, naming what differs.
+      m.backend = make_cuda_backend(m.cfg, match_decoder_stack(m.net, "the CUDA backend"), m.opts.device.index,
+                                    m.opts.dtype, m.opts.cuda_stream, m.opts.gpu_quantized);
+      m.device = m.opts.device;
+      return;
 #endif
+    }
   }
   m.backend = make_cpu_backend(m.net, m.opts.n_threads, m.opts.cpu_quantize_activations);
   m.device = Device::cpu();
@@ -255,7 +260,9 @@ void check_logits(const Logits& lg) {
 
 }  // namespace
 
-void Model::forward(const Batch& batch, KVCache& cache, Logits& out) const {
+void Model::forward(const Batch& batch, KVCache& cache, Logits& out, const ForwardOptions& fo) const {
+  const detail::Cancel cancel{impl_->opts.cancel, fo.cancel};
+  cancel.check();
   if (out.hidden_requested() && !impl_->backend->supports_hidden())
     throw Error(ErrorCode::Unsupported,
                 fmt::format("hidden states (Logits::request_hidden) are not implemented on the {} backend",
@@ -264,13 +271,16 @@ void Model::forward(const Batch& batch, KVCache& cache, Logits& out) const {
   run_step(
       *impl_, batch, cache, [&](std::size_t r, SeqId seq, std::size_t i) { out.set_row_info(r, seq, i); },
       [&](const detail::ForwardPlan& plan, detail::KVStorage& kv) {
-        impl_->backend->forward(plan, kv, out, impl_->opts.cancel);
+        impl_->backend->forward(plan, kv, out, cancel);
         check_logits(out);  // inside the step: a throw rolls the cache back
       });
 }
 
 std::vector<Sampled> Model::forward_sample(const Batch& batch, KVCache& cache, std::span<Sampler* const> samplers,
-                                           std::span<const std::span<const Token>> histories) const {
+                                           std::span<const std::span<const Token>> histories,
+                                           const ForwardOptions& fo) const {
+  const detail::Cancel cancel{impl_->opts.cancel, fo.cancel};
+  cancel.check();
   const std::size_t R = batch.num_logit_rows();
   if (samplers.size() != R)
     throw Error(ErrorCode::InvalidArgument,
@@ -291,7 +301,7 @@ std::vector<Sampled> Model::forward_sample(const Batch& batch, KVCache& cache, s
     run_step(
         *impl_, batch, cache, [](std::size_t, SeqId, std::size_t) {},
         [&](const detail::ForwardPlan& plan, detail::KVStorage& kv) {
-          impl_->backend->forward_sample(plan, kv, params, counters, out, impl_->opts.cancel);
+          impl_->backend->forward_sample(plan, kv, params, counters, out, cancel);
         });
     for (Sampler* s : samplers) s->advance();
     return out;
@@ -305,7 +315,7 @@ std::vector<Sampled> Model::forward_sample(const Batch& batch, KVCache& cache, s
   run_step(
       *impl_, batch, cache, [&](std::size_t r, SeqId seq, std::size_t i) { logits.set_row_info(r, seq, i); },
       [&](const detail::ForwardPlan& plan, detail::KVStorage& kv) {
-        impl_->backend->forward(plan, kv, logits, impl_->opts.cancel);
+        impl_->backend->forward(plan, kv, logits, cancel);
         for (std::size_t i = 0; i < R; ++i) {
           trial.push_back(*samplers[i]);
           out[i] = trial.back().sample(logits.row(i), histories.empty() ? std::span<const Token>{} : histories[i]);

@@ -18,7 +18,7 @@ LOG_FN = C.CFUNCTYPE(None, C.c_int, C.c_char_p, C.c_void_p)
 class ModelParams(C.Structure):
     _fields_ = [("device", C.c_int), ("device_index", C.c_int), ("dtype", C.c_int), ("n_threads", C.c_int),
                 ("gpu_quantized", C.c_bool), ("cpu_quantize_activations", C.c_bool),
-                ("progress", PROGRESS_FN), ("progress_user_data", C.c_void_p)]
+                ("progress", PROGRESS_FN), ("progress_user_data", C.c_void_p), ("fallback_to_cpu", C.c_bool)]
 
 
 class SamplerParams(C.Structure):
