@@ -206,3 +206,28 @@ TEST_CASE("a GPU that cannot take the model is refused before upload, or passed 
   const Logits lg = m.forward(b, c);
   CHECK(lg.rows() == 1);
 }
+
+TEST_CASE("a model loaded from a GGUF image in memory equals the one loaded from its file", "[cpu][model]") {
+  const auto path = test::require_model();
+  std::vector<std::byte> image(std::filesystem::file_size(path));
+  {
+    std::FILE* f = std::fopen(path.string().c_str(), "rb");
+    REQUIRE(f != nullptr);
+    REQUIRE(std::fread(image.data(), 1, image.size(), f) == image.size());
+    std::fclose(f);
+  }
+  const Model from_file = Model::load(path);
+  const Model from_memory = Model::load(std::span<const std::byte>(image));
+  image.assign(image.size(), std::byte{0});  // the model keeps its own copy
+  auto next = [](const Model& m) {
+    KVCache c(m, {.num_blocks = 8});
+    Batch b;
+    b.add(c.add_sequence(), m.tokenizer().encode("The capital of France is"), Last);
+    const Logits lg = m.forward(b, c);
+    return std::vector<float>(lg.row(0).begin(), lg.row(0).end());
+  };
+  CHECK(next(from_memory) == next(from_file));
+  CHECK_THROWS_AS(Model::load(std::span<const std::byte>()), Error);
+  const std::vector<std::byte> junk(64, std::byte{7});
+  CHECK_THROWS_AS(Model::load(std::span<const std::byte>(junk)), Error);
+}

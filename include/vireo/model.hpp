@@ -146,6 +146,10 @@ class Model {
  public:
   /// Load a GGUF model. Throws Io / InvalidModel / Unsupported / OutOfMemory / Cancelled.
   static Model load(const std::filesystem::path& path, ModelOptions opts = {});
+  /// Load a GGUF image held in memory (an asset pack, a download, a resource): the bytes
+  /// are copied, so the caller may free them when load returns. Throws as load(path) does,
+  /// and InvalidArgument for an empty image.
+  static Model load(std::span<const std::byte> image, ModelOptions opts = {});
   /// A Llama model of the given shape with random weights (for benchmarks and tests): no
   /// tokenizer. `weight_type` is the storage of the matrices (F32, F16, BF16, Q8_0, Q4_0, Q4_1).
   static Model random(const ModelConfig& cfg, std::uint64_t seed, ModelOptions opts = {},
@@ -189,6 +193,7 @@ class Model {
  private:
   friend struct detail::Access;  // the library's internals (src/model/access.hpp)
   explicit Model(std::unique_ptr<detail::ModelImpl> impl);
+  static Model load_impl_(gguf::File file, const std::string& source, ModelOptions opts);
   std::unique_ptr<detail::ModelImpl> impl_;
 };
 

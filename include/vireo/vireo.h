@@ -130,8 +130,9 @@ VIREO_API vireo_model_params vireo_model_default_params(void);
  * INVALID_MODEL, UNSUPPORTED, OUT_OF_MEMORY, CUDA or CANCELLED (the progress callback
  * returned false). */
 VIREO_API vireo_status vireo_model_load(const char* path, const vireo_model_params* params, vireo_model** out_model);
-/* Load a GGUF image held in memory. Not available yet: the C++ API loads from a path only,
- * so this validates its arguments and returns VIREO_STATUS_UNSUPPORTED. */
+/* Load a GGUF image of `size` bytes held in memory (an asset pack, a download). The bytes are
+ * copied: the caller may free them when the call returns. Errors as vireo_model_load, and
+ * INVALID_ARGUMENT for NULL data or size 0. */
 VIREO_API vireo_status vireo_model_load_from_memory(const void* data, size_t size, const vireo_model_params* params,
                                                     vireo_model** out_model);
 VIREO_API void vireo_model_free(vireo_model* model);

@@ -74,13 +74,16 @@ vireo_status vireo_model_load(const char* path, const vireo_model_params* params
 
 vireo_status vireo_model_load_from_memory(const void* data, size_t size, const vireo_model_params* params,
                                           vireo_model** out_model) {
-  (void)params;
   return guard("vireo_model_load_from_memory", [&] {
     need(data, "data");
     need(out_model, "out_model");
     if (size == 0) invalid("size is 0");
-    throw CError{VIREO_STATUS_UNSUPPORTED,
-                 "loading from memory is not available yet (the C++ API loads GGUF files from a path)"};
+    const vireo_model_params p = params ? *params : vireo_model_default_params();
+    auto h = std::make_unique<vireo_model>();
+    vireo::ModelOptions o = to_options(p, h.get());
+    h->model.emplace(vireo::Model::load(std::span<const std::byte>(static_cast<const std::byte*>(data), size), std::move(o)));
+    if (h->cancel.load()) throw vireo::Error(vireo::ErrorCode::Cancelled, "model load cancelled by the progress callback");
+    *out_model = h.release();
   });
 }
 

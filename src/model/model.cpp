@@ -73,10 +73,20 @@ void attach_backend(ModelImpl& m) {
 }  // namespace detail
 
 Model Model::load(const std::filesystem::path& path, ModelOptions opts) {
+  return Model::load_impl_(gguf::File::open(path), path.string(), std::move(opts));
+}
+
+Model Model::load(std::span<const std::byte> image, ModelOptions opts) {
+  if (image.empty()) throw Error(ErrorCode::InvalidArgument, "Model::load: the GGUF image in memory is empty");
+  return Model::load_impl_(gguf::File::from_bytes(std::vector<std::byte>(image.begin(), image.end())),
+                           fmt::format("<GGUF image of {} bytes in memory>", image.size()), std::move(opts));
+}
+
+Model Model::load_impl_(gguf::File file, const std::string& source, ModelOptions opts) {
   auto m = std::make_unique<ModelImpl>();
   m->opts = opts;
-  m->file.emplace(gguf::File::open(path));
-  if (opts.check_weights) gguf::check_finite(*m->file, path.string());
+  m->file.emplace(std::move(file));
+  if (opts.check_weights) gguf::check_finite(*m->file, source);
   if (opts.progress) opts.progress(0.1f);
   m->net = detail::describe_network(*m->file, m->store, m->cfg);
   m->tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_gguf(*m->file));

@@ -87,7 +87,7 @@ static void test_bad_arguments(void) {
   }
   {
     char buf[16] = {0};
-    CHECK_STATUS(vireo_model_load_from_memory(buf, sizeof buf, NULL, &m), VIREO_STATUS_UNSUPPORTED);
+    CHECK_STATUS(vireo_model_load_from_memory(buf, sizeof buf, NULL, &m), VIREO_STATUS_INVALID_MODEL);
     CHECK_STATUS(vireo_model_load_from_memory(NULL, 16, NULL, &m), VIREO_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(vireo_model_load_from_memory(buf, 0, NULL, &m), VIREO_STATUS_INVALID_ARGUMENT);
   }

@@ -400,6 +400,29 @@ int main(int argc, char** argv) {
   greedy(m, "The capital of France is", 8, out, sizeof out);
   printf("greedy: %s\n", out);
   CHECK(strstr(out, "Paris") != NULL);
+  {
+    /* The same file loaded from a buffer that is freed right after: the same text. */
+    FILE* f = fopen(argv[1], "rb");
+    CHECK(f != NULL);
+    if (f) {
+      fseek(f, 0, SEEK_END);
+      const long size = ftell(f);
+      fseek(f, 0, SEEK_SET);
+      unsigned char* image = malloc((size_t)size);
+      CHECK(image != NULL && fread(image, 1, (size_t)size, f) == (size_t)size);
+      fclose(f);
+      vireo_model* mm = NULL;
+      CHECK_STATUS(vireo_model_load_from_memory(image, (size_t)size, NULL, &mm), VIREO_STATUS_OK);
+      memset(image, 0, (size_t)size);
+      free(image);
+      if (mm) {
+        char out_mem[512];
+        greedy(mm, "The capital of France is", 8, out_mem, sizeof out_mem);
+        CHECK(strcmp(out_mem, out) == 0);
+        vireo_model_free(mm);
+      }
+    }
+  }
   test_refused_steps(m);
   test_prefix(m);
   test_kv_file(m);

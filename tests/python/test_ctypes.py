@@ -10,7 +10,7 @@ usage: test_ctypes.py LIBVIREO.so MODEL.gguf [TEXT_FROM_THE_CPP_CONSUMER]
 import ctypes as C
 import sys
 
-OK, INVALID_ARGUMENT, IO, UNSUPPORTED, BUFFER_TOO_SMALL = 0, 1, 6, 3, 10
+OK, INVALID_ARGUMENT, INVALID_MODEL, IO, UNSUPPORTED, BUFFER_TOO_SMALL = 0, 1, 2, 6, 3, 10
 PROGRESS_FN = C.CFUNCTYPE(C.c_bool, C.c_float, C.c_void_p)
 LOG_FN = C.CFUNCTYPE(None, C.c_int, C.c_char_p, C.c_void_p)
 
@@ -149,7 +149,7 @@ def main():
     model = C.c_void_p()
     expect(lib, lib.vireo_model_load(None, None, C.byref(model)), INVALID_ARGUMENT, "vireo_model_load")
     expect(lib, lib.vireo_model_load(b"/nonexistent.gguf", None, C.byref(model)), IO, "vireo_model_load")
-    expect(lib, lib.vireo_model_load_from_memory(b"GGUF", 4, None, C.byref(model)), UNSUPPORTED,
+    expect(lib, lib.vireo_model_load_from_memory(b"GGUF", 4, None, C.byref(model)), INVALID_MODEL,
            "vireo_model_load_from_memory")
     n = C.c_size_t()
     expect(lib, lib.vireo_tokenize(None, b"hi", 2, True, False, None, 0, C.byref(n)), INVALID_ARGUMENT,
