@@ -225,3 +225,25 @@ TEST_CASE("a forward cancelled from another thread rolls back, and the next one 
   const Logits again = m.forward(b, cache);
   CHECK(test::max_abs_diff(again.row(0), ref.row(0)) == 0.0);
 }
+
+TEST_CASE("a log sink may reconfigure logging from inside itself", "[cpu][threads]") {
+  int calls = 0, second = 0;
+  LogCallback second_sink = [&](LogLevel, std::string_view) { ++second; };
+  set_log_callback([&](LogLevel, std::string_view msg) {
+    ++calls;
+    log(LogLevel::Error, "logged from inside the sink");  // dropped, not recursed into
+    set_log_level(LogLevel::Debug);
+    set_log_callback(second_sink);  // the call in progress finishes with this sink
+    CHECK(msg == "first");
+  });
+  log(LogLevel::Warn, "first");
+  CHECK(calls == 1);
+  log(LogLevel::Debug, "second");  // the new level and sink are in force
+  CHECK(second == 1);
+  CHECK(calls == 1);
+  set_log_level(LogLevel::Info);
+  set_log_callback([](LogLevel l, std::string_view m) {
+    static const char* names[] = {"debug", "info", "warn", "error"};
+    std::fprintf(stderr, "vireo %s: %.*s\n", names[int(l)], int(m.size()), m.data());
+  });
+}

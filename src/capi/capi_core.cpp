@@ -1,7 +1,8 @@
 // C API basics: the thread-local last error, status names, the version, argument checks
-// shared by the other capi files, and logging. The log trampoline is installed once in the
-// C++ sink; the C callback sits behind its own mutex and is called outside it, so a callback
-// can call vireo_log_set / vireo_log_set_level on itself without deadlocking.
+// shared by the other capi files, and logging. The log trampoline is installed in the C++
+// sink; the C callback and its user data sit behind one mutex that is not held during the
+// call, and calls are serialized by another, so a callback can call vireo_log_set /
+// vireo_log_set_level on itself without deadlocking.
 #include <cstdio>
 #include <mutex>
 #include <new>
@@ -121,7 +122,7 @@ namespace {
 std::mutex g_log_mu;  // guards the two values below, never held while the callback runs
 vireo_log_fn g_log_fn = nullptr;
 void* g_log_user = nullptr;
-thread_local bool t_in_log = false;
+std::mutex g_call_mu;  // one message at a time into a C sink (vireo_log_fn's contract)
 
 void trampoline(LogLevel level, std::string_view message) {
   vireo_log_fn fn;
@@ -138,9 +139,10 @@ void trampoline(LogLevel level, std::string_view message) {
   }
   try {
     const std::string text(message);  // the callback gets a NUL-terminated copy
-    t_in_log = true;
+    // vireo_log_set / vireo_log_set_level from inside fn take other locks (g_log_mu, and
+    // vireo::set_log_callback's, which log() does not hold while a sink runs).
+    std::lock_guard call(g_call_mu);
     fn(static_cast<vireo_log_level>(level), text.c_str(), user);
-    t_in_log = false;
   } catch (const std::bad_alloc&) {
     // No memory for the copy: the message is dropped rather than thrown into the caller.
   }
@@ -184,9 +186,6 @@ void vireo_log_set(vireo_log_fn fn, void* user_data) {
     g_log_fn = fn;
     g_log_user = user_data;
   }
-  // From inside the callback the trampoline is the installed sink already, and the C++
-  // sink's lock is held by this thread: re-installing it would deadlock.
-  if (t_in_log) return;
   try {
     vireo::set_log_callback(&trampoline);
   } catch (...) {
