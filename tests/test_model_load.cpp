@@ -3,6 +3,8 @@
 // hyper-parameters, vocabulary vs embedding mismatch) throw an Error naming the problem.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -230,4 +232,34 @@ TEST_CASE("a model loaded from a GGUF image in memory equals the one loaded from
   CHECK_THROWS_AS(Model::load(std::span<const std::byte>()), Error);
   const std::vector<std::byte> junk(64, std::byte{7});
   CHECK_THROWS_AS(Model::load(std::span<const std::byte>(junk)), Error);
+}
+
+TEST_CASE("load progress rises to 1 as the weights are checked, and the callback can abort the load",
+          "[cpu][model]") {
+  const auto path = test::require_model();
+  std::vector<float> seen;
+  std::atomic<bool> cancel{false};
+  ModelOptions o;
+  o.check_weights = true;
+  o.progress = [&](float f) { seen.push_back(f); };
+  (void)Model::load(path, o);
+  REQUIRE(seen.size() > 100);  // one report per tensor of the check
+  CHECK(std::is_sorted(seen.begin(), seen.end()));
+  CHECK(seen.front() >= 0.0f);
+  CHECK(seen.back() == 1.0f);
+  // Abort from the callback once a third of the work is done.
+  seen.clear();
+  o.cancel = &cancel;
+  o.progress = [&](float f) {
+    seen.push_back(f);
+    if (f > 0.3f) cancel.store(true);
+  };
+  try {
+    (void)Model::load(path, o);
+    FAIL("the load was not aborted");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::Cancelled);
+  }
+  CHECK(seen.back() > 0.3f);
+  CHECK(seen.back() < 0.5f);  // it stopped at the next report
 }

@@ -17,7 +17,7 @@
 namespace vireo::detail::cuda_backend {
 
 CudaBackend::CudaBackend(const ModelConfig& cfg, const Weights& w, int device, DType dtype, void* stream,
-                         bool quantized)
+                         bool quantized, const std::function<void(float)>& progress)
     : cfg_(cfg), dev_(device), dt_(dtype), keep_quant_(quantized && dtype != DType::F32) {
   std::string why;
   const int n = cuda::device_count(&why);
@@ -37,7 +37,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, const Weights& w, int device, D
   stream_ = stream ? std::make_shared<cuda::Stream>(stream) : std::make_shared<cuda::Stream>();
   graphs_on_ = stream_->capturable();
   blas_ = std::make_unique<cuda::Blas>(stream_->get());
-  w_ = upload_weights(cfg, w, dt_, keep_quant_);
+  w_ = upload_weights(cfg, w, dt_, keep_quant_, progress);
   ws_ = Workspace(cfg, dt_, n_sms_);
   plan_.allocate();
   // GPU sampling's buffers (kMaxSampleRows rows of the vocabulary, CUB's sort workspace):
@@ -171,8 +171,8 @@ int CudaBackend::compute(const ForwardPlan& plan, CudaKVStorage& kv, const Cance
 namespace vireo::detail {
 
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& cfg, const Weights& w, int device_index, DType dtype,
-                                           void* stream, bool quantized) {
-  return std::make_unique<cuda_backend::CudaBackend>(cfg, w, device_index, dtype, stream, quantized);
+                                           void* stream, bool quantized, const std::function<void(float)>& progress) {
+  return std::make_unique<cuda_backend::CudaBackend>(cfg, w, device_index, dtype, stream, quantized, progress);
 }
 
 }  // namespace vireo::detail

@@ -15,6 +15,7 @@
 // (cuda/launch.cuh).
 #pragma once
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -32,7 +33,8 @@ namespace vireo::detail::cuda_backend {
 
 class CudaBackend final : public Backend, public cuda::BackendControls {
  public:
-  CudaBackend(const ModelConfig& cfg, const Weights& w, int device, DType dtype, void* stream, bool quantized);
+  CudaBackend(const ModelConfig& cfg, const Weights& w, int device, DType dtype, void* stream, bool quantized,
+              const std::function<void(float)>& progress);
 
   DType kv_dtype() const noexcept override { return dt_; }
   std::size_t weight_bytes() const noexcept override { return w_.bytes; }

@@ -8,6 +8,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <vector>
 
@@ -56,6 +57,8 @@ struct DeviceWeights {
 
 /// Upload w in `dt` (keep_quant: Q8_0 / Q4_0 / Q4_1 matrices stay quantized). Throws
 /// Error(InvalidModel) for a missing or mis-shaped weight, Error(Cuda) on a CUDA failure.
-DeviceWeights upload_weights(const ModelConfig& cfg, const Weights& w, DType dt, bool keep_quant);
+/// progress(f) after each layer (f = layers done / layers); it may throw to abort.
+DeviceWeights upload_weights(const ModelConfig& cfg, const Weights& w, DType dt, bool keep_quant,
+                             const std::function<void(float)>& progress = {});
 
 }  // namespace vireo::detail::cuda_backend

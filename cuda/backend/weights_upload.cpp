@@ -119,7 +119,8 @@ class Uploader {
 
 }  // namespace
 
-DeviceWeights upload_weights(const ModelConfig& cfg, const Weights& w, DType dt, bool keep_quant) {
+DeviceWeights upload_weights(const ModelConfig& cfg, const Weights& w, DType dt, bool keep_quant,
+                             const std::function<void(float)>& progress) {
   DeviceWeights dw;
   Uploader up(dt, keep_quant, dw.bytes);
   const int nh = cfg.n_heads, nkv = cfg.n_kv_heads, hd = cfg.head_dim;
@@ -147,6 +148,7 @@ DeviceWeights upload_weights(const ModelConfig& cfg, const Weights& w, DType dt,
       D.bqkv = cuda::DeviceBuffer(b.size() * 4);
       D.bqkv.upload(b.data(), b.size() * 4);
     }
+    if (progress) progress(float(l + 1) / float(cfg.n_layers));
   }
   // RoPE inverse frequencies exactly as the CPU reference computes them.
   std::vector<float> inv(static_cast<std::size_t>(hd / 2));

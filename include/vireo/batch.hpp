@@ -18,7 +18,9 @@
 #include <vector>
 
 #include "vireo/types.hpp"
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 
 /// Which tokens of an add() call want logits.
@@ -81,3 +83,4 @@ class Batch {
 };
 
 }  // namespace vireo
+VIREO_CXX_API_END

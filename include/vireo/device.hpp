@@ -2,7 +2,9 @@
 // CUDA and one is usable, else the CPU, and says why through `reason`.
 #pragma once
 #include <string>
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 
 enum class DeviceKind { CPU, CUDA };
@@ -22,3 +24,4 @@ struct Device {
 };
 
 }  // namespace vireo
+VIREO_CXX_API_END

@@ -5,7 +5,9 @@
 #pragma once
 #include <stdexcept>
 #include <string>
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 
 enum class ErrorCode {
@@ -46,3 +48,4 @@ class Error : public std::runtime_error {
 };
 
 }  // namespace vireo
+VIREO_CXX_API_END

@@ -19,7 +19,9 @@
 #include <vector>
 
 #include "vireo/error.hpp"
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo::gguf {
 
 /// Metadata value types, numbered as in the GGUF spec.
@@ -219,3 +221,4 @@ class Writer {
 };
 
 }  // namespace vireo::gguf
+VIREO_CXX_API_END

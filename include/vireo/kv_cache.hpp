@@ -21,7 +21,9 @@
 #include <vector>
 
 #include "vireo/types.hpp"
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 class Model;
 namespace detail { struct KVCacheImpl; struct Access; }
@@ -142,3 +144,4 @@ class KVCache {
 };
 
 }  // namespace vireo
+VIREO_CXX_API_END

@@ -3,7 +3,9 @@
 #pragma once
 #include <functional>
 #include <string_view>
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 
 enum class LogLevel { Debug, Info, Warn, Error };
@@ -20,3 +22,4 @@ void set_log_level(LogLevel level);
 void log(LogLevel level, std::string_view message);
 
 }  // namespace vireo
+VIREO_CXX_API_END

@@ -24,7 +24,9 @@
 #include <vector>
 
 #include "vireo/model.hpp"
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 
 namespace detail { struct MedusaImpl; }
@@ -56,3 +58,4 @@ class MedusaHeads {
 };
 
 }  // namespace vireo
+VIREO_CXX_API_END

@@ -20,7 +20,9 @@
 #include <string>
 #include <string_view>
 #include <vector>
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 
 /// Summary statistics of one latency series, in seconds. All zero when count == 0.
@@ -144,3 +146,4 @@ inline RooflineReport prefill_roofline(double flops, double flops_per_s, double 
 }
 
 }  // namespace vireo
+VIREO_CXX_API_END

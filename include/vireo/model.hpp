@@ -20,7 +20,9 @@
 #include "vireo/gguf.hpp"
 #include "vireo/sampler.hpp"
 #include "vireo/types.hpp"
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 class KVCache;
 class Tokenizer;
@@ -53,7 +55,11 @@ struct ModelOptions {
   DType dtype = DType::BF16;
   int n_threads = 0;  ///< CPU threads; 0 = hardware concurrency
   const std::atomic<bool>* cancel = nullptr;    ///< checked during load and forward
-  std::function<void(float)> progress;          ///< load progress in [0, 1]
+  /// Load progress in [0, 1], non-decreasing, ending at 1: reported as the stages that take
+  /// time go (the weight check per tensor with check_weights, the GPU upload per layer);
+  /// `cancel` is checked at every report, so a progress callback can abort the load by
+  /// setting it.
+  std::function<void(float)> progress;
   /// CUDA only: a cudaStream_t (passed as void*, so this header needs no CUDA include) that
   /// every kernel and copy of this model runs on, so a caller can order vireo's work with its
   /// own (a render loop, other CUDA libraries). nullptr: the model creates its own
@@ -198,3 +204,4 @@ class Model {
 };
 
 }  // namespace vireo
+VIREO_CXX_API_END

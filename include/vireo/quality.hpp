@@ -24,7 +24,9 @@
 #include <vector>
 
 #include "vireo/types.hpp"
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 class Model;
 
@@ -81,3 +83,4 @@ void save_logprobs(const std::filesystem::path& path, const LogProbRecord& rec);
 LogProbRecord load_logprobs(const std::filesystem::path& path);
 
 }  // namespace vireo
+VIREO_CXX_API_END

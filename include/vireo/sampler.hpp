@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "vireo/types.hpp"
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 
 struct SamplerParams {
@@ -87,3 +89,4 @@ class Sampler {
 };
 
 }  // namespace vireo
+VIREO_CXX_API_END

@@ -67,7 +67,9 @@
 #include "vireo/model.hpp"
 #include "vireo/sampler.hpp"
 #include "vireo/types.hpp"
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 class KVCache;
 
@@ -170,3 +172,4 @@ class Scheduler {
 };
 
 }  // namespace vireo
+VIREO_CXX_API_END

@@ -35,7 +35,9 @@
 #include "vireo/model.hpp"
 #include "vireo/sampler.hpp"
 #include "vireo/types.hpp"
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 
 struct SpeculativeParams {
@@ -145,3 +147,4 @@ class SpeculativeDecoder {
 };
 
 }  // namespace vireo
+VIREO_CXX_API_END

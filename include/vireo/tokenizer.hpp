@@ -16,7 +16,9 @@
 #include <vector>
 
 #include "vireo/types.hpp"
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 namespace gguf { class File; }
 namespace detail { struct TokenizerAccess; }
@@ -105,3 +107,4 @@ class StreamDecoder {
 };
 
 }  // namespace vireo
+VIREO_CXX_API_END

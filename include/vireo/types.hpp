@@ -2,7 +2,9 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include "vireo/export.h"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 
 using Token = std::int32_t;  ///< a token id, 0 <= id < vocab_size
@@ -23,3 +25,4 @@ inline const char* to_string(DType t) noexcept {
 inline std::size_t dtype_size(DType t) noexcept { return t == DType::F32 ? 4 : 2; }
 
 }  // namespace vireo
+VIREO_CXX_API_END

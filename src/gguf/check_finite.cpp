@@ -12,11 +12,14 @@
 
 namespace vireo::gguf {
 
-void check_finite(const File& file, const std::string& source, float max_abs) {
+void check_finite(const File& file, const std::string& source, float max_abs,
+                  const std::function<void(float)>& progress) {
   if (std::isnan(max_abs) || max_abs < 0)
     throw Error(ErrorCode::InvalidArgument, fmt::format("check_finite: max_abs {} is not a non-negative bound", max_abs));
   constexpr std::uint64_t CHUNK = 1 << 16;  // elements dequantized at a time
   std::vector<float> buf;
+  std::uint64_t total = 0, done = 0;
+  for (const TensorInfo& t : file.tensors()) total += t.size_bytes;
   for (const TensorInfo& t : file.tensors()) {
     const std::uint64_t be = block_elements(t.type), bb = block_bytes(t.type);
     const std::uint64_t per_chunk = std::max<std::uint64_t>(be, CHUNK / be * be);
@@ -34,6 +37,8 @@ void check_finite(const File& file, const std::string& source, float max_abs) {
                                 std::isfinite(v) ? fmt::format(", beyond the bound {:g}", max_abs) : std::string()));
       }
     }
+    done += t.size_bytes;
+    if (progress && total) progress(float(double(done) / double(total)));
   }
 }
 

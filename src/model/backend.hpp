@@ -8,6 +8,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -97,8 +98,11 @@ std::unique_ptr<Backend> make_cpu_backend(const Network& net, int n_threads, boo
 /// `stream`: the caller's cudaStream_t, or nullptr for a stream of the backend's own;
 /// `quantized`: keep Q8_0 / Q4_0 / Q4_1 matrices quantized on the device.
 /// w: the network as a decoder stack (match_decoder_stack, model/patterns.hpp).
+/// progress(f), f in (0, 1], after each layer's weights are on the device (it may throw to
+/// abort the load).
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& cfg, const Weights& w, int device_index,
-                                           DType dtype, void* stream, bool quantized);
+                                           DType dtype, void* stream, bool quantized,
+                                           const std::function<void(float)>& progress = {});
 #endif
 
 }  // namespace vireo::detail

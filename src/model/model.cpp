@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <limits>
 #include <unordered_map>
 
 #include "gguf/check_finite.hpp"
@@ -49,7 +50,7 @@ std::size_t Model::weight_bytes() const noexcept { return impl_->backend->weight
 
 namespace detail {
 
-void attach_backend(ModelImpl& m) {
+void attach_backend(ModelImpl& m, const std::function<void(float)>& progress) {
   if (m.opts.device.kind == DeviceKind::CUDA) {
     // The device must run this build's kernels and hold the weights: checked before upload.
     if (std::optional<Error> unfit = cuda_unfit(m)) {
@@ -60,7 +61,7 @@ void attach_backend(ModelImpl& m) {
       // The CUDA backend runs the pre-norm attention + gated-MLP block as one fused,
       // graph-captured step; a network of another shape is refused, naming what differs.
       m.backend = make_cuda_backend(m.cfg, match_decoder_stack(m.net, "the CUDA backend"), m.opts.device.index,
-                                    m.opts.dtype, m.opts.cuda_stream, m.opts.gpu_quantized);
+                                    m.opts.dtype, m.opts.cuda_stream, m.opts.gpu_quantized, progress);
       m.device = m.opts.device;
       return;
 #endif
@@ -86,16 +87,26 @@ Model Model::load_impl_(gguf::File file, const std::string& source, ModelOptions
   auto m = std::make_unique<ModelImpl>();
   m->opts = opts;
   m->file.emplace(std::move(file));
-  if (opts.check_weights) gguf::check_finite(*m->file, source);
-  if (opts.progress) opts.progress(0.1f);
+  // Progress in [lo, hi] for one stage, then a cancellation check. The stages that take
+  // time report as they go: the weight check (per tensor) and the GPU upload (per layer).
+  const bool checking = opts.check_weights;
+  const bool to_gpu = opts.device.kind == DeviceKind::CUDA;
+  auto stage = [&opts](float lo, float hi) {
+    return [&opts, lo, hi](float f) {
+      if (opts.progress) opts.progress(lo + (hi - lo) * f);
+      if (opts.cancel && opts.cancel->load()) throw Error(ErrorCode::Cancelled, "model load cancelled");
+    };
+  };
+  const float check_end = checking ? (to_gpu ? 0.45f : 0.9f) : 0.05f;
+  stage(0.0f, 0.02f)(1.0f);  // the file is open and its directory validated
+  if (checking) gguf::check_finite(*m->file, source, std::numeric_limits<float>::infinity(), stage(0.02f, check_end));
   m->net = detail::describe_network(*m->file, m->store, m->cfg);
   m->tokenizer = std::make_unique<Tokenizer>(Tokenizer::from_gguf(*m->file));
   if (m->tokenizer->vocab_size() != m->cfg.vocab_size)
     throw Error(ErrorCode::InvalidModel, fmt::format("vocabulary has {} tokens but the embedding has {} rows",
                                                      m->tokenizer->vocab_size(), m->cfg.vocab_size));
-  if (opts.cancel && opts.cancel->load()) throw Error(ErrorCode::Cancelled, "model load cancelled");
-  if (opts.progress) opts.progress(0.5f);
-  detail::attach_backend(*m);
+  stage(check_end, check_end + 0.05f)(1.0f);  // network described, tokenizer built
+  detail::attach_backend(*m, stage(check_end + 0.05f, 1.0f));
   if (opts.progress) opts.progress(1.0f);
   return Model(std::move(m));
 }

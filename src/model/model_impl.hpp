@@ -24,7 +24,8 @@ struct ModelImpl {
   Device device;
 };
 
-/// Create the backend named by opts.device for m.cfg / m.weights (model.cpp).
-void attach_backend(ModelImpl& m);
+/// Create the backend named by opts.device for m.cfg / m.weights (model.cpp); progress(f) as
+/// the GPU upload goes (it may throw to abort).
+void attach_backend(ModelImpl& m, const std::function<void(float)>& progress = {});
 
 }  // namespace vireo::detail
