@@ -48,6 +48,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import sys
 import textwrap
 import traceback
@@ -185,8 +186,13 @@ def save(fig, path, written):
 
 
 def log_axis(axis):
-    """A log axis labelled 1, 2, 5, 10, 20, ... in plain numbers (no 10^n), no minor labels."""
-    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    """Label a log axis in plain numbers (no 10^n), 1-2-5 per decade or denser where the data
+    span less than two decades, no minor labels. Call after the data are drawn."""
+    lo, hi = sorted(axis.get_view_interval())
+    decades = math.log10(hi / lo) if lo > 0 and hi > 0 else 3.0
+    subs = (1.0, 2.0, 5.0) if decades > 2 else (1.0, 2.0, 3.0, 5.0, 7.0) if decades > 0.7 else \
+        tuple(float(i) for i in range(1, 10))
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
     axis.set_major_formatter(matplotlib.ticker.FuncFormatter(
         lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:.3g}"))
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -930,4 +936,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the listing quietly
     sys.exit(main(sys.argv[1:]))
