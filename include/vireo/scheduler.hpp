@@ -40,10 +40,13 @@
 // batching's cost). The worst case reserved is the whole rectangle, so static batching
 // never preempts.
 //
-// Greedy requests produce exactly the tokens of a run alone whenever the backend's row
-// arithmetic does not depend on the batch composition (true on the CPU for f32 weights; the
-// fused quantized decode path sums in another order for small steps, which can flip a
-// near-tie).
+// Greedy requests (and seeded sampled ones) produce exactly the tokens of a run alone
+// whenever the backend computes a row the same way whatever else the step holds. Neither
+// backend guarantees that bit for bit: the CPU's f32 matmul takes a row through a two-token
+// tile, a single-token dot or (from 24 tokens) a 16-row panel depending on its place in the
+// step, and the fused quantized decode path sums in another order for small steps; the
+// results differ in the last bits, which can flip a near-tie between two tokens (rare;
+// vireo-bench stress counts such flips and checks that each is one).
 //
 // With SchedulerOptions::metrics set, every request is recorded in vireo::Metrics: start at
 // its arrival time (submit), first_token / token as tokens are sampled, finish when it ends,
