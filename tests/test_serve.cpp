@@ -324,6 +324,13 @@ TEST_CASE("scheduler: bad requests and options are refused", "[cpu][serve]") {
   CHECK_THROWS_AS(sched.submit(Request{.id = 1, .prompt = {}}), Error);
   CHECK_THROWS_AS(sched.submit(Request{.id = 1, .prompt = {1, 2}, .max_new_tokens = 0}), Error);
   CHECK_THROWS_AS(sched.submit(Request{.id = 1, .prompt = {1, 89}}), Error);
+  Request biased{.id = 1, .prompt = {1, 2}, .max_new_tokens = 2};
+  biased.sampling.logit_bias = {{89, 1.0f}};  // outside the vocabulary of 89
+  CHECK_THROWS_AS(sched.submit(biased), Error);
+  biased.sampling.logit_bias = {{3, 1.0f}};
+  biased.sampling.temperature = -1.0f;
+  biased.sampling.top_p = 0.0f;  // refused by the Sampler
+  CHECK_THROWS_AS(sched.submit(biased), Error);
   // 12 + 8 - 1 tokens need 5 blocks; the pool has 4.
   try {
     sched.submit(Request{.id = 1, .prompt = make_prompt(12, 1, 89), .max_new_tokens = 8});

@@ -1,7 +1,7 @@
 // OpenAI request parsing and response building (see openai_api.hpp). Field names, defaults
 // and ranges follow the OpenAI API reference: temperature in [0, 2] (default 1), top_p in
 // (0, 1] (default 1), presence / frequency penalties in [-2, 2], at most 4 stop strings,
-// max_tokens >= 1; completions take a string prompt (or one-element array, or token ids),
+// logit_bias {"token id": bias in [-100, 100]}, max_tokens >= 1; completions take a string prompt (or one-element array, or token ids),
 // chat takes messages whose content is a string or an array of text parts.
 #include "openai_api.hpp"
 
@@ -81,7 +81,7 @@ void refuse_unsupported(const json& body, bool chat) {
   if (boolean(body, "echo")) bad("echo", "echo is not supported");
   if (const json* l = field(body, "logprobs"); l && !(l->is_boolean() && !l->get<bool>()))
     bad("logprobs", "logprobs are not supported");
-  for (const char* f : {"suffix", "tools", "functions", "tool_choice", "response_format", "logit_bias"})
+  for (const char* f : {"suffix", "tools", "functions", "tool_choice", "response_format"})
     if (field(body, f)) bad(f, fmt::format("'{}' is not supported", f));
   (void)chat;
 }
@@ -191,6 +191,23 @@ GenRequest parse_request(const std::string& text, bool chat) {
     }
     for (const auto& x : g.stop)
       if (x.empty()) bad("stop", "a stop string cannot be empty");
+  }
+  if (const json* lb = field(body, "logit_bias")) {
+    if (!lb->is_object()) bad("logit_bias", fmt::format("'logit_bias' must be an object, got {}", type_name(*lb)));
+    for (const auto& [key, value] : lb->items()) {
+      std::size_t used = 0;
+      long long id = -1;
+      try {
+        id = std::stoll(key, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != key.size() || key.empty() || id < 0 || id > INT32_MAX)
+        bad("logit_bias", fmt::format("'logit_bias' keys must be token ids, got '{}'", key));
+      if (!value.is_number() || !(value.get<double>() >= -100.0 && value.get<double>() <= 100.0))
+        bad("logit_bias", fmt::format("'logit_bias' values must be numbers in [-100, 100] (token {})", key));
+      g.logit_bias.push_back({vireo::Token(id), float(value.get<double>())});
+    }
   }
   g.stream = boolean(body, "stream");
   if (const json* so = field(body, "stream_options")) {

@@ -38,6 +38,7 @@ struct GenRequest {
   float presence_penalty = 0.0f, frequency_penalty = 0.0f;
   std::optional<std::uint64_t> seed;
   std::vector<std::string> stop;
+  std::vector<std::pair<vireo::Token, float>> logit_bias;  ///< token id -> bias in [-100, 100]
   bool stream = false;
   bool include_usage = false;  ///< stream_options.include_usage
 };

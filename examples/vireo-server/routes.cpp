@@ -59,8 +59,8 @@ vireo::Request to_request(const GenRequest& g, const vireo::Model& model, const 
   vireo::Request r;
   try {
     if (g.chat) {
-      // The template's own markers must be read as special tokens.
-      r.prompt = tok.encode(tok.apply_chat_template(g.messages, true), {.add_special = true, .parse_special = true});
+      // Only the template's own markers are special: "<|im_end|>" typed by a user stays text.
+      r.prompt = tok.encode_chat(g.messages, true);
     } else if (!g.prompt_tokens.empty()) {
       r.prompt = g.prompt_tokens;
     } else {
@@ -76,6 +76,10 @@ vireo::Request to_request(const GenRequest& g, const vireo::Model& model, const 
     if (t < 0 || t >= vocab)
       throw ApiError{400, fmt::format("prompt token {} is outside the vocabulary of {}", t, vocab),
                      "invalid_request_error", "prompt", ""};
+  for (const auto& [t, bias] : g.logit_bias)
+    if (t >= vocab)
+      throw ApiError{400, fmt::format("logit_bias token {} is outside the vocabulary of {}", t, vocab),
+                     "invalid_request_error", "logit_bias", ""};
   if (g.max_tokens) {
     r.max_new_tokens = *g.max_tokens;
   } else {
@@ -87,6 +91,7 @@ vireo::Request to_request(const GenRequest& g, const vireo::Model& model, const 
   r.sampling.presence_penalty = g.presence_penalty;
   r.sampling.frequency_penalty = g.frequency_penalty;
   r.sampling.seed = g.seed ? *g.seed : random_seed();
+  r.sampling.logit_bias = g.logit_bias;
   r.stop_strings = g.stop;
   return r;
 }

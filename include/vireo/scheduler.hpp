@@ -79,7 +79,8 @@
 //
 // Errors: submit() throws InvalidArgument for an empty prompt, a duplicate id, max_new_tokens
 // < 1, a request longer than the model's context, one that could not fit the whole pool
-// even alone, an empty stop string, or text wanted from a model without a tokenizer;
+// even alone, bad sampling parameters or a logit_bias token outside the vocabulary, an
+// empty stop string, or text wanted from a model without a tokenizer;
 // Overloaded past max_waiting. step() propagates errors from forward/sampling (the scheduler is then in an
 // unspecified but destructible state). One Scheduler is used by one thread at a time; the
 // KVCache must outlive it and should not be used by others while it runs (other sequences

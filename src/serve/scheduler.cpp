@@ -505,6 +505,11 @@ void Scheduler::submit(Request req, Metrics::TimePoint arrival) {
       throw Error(ErrorCode::InvalidArgument,
                   fmt::format("request {}: prompt token {} at position {} is outside the vocabulary of {}", req.id,
                               req.prompt[i], i, cfg.vocab_size));
+  // A bias on a token outside the vocabulary would make a later step throw.
+  for (const auto& [t, bias] : req.sampling.logit_bias)
+    if (t < 0 || t >= cfg.vocab_size)
+      throw Error(ErrorCode::InvalidArgument, fmt::format("request {}: logit_bias token {} is outside the vocabulary of {}",
+                                                          req.id, t, cfg.vocab_size));
   const std::int64_t total = std::int64_t(req.prompt.size()) + req.max_new_tokens;
   if (cfg.context_length > 0 && total > cfg.context_length)
     throw Error(ErrorCode::InvalidArgument,

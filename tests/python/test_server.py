@@ -189,6 +189,16 @@ class Completions(unittest.TestCase):
         b = self.srv.client.completions.create(seed=7, **kw).choices[0].text
         self.assertEqual(a, b)
 
+    def test_logit_bias(self):
+        # " capital" is token 3575 in SmolLM2's vocabulary ("The capital of France is" is
+        # 504 3575 282 4649 314); a +100 bias makes greedy decoding pick it every time.
+        c = self.srv.client.completions.create(model=self.model_id(), prompt="Once upon a time", max_tokens=4,
+                                               temperature=0, logit_bias={"3575": 100})
+        self.assertEqual(c.choices[0].text, " capital" * 4)
+        status, _, raw = self.srv.raw("POST", "/v1/completions",
+                                      json.dumps({"prompt": "x", "logit_bias": {"999999": 5}}))
+        self.assertEqual((status, json.loads(raw)["error"]["param"]), (400, "logit_bias"))
+
     def test_errors_through_the_openai_client(self):
         with self.assertRaises(openai.NotFoundError) as e:
             self.srv.client.completions.create(model="gpt-4o", prompt="x", max_tokens=1)
