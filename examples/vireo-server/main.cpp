@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -137,10 +138,16 @@ int main(int argc, char** argv) {
     const int bound = port == 0 ? svr.bind_to_any_port(host) : (svr.bind_to_port(host, port) ? port : -1);
     if (bound < 0) throw vireo::Error(vireo::ErrorCode::Io, fmt::format("cannot listen on {}:{}", host, port));
 
+    // The stopper waits for SIGINT / SIGTERM; main wakes it with SIGTERM when the server ends
+    // on its own (a failed listen), so it must not have gone already: `woken` says whether
+    // a signal has reached it.
+    std::atomic<bool> woken{false};
     std::thread stopper([&] {
       int sig = 0;
       sigwait(&stop_signals, &sig);
-      std::fprintf(stderr, "vireo-server: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      const bool from_outside = !woken.exchange(true);
+      if (from_outside)
+        std::fprintf(stderr, "vireo-server: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
       engine.stop();  // live requests end now (cancelled), so their handlers answer
       // Stopping the HTTP server cuts streams still being written: let them end first.
       const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -153,10 +160,8 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     const bool ok = svr.listen_after_bind();
     engine.stop();
-    if (stopper.joinable()) {
-      pthread_kill(stopper.native_handle(), SIGTERM);  // no-op if it already returned
-      stopper.join();
-    }
+    if (!woken.exchange(true)) pthread_kill(stopper.native_handle(), SIGTERM);
+    stopper.join();
     std::fprintf(stderr, "vireo-server: stopped\n");
     return ok ? 0 : 1;
   } catch (const std::exception& e) {
