@@ -7,7 +7,8 @@ Cross-checks, not self-checks: greedy text is compared between streaming and non
 responses AND with vireo-generate's output for the same prompt (a separate program with its
 own plain decode loop), prompt token counts with vireo-generate's, stop strings with
 vireo-generate --stop. A client that goes away mid-stream must cancel its request (seen in
-/metrics), a full queue answers 429, and SIGTERM shuts the server down with exit code 0.
+/metrics), a full queue answers 429, --request-timeout ends a request with finish_reason
+"deadline", and SIGTERM shuts the server down with exit code 0.
 
 Requests that are compared run one at a time: a request's greedy tokens equal its run alone
 only when the batch it shares does not change the arithmetic (see include/vireo/scheduler.hpp).
@@ -282,6 +283,22 @@ class Completions(unittest.TestCase):
 
     def model_id(self):
         return os.path.basename(MODEL)[:-len(".gguf")]
+
+
+class Timeout(unittest.TestCase):
+    def test_request_timeout_ends_a_request_with_its_partial_output(self):
+        srv = Server("--request-timeout", "1")
+        try:
+            t0 = time.time()
+            c = srv.client.completions.create(model=os.path.basename(MODEL)[:-len(".gguf")], prompt="Once upon a time",
+                                              max_tokens=4000, temperature=0.7, seed=3)
+            self.assertLess(time.time() - t0, 30)
+            self.assertEqual(c.choices[0].finish_reason, "deadline")
+            self.assertLess(c.usage.completion_tokens, 4000)
+            self.assertEqual(srv.metrics()["vireo_requests_deadline_total"], 1)
+        finally:
+            code, err = srv.stop()
+            self.assertEqual(code, 0, err)
 
 
 class Overload(unittest.TestCase):
