@@ -15,9 +15,11 @@
 #include <string_view>
 #include <vector>
 
+#include "vireo/export.h"
 #include "vireo/tokenizer.hpp"
 #include "vireo/types.hpp"
 
+VIREO_CXX_API_BEGIN
 namespace vireo {
 
 class TextStream {
@@ -53,3 +55,4 @@ class TextStream {
 };
 
 }  // namespace vireo
+VIREO_CXX_API_END
