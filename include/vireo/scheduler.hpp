@@ -74,14 +74,14 @@
 // length or an end-of-generation token releases its held-back tail with its last event. So
 // the concatenated TokenEvent::text of a request equals its FinishedRequest::text, except
 // for a cancelled or expired request, whose held-back tail appears only in
-// FinishedRequest::text. Stop tokens and end-of-generation tokens are matched on tokens, as
-// before; a stop token's text stays in the text, an end-of-generation token has none.
+// FinishedRequest::text. Stop tokens and end-of-generation tokens are matched on tokens; a
+// stop token's text stays in the text, an end-of-generation token has none.
 //
 // Errors: submit() throws InvalidArgument for an empty prompt, a duplicate id, max_new_tokens
 // < 1, a request longer than the model's context, one that could not fit the whole pool
 // even alone, bad sampling parameters or a logit_bias token outside the vocabulary, an
-// empty stop string, or text wanted from a model without a tokenizer;
-// Overloaded past max_waiting. step() propagates errors from forward/sampling (the scheduler is then in an
+// empty stop string, or text wanted from a model without a tokenizer; Overloaded past
+// max_waiting. step() propagates errors from forward/sampling (the scheduler is then in an
 // unspecified but destructible state). One Scheduler is used by one thread at a time; the
 // KVCache must outlive it and should not be used by others while it runs (other sequences
 // in it only reduce the room the scheduler sees).
