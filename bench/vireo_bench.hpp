@@ -8,6 +8,9 @@
 //                           (vireo_bench_spec.cpp)
 //   vireo-bench cancel ...  how fast a long CPU prefill stops when its cancel flag is raised
 //                           (vireo_bench_cancel.cpp)
+//   vireo-bench stress ...  the Scheduler at 10x overload with cancellations, deadlines,
+//                           rejections and preemptions; every request accounted for and
+//                           checked against its run alone (vireo_bench_stress.cpp)
 // vireo_bench_main.cpp dispatches. Each subcommand prints a human summary to stderr and
 // JSON to stdout (or --json FILE); results are committed under bench/results/.
 #pragma once
@@ -18,6 +21,7 @@ int run_model(int argc, char** argv);
 int run_serve(int argc, char** argv);
 int run_spec(int argc, char** argv);
 int run_cancel(int argc, char** argv);
+int run_stress(int argc, char** argv);
 /// s as a JSON string literal (quotes, backslashes and control characters escaped).
 std::string jstr(const std::string& s);
 /// The first line a shell command prints, without its line end ("" when it fails).

@@ -1,7 +1,9 @@
 // vireo-generate: prompt -> streamed text with the default model (or any Llama-family GGUF).
 // Shows the intended use of the API: load, make a cache, prefill the prompt in one batch,
 // then decode one token per step, streaming whole UTF-8 characters as they complete.
-// Prints TTFT, prefill tok/s and decode tok/s at the end (to stderr). Every option value is
+// With --stop, generation ends at the first stop string; the text that could still become
+// one is held back until the next tokens settle it, and the stop string itself is not printed
+// (vireo::TextStream). Prints TTFT, prefill tok/s and decode tok/s at the end (to stderr). Every option value is
 // checked whole (no trailing characters, no silent truncation or overflow, within its range):
 // a bad one is refused with a message naming the option and the value.
 #include <fmt/format.h>
@@ -39,6 +41,7 @@ void usage() {
       "      --cpu-activations f32|q8  CPU: decode over 8-bit activations (q8: faster, not the\n"
       "                          fp32 reference arithmetic; default f32)\n"
       "      --ignore-eos        keep generating past end-of-generation tokens\n"
+      "      --stop TEXT         end at this text, which is not printed (repeatable)\n"
       "      --lookup K          speculative decoding with prompt lookup, up to K (1..16) drafts\n"
       "                          per round; 0 = off (default)\n"
       "                          (same output; faster where the text repeats the prompt)\n"
@@ -86,6 +89,7 @@ int main(int argc, char** argv) {
   std::string device = "best";
   int n_tokens = 64, threads = 0, lookup = 0;
   std::string spec_kind, spec_file;  // --spec
+  std::vector<std::string> stops;    // --stop
   bool chat = false, ignore_eos = false, gpu_quantized = false, cpu_q8 = false;
   vireo::SamplerParams sp;
   sp.temperature = 0.0f;
@@ -113,6 +117,10 @@ int main(int argc, char** argv) {
         if (device != "cpu" && device != "cuda" && device != "best") bad_value(a, device, "expected cpu, cuda or best");
       }
       else if (a == "--ignore-eos") ignore_eos = true;
+      else if (a == "--stop") {
+        stops.push_back(next());
+        if (stops.back().empty()) bad_value(a, "", "a stop string cannot be empty");
+      }
       else if (a == "--lookup") lookup = parse_int(a, next(), 0, 16);
       else if (a == "--spec") {
         const std::string v = next();
@@ -168,7 +176,7 @@ int main(int argc, char** argv) {
     ko.num_blocks = (std::int64_t(ids.size()) + n_tokens + 64) / ko.block_size + 2;
     vireo::KVCache cache(model, ko);
     vireo::Sampler sampler(sp);
-    vireo::StreamDecoder stream(tok);
+    vireo::TextStream stream(tok, stops);
     vireo::SeqId seq = cache.add_sequence();
     std::vector<vireo::Token> history = ids;
 
@@ -185,10 +193,10 @@ int main(int argc, char** argv) {
     auto emit = [&](vireo::Token t) {
       if (!ignore_eos && tok.is_eog(t)) return false;
       history.push_back(t);
-      std::string piece = stream.push(t);
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      const vireo::TextStream::Piece piece = stream.push(t);
+      std::fwrite(piece.text.data(), 1, piece.text.size(), stdout);
       std::fflush(stdout);
-      return ++generated < n_tokens;
+      return ++generated < n_tokens && !piece.stopped;
     };
     if ((spec_kind == "medusa" || spec_kind == "draft") && n_tokens > 0) {
       // The first token from the prefill's logits, then speculative rounds.

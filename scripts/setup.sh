@@ -12,6 +12,10 @@ python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 [ -f /usr/include/fmt/format.h ] || need+=(libfmt-dev)
 [ -f /usr/include/catch2/catch.hpp ] || need+=(catch2)
 [ -f /usr/include/benchmark/benchmark.h ] || need+=(libbenchmark-dev)
+# vireo-server (examples/vireo-server): an HTTP library and a JSON library.
+[ -f /usr/include/httplib.h ] || need+=(libcpp-httplib-dev)
+[ -f /usr/include/nlohmann/json.hpp ] || need+=(nlohmann-json3-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -19,6 +19,7 @@ enum class ErrorCode {
   Io,               ///< a file could not be opened, read or mapped
   Cuda,             ///< a CUDA/cuBLAS call failed (message has the CUDA error text)
   Cancelled,        ///< a long call was cancelled through its cancellation flag
+  Overloaded,       ///< a queue is full (Scheduler::submit past SchedulerOptions::max_waiting); retry later
   Internal,         ///< a broken invariant inside vireo (a bug: please report)
 };
 
@@ -32,6 +33,7 @@ inline const char* to_string(ErrorCode c) noexcept {
     case ErrorCode::Io: return "i/o error";
     case ErrorCode::Cuda: return "cuda error";
     case ErrorCode::Cancelled: return "cancelled";
+    case ErrorCode::Overloaded: return "overloaded";
     case ErrorCode::Internal: return "internal error";
   }
   return "unknown error";

@@ -40,18 +40,48 @@
 // batching's cost). The worst case reserved is the whole rectangle, so static batching
 // never preempts.
 //
-// Greedy requests produce exactly the tokens of a run alone whenever the backend's row
-// arithmetic does not depend on the batch composition (true on the CPU for f32 weights; the
-// fused quantized decode path sums in another order for small steps, which can flip a
-// near-tie).
+// Greedy requests (and seeded sampled ones) produce exactly the tokens of a run alone
+// whenever the backend computes a row the same way whatever else the step holds. Neither
+// backend guarantees that bit for bit: the CPU's f32 matmul takes a row through a two-token
+// tile, a single-token dot or (from 24 tokens) a 16-row panel depending on its place in the
+// step, and the fused quantized decode path sums in another order for small steps; the
+// results differ in the last bits, which can flip a near-tie between two tokens (rare;
+// vireo-bench stress counts such flips and checks that each is one).
 //
 // With SchedulerOptions::metrics set, every request is recorded in vireo::Metrics: start at
 // its arrival time (submit), first_token / token as tokens are sampled, finish when it ends,
 // and its prompt's prefix-cache hit at first admission.
 //
+// Overload control. cancel(id) ends a request at once (between steps, where the caller is):
+// its blocks are freed and its FinishedRequest (FinishReason::Cancelled, the tokens sampled
+// so far) is reported by the next step(). A Request::deadline is checked at the start of
+// every step() for waiting, running and swapped requests alike: a request still waiting at
+// its deadline would only produce a late answer, and a running one is using blocks someone
+// else could use; it ends with FinishReason::Deadline and its partial output. So a request
+// may overrun its deadline by at most one step. SchedulerOptions::max_waiting bounds the
+// waiting queue: submit() throws Error(ErrorCode::Overloaded) instead of queueing, and the
+// request is not in the scheduler (a server maps this to HTTP 429). Every submitted request
+// ends exactly once, in exactly one FinishedRequest, with one of the four reasons.
+//
+// Text and stop strings. A request with stream_text or stop_strings is decoded as it is
+// sampled (the model's tokenizer, special tokens skipped) through a TextStream: each
+// TokenEvent::text is the text that became final with that token, and text that could still
+// be the beginning of a stop string (or an incomplete UTF-8 character) is held back until a
+// later token settles it. When a stop string completes, the request ends with
+// FinishReason::Stop; its text ends just before the stop string (the stop string and
+// anything after it are never streamed, as in OpenAI's API), while `output` keeps every
+// sampled token, including those that spelled the stop string. A request that ends by
+// length or an end-of-generation token releases its held-back tail with its last event. So
+// the concatenated TokenEvent::text of a request equals its FinishedRequest::text, except
+// for a cancelled or expired request, whose held-back tail appears only in
+// FinishedRequest::text. Stop tokens and end-of-generation tokens are matched on tokens; a
+// stop token's text stays in the text, an end-of-generation token has none.
+//
 // Errors: submit() throws InvalidArgument for an empty prompt, a duplicate id, max_new_tokens
-// < 1, a request longer than the model's context, or one that could not fit the whole pool
-// even alone. step() propagates errors from forward/sampling (the scheduler is then in an
+// < 1, a request longer than the model's context, one that could not fit the whole pool
+// even alone, bad sampling parameters or a logit_bias token outside the vocabulary, an
+// empty stop string, or text wanted from a model without a tokenizer; Overloaded past
+// max_waiting. step() propagates errors from forward/sampling (the scheduler is then in an
 // unspecified but destructible state). One Scheduler is used by one thread at a time; the
 // KVCache must outlive it and should not be used by others while it runs (other sequences
 // in it only reduce the room the scheduler sees).
@@ -60,6 +90,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "vireo/batch.hpp"
@@ -75,7 +106,11 @@ class KVCache;
 
 enum class BatchingMode { Continuous, Static };
 enum class PreemptionMode { Swap, Recompute };
-enum class FinishReason { Length, Stop };
+/// Why a request ended: max_new_tokens reached; an end-of-generation token, a stop token or
+/// a stop string; Scheduler::cancel; its deadline passed.
+enum class FinishReason { Length, Stop, Cancelled, Deadline };
+/// "length", "stop", "cancelled", "deadline".
+const char* to_string(FinishReason r) noexcept;
 
 struct Request {
   std::uint64_t id = 0;  ///< caller's id, unique among the requests the scheduler holds
@@ -84,6 +119,14 @@ struct Request {
   SamplerParams sampling{};   ///< temperature <= 0: greedy; set seed per request for distinct streams
   bool stop_at_eog = true;    ///< stop at the model tokenizer's end-of-generation tokens
   std::vector<Token> stop_tokens;  ///< more tokens that end the request (kept in the output)
+  /// Text that ends the request (OpenAI's `stop`; see "Text and stop strings" above). Needs
+  /// the model's tokenizer; implies stream_text.
+  std::vector<std::string> stop_strings;
+  /// Decode the output as it is sampled: TokenEvent::text and FinishedRequest::text.
+  bool stream_text = false;
+  /// The request ends with FinishReason::Deadline at the first step boundary at or after
+  /// this time, whether it is waiting, running or swapped (default: never).
+  Metrics::TimePoint deadline = Metrics::TimePoint::max();
 };
 
 struct SchedulerOptions {
@@ -96,6 +139,9 @@ struct SchedulerOptions {
   bool prefix_caching = true;
   /// Static mode: compute the rectangle's padding as static batching does (see above).
   bool static_padding = true;
+  /// Admission limit: submit() refuses a request with ErrorCode::Overloaded while this many
+  /// are waiting (never admitted, or preempted by recompute). 0: no limit.
+  std::size_t max_waiting = 0;
   Metrics* metrics = nullptr;  ///< optional; not owned
 };
 
@@ -106,12 +152,18 @@ struct TokenEvent {
   float logprob = 0.0f;
   bool first = false;     ///< the request's first output token
   bool finished = false;  ///< the request ended with this token
+  /// Text released with this token (stream_text / stop_strings requests; may be empty while
+  /// text is held back). The last event of a request carries the flushed tail.
+  std::string text;
 };
 
 struct FinishedRequest {
   std::uint64_t id = 0;
   std::vector<Token> prompt;
-  std::vector<Token> output;
+  std::vector<Token> output;  ///< every sampled token (a stop string's tokens included)
+  /// The output text without the stop string and what followed it (stream_text /
+  /// stop_strings requests; "" otherwise).
+  std::string text;
   FinishReason reason = FinishReason::Length;
   int preemptions = 0;
   std::int64_t cached_prompt_tokens = 0;  ///< prompt tokens served by the prefix cache at first admission
@@ -140,7 +192,10 @@ struct SchedulerStats {
   std::int64_t recomputed_tokens = 0;  ///< tokens re-prefilled because of recompute preemption
   std::int64_t idle_slot_steps = 0;    ///< static batching: finished rows waiting for their batch
   std::int64_t padding_tokens = 0;     ///< static batching: pad tokens computed (static_padding)
-  std::int64_t finished = 0;
+  std::int64_t finished = 0;   ///< requests that ended, for any reason
+  std::int64_t cancelled = 0;  ///< of those, by cancel()
+  std::int64_t deadline = 0;   ///< of those, past their deadline
+  std::int64_t rejected = 0;   ///< submit() calls refused by max_waiting (never counted above)
 };
 
 class Scheduler {
@@ -153,12 +208,22 @@ class Scheduler {
   ~Scheduler();
 
   /// Queue a request (FCFS). `arrival` is its arrival time for the metrics (default: now).
+  /// Throws Error(ErrorCode::Overloaded) when max_waiting requests are waiting (nothing is
+  /// queued; a server answers 429), InvalidArgument for a bad request (see Errors above).
   void submit(Request req, Metrics::TimePoint arrival = Metrics::Clock::now());
-  /// Run one forward over the scheduled tokens; returns an empty result when idle().
+  /// End request `id` now: its KV sequence (resident or swapped) is freed at once (the
+  /// scheduler is between steps) and its FinishedRequest, reason Cancelled with the tokens
+  /// generated so far, comes in the next step()'s `finished`. The id stays taken until then.
+  /// Returns false, changing nothing, for an id that is unknown, already finished or
+  /// already cancelled.
+  bool cancel(std::uint64_t id);
+  /// End the requests past their deadline, then run one forward over the scheduled tokens
+  /// (none when nothing is left to run). Returns an empty result when idle().
   StepResult step();
   /// Step until every submitted request has finished; returns them in finishing order.
   std::vector<FinishedRequest> run_to_completion();
 
+  /// Nothing waiting, running or swapped, and no cancelled / expired request left to report.
   bool idle() const noexcept;
   std::size_t num_waiting() const noexcept;  ///< not admitted, or preempted by recompute
   std::size_t num_running() const noexcept;  ///< holding a resident sequence

@@ -12,5 +12,6 @@
 #include "vireo/sampler.hpp"
 #include "vireo/scheduler.hpp"
 #include "vireo/speculative.hpp"
+#include "vireo/text_stream.hpp"
 #include "vireo/tokenizer.hpp"
 #include "vireo/types.hpp"

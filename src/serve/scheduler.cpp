@@ -11,15 +11,22 @@
 // blocks the pool can give (KVCache::available_blocks, which counts evictable cached blocks
 // too). KVCache::blocks_needed(seq, n) is exact (copy on write included) and sequences do
 // not share the blocks they append to, so summing it over the plan gives the step's need.
+//
+// Requests that end outside a step's sampling (cancel(), a passed deadline) are taken off
+// their queue at once, their sequence removed, and their FinishedRequest parked in `ended`
+// until the next step() hands it out; their id stays taken until then. Deadlines are
+// scanned only when the clock has reached the earliest one known.
 #include "vireo/scheduler.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 #include <unordered_set>
 
 #include "vireo/error.hpp"
 #include "vireo/kv_cache.hpp"
+#include "vireo/text_stream.hpp"
 #include "vireo/tokenizer.hpp"
 
 namespace vireo {
@@ -40,11 +47,13 @@ struct Live {
   int preemptions = 0;
   std::int64_t cached_prompt = 0;
   Metrics::TimePoint arrival{}, first{};
+  std::optional<TextStream> text;  // stream_text / stop_strings requests
 
-  Live(Request r, std::uint64_t ord, Metrics::TimePoint t)
+  Live(Request r, std::uint64_t ord, Metrics::TimePoint t, const Tokenizer* tok)
       : req(std::move(r)), sampler(req.sampling), order(ord), arrival(t) {
     tokens = req.prompt;
     n_prompt = tokens.size();
+    if (tok) text.emplace(*tok, req.stop_strings);
   }
   std::int64_t pending() const { return std::int64_t(tokens.size()) - cached; }
   int n_out() const { return int(tokens.size() - n_prompt); }
@@ -83,6 +92,8 @@ struct Scheduler::Impl {
   std::vector<Pad> pads;
   std::vector<Pad*> pad_plan;  // pads fed this step with their counts in pad_counts
   std::vector<std::int64_t> pad_counts;
+  std::vector<FinishedRequest> ended;  // cancelled / expired, reported by the next step()
+  Metrics::TimePoint earliest_deadline = Metrics::TimePoint::max();
   Batch batch;
   std::vector<Sampler*> samplers;  // per-step scratch for forward_sample
   std::vector<std::span<const Token>> histories;
@@ -92,6 +103,90 @@ struct Scheduler::Impl {
   bool is_stop(const Live& l, Token t) const {
     if (l.req.stop_at_eog && model.has_tokenizer() && model.tokenizer().is_eog(t)) return true;
     return std::find(l.req.stop_tokens.begin(), l.req.stop_tokens.end(), t) != l.req.stop_tokens.end();
+  }
+
+  FinishedRequest finished_record(Live& l, FinishReason reason, Metrics::TimePoint now) {
+    FinishedRequest f;
+    f.id = l.req.id;
+    f.prompt = std::move(l.req.prompt);
+    f.output.assign(l.tokens.begin() + std::ptrdiff_t(l.n_prompt), l.tokens.end());
+    if (l.text) f.text = l.text->released();
+    f.reason = reason;
+    f.preemptions = l.preemptions;
+    f.cached_prompt_tokens = l.cached_prompt;
+    f.arrival = l.arrival;
+    f.first_token = l.first;
+    f.finish = now;
+    if (opts.metrics) opts.metrics->finish(f.id, now);
+    ++stats.finished;
+    return f;
+  }
+
+  // A static batch whose rows are all gone takes its padding sequences with it.
+  void end_static_batch_if_drained() {
+    if (opts.mode != BatchingMode::Static || !running.empty()) return;
+    for (const Pad& p : pads) cache.remove(p.seq);
+    pads.clear();
+  }
+
+  // End a request outside sampling (cancel, deadline): free its sequence, park its record.
+  void end_early(LivePtr l, FinishReason reason, Metrics::TimePoint now) {
+    if (l->seq >= 0) cache.remove(l->seq);  // resident or swapped
+    l->seq = -1;
+    if (l->text) l->text->flush();  // the held-back tail belongs to the final text
+    ++(reason == FinishReason::Cancelled ? stats.cancelled : stats.deadline);
+    ended.push_back(finished_record(*l, reason, now));
+  }
+
+  template <class C>
+  static LivePtr take(C& c, std::uint64_t id) {
+    auto it = std::find_if(c.begin(), c.end(), [&](const LivePtr& p) { return p->req.id == id; });
+    if (it == c.end()) return nullptr;
+    LivePtr l = std::move(*it);
+    c.erase(it);
+    return l;
+  }
+
+  bool cancel(std::uint64_t id) {
+    if (!ids.count(id)) return false;
+    LivePtr l = take(waiting, id);
+    if (!l) l = take(swapped, id);
+    if (!l) {
+      l = take(running, id);
+      if (l) {
+        // Keep the sequence out of end_static_batch_if_drained's way: remove it first.
+        cache.remove(l->seq);
+        l->seq = -1;
+        end_static_batch_if_drained();
+      }
+    }
+    if (!l) return false;  // already ended, waiting to be reported
+    end_early(std::move(l), FinishReason::Cancelled, Metrics::Clock::now());
+    return true;
+  }
+
+  template <class C>
+  void expire_in(C& c, Metrics::TimePoint now) {
+    for (auto it = c.begin(); it != c.end();) {
+      if ((*it)->req.deadline <= now) {
+        LivePtr l = std::move(*it);
+        it = c.erase(it);
+        end_early(std::move(l), FinishReason::Deadline, now);
+      } else {
+        earliest_deadline = std::min(earliest_deadline, (*it)->req.deadline);
+        ++it;
+      }
+    }
+  }
+
+  void expire(Metrics::TimePoint now) {
+    if (now < earliest_deadline) return;
+    earliest_deadline = Metrics::TimePoint::max();
+    expire_in(waiting, now);
+    expire_in(swapped, now);
+    const bool had_running = !running.empty();
+    expire_in(running, now);
+    if (had_running) end_static_batch_if_drained();
   }
 
   // Take the latest-arrived running request off the pool.
@@ -124,9 +219,15 @@ struct Scheduler::Impl {
     return lo;
   }
 
-  void admit(Live& l, StepResult& r) {
-    std::int64_t reused = 0;
-    l.seq = opts.prefix_caching ? cache.add_sequence(l.tokens, &reused) : cache.add_sequence();
+  // A new sequence for `l`, reusing the longest cached prefix of its tokens when prefix
+  // caching is on (`reused` tokens).
+  SeqId attach(const Live& l, std::int64_t& reused) {
+    reused = 0;
+    return opts.prefix_caching ? cache.add_sequence(l.tokens, &reused) : cache.add_sequence();
+  }
+
+  void admit(Live& l, SeqId seq, std::int64_t reused, StepResult& r) {
+    l.seq = seq;
     l.cached = reused;
     if (l.admitted_once) {
       stats.recomputed_tokens += std::int64_t(l.tokens.size()) - reused;
@@ -182,7 +283,9 @@ struct Scheduler::Impl {
           if (worst > cache.available_blocks() && !running.empty()) break;
         }
         reserve = worst;
-        admit(l, r);
+        std::int64_t reused = 0;
+        const SeqId seq = attach(l, reused);
+        admit(l, seq, reused, r);
         insert_sorted(running, std::move(waiting.front()));
         waiting.pop_front();
       }
@@ -228,7 +331,18 @@ struct Scheduler::Impl {
         // headroom per running request, so admission does not force an immediate preemption.
         const std::int64_t first = std::min<std::int64_t>(std::int64_t(l.tokens.size()), budget);
         if (cache.available_blocks() - need < ceil_div(first, bs) + std::int64_t(running.size())) break;
-        admit(l, r);
+        // The prefix reuse may take evictable cached blocks that `need` counted on, more of
+        // them than the first chunk checked above (a recomputed request's whole history):
+        // when the room is gone, give the sequence back (its blocks return to the cache)
+        // and admit no more this step.
+        std::int64_t reused = 0;
+        const SeqId seq = attach(l, reused);
+        const std::int64_t left = std::min<std::int64_t>(std::int64_t(l.tokens.size()) - reused, budget);
+        if (cache.available_blocks() - need < ceil_div(left, bs) + std::int64_t(running.size())) {
+          cache.remove(seq);
+          break;
+        }
+        admit(l, seq, reused, r);
         const std::int64_t n = fit_chunk(l.seq, std::min(l.pending(), budget), cache.available_blocks() - need);
         Live* lp = waiting.front().get();
         insert_sorted(running, std::move(waiting.front()));
@@ -269,6 +383,10 @@ struct Scheduler::Impl {
 
   StepResult step() {
     StepResult r;
+    expire(Metrics::Clock::now());
+    for (FinishedRequest& f : ended) ids.erase(f.id);
+    r.finished = std::move(ended);
+    ended.clear();
     if (waiting.empty() && running.empty() && swapped.empty()) return r;
     std::vector<Item> items = plan(r);
 
@@ -326,6 +444,12 @@ struct Scheduler::Impl {
         else opts.metrics->token(l.req.id, now);
       }
       ev.finished = l.n_out() >= l.req.max_new_tokens || is_stop(l, s.token);
+      if (l.text) {
+        TextStream::Piece piece = l.text->push(s.token);
+        ev.text = std::move(piece.text);
+        if (piece.stopped) ev.finished = true;
+        else if (ev.finished) ev.text += l.text->flush();
+      }
       if (ev.finished) done.push_back(&l);
       r.tokens.push_back(ev);
     }
@@ -340,27 +464,12 @@ struct Scheduler::Impl {
         pads.push_back({lp->seq, -1, lp->tokens.back()});  // keeps decoding pad tokens
       else
         cache.remove(lp->seq);
-      FinishedRequest f;
-      f.id = lp->req.id;
-      f.prompt = std::move(lp->req.prompt);
-      f.output.assign(lp->tokens.begin() + std::ptrdiff_t(lp->n_prompt), lp->tokens.end());
-      f.reason = is_stop(*lp, lp->tokens.back()) ? FinishReason::Stop : FinishReason::Length;
-      f.preemptions = lp->preemptions;
-      f.cached_prompt_tokens = lp->cached_prompt;
-      f.arrival = lp->arrival;
-      f.first_token = lp->first;
-      f.finish = now;
-      if (opts.metrics) opts.metrics->finish(f.id, now);
+      const bool stopped = (lp->text && lp->text->stopped()) || is_stop(*lp, lp->tokens.back());
+      FinishedRequest f = finished_record(*lp, stopped ? FinishReason::Stop : FinishReason::Length, now);
       ids.erase(f.id);
-      ++stats.finished;
       r.finished.push_back(std::move(f));
     }
-
-    if (opts.mode == BatchingMode::Static && running.empty()) {
-      // The batch has ended: its padding rows go with it.
-      for (const Pad& p : pads) cache.remove(p.seq);
-      pads.clear();
-    }
+    end_static_batch_if_drained();  // the batch has ended: its padding rows go with it
     ++stats.steps;
     stats.forward_tokens += r.batch_tokens;
     stats.decode_tokens += r.decode_tokens;
@@ -396,6 +505,11 @@ void Scheduler::submit(Request req, Metrics::TimePoint arrival) {
       throw Error(ErrorCode::InvalidArgument,
                   fmt::format("request {}: prompt token {} at position {} is outside the vocabulary of {}", req.id,
                               req.prompt[i], i, cfg.vocab_size));
+  // A bias on a token outside the vocabulary would make a later step throw.
+  for (const auto& [t, bias] : req.sampling.logit_bias)
+    if (t < 0 || t >= cfg.vocab_size)
+      throw Error(ErrorCode::InvalidArgument, fmt::format("request {}: logit_bias token {} is outside the vocabulary of {}",
+                                                          req.id, t, cfg.vocab_size));
   const std::int64_t total = std::int64_t(req.prompt.size()) + req.max_new_tokens;
   if (cfg.context_length > 0 && total > cfg.context_length)
     throw Error(ErrorCode::InvalidArgument,
@@ -407,11 +521,37 @@ void Scheduler::submit(Request req, Metrics::TimePoint arrival) {
     throw Error(ErrorCode::InvalidArgument,
                 fmt::format("request {}: {} tokens need {} KV blocks but the cache has only {}", req.id, total - 1,
                             blocks, s.cache.num_blocks()));
+  const bool wants_text = req.stream_text || !req.stop_strings.empty();
+  if (wants_text && !s.model.has_tokenizer())
+    throw Error(ErrorCode::InvalidArgument,
+                fmt::format("request {}: stop strings and text output need a tokenizer; the model has none", req.id));
+  if (s.opts.max_waiting > 0 && s.waiting.size() >= s.opts.max_waiting) {
+    ++s.stats.rejected;
+    throw Error(ErrorCode::Overloaded, fmt::format("request {}: {} requests are already waiting (max_waiting {})",
+                                                   req.id, s.waiting.size(), s.opts.max_waiting));
+  }
   const std::uint64_t id = req.id;
   const std::uint64_t n_prompt = req.prompt.size();
+  const Metrics::TimePoint deadline = req.deadline;
+  // Built before anything is recorded: an empty stop string throws here.
+  auto live = std::make_unique<Live>(std::move(req), s.next_order, arrival, wants_text ? &s.model.tokenizer() : nullptr);
   if (s.opts.metrics) s.opts.metrics->start(id, n_prompt, arrival);
+  ++s.next_order;
   s.ids.insert(id);
-  insert_sorted(s.waiting, std::make_unique<Live>(std::move(req), s.next_order++, arrival));
+  s.earliest_deadline = std::min(s.earliest_deadline, deadline);
+  insert_sorted(s.waiting, std::move(live));
+}
+
+bool Scheduler::cancel(std::uint64_t id) { return impl_->cancel(id); }
+
+const char* to_string(FinishReason r) noexcept {
+  switch (r) {
+    case FinishReason::Length: return "length";
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Deadline: return "deadline";
+  }
+  return "unknown";
 }
 
 StepResult Scheduler::step() { return impl_->step(); }
@@ -426,7 +566,7 @@ std::vector<FinishedRequest> Scheduler::run_to_completion() {
 }
 
 bool Scheduler::idle() const noexcept {
-  return impl_->waiting.empty() && impl_->running.empty() && impl_->swapped.empty();
+  return impl_->waiting.empty() && impl_->running.empty() && impl_->swapped.empty() && impl_->ended.empty();
 }
 std::size_t Scheduler::num_waiting() const noexcept { return impl_->waiting.size(); }
 std::size_t Scheduler::num_running() const noexcept { return impl_->running.size(); }
