@@ -10,7 +10,8 @@
  *   the function says otherwise, and every handle is as it was before the call.
  * - No exception ever leaves this API; nothing here aborts the process.
  * - Text is UTF-8 with an explicit length (no NUL terminator needed); text that is not valid
- *   UTF-8 is refused with VIREO_STATUS_INVALID_ARGUMENT.
+ *   UTF-8 is refused with VIREO_STATUS_INVALID_ARGUMENT. File paths are NUL-terminated UTF-8,
+ *   on Windows too.
  * - Threads: a model may be shared by several threads; a KV cache, sampler, scheduler,
  *   speculative decoder, batch, logits or stream decoder is used by one thread at a time.
  */
