@@ -12,11 +12,11 @@ namespace vireo::platform {
 
 class FileMap {
  public:
-  /// Opens `path` and maps all of it read-only. Throws Error(Io) "'<path>': cannot open: <OS
-  /// text>" (also for stat and map failures), and "'<path>': not a regular file (a FIFO); a
-  /// <what> must be a regular file" for a directory, FIFO, device or socket, which is refused
-  /// before anything would block on it. An empty file maps to data() == nullptr, size() == 0:
-  /// whether that is an error is the caller's decision.
+  /// Opens `path` and maps all of it read-only. Throws Error(Io) naming the file and giving the
+  /// OS's text when it cannot be opened, sized or mapped ("'<path>': cannot open: <text>"), and
+  /// "'<path>': not a regular file (a FIFO); a <what> must be a regular file" for a directory,
+  /// FIFO, pipe, device or socket, refused before anything could block on it. An empty file
+  /// maps to data() == nullptr, size() == 0: whether that is an error is the caller's decision.
   static FileMap open(const std::filesystem::path& path, std::string_view what = "file");
 
   FileMap() noexcept = default;
