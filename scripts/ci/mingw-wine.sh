@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Windows without Windows: cross-compile libvireo and vireo-tests with mingw-w64 (GCC's
-# "-posix" thread model, cmake/toolchains/mingw-w64-x86_64.cmake; CPU only, statically linked
-# so no MinGW DLL is needed), then run the CPU tests under wine in a throw-away prefix. The
-# golden tests need models/ (SmolLM2 and Gemma 3 270M, fetched here if missing). Installs what
-# is missing (Debian/Ubuntu). Prints the duration of each phase and of the whole script.
+# Windows without Windows: cross-compile libvireo, vireo-tests and the C API's test programs
+# with mingw-w64 (GCC's "-posix" thread model, cmake/toolchains/mingw-w64-x86_64.cmake; CPU
+# only, statically linked so no MinGW DLL is needed), then run them under wine in a throw-away
+# prefix. The golden tests need models/ (SmolLM2 and Gemma 3 270M, fetched here if missing).
+# Installs what is missing (Debian/Ubuntu). Prints the duration of each phase and of the whole
+# script.
 #
 # Left out under wine, each for a reason:
 #   [cuda]   no CUDA on this target (the Windows build is CPU only).
@@ -11,6 +12,7 @@
 #            (creating one needs an administrator or developer mode; wine does not implement it).
 #   "to_json output is accepted by Python's json module": runs python3 through the shell,
 #            which a Windows process does not have (it would only report itself skipped).
+#   tests/c/test_capi_basics.c: C11 <threads.h>, which mingw-w64's C library does not have.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 start=$SECONDS
@@ -40,7 +42,8 @@ phase "install and models"
 
 cmake -S . -B "$build" -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/toolchains/mingw-w64-x86_64.cmake" \
   -DCMAKE_BUILD_TYPE=Release -DVIREO_CUDA=OFF -DVIREO_BUILD_BENCH=OFF -DVIREO_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" -j"$jobs" --target vireo-tests
+c_tests=(vireo-c-test_capi_model vireo-c-test_capi_serve)
+cmake --build "$build" -j"$jobs" --target vireo-tests "${c_tests[@]}"
 exe="$build/tests/vireo-tests.exe"
 # Statically linked: the only DLLs it imports are Windows' own.
 imports=$(x86_64-w64-mingw32-objdump -p "$exe" | sed -n 's/^\s*DLL Name: //p' | tr 'A-Z' 'a-z' | sort -u | tr '\n' ' ')
@@ -66,5 +69,9 @@ phase "wine prefix (wineboot -i)"
 spec='~[cuda]~[posix]~"to_json output is accepted by Python'"'"'s json module"'
 echo "mingw-wine: vireo-tests.exe $spec ($(wine "$exe" "$spec" --list-test-names-only | grep -c .) test cases)"
 timeout 1800 wine "$exe" "$spec" --durations no
+for c in "${c_tests[@]}"; do
+  echo "mingw-wine: $c.exe"
+  timeout 600 wine "$build/tests/c/$c.exe" models/SmolLM2-135M-Instruct.Q4_1.gguf
+done
 phase "tests under wine"
 echo "== mingw-wine: total $((SECONDS - start)) s"
