@@ -14,6 +14,9 @@
 
 #include <atomic>
 #include <cstdlib>
+#ifdef _WIN32
+#include <malloc.h>
+#endif
 #include <cstring>
 #include <new>
 #include <string>
@@ -25,13 +28,30 @@ namespace {
 std::atomic<bool> g_counting{false};
 std::atomic<std::size_t> g_bytes{0};
 
+/// An over-aligned block. The Windows C runtime has no aligned_alloc; its _aligned_malloc
+/// blocks must go back through _aligned_free.
+void* aligned_block(std::size_t n, std::size_t align) {
+#ifdef _WIN32
+  return _aligned_malloc(n, align);
+#else
+  return std::aligned_alloc(align, (n + align - 1) / align * align);
+#endif
+}
+
 void* counted_alloc(std::size_t n, std::size_t align) {
   if (g_counting.load(std::memory_order_relaxed)) g_bytes.fetch_add(n, std::memory_order_relaxed);
   if (n == 0) n = 1;
-  void* p = align <= alignof(std::max_align_t) ? std::malloc(n)
-                                               : std::aligned_alloc(align, (n + align - 1) / align * align);
+  void* p = align <= alignof(std::max_align_t) ? std::malloc(n) : aligned_block(n, align);
   if (p == nullptr) throw std::bad_alloc();
   return p;
+}
+
+/// Frees what counted_alloc(_, align) returned.
+void counted_free(void* p, std::size_t align) noexcept {
+#ifdef _WIN32
+  if (align > alignof(std::max_align_t)) return _aligned_free(p);
+#endif
+  std::free(p);
 }
 }  // namespace
 
@@ -54,16 +74,16 @@ void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) n
 }
 void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
 void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t a, const std::nothrow_t&) noexcept { counted_free(p, std::size_t(a)); }
+void operator delete[](void* p, std::align_val_t a, const std::nothrow_t&) noexcept { counted_free(p, std::size_t(a)); }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t a) noexcept { counted_free(p, std::size_t(a)); }
+void operator delete[](void* p, std::align_val_t a) noexcept { counted_free(p, std::size_t(a)); }
+void operator delete(void* p, std::size_t, std::align_val_t a) noexcept { counted_free(p, std::size_t(a)); }
+void operator delete[](void* p, std::size_t, std::align_val_t a) noexcept { counted_free(p, std::size_t(a)); }
 
 using namespace vireo;
 using gguf::File;

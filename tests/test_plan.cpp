@@ -9,7 +9,18 @@
 #include <filesystem>
 #include <fstream>
 
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#include <psapi.h>
+#else
 #include <unistd.h>
+#endif
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -26,12 +37,20 @@ std::filesystem::path smollm2() {
 }
 
 /// Bytes the process holds from the allocator: glibc's own count (heap in use plus mmapped
-/// blocks, mallinfo2) where there is one, else the resident set (/proc/self/statm), which
-/// heap trimming elsewhere in the process can make shrink while the pool is allocated.
+/// blocks, mallinfo2) where there is one, the commit charge on Windows, else the
+/// resident set (/proc/self/statm), which heap trimming elsewhere in the process can make
+/// shrink while the pool is allocated.
 std::uint64_t allocated_bytes() {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
   const struct mallinfo2 mi = mallinfo2();
   return std::uint64_t(mi.uordblks) + std::uint64_t(mi.hblkhd);
+#elif defined(_WIN32)
+  // PagefileUsage is the process's commit charge (its private committed bytes); wine fills it,
+  // but not PrivateUsage.
+  PROCESS_MEMORY_COUNTERS c{};
+  c.cb = sizeof(c);
+  REQUIRE(K32GetProcessMemoryInfo(GetCurrentProcess(), &c, sizeof(c)));
+  return std::uint64_t(c.PagefileUsage);
 #else
   std::ifstream f("/proc/self/statm");
   std::uint64_t size = 0, resident = 0;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
@@ -122,10 +123,10 @@ inline std::vector<std::byte> tiny_gguf(const TinySpec& s) {
 
 inline std::filesystem::path write_tmp(const std::vector<std::byte>& bytes, const std::string& name) {
   auto p = std::filesystem::temp_directory_path() / ("vireo-test-" + name + ".gguf");
-  std::FILE* f = std::fopen(p.c_str(), "wb");
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  f.close();
   REQUIRE(f);
-  std::fwrite(bytes.data(), 1, bytes.size(), f);
-  std::fclose(f);
   return p;
 }
 

@@ -10,7 +10,8 @@
  *   the function says otherwise, and every handle is as it was before the call.
  * - No exception ever leaves this API; nothing here aborts the process.
  * - Text is UTF-8 with an explicit length (no NUL terminator needed); text that is not valid
- *   UTF-8 is refused with VIREO_STATUS_INVALID_ARGUMENT.
+ *   UTF-8 is refused with VIREO_STATUS_INVALID_ARGUMENT. File paths are NUL-terminated UTF-8,
+ *   on Windows too.
  * - Threads: a model may be shared by several threads; a KV cache, sampler, scheduler,
  *   speculative decoder, batch, logits or stream decoder is used by one thread at a time.
  */
@@ -125,10 +126,10 @@ typedef struct vireo_model_params {
 
 VIREO_API vireo_model_params vireo_model_default_params(void);
 
-/* Load a GGUF file. `params` may be NULL (defaults). On success *out_model is a new model;
- * on failure it is left untouched. Returns INVALID_ARGUMENT (NULL path / out), IO,
- * INVALID_MODEL, UNSUPPORTED, OUT_OF_MEMORY, CUDA or CANCELLED (the progress callback
- * returned false). */
+/* Load a GGUF file; `path` is UTF-8 text (on Windows too). `params` may be NULL (defaults).
+ * On success *out_model is a new model; on failure it is left untouched. Returns
+ * INVALID_ARGUMENT (NULL path / out), IO, INVALID_MODEL, UNSUPPORTED, OUT_OF_MEMORY, CUDA or
+ * CANCELLED (the progress callback returned false). */
 VIREO_API vireo_status vireo_model_load(const char* path, const vireo_model_params* params, vireo_model** out_model);
 /* Load a GGUF image of `size` bytes held in memory (an asset pack, a download). The bytes are
  * copied: the caller may free them when the call returns. Errors as vireo_model_load, and
@@ -462,7 +463,7 @@ typedef struct vireo_memory_plan {
 } vireo_memory_plan;
 
 VIREO_API vireo_plan_params vireo_plan_default_params(void);
-/* Plan for the GGUF file at `path`. INVALID_ARGUMENT (NULL pointers, bad params), IO,
+/* Plan for the GGUF file at `path` (UTF-8). INVALID_ARGUMENT (NULL pointers, bad params), IO,
  * INVALID_MODEL (a malformed header or missing shape keys). */
 VIREO_API vireo_status vireo_plan_file(const char* path, const vireo_plan_params* params, vireo_memory_plan* out);
 

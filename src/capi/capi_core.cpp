@@ -8,6 +8,7 @@
 #include <new>
 
 #include "capi/capi_internal.hpp"
+#include "platform/path.hpp"
 
 namespace vireo::capi {
 namespace {
@@ -52,7 +53,7 @@ std::filesystem::path utf8_path(const char* path, const char* what) {
   need(path, what);
   const std::string_view s(path);
   check_utf8(s, what);
-  return std::filesystem::path(std::u8string(s.begin(), s.end()));
+  return vireo::platform::path_from_utf8(s);
 }
 
 void check_utf8(std::string_view s, const char* what) {

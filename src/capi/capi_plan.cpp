@@ -25,7 +25,7 @@ vireo_plan_params vireo_plan_default_params(void) {
 
 vireo_status vireo_plan_file(const char* path, const vireo_plan_params* params, vireo_memory_plan* out) {
   return guard("vireo_plan_file", [&] {
-    need(path, "path");
+    const std::filesystem::path file = utf8_path(path, "path");
     need(out, "out");
     const vireo_plan_params p = params ? *params : vireo_plan_default_params();
     vireo::PlanOptions o;
@@ -50,7 +50,7 @@ vireo_status vireo_plan_file(const char* path, const vireo_plan_params* params, 
     o.device_memory_bytes = p.device_memory_bytes;
     o.memory_budget_bytes = p.memory_budget_bytes;
     o.reserve_bytes = p.reserve_bytes;
-    const vireo::MemoryPlan m = vireo::plan(path, o);
+    const vireo::MemoryPlan m = vireo::plan(file, o);
     vireo_memory_plan r{};
     r.weight_bytes = m.weight_bytes;
     r.file_bytes = m.file_bytes;

@@ -17,22 +17,19 @@
 // bytes of file, so the worst case is about 7x the file size. Tensor records
 // are checked for rank, non-zero dimensions, element-count overflow, known type, block
 // divisibility of ne[0], alignment, bounds within the data section, unique names and no
-// overlap. A mapped file that another process truncates afterwards can still fault (SIGBUS):
-// mmap gives no protection against that.
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
+// overlap. The file is mapped by platform::FileMap (src/platform/); on POSIX a mapped file that
+// another process truncates afterwards can still fault (SIGBUS): mmap gives no protection
+// against that.
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <unordered_map>
 
 #include "gguf/value_access.hpp"
+#include "platform/file_map.hpp"
+#include "platform/path.hpp"
 #include "vireo/gguf.hpp"
 
 namespace vireo::gguf {
@@ -200,16 +197,6 @@ Value read_value(Cursor& c, ValueType t, std::uint32_t depth, const std::string&
          std::uint32_t(t));
 }
 
-/// What a non-regular file is, for the refusal.
-const char* file_kind(mode_t m) {
-  if (S_ISDIR(m)) return "a directory";
-  if (S_ISFIFO(m)) return "a FIFO";
-  if (S_ISCHR(m)) return "a character device";
-  if (S_ISBLK(m)) return "a block device";
-  if (S_ISSOCK(m)) return "a socket";
-  return "not a plain file";
-}
-
 std::string shape_string(const std::vector<std::uint64_t>& shape) {
   return fmt::format("{{{}}}", fmt::join(shape, ", "));
 }
@@ -218,8 +205,7 @@ std::string shape_string(const std::vector<std::uint64_t>& shape) {
 
 struct File::Impl {
   std::vector<std::byte> owned;  // from_bytes
-  void* map = nullptr;           // open: the read-only mapping
-  std::size_t map_size = 0;
+  platform::FileMap map;         // open: the read-only mapping
   const std::uint8_t* base = nullptr;
   std::uint64_t size = 0;
 
@@ -229,10 +215,6 @@ struct File::Impl {
   std::vector<TensorInfo> tensors;
   // Views into the strings above; both vectors are reserved up front and never grow later.
   std::unordered_map<std::string_view, std::size_t> kv_index, tensor_index;
-
-  ~Impl() {
-    if (map) ::munmap(map, map_size);
-  }
 
   void parse(const std::string& source);
 };
@@ -386,39 +368,13 @@ File& File::operator=(File&&) noexcept = default;
 File::~File() = default;
 
 File File::open(const std::filesystem::path& path) {
-  const std::string source = fmt::format("'{}'", path.string());
-  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever, before
-  // fstat can tell that it is not a regular file. It changes nothing for a regular file
-  // (which is only mapped, never read through the descriptor).
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0)
-    throw Error(ErrorCode::Io, fmt::format("{}: cannot open: {}", source, std::strerror(errno)));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    throw Error(ErrorCode::Io, fmt::format("{}: cannot stat: {}", source, std::strerror(e)));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(ErrorCode::Io, fmt::format("{}: not a regular file ({}); a model must be a regular file",
-                                           source, file_kind(st.st_mode)));
-  }
   auto impl = std::make_unique<Impl>();
-  impl->size = std::uint64_t(st.st_size);
-  if (impl->size == 0) {
-    ::close(fd);
+  impl->map = platform::FileMap::open(path, "model");
+  const std::string source = fmt::format("'{}'", platform::path_to_utf8(path));
+  if (impl->map.size() == 0)
     throw Error(ErrorCode::InvalidModel, fmt::format("{}: empty file, not a GGUF model", source));
-  }
-  impl->map_size = std::size_t(st.st_size);
-  void* m = ::mmap(nullptr, impl->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int e = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (m == MAP_FAILED)
-    throw Error(ErrorCode::Io, fmt::format("{}: cannot mmap {} bytes: {}", source, impl->size,
-                                           std::strerror(e)));
-  impl->map = m;
-  impl->base = static_cast<const std::uint8_t*>(m);
+  impl->base = impl->map.data();
+  impl->size = impl->map.size();
   impl->parse(source);
   return File(std::move(impl));
 }

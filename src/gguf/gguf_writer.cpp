@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "gguf/value_access.hpp"
+#include "platform/path.hpp"
 #include "vireo/gguf.hpp"
 
 namespace vireo::gguf {
@@ -160,10 +161,10 @@ std::vector<std::byte> Writer::bytes(std::uint32_t version, std::uint64_t alignm
 void Writer::write(const std::filesystem::path& path) const {
   const std::vector<std::byte> b = bytes();
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) throw Error(ErrorCode::Io, fmt::format("'{}': cannot open for writing", path.string()));
+  if (!f) throw Error(ErrorCode::Io, fmt::format("'{}': cannot open for writing", platform::path_to_utf8(path)));
   f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
   f.close();
-  if (!f) throw Error(ErrorCode::Io, fmt::format("'{}': write failed", path.string()));
+  if (!f) throw Error(ErrorCode::Io, fmt::format("'{}': write failed", platform::path_to_utf8(path)));
 }
 
 }  // namespace vireo::gguf

@@ -12,9 +12,8 @@
 #include <new>
 #include <stdexcept>
 
-#include <unistd.h>
-
 #include "kv/kv_storage.hpp"
+#include "platform/memory.hpp"
 #include "vireo/error.hpp"
 
 namespace vireo::detail {
@@ -34,11 +33,11 @@ CpuKVStorage::CpuKVStorage(const KVGeometry& g) : KVStorage(g), layer_elems_(0) 
   const double bytes = double(g.bytes_per_block()) * double(g.num_blocks);
   // vector::resize zero-fills, so every page is touched: a pool larger than physical
   // memory would not fail here but get the process OOM-killed later. Refuse it up front.
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  if (pages > 0 && page > 0 && bytes > double(pages) * double(page))
+  const std::uint64_t host = platform::physical_memory_bytes();
+  if (host > 0 && bytes > double(host))
     throw Error(ErrorCode::OutOfMemory,
                 fmt::format("KV cache: {} blocks of {} bytes need {:.0f} bytes, more than the host's {} bytes of memory",
-                            g.num_blocks, g.bytes_per_block(), bytes, std::int64_t(pages) * page));
+                            g.num_blocks, g.bytes_per_block(), bytes, host));
   try {
     if (g.int8) {
       k8_.resize(total);

@@ -19,6 +19,7 @@
 #include "model/loader.hpp"
 #include "model/patterns.hpp"
 #include "model/model_impl.hpp"
+#include "platform/path.hpp"
 #include "vireo/error.hpp"
 #include "vireo/kv_cache.hpp"
 #include "vireo/log.hpp"
@@ -74,7 +75,7 @@ void attach_backend(ModelImpl& m, const std::function<void(float)>& progress) {
 }  // namespace detail
 
 Model Model::load(const std::filesystem::path& path, ModelOptions opts) {
-  return Model::load_impl_(gguf::File::open(path), path.string(), std::move(opts));
+  return Model::load_impl_(gguf::File::open(path), platform::path_to_utf8(path), std::move(opts));
 }
 
 Model Model::load(std::span<const std::byte> image, ModelOptions opts) {

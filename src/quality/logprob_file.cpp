@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "platform/path.hpp"
 #include "vireo/error.hpp"
 #include "vireo/quality.hpp"
 
@@ -34,7 +35,7 @@ void save_logprobs(const std::filesystem::path& path, const LogProbRecord& r) {
   if (r.ids.size() != r.logp.size() || r.target_logp.size() != n)
     throw Error(ErrorCode::InvalidArgument, "save_logprobs: record arrays of inconsistent sizes");
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) throw Error(ErrorCode::Io, fmt::format("cannot write {}", path.string()));
+  if (!f) throw Error(ErrorCode::Io, fmt::format("cannot write {}", platform::path_to_utf8(path)));
   f.write(kMagic, sizeof kMagic);
   for (std::int32_t v : {r.ctx, r.stride, r.top_k, r.vocab, std::int32_t(r.first_token)}) put(f, v);
   put(f, std::uint64_t(r.tokens.size()));
@@ -44,12 +45,12 @@ void save_logprobs(const std::filesystem::path& path, const LogProbRecord& r) {
   put_vec(f, r.logp);
   put_vec(f, r.target_logp);
   f.flush();
-  if (!f) throw Error(ErrorCode::Io, fmt::format("writing {} failed", path.string()));
+  if (!f) throw Error(ErrorCode::Io, fmt::format("writing {} failed", platform::path_to_utf8(path)));
 }
 
 LogProbRecord load_logprobs(const std::filesystem::path& path) {
   std::ifstream f(path, std::ios::binary | std::ios::ate);
-  if (!f) throw Error(ErrorCode::Io, fmt::format("cannot open {}", path.string()));
+  if (!f) throw Error(ErrorCode::Io, fmt::format("cannot open {}", platform::path_to_utf8(path)));
   const std::uint64_t size = std::uint64_t(f.tellg());
   f.seekg(0);
   constexpr std::uint64_t header = 8 + 5 * 4 + 2 * 8;
@@ -57,7 +58,7 @@ LogProbRecord load_logprobs(const std::filesystem::path& path) {
   std::int32_t h[5] = {};
   std::uint64_t n_tokens = 0, n_scored = 0;
   if (size < header || !f.read(magic, 8) || std::memcmp(magic, kMagic, 8) != 0)
-    throw Error(ErrorCode::InvalidArgument, fmt::format("{} is not a vireo log-prob file", path.string()));
+    throw Error(ErrorCode::InvalidArgument, fmt::format("{} is not a vireo log-prob file", platform::path_to_utf8(path)));
   f.read(reinterpret_cast<char*>(h), sizeof h);
   f.read(reinterpret_cast<char*>(&n_tokens), 8);
   f.read(reinterpret_cast<char*>(&n_scored), 8);
@@ -65,14 +66,14 @@ LogProbRecord load_logprobs(const std::filesystem::path& path) {
   r.ctx = h[0], r.stride = h[1], r.top_k = h[2], r.vocab = h[3], r.first_token = h[4];
   if (r.top_k < 1 || r.vocab < 1 || r.top_k > r.vocab || r.ctx < 4)
     throw Error(ErrorCode::InvalidArgument,
-                fmt::format("{}: bad header (ctx {}, top_k {}, vocab {})", path.string(), r.ctx, r.top_k, r.vocab));
+                fmt::format("{}: bad header (ctx {}, top_k {}, vocab {})", platform::path_to_utf8(path), r.ctx, r.top_k, r.vocab));
   // Sizes in elements; each bound keeps the products below far from overflow.
   const std::uint64_t body = size - header;
   if (n_tokens > body / 4 || n_scored > body / 4 / std::uint64_t(r.top_k) ||
       4 * (n_tokens + n_scored * (2 * std::uint64_t(r.top_k) + 1)) != body)
     throw Error(ErrorCode::InvalidArgument,
                 fmt::format("{}: {} tokens and {} positions of top-{} do not match the file's {} bytes",
-                            path.string(), n_tokens, n_scored, r.top_k, size));
+                            platform::path_to_utf8(path), n_tokens, n_scored, r.top_k, size));
   r.tokens.resize(n_tokens);
   r.ids.resize(n_scored * std::uint64_t(r.top_k));
   r.logp.resize(r.ids.size());
@@ -81,7 +82,7 @@ LogProbRecord load_logprobs(const std::filesystem::path& path) {
   f.read(reinterpret_cast<char*>(r.ids.data()), std::streamsize(r.ids.size() * 4));
   f.read(reinterpret_cast<char*>(r.logp.data()), std::streamsize(r.logp.size() * 4));
   f.read(reinterpret_cast<char*>(r.target_logp.data()), std::streamsize(n_scored * 4));
-  if (!f) throw Error(ErrorCode::Io, fmt::format("reading {} failed", path.string()));
+  if (!f) throw Error(ErrorCode::Io, fmt::format("reading {} failed", platform::path_to_utf8(path)));
   return r;
 }
 

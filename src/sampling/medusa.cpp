@@ -13,6 +13,7 @@
 #include "cpu/thread_pool.hpp"
 #include "model/access.hpp"
 #include "model/model_impl.hpp"
+#include "platform/path.hpp"
 #include "vireo/error.hpp"
 #include "vireo/gguf.hpp"
 #include "vireo/tokenizer.hpp"
@@ -66,7 +67,7 @@ MedusaHeads MedusaHeads::load(const std::filesystem::path& path, const Model& ba
   const gguf::Value* arch = f.find("general.architecture");
   if (!arch || arch->type() != gguf::ValueType::String || arch->as_string() != "medusa")
     throw Error(ErrorCode::InvalidModel,
-                fmt::format("'{}' is not a Medusa sidecar (general.architecture is not \"medusa\")", path.string()));
+                fmt::format("'{}' is not a Medusa sidecar (general.architecture is not \"medusa\")", platform::path_to_utf8(path)));
   const std::uint32_t version = get_u32(f, "medusa.format_version", 0, 1u << 30);
   if (version != 1)
     throw Error(ErrorCode::Unsupported, fmt::format("Medusa sidecar format version {} (this vireo reads 1)", version));
@@ -77,19 +78,19 @@ MedusaHeads MedusaHeads::load(const std::filesystem::path& path, const Model& ba
   const ModelConfig& c = base.config();
   if (im->d != c.d_model)
     throw Error(ErrorCode::InvalidArgument,
-                fmt::format("Medusa sidecar '{}' was made for d_model {}, the base has {}", path.string(), im->d,
+                fmt::format("Medusa sidecar '{}' was made for d_model {}, the base has {}", platform::path_to_utf8(path), im->d,
                             c.d_model));
   if (vocab != c.vocab_size)
     throw Error(ErrorCode::InvalidArgument,
                 fmt::format("Medusa sidecar '{}' was made for a vocabulary of {} tokens, the base has {}",
-                            path.string(), vocab, c.vocab_size));
+                            platform::path_to_utf8(path), vocab, c.vocab_size));
   const gguf::Value* hv = f.find("medusa.vocab_hash");
   if (!hv || hv->type() != gguf::ValueType::String)
     throw Error(ErrorCode::InvalidModel, "Medusa sidecar: metadata 'medusa.vocab_hash' is missing");
   if (base.has_tokenizer() && hv->as_string() != vocab_hash(base))
     throw Error(ErrorCode::InvalidArgument,
                 fmt::format("Medusa sidecar '{}' was made for another vocabulary (hash {}, the base's {})",
-                            path.string(), hv->as_string(), vocab_hash(base)));
+                            platform::path_to_utf8(path), hv->as_string(), vocab_hash(base)));
   im->w.resize(std::size_t(im->heads));
   im->b.resize(std::size_t(im->heads));
   for (int k = 0; k < im->heads; ++k)
