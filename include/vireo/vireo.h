@@ -55,7 +55,9 @@ typedef enum vireo_status {
   VIREO_STATUS_INTERNAL = 9,
   /* The caller's output buffer is too small; the size needed was written to the size output
    * and nothing else changed. */
-  VIREO_STATUS_BUFFER_TOO_SMALL = 10
+  VIREO_STATUS_BUFFER_TOO_SMALL = 10,
+  /* A queue is full (the scheduler's max_waiting): nothing was queued; retry later. */
+  VIREO_STATUS_OVERLOADED = 11
 } vireo_status;
 
 /* The message of the most recent failed call on this thread ("" if none). The pointer stays

@@ -37,6 +37,7 @@ vireo_status to_status(ErrorCode code) noexcept {
     case ErrorCode::Cuda: return VIREO_STATUS_CUDA;
     case ErrorCode::Cancelled: return VIREO_STATUS_CANCELLED;
     case ErrorCode::Internal: return VIREO_STATUS_INTERNAL;
+    case ErrorCode::Overloaded: return VIREO_STATUS_OVERLOADED;
   }
   return VIREO_STATUS_INTERNAL;
 }
@@ -171,6 +172,7 @@ const char* vireo_status_string(vireo_status status) {
     case VIREO_STATUS_CANCELLED: return "cancelled";
     case VIREO_STATUS_INTERNAL: return "internal error";
     case VIREO_STATUS_BUFFER_TOO_SMALL: return "buffer too small";
+    case VIREO_STATUS_OVERLOADED: return "overloaded";
   }
   return "unknown status";
 }
