@@ -186,7 +186,9 @@ int run_cancel(int argc, char** argv) {
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   std::string j = "{\n";
   j += fmt::format("  \"benchmark\": \"vireo-bench cancel\",\n  \"date\": {},\n  \"commit\": {},\n", jstr(date), jstr(commit));
-  j += fmt::format("  \"machine\": {{\"cpu\": {}, \"threads\": {}}},\n", jstr(cpu_name()), o.threads);
+  // The latency is one op of one chunk: other work on the machine stretches it, so record it.
+  j += fmt::format("  \"machine\": {{\"cpu\": {}, \"threads\": {}, \"loadavg\": {}}},\n", jstr(cpu_name()), o.threads,
+                   jstr(first_line("cat /proc/loadavg 2>/dev/null")));
   j += fmt::format("  \"model\": {},\n  \"prompt_tokens\": {},\n  \"full_prefill_ms\": {:.1f},\n", jstr(o.model), o.tokens,
                    full_ms);
   j += fmt::format("  \"target_ms\": 100,\n  \"worst_latency_ms\": {:.1f},\n  \"cache_intact\": {},\n", worst,
