@@ -143,8 +143,10 @@ class Logits {
 struct ForwardOptions {
   /// Another thread sets it to stop this step: forward() then throws Cancelled and the
   /// cache holds what it held before the call. Checked, with ModelOptions::cancel, between
-  /// ops on the CPU (a long prefill runs in chunks of a few hundred tokens, so the check
-  /// comes every few tens of milliseconds on a small model) and between layers on a GPU.
+  /// ops on the CPU and between layers on a GPU. With a flag given, a long CPU step runs in
+  /// chunks of 256 tokens so the check comes every few tens of milliseconds on a small
+  /// model; that costs some prefill throughput (each weight panel is dequantized once per
+  /// chunk; bench/README.md has the figures), so pass a flag only where you may cancel.
   const std::atomic<bool>* cancel = nullptr;
 };
 

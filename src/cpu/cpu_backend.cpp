@@ -46,13 +46,15 @@ class CpuBackend final : public Backend {
   void forward(const ForwardPlan& plan, KVStorage& kv_base, Logits& out, const Cancel& cancel) override {
     auto& kv = static_cast<CpuKVStorage&>(kv_base);
     const std::int64_t T = std::int64_t(plan.tokens.size());
-    if (T <= kChunkTokens) {
+    if (T <= kChunkTokens || cancel.call == nullptr) {
       run_tokens(plan, kv, out.mutable_data(), out.mutable_hidden(), cancel);
       return;
     }
-    // A long step (a prefill) runs in chunks through the whole network, each chunk's tokens
-    // attending to the K/V the earlier chunks wrote: the same rows, the same arithmetic, and
-    // a cancellation check at most one op of one chunk away.
+    // A long step (a prefill) whose caller may cancel it runs in chunks through the whole
+    // network, each chunk's tokens attending to the K/V the earlier chunks wrote: the same
+    // rows, the same arithmetic, and a cancellation check at most one op of one chunk away.
+    // Without a per-call flag the step runs whole: each weight panel is then dequantized
+    // once per step instead of once per chunk, which is measurably faster.
     std::size_t row = 0;
     for (std::int64_t t0 = 0; t0 < T; t0 += kChunkTokens) {
       const ForwardPlan sub = slice(plan, t0, std::min(T, t0 + kChunkTokens));
